@@ -1,0 +1,17 @@
+//! Compiles the waymark.v1 protobuf definitions with a vendored `protoc`, so building
+//! needs no system protobuf compiler.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the env.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let protos = [
+        "proto/waymark/v1/catalog.proto",
+        "proto/waymark/v1/cluster.proto",
+        "proto/waymark/v1/raft.proto",
+    ];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
+    Ok(())
+}

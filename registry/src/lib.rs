@@ -1,0 +1,17 @@
+//! Waymark registry: the Raft-replicated service catalog on RocksDB, its gRPC API,
+//! admin HTTP endpoint, and the `waymark` command line (server, dev cluster, client).
+
+pub mod admin;
+pub mod api;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod raft_types;
+pub mod server;
+pub mod store;
+
+pub use config::ServerConfig;
+pub use server::{run, Listeners};
