@@ -1,1 +1,210 @@
-//! (in progress)
+//! Process metrics kept by the node (counters and histograms) and rendered in the
+//! Prometheus text exposition format. Gauges that mirror Raft state are read at scrape
+//! time by the admin endpoint instead of being stored here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A monotonically increasing counter.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A histogram with fixed buckets (upper bounds in seconds).
+pub struct Histogram {
+    bounds: &'static [f64],
+    inner: Mutex<HistogramState>,
+}
+
+#[derive(Default)]
+struct HistogramState {
+    /// Non-cumulative count per bucket; the last slot is +Inf.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+/// Buckets from 10 µs to 2.5 s, suited to apply and request latencies.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            inner: Mutex::new(HistogramState {
+                counts: vec![0; bounds.len() + 1],
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let slot = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
+        let mut s = self.inner.lock().expect("histogram lock poisoned");
+        s.counts[slot] += 1;
+        s.sum += value;
+        s.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let s = self.inner.lock().expect("histogram lock poisoned");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&s.counts) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += s.counts[self.bounds.len()];
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {}", s.sum);
+        let _ = writeln!(out, "{name}_count {}", s.count);
+    }
+}
+
+/// Counters and histograms of one node.
+pub struct Metrics {
+    /// Time to apply one log entry to the state machine (including its RocksDB write,
+    /// averaged over the entries of a batch).
+    pub apply_latency: Histogram,
+    pub snapshots_built: Counter,
+    pub snapshots_installed: Counter,
+    /// gRPC requests served on the client API, by (method, status code).
+    grpc_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            apply_latency: Histogram::new(LATENCY_BUCKETS),
+            snapshots_built: Counter::default(),
+            snapshots_installed: Counter::default(),
+            grpc_requests: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// Name of a gRPC status code as Prometheus label value (e.g. `InvalidArgument`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Cancelled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+impl Metrics {
+    pub fn record_grpc(&self, method: &'static str, code: tonic::Code) {
+        let mut m = self.grpc_requests.lock().expect("metrics lock poisoned");
+        *m.entry((method, code_name(code))).or_default() += 1;
+    }
+
+    /// Appends this registry's series to `out`.
+    pub fn render(&self, out: &mut String) {
+        self.apply_latency.render(
+            out,
+            "waymark_apply_latency_seconds",
+            "Time to apply one committed log entry to the state machine.",
+        );
+        render_counter(
+            out,
+            "waymark_snapshots_built_total",
+            "Snapshots built by this node.",
+            self.snapshots_built.get(),
+        );
+        render_counter(
+            out,
+            "waymark_snapshots_installed_total",
+            "Snapshots received from a leader and installed.",
+            self.snapshots_installed.get(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP waymark_grpc_requests_total Client API requests by method and status code."
+        );
+        let _ = writeln!(out, "# TYPE waymark_grpc_requests_total counter");
+        for ((method, code), n) in self.grpc_requests.lock().expect("metrics lock poisoned").iter() {
+            let _ = writeln!(
+                out,
+                "waymark_grpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}"
+            );
+        }
+    }
+}
+
+pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+pub fn render_gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::new(&[0.1, 1.0]);
+        h.observe(0.05);
+        h.observe(0.5);
+        h.observe(5.0);
+        let mut out = String::new();
+        h.render(&mut out, "x", "help");
+        assert!(out.contains("x_bucket{le=\"0.1\"} 1\n"));
+        assert!(out.contains("x_bucket{le=\"1\"} 2\n"));
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"));
+        assert!(out.contains("x_count 3\n"));
+    }
+
+    #[test]
+    fn grpc_counter_by_method_and_code() {
+        let m = Metrics::default();
+        m.record_grpc("Register", tonic::Code::Ok);
+        m.record_grpc("Register", tonic::Code::Ok);
+        m.record_grpc("Register", tonic::Code::InvalidArgument);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("waymark_grpc_requests_total{method=\"Register\",code=\"OK\"} 2\n"));
+        assert!(out.contains(
+            "waymark_grpc_requests_total{method=\"Register\",code=\"InvalidArgument\"} 1\n"
+        ));
+    }
+}

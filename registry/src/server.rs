@@ -1,8 +1,33 @@
-//! Server wiring (in progress).
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+//! Wires a node together and runs it: opens RocksDB, starts Raft, serves the Raft
+//! transport, the client API and the admin endpoint on their own listeners, joins the
+//! initial cluster, and shuts down in order (drain servers, stop Raft, flush RocksDB).
 
-use crate::config::ServerConfig;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::FutureExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use waymark_proto::pb;
+
+use crate::api::catalog_service::CatalogService;
+use crate::api::cluster_service::ClusterService;
+use crate::config::{LogFormat, ServerConfig};
+use crate::metrics::Metrics;
+use crate::network::peers::PeerChannels;
+use crate::network::raft_client::NetworkFactory;
+use crate::network::raft_service::RaftService;
+use crate::node::Node;
+use crate::raft_types::{Member, Raft};
+use crate::store::{open_db, LogStore, StateMachineStore};
+
+/// How long in-flight requests get to finish at shutdown.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Pre-bound listeners, so tests can bind port 0 and learn the addresses first.
 pub struct Listeners {
@@ -11,19 +36,215 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
-/// Binds the configured addresses and runs until SIGINT/SIGTERM.
+impl Listeners {
+    /// Binds the addresses in `config`.
+    pub async fn bind(config: &ServerConfig) -> anyhow::Result<Self> {
+        let bind = |addr: String, what: &'static str| async move {
+            TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("binding the {what} listener on {addr}"))
+        };
+        Ok(Self {
+            api: bind(config.api_addr.clone(), "gRPC API").await?,
+            raft: bind(config.raft_addr.clone(), "Raft").await?,
+            admin: bind(config.admin_addr.clone(), "admin HTTP").await?,
+        })
+    }
+}
+
+/// Validates the config, binds its addresses and runs until SIGINT or SIGTERM.
 pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    let _ = config;
-    todo!()
+    config.validate()?;
+    let listeners = Listeners::bind(&config).await?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        on_signal.cancel();
+    });
+    run(config, listeners, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers the process still stops on the default action.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
+    let raft_config = openraft::Config {
+        cluster_name: "waymark".into(),
+        heartbeat_interval: config.heartbeat_interval_ms,
+        election_timeout_min: config.election_timeout_min_ms,
+        election_timeout_max: config.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
+        max_in_snapshot_log_to_keep: config.logs_to_keep,
+        ..Default::default()
+    };
+    raft_config.validate().context("validating the Raft configuration")
+}
+
+/// A started node, as tests see it.
+pub struct RunningNode {
+    pub node: Arc<Node>,
 }
 
 /// Runs a node on the given listeners until `shutdown` is cancelled.
 pub async fn run(config: ServerConfig, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = (config, listeners, shutdown);
-    todo!()
+    let span = tracing::info_span!("node", node_id = config.node_id);
+    run_inner(config, listeners, shutdown, None).instrument(span).await
 }
 
-/// Installs the tracing subscriber for a binary (text or JSON).
-pub fn init_logging(format: crate::config::LogFormat) {
-    let _ = format;
+/// Like [`run`], but hands the started node to `started` (for in-process tests).
+pub async fn run_with(
+    config: ServerConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    started: tokio::sync::oneshot::Sender<RunningNode>,
+) -> anyhow::Result<()> {
+    let span = tracing::info_span!("node", node_id = config.node_id);
+    run_inner(config, listeners, shutdown, Some(started)).instrument(span).await
+}
+
+async fn run_inner(
+    config: ServerConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    started: Option<tokio::sync::oneshot::Sender<RunningNode>>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let metrics = Arc::new(Metrics::default());
+    let db = open_db(&config.data_dir)?;
+    let log_store = LogStore::new(db.clone());
+    let committed = log_store.committed_index();
+    let state_machine = StateMachineStore::open(db.clone(), metrics.clone())
+        .context("opening the state machine")?;
+    let catalog = state_machine.catalog();
+    let peers = PeerChannels::default();
+    let network = NetworkFactory { peers: peers.clone() };
+    let raft = Raft::new(
+        config.node_id,
+        Arc::new(raft_config(&config)?),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .context("starting Raft")?;
+    let node = Arc::new(Node::new(
+        config.node_id,
+        raft.clone(),
+        catalog,
+        metrics,
+        peers,
+        committed,
+        config.request_timeout(),
+    ));
+
+    let servers = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+    let raft_addr = listeners.raft.local_addr()?;
+    let api_addr = listeners.api.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
+    tasks.spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                pb::raft_server::RaftServer::new(RaftService::new(node.clone()))
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.raft), servers.clone().cancelled_owned())
+            .map(|r| r.context("serving the Raft transport"))
+            .instrument(tracing::info_span!("raft_transport", %raft_addr)),
+    );
+    tasks.spawn(
+        tonic::transport::Server::builder()
+            .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(node.clone())))
+            .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(node.clone())))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), servers.clone().cancelled_owned())
+            .map(|r| r.context("serving the gRPC API"))
+            .instrument(tracing::info_span!("grpc_api", %api_addr)),
+    );
+    let admin = crate::admin::router(node.clone());
+    let admin_shutdown = servers.clone();
+    tasks.spawn(
+        async move {
+            axum::serve(listeners.admin, admin)
+                .with_graceful_shutdown(admin_shutdown.cancelled_owned())
+                .await
+                .context("serving the admin endpoint")
+        }
+        .instrument(tracing::info_span!("admin_http", %admin_addr)),
+    );
+    tracing::info!(%api_addr, %raft_addr, %admin_addr, data_dir = %config.data_dir.display(), "node started");
+
+    if !config.initial_cluster.is_empty() && !raft.is_initialized().await? {
+        let voters: BTreeMap<_, _> = config
+            .initial_cluster
+            .iter()
+            .map(|p| {
+                (
+                    p.node_id,
+                    Member {
+                        api_addr: p.api_addr.clone(),
+                        raft_addr: p.raft_addr.clone(),
+                    },
+                )
+            })
+            .collect();
+        node.initialize(voters).await.context("initializing the cluster")?;
+        tracing::info!("initialized cluster membership");
+    }
+    if let Some(started) = started {
+        let _ = started.send(RunningNode { node: node.clone() });
+    }
+
+    // Run until asked to stop, or until a server fails.
+    let failure = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        Some(res) = tasks.join_next() => Some(res),
+    };
+    servers.cancel();
+    let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("servers did not drain within {DRAIN_DEADLINE:?}; aborting them");
+        tasks.shutdown().await;
+    }
+    raft.shutdown().await.ok();
+    drop(node);
+    db.flush_wal(true).context("flushing the RocksDB WAL")?;
+    tracing::info!("node stopped");
+    match failure {
+        Some(Ok(Err(e))) => Err(e).context("a server stopped unexpectedly"),
+        Some(Err(e)) => Err(e).context("a server task panicked"),
+        _ => Ok(()),
+    }
+}
+
+/// Installs the tracing subscriber for a binary (text or JSON, to stderr).
+/// `RUST_LOG` overrides the default `info` level.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -1,1 +1,290 @@
-//! The `waymark` command line: `server`, `dev`, and the client commands.
+//! The `waymark` command line: clap definitions for `server`, `dev` and the client
+//! commands, and the dispatch that turns every failure into `error: …` and an exit code.
+
+mod client;
+mod dev;
+mod output;
+mod parse;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{LogFormat, ServerArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "waymark",
+    version,
+    about = "Waymark service registry: run a node, a local dev cluster, or talk to a cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one registry node until SIGINT or SIGTERM.
+    Server(ServerArgs),
+    /// Run a local cluster of N nodes (child processes) for trying Waymark out.
+    Dev(DevArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// Keep node data and logs here (node-K/ and node-K.log), so a restart resumes the
+    /// same cluster. Default: a fresh temporary directory, removed at exit.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of nodes. Node K uses gRPC 850K-1, Raft 830K-1, admin 851K-1.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    nodes: u16,
+    /// Log format of the nodes' log files.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Flags every client command takes.
+#[derive(Debug, Clone, Args)]
+struct ClientOpts {
+    /// Node to talk to: HOST:PORT or http://HOST:PORT. Any node will do.
+    #[arg(long, env = "WAYMARK_ADDR", default_value = "127.0.0.1:8500",
+          value_parser = parse::normalize_addr, value_name = "HOST:PORT")]
+    addr: String,
+    /// Print one JSON document with every field instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Give up on the request after this long (e.g. 30s, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse::parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReadMode {
+    /// Linearizable: confirmed with the leader (ReadIndex).
+    Consistent,
+    /// From the serving node's replica, no round trip; may lag the leader.
+    Stale,
+}
+
+/// Flags of the read commands.
+#[derive(Debug, Clone, Args)]
+struct ReadArgs {
+    /// How the read is served [default: consistent, or stale with --max-stale].
+    #[arg(long, value_enum)]
+    consistency: Option<ReadMode>,
+    /// Stale reads only: fail rather than answer if the node last heard from a leader
+    /// longer ago than this (e.g. 5s, 500ms). Implies --consistency stale.
+    #[arg(long, value_parser = parse::parse_duration, value_name = "DURATION")]
+    max_stale: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a service instance (an existing id is replaced).
+    Register(RegisterArgs),
+    /// Remove a service instance (idempotent).
+    Deregister(InstanceKey),
+    /// Show one instance.
+    Get(GetArgs),
+    /// List services with their instance counts and tags.
+    Services(ServicesArgs),
+    /// List the instances of a service.
+    Instances(InstancesArgs),
+    /// List the cluster members.
+    Members(PlainArgs),
+    /// Show the Raft status of the node at --addr.
+    Status(PlainArgs),
+    /// Add a node: it joins as a learner, catches up, then becomes a voter.
+    AddMember(AddMemberArgs),
+    /// Remove a node from the cluster.
+    RemoveMember(RemoveMemberArgs),
+}
+
+#[derive(Debug, Args)]
+struct RegisterArgs {
+    /// Service name (DNS label: lowercase letters, digits, '-').
+    #[arg(long)]
+    service: String,
+    /// Instance id, unique within the service (same rule as the name).
+    #[arg(long)]
+    id: String,
+    /// IP address or hostname clients should connect to.
+    #[arg(long)]
+    address: String,
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+    /// A tag; repeat for more.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Metadata entry KEY=VALUE; repeat for more.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = parse::parse_meta_entry)]
+    meta: Vec<(String, String)>,
+    /// Load-balancing weight while passing (the warning weight stays 1) [default: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65535))]
+    weight: Option<u32>,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+struct InstanceKey {
+    #[arg(long)]
+    service: String,
+    #[arg(long)]
+    id: String,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+struct GetArgs {
+    #[arg(long)]
+    service: String,
+    #[arg(long)]
+    id: String,
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+struct ServicesArgs {
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+struct InstancesArgs {
+    /// Service name.
+    service: String,
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+struct PlainArgs {
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+struct AddMemberArgs {
+    /// Node id of the new member (as passed to its --node-id).
+    #[arg(long)]
+    id: u64,
+    /// Its client gRPC address, as other nodes and clients should reach it.
+    #[arg(long)]
+    api_addr: String,
+    /// Its Raft transport address, as the other nodes should dial it.
+    #[arg(long)]
+    raft_addr: String,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+struct RemoveMemberArgs {
+    /// Node id to remove.
+    #[arg(long)]
+    id: u64,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+/// A bad combination of flags that clap cannot express; reported like clap's own
+/// usage errors (exit code 2) rather than as a failed request.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Entry point of the `waymark` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Server(args) => run_server(args).map(|()| ExitCode::SUCCESS),
+        Command::Dev(args) => dev::run(args),
+        Command::Client(cmd) => client::run(cmd).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(usage) = e.downcast_ref::<UsageError>() {
+                eprintln!("error: {usage}\n\nFor more information, try '--help'.");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    // Config errors are reported before a runtime or logger exists, so they show up
+    // as a plain `error:` line, not a log record.
+    let config = args.into_config()?;
+    crate::server::init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("waymark")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(crate::server::serve(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_register_with_repeated_flags() {
+        let cli = Cli::try_parse_from([
+            "waymark", "register", "--service", "web", "--id", "web-1", "--address", "10.0.0.1",
+            "--port", "8080", "--tag", "a", "--tag", "b", "--meta", "v=1", "--weight", "5",
+            "--addr", "http://127.0.0.1:8501",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli { command: Command::Client(ClientCommand::Register(r)) }) = cli else {
+            panic!("unexpected parse: {cli:?}");
+        };
+        assert_eq!(r.tags, ["a", "b"]);
+        assert_eq!(r.meta, [("v".to_string(), "1".to_string())]);
+        assert_eq!(r.weight, Some(5));
+        assert_eq!(r.client.addr, "http://127.0.0.1:8501");
+    }
+
+    #[test]
+    fn rejects_bad_meta_and_node_count() {
+        let bad_meta = Cli::try_parse_from([
+            "waymark", "register", "--service", "w", "--id", "i", "--address", "a", "--port", "1",
+            "--meta", "novalue",
+        ]);
+        assert!(bad_meta.is_err_and(|e| e.to_string().contains("KEY=VALUE")));
+        assert!(Cli::try_parse_from(["waymark", "dev", "--nodes", "10"]).is_err());
+        assert!(Cli::try_parse_from(["waymark", "dev", "--nodes", "0"]).is_err());
+    }
+}

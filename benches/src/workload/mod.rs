@@ -1,0 +1,4 @@
+//! Workloads, one module each: a clap `Args` struct for its flags and an async `run`
+//! that drives the shared runner and returns a `report::Summary`.
+
+pub mod register;

@@ -1,0 +1,161 @@
+//! The `Catalog` gRPC service: validates requests, proposes writes through Raft, and
+//! serves reads in the requested consistency mode with the index they reflect.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use waymark_proto::{check_instance_key, pb, Registration};
+
+use super::convert;
+use super::errors::node_error_status;
+use crate::catalog::{Catalog, NewInstance};
+use crate::node::{Node, RaftView};
+use crate::raft_types::{Command, CommandResult};
+
+pub struct CatalogService {
+    node: Arc<Node>,
+}
+
+impl CatalogService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    /// Counts the request by method and outcome, then passes the result on.
+    fn observe<T>(&self, method: &'static str, result: Result<T, Status>) -> Result<Response<T>, Status> {
+        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.node.metrics.record_grpc(method, code);
+        result.map(Response::new)
+    }
+
+    /// Makes the local replica fit to answer in the requested mode, then runs `read`
+    /// on it. The returned index is the one the answer reflects.
+    async fn read<T>(
+        &self,
+        options: Option<pb::ReadOptions>,
+        read: impl FnOnce(&Catalog) -> T,
+    ) -> Result<(T, pb::ResponseMeta), Status> {
+        let options = options.unwrap_or_default();
+        let consistency = match pb::Consistency::try_from(options.consistency) {
+            Ok(pb::Consistency::Stale) => pb::Consistency::Stale,
+            Ok(_) => pb::Consistency::Consistent,
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid read.consistency: unknown mode {} (use CONSISTENT or STALE)",
+                    options.consistency
+                )))
+            }
+        };
+        let view: RaftView;
+        match consistency {
+            pb::Consistency::Stale => {
+                view = self.node.view();
+                self.node
+                    .check_staleness(&view, options.max_stale_ms)
+                    .map_err(node_error_status)?;
+            }
+            _ => {
+                if options.max_stale_ms != 0 {
+                    return Err(Status::invalid_argument(
+                        "invalid read.max_stale_ms: only applies to STALE reads",
+                    ));
+                }
+                self.node.read_barrier().await.map_err(node_error_status)?;
+                view = self.node.view();
+            }
+        }
+        let (value, index) = {
+            let catalog = self.node.catalog.read().expect("catalog lock poisoned");
+            (read(&catalog), catalog.applied_index())
+        };
+        Ok((value, convert::response_meta(&self.node, &view, index, consistency)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::catalog_server::Catalog for CatalogService {
+    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+        let result = async {
+            let registration = Registration::try_from(req.into_inner())?;
+            let cmd = Command::Register(NewInstance::from(registration));
+            let (index, result) = self.node.write(cmd).await.map_err(node_error_status)?;
+            match result {
+                CommandResult::Registered(record) => Ok(pb::RegisterResponse {
+                    instance: Some(convert::instance(&record)),
+                    index,
+                }),
+                other => Err(Status::internal(format!("register applied with unexpected result {other:?}"))),
+            }
+        }
+        .await;
+        self.observe("Register", result)
+    }
+
+    async fn deregister(&self, req: Request<pb::DeregisterRequest>) -> Result<Response<pb::DeregisterResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            check_instance_key(&req.service, &req.id)?;
+            let cmd = Command::Deregister {
+                service: req.service,
+                id: req.id,
+            };
+            let (index, result) = self.node.write(cmd).await.map_err(node_error_status)?;
+            match result {
+                CommandResult::Deregistered { removed } => Ok(pb::DeregisterResponse { removed, index }),
+                other => Err(Status::internal(format!("deregister applied with unexpected result {other:?}"))),
+            }
+        }
+        .await;
+        self.observe("Deregister", result)
+    }
+
+    async fn get_instance(&self, req: Request<pb::GetInstanceRequest>) -> Result<Response<pb::GetInstanceResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            check_instance_key(&req.service, &req.id)?;
+            let (found, meta) = self
+                .read(req.read, |c| c.get(&req.service, &req.id).map(convert::instance))
+                .await?;
+            match found {
+                Some(instance) => Ok(pb::GetInstanceResponse {
+                    instance: Some(instance),
+                    meta: Some(meta),
+                }),
+                None => Err(Status::not_found(format!(
+                    "instance {:?} of service {:?} not found (at index {})",
+                    req.id, req.service, meta.index
+                ))),
+            }
+        }
+        .await;
+        self.observe("GetInstance", result)
+    }
+
+    async fn list_services(&self, req: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let result = async {
+            let (services, meta) = self.read(req.into_inner().read, |c| c.services()).await?;
+            Ok(pb::ListServicesResponse {
+                services: services.into_iter().map(convert::service_summary).collect(),
+                meta: Some(meta),
+            })
+        }
+        .await;
+        self.observe("ListServices", result)
+    }
+
+    async fn list_instances(&self, req: Request<pb::ListInstancesRequest>) -> Result<Response<pb::ListInstancesResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            waymark_proto::validate::check_dns_label("service", &req.service)?;
+            let (instances, meta) = self
+                .read(req.read, |c| c.instances(&req.service).iter().map(convert::instance).collect())
+                .await?;
+            Ok(pb::ListInstancesResponse {
+                instances,
+                meta: Some(meta),
+            })
+        }
+        .await;
+        self.observe("ListInstances", result)
+    }
+}

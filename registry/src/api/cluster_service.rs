@@ -1,0 +1,131 @@
+//! The `Cluster` gRPC service: membership listing and changes, and node status
+//! (including the state digest used to compare replicas).
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use waymark_proto::pb;
+
+use super::convert;
+use super::errors::node_error_status;
+use crate::node::Node;
+use crate::raft_types::Member;
+
+pub struct ClusterService {
+    node: Arc<Node>,
+}
+
+impl ClusterService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn observe<T>(&self, method: &'static str, result: Result<T, Status>) -> Result<Response<T>, Status> {
+        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.node.metrics.record_grpc(method, code);
+        result.map(Response::new)
+    }
+
+    fn members_now(&self) -> (Vec<pb::Member>, u64) {
+        let view = self.node.view();
+        (convert::members(&view), view.membership_index)
+    }
+}
+
+fn check_addr(field: &str, value: &str) -> Result<(), Status> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        _ => Err(Status::invalid_argument(format!(
+            "invalid {field}: must be HOST:PORT (got {value:?})"
+        ))),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for ClusterService {
+    async fn members(&self, _req: Request<pb::MembersRequest>) -> Result<Response<pb::MembersResponse>, Status> {
+        let view = self.node.view();
+        let result = Ok(pb::MembersResponse {
+            members: convert::members(&view),
+            leader_id: view.leader.map(|(id, _)| id),
+            index: view.membership_index,
+        });
+        self.observe("Members", result)
+    }
+
+    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::AddMemberResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            if req.node_id == 0 {
+                return Err(Status::invalid_argument("invalid node_id: must be a positive integer (got 0)"));
+            }
+            check_addr("api_addr", &req.api_addr)?;
+            check_addr("raft_addr", &req.raft_addr)?;
+            let member = Member {
+                api_addr: req.api_addr,
+                raft_addr: req.raft_addr,
+            };
+            let index = self.node.add_member(req.node_id, member).await.map_err(node_error_status)?;
+            let (members, _) = self.members_now();
+            Ok(pb::AddMemberResponse { members, index })
+        }
+        .await;
+        self.observe("AddMember", result)
+    }
+
+    async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            if req.node_id == 0 {
+                return Err(Status::invalid_argument("invalid node_id: must be a positive integer (got 0)"));
+            }
+            let index = self.node.remove_member(req.node_id).await.map_err(node_error_status)?;
+            let (members, _) = self.members_now();
+            Ok(pb::RemoveMemberResponse { members, index })
+        }
+        .await;
+        self.observe("RemoveMember", result)
+    }
+
+    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let view = self.node.view();
+        let (state_digest, digest_index) = {
+            let catalog = self.node.catalog.read().expect("catalog lock poisoned");
+            (catalog.digest(), catalog.applied_index())
+        };
+        let result = Ok(pb::StatusResponse {
+            node_id: self.node.id,
+            role: role_name(&view).to_string(),
+            term: view.term,
+            leader_id: view.leader.as_ref().map(|(id, _)| *id),
+            leader_api_addr: view
+                .leader
+                .as_ref()
+                .and_then(|(_, m)| m.as_ref())
+                .map(|m| m.api_addr.clone())
+                .unwrap_or_default(),
+            commit_index: self.node.commit_index(&view),
+            applied_index: view.applied_index,
+            last_log_index: view.last_log_index,
+            snapshot_index: view.snapshot_index,
+            purged_index: view.purged_index,
+            last_contact_ms: self.node.last_contact_ms(&view),
+            members: convert::members(&view),
+            state_digest,
+            digest_index,
+        });
+        self.observe("Status", result)
+    }
+}
+
+/// The role as users name it.
+pub fn role_name(view: &crate::node::RaftView) -> &'static str {
+    use openraft::ServerState::*;
+    match view.state {
+        Leader => "leader",
+        Follower => "follower",
+        Candidate => "candidate",
+        Learner => "learner",
+        Shutdown => "shutdown",
+    }
+}

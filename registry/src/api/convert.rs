@@ -1,0 +1,75 @@
+//! Hand-written conversions from stored records to wire messages (the two encodings
+//! are kept separate on purpose: see ARCHITECTURE.md).
+
+use waymark_proto::pb;
+
+use crate::catalog::{Health, InstanceRecord, ServiceSummary};
+use crate::node::{Node, RaftView};
+
+pub fn instance(r: &InstanceRecord) -> pb::Instance {
+    pb::Instance {
+        service: r.service.clone(),
+        id: r.id.clone(),
+        address: r.address.clone(),
+        port: r.port as u32,
+        tags: r.tags.clone(),
+        meta: r.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        weights: Some(pb::Weights {
+            passing: r.weight_passing as u32,
+            warning: r.weight_warning as u32,
+        }),
+        status: health(r.health) as i32,
+        status_output: r.health_output.clone(),
+        create_index: r.create_index,
+        modify_index: r.modify_index,
+    }
+}
+
+pub fn health(h: Health) -> pb::HealthStatus {
+    match h {
+        Health::Passing => pb::HealthStatus::Passing,
+        Health::Warning => pb::HealthStatus::Warning,
+        Health::Critical => pb::HealthStatus::Critical,
+    }
+}
+
+pub fn service_summary(s: ServiceSummary) -> pb::ServiceSummary {
+    pb::ServiceSummary {
+        name: s.name,
+        instance_count: s.instance_count as u32,
+        tags: s.tags,
+    }
+}
+
+/// What a read response says about the state it reflects.
+pub fn response_meta(node: &Node, view: &RaftView, index: u64, consistency: pb::Consistency) -> pb::ResponseMeta {
+    pb::ResponseMeta {
+        index,
+        node_id: node.id,
+        leader_id: view.leader.as_ref().map(|(id, _)| *id),
+        leader_api_addr: view
+            .leader
+            .as_ref()
+            .and_then(|(_, m)| m.as_ref())
+            .map(|m| m.api_addr.clone())
+            .unwrap_or_default(),
+        last_contact_ms: node.last_contact_ms(view),
+        consistency: consistency as i32,
+    }
+}
+
+pub fn members(view: &RaftView) -> Vec<pb::Member> {
+    view.members
+        .iter()
+        .map(|(id, m, voter)| pb::Member {
+            node_id: *id,
+            api_addr: m.api_addr.clone(),
+            raft_addr: m.raft_addr.clone(),
+            role: if *voter {
+                pb::MemberRole::Voter as i32
+            } else {
+                pb::MemberRole::Learner as i32
+            },
+        })
+        .collect()
+}

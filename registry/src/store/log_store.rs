@@ -1,0 +1,215 @@
+//! The Raft log and vote in RocksDB. Vote and appended entries are written with
+//! `sync = true`: they reach the disk before openraft is told they are durable, so a
+//! kill -9 or power loss cannot lose an acknowledged write or a cast vote.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
+
+use super::{blocking, cf, CF_LOGS, CF_RAFT_META};
+use crate::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn key_index(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
+fn read_err<E: std::error::Error + 'static>(e: E) -> StorageError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+/// Log storage handle; cheap to clone (openraft takes one as its log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+    /// Highest committed index this node has heard of, for status and readiness.
+    committed: Arc<AtomicU64>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<DB>) -> Self {
+        let store = Self {
+            db,
+            committed: Arc::new(AtomicU64::new(0)),
+        };
+        if let Ok(Some(c)) = store.get_meta::<LogId>(KEY_COMMITTED) {
+            store.committed.store(c.index, Ordering::Relaxed);
+        }
+        store
+    }
+
+    /// Shared view of the committed index (updated whenever openraft saves it).
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+        let bytes = self
+            .db
+            .get_cf(cf(&self.db, CF_RAFT_META), key)
+            .map_err(read_err)?;
+        bytes
+            .map(|b| serde_json::from_slice(&b).map_err(read_err))
+            .transpose()
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        blocking(|| {
+            self.db
+                .put_cf_opt(cf(&self.db, CF_RAFT_META), key, bytes, &opts)
+        })
+        .map_err(write_err)
+    }
+
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        let mut iter = self.db.iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, value) = item.map_err(read_err)?;
+                let entry: Entry = serde_json::from_slice(&value).map_err(read_err)?;
+                Ok(Some(entry.log_id))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(x) => *x,
+            std::ops::Bound::Excluded(x) => *x + 1,
+            std::ops::Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CF_LOGS),
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        );
+        for item in iter {
+            let (key, value) = item.map_err(read_err)?;
+            let index = key_index(&key)
+                .ok_or_else(|| StorageIOError::read_logs(AnyError::error("malformed log key")))?;
+            if !range.contains(&index) {
+                break;
+            }
+            let entry: Entry = serde_json::from_slice(&value).map_err(read_err)?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
+        let last = self.last_entry_log_id()?.or(last_purged);
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(KEY_VOTE, vote, true).map_err(|e| {
+            StorageIOError::new(ErrorSubject::Vote, ErrorVerb::Write, AnyError::new(&e)).into()
+        })
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        if let Some(c) = committed {
+            self.committed.fetch_max(c.index, Ordering::Relaxed);
+        }
+        // Not synced: committed is a hint that lets a restarted node apply sooner; losing
+        // it is safe because the leader re-establishes it.
+        self.put_meta(KEY_COMMITTED, &committed, false)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.get_meta(KEY_COMMITTED)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let logs = cf(&self.db, CF_LOGS);
+        for entry in entries {
+            let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+            batch.put_cf(logs, index_key(entry.log_id.index), bytes);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        let result = blocking(|| self.db.write_opt(batch, &opts));
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Removes the conflicting suffix [log_id.index, ∞).
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOGS),
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        blocking(|| self.db.write_opt(batch, &opts)).map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point first: a crash between the two writes leaves extra
+        // entries, never a hole the log state does not account for.
+        self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOGS),
+            index_key(0),
+            index_key(log_id.index + 1),
+        );
+        blocking(|| self.db.write(batch)).map_err(write_err)
+    }
+}

@@ -1,0 +1,60 @@
+//! Durable storage on one RocksDB instance: the Raft log and vote (`log_store`), the
+//! state machine and its snapshots (`state_machine`).
+//!
+//! Column families:
+//! - `logs`: log index (big-endian u64) → entry;
+//! - `raft_meta`: vote, committed log id, last purged log id;
+//! - `sm_records`: `service/id` → instance record, mirrored on every apply;
+//! - `sm_meta`: last applied log id, last membership;
+//! - `snapshot`: the current snapshot (meta + data).
+//!
+//! Encodings here are Waymark's own serde types, never the protobuf wire types.
+
+pub mod log_store;
+pub mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachineStore;
+
+pub(crate) const CF_LOGS: &str = "logs";
+pub(crate) const CF_RAFT_META: &str = "raft_meta";
+pub(crate) const CF_SM_RECORDS: &str = "sm_records";
+pub(crate) const CF_SM_META: &str = "sm_meta";
+pub(crate) const CF_SNAPSHOT: &str = "snapshot";
+
+/// Opens (or creates) the node's database under `dir`.
+pub fn open_db(dir: &Path) -> anyhow::Result<Arc<DB>> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = [CF_LOGS, CF_RAFT_META, CF_SM_RECORDS, CF_SM_META, CF_SNAPSHOT]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)
+        .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
+    Ok(Arc::new(db))
+}
+
+/// Looks up a column family that `open_db` always creates.
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name)
+        .unwrap_or_else(|| panic!("column family {name} is created by open_db"))
+}
+
+/// Runs a blocking RocksDB call without stalling the async worker it is called on.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

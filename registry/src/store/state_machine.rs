@@ -1,0 +1,292 @@
+//! The replicated state machine: applies committed entries to the in-memory catalog
+//! (which serves reads) and mirrors every change into RocksDB in the same step, builds
+//! and installs snapshots, and restores itself from disk on start.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
+    StorageIOError,
+};
+use rocksdb::{WriteBatch, DB};
+use serde::{Deserialize, Serialize};
+
+use super::{blocking, cf, CF_SM_META, CF_SM_RECORDS, CF_SNAPSHOT};
+use crate::catalog::{Catalog, InstanceRecord, RecordChange};
+use crate::metrics::Metrics;
+use crate::raft_types::{
+    CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_CURRENT_SNAPSHOT: &[u8] = b"current";
+
+/// The catalog as readers see it: always a state that was reached by applying a
+/// prefix of the committed log.
+pub type SharedCatalog = Arc<RwLock<Catalog>>;
+
+/// Snapshot contents as stored and as sent to other nodes.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    records: Vec<InstanceRecord>,
+}
+
+/// A snapshot as kept in the `snapshot` column family.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+fn record_key(service: &str, id: &str) -> Vec<u8> {
+    format!("{service}/{id}").into_bytes()
+}
+
+fn sm_write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl Into<AnyError>) -> StorageError {
+    let subject = match meta {
+        Some(m) => ErrorSubject::Snapshot(Some(m.signature())),
+        None => ErrorSubject::Snapshot(None),
+    };
+    StorageIOError::new(subject, verb, e).into()
+}
+
+/// State machine handle given to openraft. Cheap to clone.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    catalog: SharedCatalog,
+    last_applied: Arc<RwLock<(Option<LogId>, StoredMembership)>>,
+    snapshot_seq: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+}
+
+impl StateMachineStore {
+    /// Restores the state machine from disk: the mirrored records, or the stored
+    /// snapshot if that is newer (the mirror is written without fsync; the snapshot is).
+    pub fn open(db: Arc<DB>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let applied: Option<LogId> = get_json(&db, CF_SM_META, KEY_APPLIED)?;
+        let membership: StoredMembership =
+            get_json(&db, CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default();
+        let mut records = Vec::new();
+        for item in db.iterator_cf(cf(&db, CF_SM_RECORDS), rocksdb::IteratorMode::Start) {
+            let (_, v) = item?;
+            records.push(serde_json::from_slice::<InstanceRecord>(&v)?);
+        }
+        let store = Self {
+            catalog: Arc::new(RwLock::new(Catalog::from_records(
+                records,
+                applied.map(|l| l.index).unwrap_or(0),
+            ))),
+            last_applied: Arc::new(RwLock::new((applied, membership))),
+            db,
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+            metrics,
+        };
+        if let Some(snap) = get_json::<StoredSnapshot>(&store.db, CF_SNAPSHOT, KEY_CURRENT_SNAPSHOT)? {
+            if snap.meta.last_log_id > applied {
+                store
+                    .replace_state(&snap.meta, &snap.data)
+                    .map_err(|e| anyhow::anyhow!("restoring state from snapshot: {e}"))?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The read view of the catalog.
+    pub fn catalog(&self) -> SharedCatalog {
+        self.catalog.clone()
+    }
+
+    /// Replaces the whole state with a snapshot's contents, on disk and in memory.
+    fn replace_state(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let snapshot: SnapshotData = serde_json::from_slice(data)
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+        let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+        let mut batch = WriteBatch::default();
+        let records_cf = cf(&self.db, CF_SM_RECORDS);
+        // Keys are "service/id" of printable ASCII, so [0x00] .. [0xff] covers them all.
+        batch.delete_range_cf(records_cf, [0u8], [0xffu8]);
+        for r in &snapshot.records {
+            let bytes = serde_json::to_vec(r).map_err(sm_write_err)?;
+            batch.put_cf(records_cf, record_key(&r.service, &r.id), bytes);
+        }
+        let meta_cf = cf(&self.db, CF_SM_META);
+        batch.put_cf(meta_cf, KEY_APPLIED, to_json(&meta.last_log_id)?);
+        batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_json(&meta.last_membership)?);
+        blocking(|| self.db.write(batch)).map_err(sm_write_err)?;
+        let catalog = Catalog::from_records(snapshot.records, applied_index);
+        *self.catalog.write().expect("catalog lock poisoned") = catalog;
+        *self.last_applied.write().expect("applied lock poisoned") =
+            (meta.last_log_id, meta.last_membership.clone());
+        Ok(())
+    }
+
+    fn save_snapshot(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+        let mut opts = rocksdb::WriteOptions::default();
+        // Synced: after a purge, the snapshot is the only copy of the purged prefix.
+        opts.set_sync(true);
+        blocking(|| {
+            self.db
+                .put_cf_opt(cf(&self.db, CF_SNAPSHOT), KEY_CURRENT_SNAPSHOT, bytes, &opts)
+        })
+        .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+    }
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(db: &DB, cf_name: &str, key: &[u8]) -> anyhow::Result<Option<T>> {
+    match db.get_cf(cf(db, cf_name), key)? {
+        Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+        None => Ok(None),
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+    serde_json::to_vec(v).map_err(sm_write_err)
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // Copy the state and its applied log id under the locks, serialize outside them.
+        let (records, last_log_id, last_membership) = {
+            let catalog = self.catalog.read().expect("catalog lock poisoned");
+            let applied = self.last_applied.read().expect("applied lock poisoned");
+            (
+                catalog.records().cloned().collect::<Vec<_>>(),
+                applied.0,
+                applied.1.clone(),
+            )
+        };
+        let data = serde_json::to_vec(&SnapshotData { records })
+            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last_log_id {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, seq),
+            None => format!("none-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        self.save_snapshot(&meta, data.clone())?;
+        self.metrics.snapshots_built.inc();
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok(self.last_applied.read().expect("applied lock poisoned").clone())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let started = Instant::now();
+        let mut results = Vec::new();
+        let mut batch = WriteBatch::default();
+        let records_cf = cf(&self.db, CF_SM_RECORDS);
+        let mut last_log_id = None;
+        let mut membership = None;
+        {
+            // Readers see either the state before this batch or after it, never a
+            // half-applied entry.
+            let mut catalog = self.catalog.write().expect("catalog lock poisoned");
+            for entry in entries {
+                last_log_id = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => {
+                        catalog.advance_to(entry.log_id.index);
+                        results.push(CommandResult::None);
+                    }
+                    EntryPayload::Membership(m) => {
+                        catalog.advance_to(entry.log_id.index);
+                        membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                        results.push(CommandResult::None);
+                    }
+                    EntryPayload::Normal(cmd) => {
+                        let (result, change) = catalog.apply(entry.log_id.index, &cmd);
+                        match change {
+                            Some(RecordChange::Put(r)) => {
+                                batch.put_cf(records_cf, record_key(&r.service, &r.id), to_json(&r)?);
+                            }
+                            Some(RecordChange::Delete { service, id }) => {
+                                batch.delete_cf(records_cf, record_key(&service, &id));
+                            }
+                            None => {}
+                        }
+                        results.push(result);
+                    }
+                }
+            }
+            let mut applied = self.last_applied.write().expect("applied lock poisoned");
+            applied.0 = last_log_id.or(applied.0);
+            if let Some(m) = membership {
+                applied.1 = m;
+            }
+            let meta_cf = cf(&self.db, CF_SM_META);
+            batch.put_cf(meta_cf, KEY_APPLIED, to_json(&applied.0)?);
+            batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_json(&applied.1)?);
+        }
+        // Not synced: the log is, and on restart entries after the persisted applied
+        // index are applied again (apply is deterministic, so the result is the same).
+        blocking(|| self.db.write(batch)).map_err(sm_write_err)?;
+        if !results.is_empty() {
+            self.metrics
+                .apply_latency
+                .observe(started.elapsed().as_secs_f64() / results.len() as f64);
+        }
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        self.replace_state(meta, &data)?;
+        self.save_snapshot(meta, data)?;
+        self.metrics.snapshots_installed.inc();
+        tracing::info!(snapshot_id = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let stored: Option<StoredSnapshot> = get_json(&self.db, CF_SNAPSHOT, KEY_CURRENT_SNAPSHOT)
+            .map_err(|e| snap_err(None, ErrorVerb::Read, AnyError::error(e)))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}

@@ -1,0 +1,205 @@
+//! Shared helpers for registry tests: an in-process cluster on ephemeral ports,
+//! gRPC clients, and waiting on conditions with deadlines.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use waymark_proto::pb;
+use waymark_proto::pb::catalog_client::CatalogClient;
+use waymark_proto::pb::cluster_client::ClusterClient;
+use waymark_registry::config::PeerConfig;
+use waymark_registry::node::Node;
+use waymark_registry::server::{run_with, Listeners};
+use waymark_registry::ServerConfig;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Some`, failing the test with `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub struct TestNode {
+    pub id: u64,
+    pub config: ServerConfig,
+    pub node: Arc<Node>,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Option<TestNode>>,
+}
+
+pub async fn bind_listeners() -> (Listeners, String, String, String) {
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let raft = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (a, r, m) = (
+        api.local_addr().unwrap().to_string(),
+        raft.local_addr().unwrap().to_string(),
+        admin.local_addr().unwrap().to_string(),
+    );
+    (Listeners { api, raft, admin }, a, r, m)
+}
+
+pub async fn start_node(config: ServerConfig, listeners: Listeners) -> TestNode {
+    let shutdown = CancellationToken::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let id = config.node_id;
+    let handle = tokio::spawn(run_with(config.clone(), listeners, shutdown.clone(), tx));
+    let running = rx.await.expect("node failed to start");
+    TestNode {
+        id,
+        config,
+        node: running.node,
+        shutdown,
+        handle,
+    }
+}
+
+impl TestCluster {
+    /// Starts `n` voters on ephemeral ports; `tweak` adjusts each config.
+    pub async fn start(n: u64, tweak: impl Fn(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bound = Vec::new();
+        for _ in 0..n {
+            bound.push(bind_listeners().await);
+        }
+        let peers: Vec<PeerConfig> = bound
+            .iter()
+            .enumerate()
+            .map(|(i, (_, api, raft, _))| PeerConfig {
+                node_id: i as u64 + 1,
+                raft_addr: raft.clone(),
+                api_addr: api.clone(),
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, (listeners, api, raft, admin)) in bound.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let mut cfg = ServerConfig::new(id, dir.path().join(format!("node-{id}")));
+            cfg.api_addr = api;
+            cfg.raft_addr = raft;
+            cfg.admin_addr = admin;
+            cfg.initial_cluster = peers.clone();
+            tweak(&mut cfg);
+            nodes.push(Some(start_node(cfg, listeners).await));
+        }
+        TestCluster { dir, nodes }
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        self.nodes[id as usize - 1].as_ref().expect("node is stopped")
+    }
+
+    pub fn running_ids(&self) -> Vec<u64> {
+        self.nodes.iter().flatten().map(|n| n.id).collect()
+    }
+
+    /// Waits until every running node agrees on one leader, and returns it.
+    pub async fn wait_for_leader(&self) -> u64 {
+        wait_for("an agreed leader", || async {
+            let leaders: Vec<Option<u64>> = self
+                .nodes
+                .iter()
+                .flatten()
+                .map(|n| n.node.view().leader.map(|(id, _)| id))
+                .collect();
+            let first = leaders.first().copied().flatten()?;
+            let leader_running = self.running_ids().contains(&first);
+            (leader_running && leaders.iter().all(|l| *l == Some(first))).then_some(first)
+        })
+        .await
+    }
+
+    pub async fn stop(&mut self, id: u64) {
+        let n = self.nodes[id as usize - 1].take().expect("node already stopped");
+        n.shutdown.cancel();
+        n.handle.await.unwrap().unwrap();
+    }
+
+    pub async fn catalog(&self, id: u64) -> CatalogClient<Channel> {
+        catalog_client(&self.node(id).config.api_addr).await
+    }
+
+    pub async fn cluster(&self, id: u64) -> ClusterClient<Channel> {
+        cluster_client(&self.node(id).config.api_addr).await
+    }
+
+    pub async fn shutdown(mut self) {
+        for id in self.running_ids() {
+            self.stop(id).await;
+        }
+    }
+}
+
+pub async fn channel(addr: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy()
+}
+
+pub async fn catalog_client(addr: &str) -> CatalogClient<Channel> {
+    CatalogClient::new(channel(addr).await)
+}
+
+pub async fn cluster_client(addr: &str) -> ClusterClient<Channel> {
+    ClusterClient::new(channel(addr).await)
+}
+
+pub fn registration(service: &str, id: &str, port: u32) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        service: service.into(),
+        id: id.into(),
+        address: "10.1.0.7".into(),
+        port,
+        tags: vec!["v1".into()],
+        meta: [("zone".to_string(), "a".to_string())].into(),
+        weights: None,
+    }
+}
+
+pub fn consistent() -> Option<pb::ReadOptions> {
+    Some(pb::ReadOptions {
+        consistency: pb::Consistency::Consistent as i32,
+        max_stale_ms: 0,
+    })
+}
+
+pub fn stale(max_stale_ms: u64) -> Option<pb::ReadOptions> {
+    Some(pb::ReadOptions {
+        consistency: pb::Consistency::Stale as i32,
+        max_stale_ms,
+    })
+}
+
+pub async fn list_ids(client: &mut CatalogClient<Channel>, service: &str, read: Option<pb::ReadOptions>) -> Result<(Vec<String>, pb::ResponseMeta), tonic::Status> {
+    let resp = client
+        .list_instances(pb::ListInstancesRequest {
+            service: service.into(),
+            read,
+        })
+        .await?
+        .into_inner();
+    Ok((resp.instances.into_iter().map(|i| i.id).collect(), resp.meta.unwrap()))
+}
