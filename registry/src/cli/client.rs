@@ -179,9 +179,10 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
                     })
                 },
                 || {
-                    let leader = resp
-                        .leader_id
-                        .map_or_else(|| "no known leader".to_string(), |id| format!("leader {id}"));
+                    let leader = resp.leader_id.map_or_else(
+                        || "no known leader".to_string(),
+                        |id| format!("leader {id}"),
+                    );
                     format!(
                         "{}{leader} · membership index {}\n",
                         output::members_table(&resp.members, resp.leader_id),
@@ -281,10 +282,12 @@ async fn connect(opts: &ClientOpts) -> anyhow::Result<Channel> {
         .with_context(|| format!("invalid --addr {}", display_addr(&opts.addr)))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(opts.timeout);
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("could not reach a waymark node at {}", display_addr(&opts.addr)))
+    endpoint.connect().await.with_context(|| {
+        format!(
+            "could not reach a waymark node at {}",
+            display_addr(&opts.addr)
+        )
+    })
 }
 
 async fn catalog(opts: &ClientOpts) -> anyhow::Result<CatalogClient<Channel>> {
@@ -309,7 +312,10 @@ fn rpc_error(opts: &ClientOpts, status: tonic::Status) -> anyhow::Error {
         text.push_str(status.message());
     }
     if let Some(source) = std::error::Error::source(&status) {
-        let mut cause = format!("request to {} failed: {text}: {source}", display_addr(&opts.addr));
+        let mut cause = format!(
+            "request to {} failed: {text}: {source}",
+            display_addr(&opts.addr)
+        );
         let mut next = source.source();
         while let Some(e) = next {
             cause.push_str(&format!(": {e}"));
@@ -368,7 +374,10 @@ mod tests {
         let o = read_options(&read(Some(ReadMode::Stale), None)).unwrap();
         assert_eq!(o.consistency, pb::Consistency::Stale as i32);
 
-        let err = read_options(&read(Some(ReadMode::Consistent), Some(Duration::from_secs(1))));
+        let err = read_options(&read(
+            Some(ReadMode::Consistent),
+            Some(Duration::from_secs(1)),
+        ));
         assert!(err.is_err());
     }
 

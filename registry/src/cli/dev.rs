@@ -146,7 +146,10 @@ impl DataDir {
                 }
             }
         }
-        anyhow::bail!("creating a temporary directory in {}: every name tried is taken", base.display())
+        anyhow::bail!(
+            "creating a temporary directory in {}: every name tried is taken",
+            base.display()
+        )
     }
 
     fn finish(self) {
@@ -369,8 +372,7 @@ async fn node_status(api_addr: &str) -> Option<pb::StatusResponse> {
 
 /// A node that says it is the leader, or whose leader is known.
 async fn find_leader(specs: &[NodeSpec]) -> Option<pb::StatusResponse> {
-    let statuses =
-        futures::future::join_all(specs.iter().map(|s| node_status(&s.api_addr))).await;
+    let statuses = futures::future::join_all(specs.iter().map(|s| node_status(&s.api_addr))).await;
     let mut statuses: Vec<_> = statuses.into_iter().flatten().collect();
     if let Some(i) = statuses.iter().position(|s| s.role == "leader") {
         return Some(statuses.swap_remove(i));
@@ -385,7 +387,11 @@ enum Startup {
     Stopped(&'static str),
 }
 
-async fn wait_for_leader(nodes: &mut Nodes, specs: &[NodeSpec], signals: &mut StopSignals) -> Startup {
+async fn wait_for_leader(
+    nodes: &mut Nodes,
+    specs: &[NodeSpec],
+    signals: &mut StopSignals,
+) -> Startup {
     let deadline = Instant::now() + LEADER_DEADLINE;
     loop {
         if let Some(&i) = nodes.reap().first() {
@@ -450,13 +456,7 @@ fn print_nodes(nodes: &Nodes, dir: &DataDir) {
 
 fn print_try_this(nodes: &Nodes) {
     let prog = program_name(std::env::args().next().as_deref());
-    let stale_addr = nodes
-        .0
-        .get(1)
-        .unwrap_or(&nodes.0[0])
-        .spec
-        .api_addr
-        .clone();
+    let stale_addr = nodes.0.get(1).unwrap_or(&nodes.0[0]).spec.api_addr.clone();
     println!("\ntry:");
     println!("  {prog} register --service web --id web-1 --address 127.0.0.1 --port 8080 --tag v1");
     println!("  {prog} instances web --consistency stale --addr {stale_addr}");
@@ -486,11 +486,17 @@ fn report_exit(node: &Node) {
 
 /// Runs until a stop signal, or until every node has exited.
 async fn supervise(nodes: &mut Nodes, specs: &[NodeSpec], signals: &mut StopSignals) -> ExitCode {
-    println!("\nwaiting for a leader (up to {}s)…", LEADER_DEADLINE.as_secs());
+    println!(
+        "\nwaiting for a leader (up to {}s)…",
+        LEADER_DEADLINE.as_secs()
+    );
     match wait_for_leader(nodes, specs, signals).await {
         Startup::Leader(status) => {
             let leader = status.leader_id.unwrap_or(status.node_id);
-            println!("cluster ready: node {leader} is the leader (term {})", status.term);
+            println!(
+                "cluster ready: node {leader} is the leader (term {})",
+                status.term
+            );
         }
         Startup::NodeExited(i) => {
             eprintln!("a node exited while the cluster was starting:");
@@ -499,7 +505,10 @@ async fn supervise(nodes: &mut Nodes, specs: &[NodeSpec], signals: &mut StopSign
             return ExitCode::FAILURE;
         }
         Startup::TimedOut => {
-            eprintln!("no leader after {}s; the nodes' logs end with:", LEADER_DEADLINE.as_secs());
+            eprintln!(
+                "no leader after {}s; the nodes' logs end with:",
+                LEADER_DEADLINE.as_secs()
+            );
             for spec in specs {
                 print_log_tail(spec);
             }
@@ -599,9 +608,14 @@ mod tests {
         use clap::Parser;
         let specs = node_specs(3, Path::new("/tmp/wm"));
         let args = server_args(&specs[2], &initial_cluster(&specs), LogFormat::Json);
-        let cli = super::super::Cli::try_parse_from(std::iter::once(OsString::from("waymark")).chain(args))
-            .map_err(|e| e.to_string());
-        let Ok(super::super::Cli { command: super::super::Command::Server(server) }) = cli else {
+        let cli = super::super::Cli::try_parse_from(
+            std::iter::once(OsString::from("waymark")).chain(args),
+        )
+        .map_err(|e| e.to_string());
+        let Ok(super::super::Cli {
+            command: super::super::Command::Server(server),
+        }) = cli
+        else {
             panic!("unexpected parse: {cli:?}");
         };
         let cfg = server.into_config().map_err(|e| format!("{e:#}"));
@@ -623,7 +637,10 @@ mod tests {
     fn program_name_for_pasting() {
         assert_eq!(program_name(Some("waymark")), "waymark");
         assert_eq!(program_name(None), "waymark");
-        assert_eq!(program_name(Some("target/debug/waymark")), "target/debug/waymark");
+        assert_eq!(
+            program_name(Some("target/debug/waymark")),
+            "target/debug/waymark"
+        );
         assert_eq!(program_name(Some("/my dir/waymark")), "'/my dir/waymark'");
     }
 }

@@ -263,12 +263,32 @@ mod tests {
     #[test]
     fn parses_register_with_repeated_flags() {
         let cli = Cli::try_parse_from([
-            "waymark", "register", "--service", "web", "--id", "web-1", "--address", "10.0.0.1",
-            "--port", "8080", "--tag", "a", "--tag", "b", "--meta", "v=1", "--weight", "5",
-            "--addr", "http://127.0.0.1:8501",
+            "waymark",
+            "register",
+            "--service",
+            "web",
+            "--id",
+            "web-1",
+            "--address",
+            "10.0.0.1",
+            "--port",
+            "8080",
+            "--tag",
+            "a",
+            "--tag",
+            "b",
+            "--meta",
+            "v=1",
+            "--weight",
+            "5",
+            "--addr",
+            "http://127.0.0.1:8501",
         ])
         .map_err(|e| e.to_string());
-        let Ok(Cli { command: Command::Client(ClientCommand::Register(r)) }) = cli else {
+        let Ok(Cli {
+            command: Command::Client(ClientCommand::Register(r)),
+        }) = cli
+        else {
             panic!("unexpected parse: {cli:?}");
         };
         assert_eq!(r.tags, ["a", "b"]);
@@ -280,8 +300,18 @@ mod tests {
     #[test]
     fn rejects_bad_meta_and_node_count() {
         let bad_meta = Cli::try_parse_from([
-            "waymark", "register", "--service", "w", "--id", "i", "--address", "a", "--port", "1",
-            "--meta", "novalue",
+            "waymark",
+            "register",
+            "--service",
+            "w",
+            "--id",
+            "i",
+            "--address",
+            "a",
+            "--port",
+            "1",
+            "--meta",
+            "novalue",
         ]);
         assert!(bad_meta.is_err_and(|e| e.to_string().contains("KEY=VALUE")));
         assert!(Cli::try_parse_from(["waymark", "dev", "--nodes", "10"]).is_err());

@@ -65,7 +65,11 @@ impl Table {
 
 /// `key  value` lines with the values aligned; multi-line values stay indented.
 pub fn key_values(pairs: &[(&str, String)]) -> String {
-    let width = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let width = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for (key, value) in pairs {
         let mut lines = value.lines();
@@ -219,9 +223,10 @@ pub fn footer(meta: Option<&pb::ResponseMeta>) -> String {
     let Some(m) = meta else {
         return "(the server sent no response metadata)".into();
     };
-    let leader = m
-        .leader_id
-        .map_or_else(|| "no known leader".to_string(), |id| format!("leader {id}"));
+    let leader = m.leader_id.map_or_else(
+        || "no known leader".to_string(),
+        |id| format!("leader {id}"),
+    );
     let freshness = match pb::Consistency::try_from(m.consistency) {
         Ok(pb::Consistency::Stale) => match m.last_contact_ms {
             Some(ms) => format!("stale, last contact {ms} ms ago"),
@@ -235,11 +240,17 @@ pub fn footer(meta: Option<&pb::ResponseMeta>) -> String {
     )
 }
 
-pub fn instances_text(service: &str, instances: &[pb::Instance], meta: Option<&pb::ResponseMeta>) -> String {
+pub fn instances_text(
+    service: &str,
+    instances: &[pb::Instance],
+    meta: Option<&pb::ResponseMeta>,
+) -> String {
     let body = if instances.is_empty() {
         format!("no instances of service {service:?}\n")
     } else {
-        let mut t = Table::new(&["ID", "ADDRESS", "PORT", "STATUS", "WEIGHTS", "TAGS", "META", "MODIFIED"]);
+        let mut t = Table::new(&[
+            "ID", "ADDRESS", "PORT", "STATUS", "WEIGHTS", "TAGS", "META", "MODIFIED",
+        ]);
         for i in instances {
             let (passing, warning) = weights_pair(i);
             let meta = sorted_meta(i)
@@ -395,10 +406,16 @@ mod tests {
             address: "10.0.0.1".into(),
             port: 8080,
             tags: vec!["v1".into()],
-            meta: [("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())]
-                .into_iter()
-                .collect(),
-            weights: Some(pb::Weights { passing: 10, warning: 1 }),
+            meta: [
+                ("b".to_string(), "2".to_string()),
+                ("a".to_string(), "1".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            weights: Some(pb::Weights {
+                passing: 10,
+                warning: 1,
+            }),
             status: pb::HealthStatus::Passing as i32,
             status_output: String::new(),
             create_index: 3,
@@ -406,7 +423,15 @@ mod tests {
         };
         let v = instance_json(&i);
         for key in [
-            "service", "id", "address", "port", "tags", "meta", "weights", "status", "create_index",
+            "service",
+            "id",
+            "address",
+            "port",
+            "tags",
+            "meta",
+            "weights",
+            "status",
+            "create_index",
             "modify_index",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");

@@ -20,17 +20,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     {
         return Err(examples.to_string());
     }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| examples.to_string())?;
+    let value: f64 = number.parse().map_err(|_| examples.to_string())?;
     let secs = match unit {
         "ms" => value / 1000.0,
         "s" => value,
         "m" => value * 60.0,
         _ => return Err(format!("unknown unit {unit:?}; {examples}")),
     };
-    let d = Duration::try_from_secs_f64(secs)
-        .map_err(|_| "out of range".to_string())?;
+    let d = Duration::try_from_secs_f64(secs).map_err(|_| "out of range".to_string())?;
     if d.is_zero() {
         return Err("must be positive".to_string());
     }
@@ -109,7 +106,9 @@ mod tests {
 
     #[test]
     fn durations_rejected() {
-        for bad in ["", "5", "s", "-5s", "5h", "5 s", "1e3ms", "inf s", "nans", "0s", "0ms", "1.2.3s"] {
+        for bad in [
+            "", "5", "s", "-5s", "5h", "5 s", "1e3ms", "inf s", "nans", "0s", "0ms", "1.2.3s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
         let err = parse_duration("5").unwrap_err();
@@ -125,10 +124,15 @@ mod tests {
 
     #[test]
     fn meta_entries() {
-        assert_eq!(parse_meta_entry("version=1.2"), Ok(("version".into(), "1.2".into())));
+        assert_eq!(
+            parse_meta_entry("version=1.2"),
+            Ok(("version".into(), "1.2".into()))
+        );
         assert_eq!(parse_meta_entry("k="), Ok(("k".into(), String::new())));
         assert_eq!(parse_meta_entry("q=a=b"), Ok(("q".into(), "a=b".into())));
-        assert!(parse_meta_entry("novalue").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_meta_entry("novalue")
+            .unwrap_err()
+            .contains("KEY=VALUE"));
         assert!(parse_meta_entry("=v").unwrap_err().contains("empty"));
     }
 
@@ -142,11 +146,29 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(normalize_addr("127.0.0.1:8500"), Ok("http://127.0.0.1:8500".into()));
-        assert_eq!(normalize_addr("http://127.0.0.1:8501"), Ok("http://127.0.0.1:8501".into()));
-        assert_eq!(normalize_addr("http://node-2:8500/"), Ok("http://node-2:8500".into()));
+        assert_eq!(
+            normalize_addr("127.0.0.1:8500"),
+            Ok("http://127.0.0.1:8500".into())
+        );
+        assert_eq!(
+            normalize_addr("http://127.0.0.1:8501"),
+            Ok("http://127.0.0.1:8501".into())
+        );
+        assert_eq!(
+            normalize_addr("http://node-2:8500/"),
+            Ok("http://node-2:8500".into())
+        );
         assert_eq!(normalize_addr("[::1]:8500"), Ok("http://[::1]:8500".into()));
-        for bad in ["", "localhost", "127.0.0.1:", ":8500", "host:0", "host:99999", "https://h:1", "h:1/x"] {
+        for bad in [
+            "",
+            "localhost",
+            "127.0.0.1:",
+            ":8500",
+            "host:0",
+            "host:99999",
+            "https://h:1",
+            "h:1/x",
+        ] {
             assert!(normalize_addr(bad).is_err(), "{bad:?} should be rejected");
         }
     }
