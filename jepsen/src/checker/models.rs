@@ -306,15 +306,15 @@ mod tests {
         assert!(m.step(&s0, &KvInput::get("k"), Some(&got(""))).is_some());
         let s1 = m
             .step(&s0, &KvInput::append("k", "ab"), Some(&KvOutput::Done))
-            .unwrap();
-        let s2 = m.step(&s1, &KvInput::append("k", "cd"), None).unwrap();
+            .expect("the model accepts it");
+        let s2 = m.step(&s1, &KvInput::append("k", "cd"), None).expect("the model accepts it");
         assert!(m
             .step(&s2, &KvInput::get("k"), Some(&got("abcd")))
             .is_some());
         assert!(m.step(&s2, &KvInput::get("k"), Some(&got("ab"))).is_none());
         let s3 = m
             .step(&s2, &KvInput::put("k", "x"), Some(&KvOutput::Done))
-            .unwrap();
+            .expect("the model accepts it");
         assert!(m.step(&s3, &KvInput::get("k"), Some(&got("x"))).is_some());
         assert!(m
             .step(&s3, &KvInput::get("other"), Some(&got("")))
@@ -325,7 +325,7 @@ mod tests {
     fn kv_states_are_equal_whatever_the_path_to_them() {
         let m = KvModel;
         let done = Some(&KvOutput::Done);
-        let step = |s: &KvState, input: KvInput| m.step(s, &input, done).unwrap();
+        let step = |s: &KvState, input: KvInput| m.step(s, &input, done).expect("the model accepts it");
         let hash = |s: &KvState| {
             let mut h = DefaultHasher::new();
             s.hash(&mut h);

@@ -43,8 +43,8 @@ impl Bitset {
 }
 
 /// The (linearized operations, state) pairs the search has already been through.
-/// Buckets by hash rather than a set of owned pairs so that looking a pair up, which
-/// mostly finds it, costs no clone; only new pairs are copied in.
+/// Buckets by hash rather than a set of owned pairs so that a lookup that finds the
+/// pair costs no clone; only new pairs are copied in.
 struct Cache<S> {
     buckets: HashMap<u64, Vec<(Bitset, S)>, BuildHasherDefault<FxHasher>>,
 }

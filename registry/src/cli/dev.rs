@@ -284,6 +284,7 @@ impl Nodes {
             node.signal(Signal::SIGKILL);
             node.exited = node.child.wait().ok();
         }
+        println!("all nodes stopped");
     }
 }
 
@@ -472,14 +473,28 @@ fn print_try_this(nodes: &Nodes) {
     println!("\npress Ctrl-C to stop the cluster");
 }
 
+/// `exit code 1` or `killed by signal 9 (SIGKILL)`.
+fn describe_exit(status: Option<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        None => "with an unknown status".into(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("with exit code {code}"),
+            (None, Some(sig)) => match Signal::try_from(sig) {
+                Ok(name) => format!("killed by signal {sig} ({name})"),
+                Err(_) => format!("killed by signal {sig}"),
+            },
+            (None, None) => format!("({s})"),
+        },
+    }
+}
+
 fn report_exit(node: &Node) {
-    let status = node
-        .exited
-        .map_or_else(|| "unknown status".to_string(), |s| s.to_string());
     println!(
-        "node {} (pid {}) exited ({status}); log: {}",
+        "node {} (pid {}) exited {}; log: {}",
         node.spec.id,
         node.pid(),
+        describe_exit(node.exited),
         node.spec.log_path.display()
     );
 }
@@ -624,6 +639,20 @@ mod tests {
         assert_eq!(cfg.admin_addr, "127.0.0.1:8512");
         assert_eq!(cfg.initial_cluster.len(), 3);
         assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn exit_descriptions() {
+        use std::os::unix::process::ExitStatusExt;
+        // Raw wait statuses: exit code in the high byte, signal number in the low bits.
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(1 << 8))),
+            "with exit code 1"
+        );
+        assert_eq!(
+            describe_exit(Some(ExitStatus::from_raw(9))),
+            "killed by signal 9 (SIGKILL)"
+        );
     }
 
     #[test]

@@ -231,10 +231,23 @@ pub fn main() -> ExitCode {
                 eprintln!("error: {usage}\n\nFor more information, try '--help'.");
                 return ExitCode::from(2);
             }
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `outer: inner: root`, like anyhow's `{:#}`, but a cause that repeats the one
+/// before it is left out (hyper/tonic nest "tcp connect error" twice).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 fn run_server(args: ServerArgs) -> anyhow::Result<()> {
@@ -295,6 +308,18 @@ mod tests {
         assert_eq!(r.meta, [("v".to_string(), "1".to_string())]);
         assert_eq!(r.weight, Some(5));
         assert_eq!(r.client.addr, "http://127.0.0.1:8501");
+    }
+
+    #[test]
+    fn error_chain_drops_repeats() {
+        let e = anyhow::anyhow!("connection refused")
+            .context("tcp connect error")
+            .context("tcp connect error")
+            .context("could not reach a waymark node at 127.0.0.1:8500");
+        assert_eq!(
+            error_chain(&e),
+            "could not reach a waymark node at 127.0.0.1:8500: tcp connect error: connection refused"
+        );
     }
 
     #[test]
