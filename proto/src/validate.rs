@@ -105,9 +105,7 @@ fn check_address(field: &str, value: &str) -> Result<(), ValidationError> {
     for label in host.split('.') {
         let ok = !label.is_empty()
             && label.len() <= MAX_LABEL_LEN
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -115,7 +113,10 @@ fn check_address(field: &str, value: &str) -> Result<(), ValidationError> {
         }
     }
     // A dotted all-numeric name would be a mistyped IPv4 address, not a hostname.
-    if host.split('.').all(|l| l.chars().all(|c| c.is_ascii_digit())) {
+    if host
+        .split('.')
+        .all(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
         return Err(bad());
     }
     Ok(())
@@ -299,12 +300,26 @@ mod tests {
 
     #[test]
     fn address_is_ip_or_hostname() {
-        for good in ["10.1.2.3", "::1", "fe80::1", "db.internal", "host-1.example.com."] {
+        for good in [
+            "10.1.2.3",
+            "::1",
+            "fe80::1",
+            "db.internal",
+            "host-1.example.com.",
+        ] {
             let mut r = valid();
             r.address = good.into();
             assert!(Registration::try_from(r).is_ok(), "{good}");
         }
-        for bad in ["", "300.1.1.1", "a..b", "-a.com", "a b", "http://x", &"a.".repeat(130)] {
+        for bad in [
+            "",
+            "300.1.1.1",
+            "a..b",
+            "-a.com",
+            "a b",
+            "http://x",
+            &"a.".repeat(130),
+        ] {
             let mut r = valid();
             r.address = bad.into();
             assert_eq!(field_of(r), "address", "{bad:?}");

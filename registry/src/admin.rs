@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::api::cluster_service::role_name;
-use crate::metrics::{render_gauge};
+use crate::metrics::render_gauge;
 use crate::node::Node;
 
 pub fn router(node: Arc<Node>) -> Router {
@@ -24,7 +24,10 @@ pub fn router(node: Arc<Node>) -> Router {
 
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render_metrics(&node),
     )
 }
@@ -68,7 +71,10 @@ pub fn render_metrics(node: &Node) -> String {
         (
             "waymark_catalog_instances",
             "Instances in this node's replica of the catalog.",
-            node.catalog.read().expect("catalog lock poisoned").instance_count() as f64,
+            node.catalog
+                .read()
+                .expect("catalog lock poisoned")
+                .instance_count() as f64,
         ),
     ];
     for (name, help, value) in gauges {
@@ -95,7 +101,10 @@ async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, String) {
     let view = node.view();
     let commit = node.commit_index(&view);
     match view.leader {
-        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready: no known leader\n".into()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no known leader\n".into(),
+        ),
         Some(_) if view.applied_index < commit => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -105,7 +114,10 @@ async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, String) {
         ),
         Some((leader, _)) => (
             StatusCode::OK,
-            format!("ready: leader {leader}, applied index {}\n", view.applied_index),
+            format!(
+                "ready: leader {leader}, applied index {}\n",
+                view.applied_index
+            ),
         ),
     }
 }

@@ -92,7 +92,10 @@ pub struct Catalog {
 
 impl Catalog {
     /// Rebuilds a catalog from stored records.
-    pub fn from_records(records: impl IntoIterator<Item = InstanceRecord>, applied_index: u64) -> Self {
+    pub fn from_records(
+        records: impl IntoIterator<Item = InstanceRecord>,
+        applied_index: u64,
+    ) -> Self {
         let mut c = Catalog {
             services: BTreeMap::new(),
             applied_index,
@@ -266,7 +269,11 @@ mod tests {
 
     #[test]
     fn same_commands_same_digest_and_rebuild_from_records_matches() {
-        let cmds = [reg("web", "a", 80), reg("db", "x", 5432), reg("web", "b", 81)];
+        let cmds = [
+            reg("web", "a", 80),
+            reg("db", "x", 5432),
+            reg("web", "b", 81),
+        ];
         let mut a = Catalog::default();
         let mut b = Catalog::default();
         for (i, cmd) in cmds.iter().enumerate() {

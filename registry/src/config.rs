@@ -147,7 +147,8 @@ impl ServerConfig {
     pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::from_toml_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        Self::from_toml_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))
     }
 
     pub fn from_toml_str(text: &str) -> anyhow::Result<Self> {
@@ -161,7 +162,9 @@ impl ServerConfig {
 
     /// The Raft address peers are told to dial.
     pub fn advertised_raft_addr(&self) -> &str {
-        self.advertise_raft_addr.as_deref().unwrap_or(&self.raft_addr)
+        self.advertise_raft_addr
+            .as_deref()
+            .unwrap_or(&self.raft_addr)
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -181,9 +184,9 @@ impl ServerConfig {
             ("raft_addr", &self.raft_addr),
             ("admin_addr", &self.admin_addr),
         ] {
-            value.parse::<SocketAddr>().map_err(|_| {
-                anyhow::anyhow!("invalid {field}: must be IP:PORT (got {value:?})")
-            })?;
+            value
+                .parse::<SocketAddr>()
+                .map_err(|_| anyhow::anyhow!("invalid {field}: must be IP:PORT (got {value:?})"))?;
         }
         for (field, value) in [
             ("advertise_api_addr", &self.advertise_api_addr),
@@ -346,9 +349,10 @@ mod tests {
 
     #[test]
     fn unknown_field_is_named() {
-        let err = ServerConfig::from_toml_str("node_id = 1\ndata_dir = \"/tmp/x\"\nbogus_key = 3\n")
-            .unwrap_err()
-            .to_string();
+        let err =
+            ServerConfig::from_toml_str("node_id = 1\ndata_dir = \"/tmp/x\"\nbogus_key = 3\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("bogus_key"), "{err}");
     }
 

@@ -36,8 +36,8 @@ struct HistogramState {
 
 /// Buckets from 10 µs to 2.5 s, suited to apply and request latencies.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 impl Histogram {
@@ -155,7 +155,12 @@ impl Metrics {
             "# HELP waymark_grpc_requests_total Client API requests by method and status code."
         );
         let _ = writeln!(out, "# TYPE waymark_grpc_requests_total counter");
-        for ((method, code), n) in self.grpc_requests.lock().expect("metrics lock poisoned").iter() {
+        for ((method, code), n) in self
+            .grpc_requests
+            .lock()
+            .expect("metrics lock poisoned")
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "waymark_grpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}"

@@ -128,7 +128,9 @@ impl Node {
 
     /// Highest log index known committed (never below what is applied).
     pub fn commit_index(&self, view: &RaftView) -> u64 {
-        self.committed.load(Ordering::Relaxed).max(view.applied_index)
+        self.committed
+            .load(Ordering::Relaxed)
+            .max(view.applied_index)
     }
 
     /// Milliseconds since this node last heard from a leader; for a leader, since a
@@ -164,9 +166,15 @@ impl Node {
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResult), NodeError> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            let attempt = tokio::time::timeout_at(deadline.into(), self.raft.client_write(cmd.clone()));
+            let attempt =
+                tokio::time::timeout_at(deadline.into(), self.raft.client_write(cmd.clone()));
             match attempt.await {
-                Err(_) => return Err(NodeError::Timeout(self.request_timeout, "the write to commit")),
+                Err(_) => {
+                    return Err(NodeError::Timeout(
+                        self.request_timeout,
+                        "the write to commit",
+                    ))
+                }
                 Ok(Ok(resp)) => return Ok((resp.log_id.index, resp.data)),
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                     match (f.leader_id, f.leader_node) {
@@ -196,13 +204,18 @@ impl Node {
             addr: leader.raft_addr.clone(),
             status,
         };
-        let mut client = self.peers.raft_client(&leader.raft_addr).map_err(as_leader_error)?;
+        let mut client = self
+            .peers
+            .raft_client(&leader.raft_addr)
+            .map_err(as_leader_error)?;
         let payload = pb::RaftPayload {
             data: encode(cmd).map_err(as_leader_error)?,
         };
         let reply = tokio::time::timeout_at(deadline.into(), client.forward_write(payload))
             .await
-            .map_err(|_| NodeError::Timeout(self.request_timeout, "the leader to commit the write"))?
+            .map_err(|_| {
+                NodeError::Timeout(self.request_timeout, "the leader to commit the write")
+            })?
             .map_err(as_leader_error)?;
         decode(&reply.into_inner().data).map_err(as_leader_error)
     }
@@ -211,7 +224,10 @@ impl Node {
     pub async fn write_as_leader(&self, cmd: Command) -> Result<(u64, CommandResult), NodeError> {
         let attempt = tokio::time::timeout(self.request_timeout, self.raft.client_write(cmd));
         match attempt.await {
-            Err(_) => Err(NodeError::Timeout(self.request_timeout, "the write to commit")),
+            Err(_) => Err(NodeError::Timeout(
+                self.request_timeout,
+                "the write to commit",
+            )),
             Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                 Err(NodeError::NoLeader { node_id: self.id })
@@ -229,7 +245,12 @@ impl Node {
         loop {
             let attempt = tokio::time::timeout_at(deadline.into(), self.raft.get_read_log_id());
             let read_index = match attempt.await {
-                Err(_) => return Err(NodeError::Timeout(self.request_timeout, "a quorum to confirm the leader")),
+                Err(_) => {
+                    return Err(NodeError::Timeout(
+                        self.request_timeout,
+                        "a quorum to confirm the leader",
+                    ))
+                }
                 Ok(Ok((read_log_id, _))) => read_log_id.map(|l| l.index).unwrap_or(0),
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
                     match (f.leader_id, f.leader_node) {
@@ -243,7 +264,9 @@ impl Node {
                     }
                 }
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-                    return Err(NodeError::Raft(format!("leader could not reach a quorum: {e}")))
+                    return Err(NodeError::Raft(format!(
+                        "leader could not reach a quorum: {e}"
+                    )))
                 }
                 Ok(Err(RaftError::Fatal(e))) => return Err(fatal(e)),
             };
@@ -256,7 +279,10 @@ impl Node {
     pub async fn read_index_as_leader(&self) -> Result<u64, NodeError> {
         let attempt = tokio::time::timeout(self.request_timeout, self.raft.get_read_log_id());
         match attempt.await {
-            Err(_) => Err(NodeError::Timeout(self.request_timeout, "a quorum to confirm the leader")),
+            Err(_) => Err(NodeError::Timeout(
+                self.request_timeout,
+                "a quorum to confirm the leader",
+            )),
             Ok(Ok((read_log_id, _))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
                 Err(NodeError::NoLeader { node_id: self.id })
@@ -266,22 +292,37 @@ impl Node {
         }
     }
 
-    async fn remote_read_index(&self, leader_id: NodeId, leader: &Member, deadline: Instant) -> Result<u64, NodeError> {
+    async fn remote_read_index(
+        &self,
+        leader_id: NodeId,
+        leader: &Member,
+        deadline: Instant,
+    ) -> Result<u64, NodeError> {
         let as_leader_error = |status: tonic::Status| NodeError::Leader {
             leader_id,
             addr: leader.raft_addr.clone(),
             status,
         };
-        let mut client = self.peers.raft_client(&leader.raft_addr).map_err(as_leader_error)?;
-        let reply = tokio::time::timeout_at(deadline.into(), client.read_index(pb::ReadIndexRequest {}))
-            .await
-            .map_err(|_| NodeError::Timeout(self.request_timeout, "the leader's read index"))?
+        let mut client = self
+            .peers
+            .raft_client(&leader.raft_addr)
             .map_err(as_leader_error)?;
+        let reply =
+            tokio::time::timeout_at(deadline.into(), client.read_index(pb::ReadIndexRequest {}))
+                .await
+                .map_err(|_| NodeError::Timeout(self.request_timeout, "the leader's read index"))?
+                .map_err(as_leader_error)?;
         Ok(reply.into_inner().read_index)
     }
 
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
-        if self.catalog.read().expect("catalog lock poisoned").applied_index() >= index {
+        if self
+            .catalog
+            .read()
+            .expect("catalog lock poisoned")
+            .applied_index()
+            >= index
+        {
             return Ok(());
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -291,9 +332,10 @@ impl Node {
             .await
             .map(|_| ())
             .map_err(|e| match e {
-                openraft::metrics::WaitError::Timeout(..) => {
-                    NodeError::Timeout(self.request_timeout, "this node to apply up to the read index")
-                }
+                openraft::metrics::WaitError::Timeout(..) => NodeError::Timeout(
+                    self.request_timeout,
+                    "this node to apply up to the read index",
+                ),
                 openraft::metrics::WaitError::ShuttingDown => NodeError::ShuttingDown,
             })
     }
@@ -310,12 +352,16 @@ impl Node {
             .raft
             .wait(Some(remaining))
             .metrics(
-                |m| m.current_leader.is_some() && (m.current_leader != Some(me) || m.state == ServerState::Leader),
+                |m| {
+                    m.current_leader.is_some()
+                        && (m.current_leader != Some(me) || m.state == ServerState::Leader)
+                },
                 "a leader",
             )
             .await;
         tokio::time::sleep(Duration::from_millis(20).min(remaining)).await;
-        res.map(|_| ()).map_err(|_| NodeError::NoLeader { node_id: self.id })
+        res.map(|_| ())
+            .map_err(|_| NodeError::NoLeader { node_id: self.id })
     }
 
     /// Adds a node as a learner, waits for it to catch up, then promotes it to voter.
@@ -380,7 +426,11 @@ impl Node {
         }
     }
 
-    async fn forward_membership<F, Fut>(&self, (leader_id, addr): (NodeId, String), call: F) -> Result<u64, NodeError>
+    async fn forward_membership<F, Fut>(
+        &self,
+        (leader_id, addr): (NodeId, String),
+        call: F,
+    ) -> Result<u64, NodeError>
     where
         F: FnOnce(pb::cluster_client::ClusterClient<tonic::transport::Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<u64, tonic::Status>>,
@@ -417,10 +467,12 @@ fn fatal(e: openraft::error::Fatal<NodeId>) -> NodeError {
 
 fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> NodeError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NodeError::Membership(
-            "leadership changed during the membership change; retry".into(),
-        ),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => NodeError::Membership(e.to_string()),
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+            NodeError::Membership("leadership changed during the membership change; retry".into())
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            NodeError::Membership(e.to_string())
+        }
         RaftError::Fatal(e) => fatal(e),
     }
 }

@@ -39,7 +39,9 @@ pub enum CommandResult {
     /// A blank or membership entry.
     None,
     Registered(InstanceRecord),
-    Deregistered { removed: bool },
+    Deregistered {
+        removed: bool,
+    },
 }
 
 openraft::declare_raft_types!(

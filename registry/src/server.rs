@@ -68,7 +68,10 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}
@@ -92,7 +95,9 @@ fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
         max_in_snapshot_log_to_keep: config.logs_to_keep,
         ..Default::default()
     };
-    raft_config.validate().context("validating the Raft configuration")
+    raft_config
+        .validate()
+        .context("validating the Raft configuration")
 }
 
 /// A started node, as tests see it.
@@ -101,9 +106,15 @@ pub struct RunningNode {
 }
 
 /// Runs a node on the given listeners until `shutdown` is cancelled.
-pub async fn run(config: ServerConfig, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: ServerConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node_id = config.node_id);
-    run_inner(config, listeners, shutdown, None).instrument(span).await
+    run_inner(config, listeners, shutdown, None)
+        .instrument(span)
+        .await
 }
 
 /// Like [`run`], but hands the started node to `started` (for in-process tests).
@@ -114,7 +125,9 @@ pub async fn run_with(
     started: tokio::sync::oneshot::Sender<RunningNode>,
 ) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node_id = config.node_id);
-    run_inner(config, listeners, shutdown, Some(started)).instrument(span).await
+    run_inner(config, listeners, shutdown, Some(started))
+        .instrument(span)
+        .await
 }
 
 async fn run_inner(
@@ -132,7 +145,9 @@ async fn run_inner(
         .context("opening the state machine")?;
     let catalog = state_machine.catalog();
     let peers = PeerChannels::default();
-    let network = NetworkFactory { peers: peers.clone() };
+    let network = NetworkFactory {
+        peers: peers.clone(),
+    };
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
@@ -164,15 +179,25 @@ async fn run_inner(
                     .max_decoding_message_size(usize::MAX)
                     .max_encoding_message_size(usize::MAX),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.raft), servers.clone().cancelled_owned())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listeners.raft),
+                servers.clone().cancelled_owned(),
+            )
             .map(|r| r.context("serving the Raft transport"))
             .instrument(tracing::info_span!("raft_transport", %raft_addr)),
     );
     tasks.spawn(
         tonic::transport::Server::builder()
-            .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(node.clone())))
-            .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(node.clone())))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), servers.clone().cancelled_owned())
+            .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(
+                node.clone(),
+            )))
+            .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
+                node.clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listeners.api),
+                servers.clone().cancelled_owned(),
+            )
             .map(|r| r.context("serving the gRPC API"))
             .instrument(tracing::info_span!("grpc_api", %api_addr)),
     );
@@ -203,7 +228,9 @@ async fn run_inner(
                 )
             })
             .collect();
-        node.initialize(voters).await.context("initializing the cluster")?;
+        node.initialize(voters)
+            .await
+            .context("initializing the cluster")?;
         tracing::info!("initialized cluster membership");
     }
     if let Some(started) = started {

@@ -52,7 +52,9 @@ async fn metrics_are_valid_prometheus_text_and_probes_answer() {
         .args(["check", "metrics"])
         .stdin(std::fs::File::open(file.path()).unwrap())
         .output()
-        .expect("promtool is needed (Debian package `prometheus`; the README test command installs it)");
+        .expect(
+            "promtool is needed (Debian package `prometheus`; the README test command installs it)",
+        );
     assert!(
         out.status.success(),
         "promtool rejected /metrics:\n{}{}\n{body}",

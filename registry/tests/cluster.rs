@@ -10,7 +10,11 @@ use waymark_proto::pb;
 async fn register_via_follower_is_read_consistently_everywhere_then_deregistered() {
     let cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.wait_for_leader().await;
-    let follower = cluster.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
 
     let mut via_follower = cluster.catalog(follower).await;
     let reg = via_follower
@@ -20,14 +24,22 @@ async fn register_via_follower_is_read_consistently_everywhere_then_deregistered
         .into_inner();
     assert!(reg.index > 0);
     let inst = reg.instance.unwrap();
-    assert_eq!((inst.create_index, inst.modify_index), (reg.index, reg.index));
+    assert_eq!(
+        (inst.create_index, inst.modify_index),
+        (reg.index, reg.index)
+    );
 
     // A consistent read on every node sees the write at once, and says who served it.
     for id in cluster.running_ids() {
         let mut c = cluster.catalog(id).await;
         let (ids, meta) = list_ids(&mut c, "web", consistent()).await.unwrap();
         assert_eq!(ids, vec!["web-1"], "node {id}");
-        assert!(meta.index >= reg.index, "node {id} answered at {} < {}", meta.index, reg.index);
+        assert!(
+            meta.index >= reg.index,
+            "node {id} answered at {} < {}",
+            meta.index,
+            reg.index
+        );
         assert_eq!(meta.node_id, id);
         assert_eq!(meta.leader_id, Some(leader));
         assert_eq!(meta.consistency, pb::Consistency::Consistent as i32);
@@ -39,7 +51,10 @@ async fn register_via_follower_is_read_consistently_everywhere_then_deregistered
     assert_eq!(ids, vec!["web-1"]);
     assert_eq!(meta.consistency, pb::Consistency::Stale as i32);
     assert!(meta.index >= reg.index);
-    assert!(meta.last_contact_ms.is_some(), "a follower that applied a write has heard from the leader");
+    assert!(
+        meta.last_contact_ms.is_some(),
+        "a follower that applied a write has heard from the leader"
+    );
     // GetInstance and ListServices agree.
     let got = c
         .get_instance(pb::GetInstanceRequest {
@@ -134,7 +149,11 @@ async fn a_node_without_quorum_refuses_consistent_and_too_stale_reads() {
     let leader = cluster.wait_for_leader().await;
     let mut c = cluster.catalog(leader).await;
     c.register(registration("db", "db-1", 5432)).await.unwrap();
-    let follower = cluster.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
     // Make sure the follower has applied the write before it is cut off.
     let mut f = cluster.catalog(follower).await;
     list_ids(&mut f, "db", consistent()).await.unwrap();
@@ -159,7 +178,10 @@ async fn a_node_without_quorum_refuses_consistent_and_too_stale_reads() {
     // Consistent reads and writes cannot be served without a quorum.
     let err = list_ids(&mut f, "db", consistent()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
-    let err = f.register(registration("db", "db-2", 5432)).await.unwrap_err();
+    let err = f
+        .register(registration("db", "db-2", 5432))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
     cluster.shutdown().await;
 }

@@ -72,13 +72,18 @@ impl Drop for Procs {
 
 async fn status(api: &str) -> Option<pb::StatusResponse> {
     let mut c = cluster_client(api).await;
-    c.status(pb::StatusRequest {}).await.ok().map(|r| r.into_inner())
+    c.status(pb::StatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_leader_loses_no_acknowledged_registration() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+    let ports: Vec<(u16, u16, u16)> = (0..3)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
     let initial: Vec<String> = ports
         .iter()
         .enumerate()
@@ -152,7 +157,10 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_registration() {
                 loop {
                     attempts += 1;
                     assert!(attempts < 2_000, "registration {id} never succeeded");
-                    match clients[target].register(registration("kv", &id, 6000)).await {
+                    match clients[target]
+                        .register(registration("kv", &id, 6000))
+                        .await
+                    {
                         Ok(_) => {
                             acked.lock().unwrap().push(id);
                             break;

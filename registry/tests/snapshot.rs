@@ -37,7 +37,11 @@ async fn new_member_catches_up_from_a_snapshot_after_the_log_was_purged() {
     cfg.raft_addr = raft.clone();
     cfg.admin_addr = admin;
     let fourth = start_node(cfg, listeners).await;
-    let follower = cluster.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
     let added = cluster
         .cluster(follower)
         .await

@@ -16,7 +16,11 @@ fn with(f: impl FnOnce(&mut pb::RegisterRequest)) -> pb::RegisterRequest {
 async fn every_rule_names_its_field_and_writes_nothing() {
     let cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.wait_for_leader().await;
-    let follower = cluster.running_ids().into_iter().find(|id| *id != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
     let mut c = cluster.catalog(follower).await;
     let before = c
         .list_services(pb::ListServicesRequest { read: consistent() })
@@ -37,14 +41,48 @@ async fn every_rule_names_its_field_and_writes_nothing() {
         ("address", with(|r| r.address = "bad..host".into())),
         ("port", with(|r| r.port = 0)),
         ("port", with(|r| r.port = 70000)),
-        ("tags", with(|r| r.tags = (0..33).map(|i| format!("t{i}")).collect())),
-        ("tags[1]", with(|r| r.tags = vec!["ok".into(), "NOT_OK".into()])),
-        ("tags[1]", with(|r| r.tags = vec!["dup".into(), "dup".into()])),
-        ("meta", with(|r| r.meta = (0..65).map(|i| (format!("k{i}"), "v".into())).collect())),
-        ("meta[\"bad key\"]", with(|r| r.meta = [("bad key".to_string(), "v".to_string())].into())),
-        ("meta[\"big\"]", with(|r| r.meta = [("big".to_string(), "v".repeat(513))].into())),
-        ("weights.passing", with(|r| r.weights = Some(pb::Weights { passing: 0, warning: 1 }))),
-        ("weights.warning", with(|r| r.weights = Some(pb::Weights { passing: 1, warning: 65536 }))),
+        (
+            "tags",
+            with(|r| r.tags = (0..33).map(|i| format!("t{i}")).collect()),
+        ),
+        (
+            "tags[1]",
+            with(|r| r.tags = vec!["ok".into(), "NOT_OK".into()]),
+        ),
+        (
+            "tags[1]",
+            with(|r| r.tags = vec!["dup".into(), "dup".into()]),
+        ),
+        (
+            "meta",
+            with(|r| r.meta = (0..65).map(|i| (format!("k{i}"), "v".into())).collect()),
+        ),
+        (
+            "meta[\"bad key\"]",
+            with(|r| r.meta = [("bad key".to_string(), "v".to_string())].into()),
+        ),
+        (
+            "meta[\"big\"]",
+            with(|r| r.meta = [("big".to_string(), "v".repeat(513))].into()),
+        ),
+        (
+            "weights.passing",
+            with(|r| {
+                r.weights = Some(pb::Weights {
+                    passing: 0,
+                    warning: 1,
+                })
+            }),
+        ),
+        (
+            "weights.warning",
+            with(|r| {
+                r.weights = Some(pb::Weights {
+                    passing: 1,
+                    warning: 65536,
+                })
+            }),
+        ),
     ];
     for (field, req) in cases {
         let err = c.register(req).await.unwrap_err();
@@ -76,7 +114,11 @@ async fn every_rule_names_its_field_and_writes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().starts_with("invalid read.consistency:"), "{}", err.message());
+    assert!(
+        err.message().starts_with("invalid read.consistency:"),
+        "{}",
+        err.message()
+    );
     let err = c
         .list_instances(pb::ListInstancesRequest {
             service: "web".into(),
@@ -87,7 +129,11 @@ async fn every_rule_names_its_field_and_writes_nothing() {
         })
         .await
         .unwrap_err();
-    assert!(err.message().starts_with("invalid read.max_stale_ms:"), "{}", err.message());
+    assert!(
+        err.message().starts_with("invalid read.max_stale_ms:"),
+        "{}",
+        err.message()
+    );
     let err = cluster
         .cluster(follower)
         .await
@@ -99,7 +145,11 @@ async fn every_rule_names_its_field_and_writes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().starts_with("invalid api_addr:"), "{}", err.message());
+    assert!(
+        err.message().starts_with("invalid api_addr:"),
+        "{}",
+        err.message()
+    );
 
     // Nothing was written: no services, and the catalog index has not moved.
     let after = c

@@ -307,7 +307,9 @@ mod tests {
         let s1 = m
             .step(&s0, &KvInput::append("k", "ab"), Some(&KvOutput::Done))
             .expect("the model accepts it");
-        let s2 = m.step(&s1, &KvInput::append("k", "cd"), None).expect("the model accepts it");
+        let s2 = m
+            .step(&s1, &KvInput::append("k", "cd"), None)
+            .expect("the model accepts it");
         assert!(m
             .step(&s2, &KvInput::get("k"), Some(&got("abcd")))
             .is_some());
@@ -325,7 +327,8 @@ mod tests {
     fn kv_states_are_equal_whatever_the_path_to_them() {
         let m = KvModel;
         let done = Some(&KvOutput::Done);
-        let step = |s: &KvState, input: KvInput| m.step(s, &input, done).expect("the model accepts it");
+        let step =
+            |s: &KvState, input: KvInput| m.step(s, &input, done).expect("the model accepts it");
         let hash = |s: &KvState| {
             let mut h = DefaultHasher::new();
             s.hash(&mut h);

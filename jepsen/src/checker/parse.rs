@@ -6,9 +6,11 @@
 //! given value, `:fail` did not take effect, `:info` may or may not have taken effect
 //! (the operation stays open forever, as does one left without a completion). The
 //! etcd log bends this in two places: its `:fail` cas ran and found another value,
-//! and its `:fail` read timed out, which for a read comes to the same. Bad
-//! input is an error naming the file and line, never a panic or a skipped line: a
-//! history silently missing events could get the wrong verdict.
+//! and its `:fail` read timed out, which for a read comes to the same.
+//!
+//! Bad input is an error naming the file and line, never a panic; only blank lines
+//! and nemesis events are passed over, since a history silently missing operations
+//! could get the wrong verdict.
 
 use std::collections::HashMap;
 use std::fs;

@@ -22,8 +22,14 @@ impl CatalogService {
     }
 
     /// Counts the request by method and outcome, then passes the result on.
-    fn observe<T>(&self, method: &'static str, result: Result<T, Status>) -> Result<Response<T>, Status> {
-        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+    fn observe<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
         self.node.metrics.record_grpc(method, code);
         result.map(Response::new)
     }
@@ -68,13 +74,19 @@ impl CatalogService {
             let catalog = self.node.catalog.read().expect("catalog lock poisoned");
             (read(&catalog), catalog.applied_index())
         };
-        Ok((value, convert::response_meta(&self.node, &view, index, consistency)))
+        Ok((
+            value,
+            convert::response_meta(&self.node, &view, index, consistency),
+        ))
     }
 }
 
 #[tonic::async_trait]
 impl pb::catalog_server::Catalog for CatalogService {
-    async fn register(&self, req: Request<pb::RegisterRequest>) -> Result<Response<pb::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
         let result = async {
             let registration = Registration::try_from(req.into_inner())?;
             let cmd = Command::Register(NewInstance::from(registration));
@@ -84,14 +96,19 @@ impl pb::catalog_server::Catalog for CatalogService {
                     instance: Some(convert::instance(&record)),
                     index,
                 }),
-                other => Err(Status::internal(format!("register applied with unexpected result {other:?}"))),
+                other => Err(Status::internal(format!(
+                    "register applied with unexpected result {other:?}"
+                ))),
             }
         }
         .await;
         self.observe("Register", result)
     }
 
-    async fn deregister(&self, req: Request<pb::DeregisterRequest>) -> Result<Response<pb::DeregisterResponse>, Status> {
+    async fn deregister(
+        &self,
+        req: Request<pb::DeregisterRequest>,
+    ) -> Result<Response<pb::DeregisterResponse>, Status> {
         let result = async {
             let req = req.into_inner();
             check_instance_key(&req.service, &req.id)?;
@@ -101,20 +118,29 @@ impl pb::catalog_server::Catalog for CatalogService {
             };
             let (index, result) = self.node.write(cmd).await.map_err(node_error_status)?;
             match result {
-                CommandResult::Deregistered { removed } => Ok(pb::DeregisterResponse { removed, index }),
-                other => Err(Status::internal(format!("deregister applied with unexpected result {other:?}"))),
+                CommandResult::Deregistered { removed } => {
+                    Ok(pb::DeregisterResponse { removed, index })
+                }
+                other => Err(Status::internal(format!(
+                    "deregister applied with unexpected result {other:?}"
+                ))),
             }
         }
         .await;
         self.observe("Deregister", result)
     }
 
-    async fn get_instance(&self, req: Request<pb::GetInstanceRequest>) -> Result<Response<pb::GetInstanceResponse>, Status> {
+    async fn get_instance(
+        &self,
+        req: Request<pb::GetInstanceRequest>,
+    ) -> Result<Response<pb::GetInstanceResponse>, Status> {
         let result = async {
             let req = req.into_inner();
             check_instance_key(&req.service, &req.id)?;
             let (found, meta) = self
-                .read(req.read, |c| c.get(&req.service, &req.id).map(convert::instance))
+                .read(req.read, |c| {
+                    c.get(&req.service, &req.id).map(convert::instance)
+                })
                 .await?;
             match found {
                 Some(instance) => Ok(pb::GetInstanceResponse {
@@ -131,7 +157,10 @@ impl pb::catalog_server::Catalog for CatalogService {
         self.observe("GetInstance", result)
     }
 
-    async fn list_services(&self, req: Request<pb::ListServicesRequest>) -> Result<Response<pb::ListServicesResponse>, Status> {
+    async fn list_services(
+        &self,
+        req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
         let result = async {
             let (services, meta) = self.read(req.into_inner().read, |c| c.services()).await?;
             Ok(pb::ListServicesResponse {
@@ -143,12 +172,20 @@ impl pb::catalog_server::Catalog for CatalogService {
         self.observe("ListServices", result)
     }
 
-    async fn list_instances(&self, req: Request<pb::ListInstancesRequest>) -> Result<Response<pb::ListInstancesResponse>, Status> {
+    async fn list_instances(
+        &self,
+        req: Request<pb::ListInstancesRequest>,
+    ) -> Result<Response<pb::ListInstancesResponse>, Status> {
         let result = async {
             let req = req.into_inner();
             waymark_proto::validate::check_dns_label("service", &req.service)?;
             let (instances, meta) = self
-                .read(req.read, |c| c.instances(&req.service).iter().map(convert::instance).collect())
+                .read(req.read, |c| {
+                    c.instances(&req.service)
+                        .iter()
+                        .map(convert::instance)
+                        .collect()
+                })
                 .await?;
             Ok(pb::ListInstancesResponse {
                 instances,

@@ -20,8 +20,14 @@ impl ClusterService {
         Self { node }
     }
 
-    fn observe<T>(&self, method: &'static str, result: Result<T, Status>) -> Result<Response<T>, Status> {
-        let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+    fn observe<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
         self.node.metrics.record_grpc(method, code);
         result.map(Response::new)
     }
@@ -34,7 +40,9 @@ impl ClusterService {
 
 fn check_addr(field: &str, value: &str) -> Result<(), Status> {
     match value.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
         _ => Err(Status::invalid_argument(format!(
             "invalid {field}: must be HOST:PORT (got {value:?})"
         ))),
@@ -43,7 +51,10 @@ fn check_addr(field: &str, value: &str) -> Result<(), Status> {
 
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for ClusterService {
-    async fn members(&self, _req: Request<pb::MembersRequest>) -> Result<Response<pb::MembersResponse>, Status> {
+    async fn members(
+        &self,
+        _req: Request<pb::MembersRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
         let view = self.node.view();
         let result = Ok(pb::MembersResponse {
             members: convert::members(&view),
@@ -53,11 +64,16 @@ impl pb::cluster_server::Cluster for ClusterService {
         self.observe("Members", result)
     }
 
-    async fn add_member(&self, req: Request<pb::AddMemberRequest>) -> Result<Response<pb::AddMemberResponse>, Status> {
+    async fn add_member(
+        &self,
+        req: Request<pb::AddMemberRequest>,
+    ) -> Result<Response<pb::AddMemberResponse>, Status> {
         let result = async {
             let req = req.into_inner();
             if req.node_id == 0 {
-                return Err(Status::invalid_argument("invalid node_id: must be a positive integer (got 0)"));
+                return Err(Status::invalid_argument(
+                    "invalid node_id: must be a positive integer (got 0)",
+                ));
             }
             check_addr("api_addr", &req.api_addr)?;
             check_addr("raft_addr", &req.raft_addr)?;
@@ -65,7 +81,11 @@ impl pb::cluster_server::Cluster for ClusterService {
                 api_addr: req.api_addr,
                 raft_addr: req.raft_addr,
             };
-            let index = self.node.add_member(req.node_id, member).await.map_err(node_error_status)?;
+            let index = self
+                .node
+                .add_member(req.node_id, member)
+                .await
+                .map_err(node_error_status)?;
             let (members, _) = self.members_now();
             Ok(pb::AddMemberResponse { members, index })
         }
@@ -73,13 +93,22 @@ impl pb::cluster_server::Cluster for ClusterService {
         self.observe("AddMember", result)
     }
 
-    async fn remove_member(&self, req: Request<pb::RemoveMemberRequest>) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
         let result = async {
             let req = req.into_inner();
             if req.node_id == 0 {
-                return Err(Status::invalid_argument("invalid node_id: must be a positive integer (got 0)"));
+                return Err(Status::invalid_argument(
+                    "invalid node_id: must be a positive integer (got 0)",
+                ));
             }
-            let index = self.node.remove_member(req.node_id).await.map_err(node_error_status)?;
+            let index = self
+                .node
+                .remove_member(req.node_id)
+                .await
+                .map_err(node_error_status)?;
             let (members, _) = self.members_now();
             Ok(pb::RemoveMemberResponse { members, index })
         }
@@ -87,7 +116,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         self.observe("RemoveMember", result)
     }
 
-    async fn status(&self, _req: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let view = self.node.view();
         let (state_digest, digest_index) = {
             let catalog = self.node.catalog.read().expect("catalog lock poisoned");

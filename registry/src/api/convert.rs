@@ -42,7 +42,12 @@ pub fn service_summary(s: ServiceSummary) -> pb::ServiceSummary {
 }
 
 /// What a read response says about the state it reflects.
-pub fn response_meta(node: &Node, view: &RaftView, index: u64, consistency: pb::Consistency) -> pb::ResponseMeta {
+pub fn response_meta(
+    node: &Node,
+    view: &RaftView,
+    index: u64,
+    consistency: pb::Consistency,
+) -> pb::ResponseMeta {
     pb::ResponseMeta {
         index,
         node_id: node.id,

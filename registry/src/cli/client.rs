@@ -312,13 +312,17 @@ fn rpc_error(opts: &ClientOpts, status: tonic::Status) -> anyhow::Error {
         text.push_str(status.message());
     }
     if let Some(source) = std::error::Error::source(&status) {
-        let mut cause = format!(
-            "request to {} failed: {text}: {source}",
-            display_addr(&opts.addr)
-        );
-        let mut next = source.source();
+        let mut cause = format!("request to {} failed: {text}", display_addr(&opts.addr));
+        let mut last = String::new();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source);
         while let Some(e) = next {
-            cause.push_str(&format!(": {e}"));
+            // Transport errors nest the same text more than once; show it once.
+            let part = e.to_string();
+            if part != last {
+                cause.push_str(": ");
+                cause.push_str(&part);
+            }
+            last = part;
             next = e.source();
         }
         return anyhow::anyhow!(cause);

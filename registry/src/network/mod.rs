@@ -11,7 +11,8 @@ use serde::{de::DeserializeOwned, Serialize};
 /// Encodes an openraft message for the wire. Raft payloads are an internal protocol
 /// between Waymark nodes of the same version, so serde JSON is enough.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, tonic::Status> {
-    serde_json::to_vec(value).map_err(|e| tonic::Status::internal(format!("encoding raft message: {e}")))
+    serde_json::to_vec(value)
+        .map_err(|e| tonic::Status::internal(format!("encoding raft message: {e}")))
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, tonic::Status> {

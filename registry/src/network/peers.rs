@@ -21,7 +21,9 @@ impl PeerChannels {
             return Ok(c.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| tonic::Status::invalid_argument(format!("bad peer address {addr:?}: {e}")))?
+            .map_err(|e| {
+                tonic::Status::invalid_argument(format!("bad peer address {addr:?}: {e}"))
+            })?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -68,7 +70,10 @@ impl PeerConnection {
         let payload = pb::RaftPayload {
             data: encode(req).map_err(transport_error)?,
         };
-        let mut client = self.peers.raft_client(&self.addr).map_err(transport_error)?;
+        let mut client = self
+            .peers
+            .raft_client(&self.addr)
+            .map_err(transport_error)?;
         let fut = async {
             match method {
                 "append_entries" => client.append_entries(payload).await,
@@ -80,13 +85,19 @@ impl PeerConnection {
             Ok(Ok(reply)) => reply.into_inner(),
             Ok(Err(status)) => return Err(transport_error(status)),
             Err(_) => {
-                return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("{method} to node {} at {} timed out", self.target, self.addr),
-                ))))
+                return Err(RPCError::Unreachable(Unreachable::new(
+                    &std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "{method} to node {} at {} timed out",
+                            self.target, self.addr
+                        ),
+                    ),
+                )))
             }
         };
-        let result: Result<Resp, RaftError<NodeId, E>> = decode(&reply.data).map_err(transport_error)?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode(&reply.data).map_err(transport_error)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 use tonic::{Request, Response, Status};
 use waymark_proto::pb;
 
@@ -23,12 +25,17 @@ impl RaftService {
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<pb::RaftPayload>, Status> {
-    Ok(Response::new(pb::RaftPayload { data: encode(value)? }))
+    Ok(Response::new(pb::RaftPayload {
+        data: encode(value)?,
+    }))
 }
 
 #[tonic::async_trait]
 impl pb::raft_server::Raft for RaftService {
-    async fn append_entries(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data)?;
         let result = self.node.raft.append_entries(rpc).await;
         // Any answer but "your term is old" means a current leader reached us.
@@ -40,12 +47,18 @@ impl pb::raft_server::Raft for RaftService {
         reply(&result)
     }
 
-    async fn vote(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+    async fn vote(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
         let rpc: VoteRequest<NodeId> = decode(&req.into_inner().data)?;
         reply(&self.node.raft.vote(rpc).await)
     }
 
-    async fn install_snapshot(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().data)?;
         let result = self.node.raft.install_snapshot(rpc).await;
         if result.is_ok() {
@@ -54,17 +67,31 @@ impl pb::raft_server::Raft for RaftService {
         reply(&result)
     }
 
-    async fn read_index(&self, _req: Request<pb::ReadIndexRequest>) -> Result<Response<pb::ReadIndexResponse>, Status> {
-        let read_index = self.node.read_index_as_leader().await.map_err(node_error_status)?;
+    async fn read_index(
+        &self,
+        _req: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        let read_index = self
+            .node
+            .read_index_as_leader()
+            .await
+            .map_err(node_error_status)?;
         Ok(Response::new(pb::ReadIndexResponse {
             read_index,
             leader_id: self.node.id,
         }))
     }
 
-    async fn forward_write(&self, req: Request<pb::RaftPayload>) -> Result<Response<pb::RaftPayload>, Status> {
+    async fn forward_write(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
         let cmd: Command = decode(&req.into_inner().data)?;
-        let result = self.node.write_as_leader(cmd).await.map_err(node_error_status)?;
+        let result = self
+            .node
+            .write_as_leader(cmd)
+            .await
+            .map_err(node_error_status)?;
         reply(&result)
     }
 }

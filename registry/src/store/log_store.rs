@@ -59,7 +59,10 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError> {
         let bytes = self
             .db
             .get_cf(cf(&self.db, CF_RAFT_META), key)
@@ -69,7 +72,12 @@ impl LogStore {
             .transpose()
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> Result<(), StorageError> {
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        value: &T,
+        sync: bool,
+    ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
@@ -81,7 +89,9 @@ impl LogStore {
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
-        let mut iter = self.db.iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
+        let mut iter = self
+            .db
+            .iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
         match iter.next() {
             None => Ok(None),
             Some(item) => {
@@ -161,7 +171,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(KEY_COMMITTED)
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,

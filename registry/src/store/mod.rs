@@ -30,14 +30,19 @@ pub(crate) const CF_SNAPSHOT: &str = "snapshot";
 
 /// Opens (or creates) the node's database under `dir`.
 pub fn open_db(dir: &Path) -> anyhow::Result<Arc<DB>> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating data dir {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
-    let cfs = [CF_LOGS, CF_RAFT_META, CF_SM_RECORDS, CF_SM_META, CF_SNAPSHOT]
-        .into_iter()
-        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let cfs = [
+        CF_LOGS,
+        CF_RAFT_META,
+        CF_SM_RECORDS,
+        CF_SM_META,
+        CF_SNAPSHOT,
+    ]
+    .into_iter()
+    .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)
         .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
     Ok(Arc::new(db))

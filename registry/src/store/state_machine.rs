@@ -91,7 +91,9 @@ impl StateMachineStore {
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             metrics,
         };
-        if let Some(snap) = get_json::<StoredSnapshot>(&store.db, CF_SNAPSHOT, KEY_CURRENT_SNAPSHOT)? {
+        if let Some(snap) =
+            get_json::<StoredSnapshot>(&store.db, CF_SNAPSHOT, KEY_CURRENT_SNAPSHOT)?
+        {
             if snap.meta.last_log_id > applied {
                 store
                     .replace_state(&snap.meta, &snap.data)
@@ -108,8 +110,8 @@ impl StateMachineStore {
 
     /// Replaces the whole state with a snapshot's contents, on disk and in memory.
     fn replace_state(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let snapshot: SnapshotData = serde_json::from_slice(data)
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+        let snapshot: SnapshotData =
+            serde_json::from_slice(data).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
         let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         let mut batch = WriteBatch::default();
         let records_cf = cf(&self.db, CF_SM_RECORDS);
@@ -135,19 +137,28 @@ impl StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        let bytes = serde_json::to_vec(&stored).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+        let bytes =
+            serde_json::to_vec(&stored).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
         let mut opts = rocksdb::WriteOptions::default();
         // Synced: after a purge, the snapshot is the only copy of the purged prefix.
         opts.set_sync(true);
         blocking(|| {
-            self.db
-                .put_cf_opt(cf(&self.db, CF_SNAPSHOT), KEY_CURRENT_SNAPSHOT, bytes, &opts)
+            self.db.put_cf_opt(
+                cf(&self.db, CF_SNAPSHOT),
+                KEY_CURRENT_SNAPSHOT,
+                bytes,
+                &opts,
+            )
         })
         .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
     }
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(db: &DB, cf_name: &str, key: &[u8]) -> anyhow::Result<Option<T>> {
+fn get_json<T: serde::de::DeserializeOwned>(
+    db: &DB,
+    cf_name: &str,
+    key: &[u8],
+) -> anyhow::Result<Option<T>> {
     match db.get_cf(cf(db, cf_name), key)? {
         Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
         None => Ok(None),
@@ -195,7 +206,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        Ok(self.last_applied.read().expect("applied lock poisoned").clone())
+        Ok(self
+            .last_applied
+            .read()
+            .expect("applied lock poisoned")
+            .clone())
     }
 
     async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
@@ -229,7 +244,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let (result, change) = catalog.apply(entry.log_id.index, &cmd);
                         match change {
                             Some(RecordChange::Put(r)) => {
-                                batch.put_cf(records_cf, record_key(&r.service, &r.id), to_json(&r)?);
+                                batch.put_cf(
+                                    records_cf,
+                                    record_key(&r.service, &r.id),
+                                    to_json(&r)?,
+                                );
                             }
                             Some(RecordChange::Delete { service, id }) => {
                                 batch.delete_cf(records_cf, record_key(&service, &id));

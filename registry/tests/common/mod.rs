@@ -108,7 +108,9 @@ impl TestCluster {
     }
 
     pub fn node(&self, id: u64) -> &TestNode {
-        self.nodes[id as usize - 1].as_ref().expect("node is stopped")
+        self.nodes[id as usize - 1]
+            .as_ref()
+            .expect("node is stopped")
     }
 
     pub fn running_ids(&self) -> Vec<u64> {
@@ -132,7 +134,9 @@ impl TestCluster {
     }
 
     pub async fn stop(&mut self, id: u64) {
-        let n = self.nodes[id as usize - 1].take().expect("node already stopped");
+        let n = self.nodes[id as usize - 1]
+            .take()
+            .expect("node already stopped");
         n.shutdown.cancel();
         n.handle.await.unwrap().unwrap();
     }
@@ -193,7 +197,11 @@ pub fn stale(max_stale_ms: u64) -> Option<pb::ReadOptions> {
     })
 }
 
-pub async fn list_ids(client: &mut CatalogClient<Channel>, service: &str, read: Option<pb::ReadOptions>) -> Result<(Vec<String>, pb::ResponseMeta), tonic::Status> {
+pub async fn list_ids(
+    client: &mut CatalogClient<Channel>,
+    service: &str,
+    read: Option<pb::ReadOptions>,
+) -> Result<(Vec<String>, pb::ResponseMeta), tonic::Status> {
     let resp = client
         .list_instances(pb::ListInstancesRequest {
             service: service.into(),
@@ -201,5 +209,8 @@ pub async fn list_ids(client: &mut CatalogClient<Channel>, service: &str, read: 
         })
         .await?
         .into_inner();
-    Ok((resp.instances.into_iter().map(|i| i.id).collect(), resp.meta.unwrap()))
+    Ok((
+        resp.instances.into_iter().map(|i| i.id).collect(),
+        resp.meta.unwrap(),
+    ))
 }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the system packages Waymark needs, if missing. Usage: install-deps.sh build|test|bench
+#   build: a C++ toolchain and libclang (RocksDB is compiled from source; its bindgen needs libclang)
+#   test:  build + promtool (Prometheus text check), dig (DNS tests)
+#   bench: build + etcd, knot, dnsperf (baselines measured in the same run)
+set -euo pipefail
+
+need_pkgs=(libclang-dev g++ make)
+case "${1:-build}" in
+  build) ;;
+  test) need_pkgs+=(prometheus dnsutils) ;;
+  bench) need_pkgs+=(etcd-server etcd-client knot dnsperf) ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: missing system packages: ${missing[*]}" >&2
+  echo "       run this as root, or install them first: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing system packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
