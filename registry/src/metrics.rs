@@ -126,6 +126,19 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 }
 
 impl Metrics {
+    /// Counts a gRPC request by method and outcome, then passes the result on.
+    pub fn observe<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, tonic::Status>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
+        let code = result
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.record_grpc(method, code);
+        result.map(tonic::Response::new)
+    }
+
     pub fn record_grpc(&self, method: &'static str, code: tonic::Code) {
         let mut m = self.grpc_requests.lock().expect("metrics lock poisoned");
         *m.entry((method, code_name(code))).or_default() += 1;

@@ -60,6 +60,17 @@ pub struct RaftView {
     pub millis_since_quorum_ack: Option<u64>,
 }
 
+impl RaftView {
+    /// Client API address of the known leader, or "" when unknown.
+    pub fn leader_api_addr(&self) -> String {
+        self.leader
+            .as_ref()
+            .and_then(|(_, m)| m.as_ref())
+            .map(|m| m.api_addr.clone())
+            .unwrap_or_default()
+    }
+}
+
 pub struct Node {
     pub id: NodeId,
     pub raft: Raft,

@@ -21,19 +21,6 @@ impl CatalogService {
         Self { node }
     }
 
-    /// Counts the request by method and outcome, then passes the result on.
-    fn observe<T>(
-        &self,
-        method: &'static str,
-        result: Result<T, Status>,
-    ) -> Result<Response<T>, Status> {
-        let code = result
-            .as_ref()
-            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        self.node.metrics.record_grpc(method, code);
-        result.map(Response::new)
-    }
-
     /// Makes the local replica fit to answer in the requested mode, then runs `read`
     /// on it. The returned index is the one the answer reflects.
     async fn read<T>(
@@ -102,7 +89,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        self.observe("Register", result)
+        self.node.metrics.observe("Register", result)
     }
 
     async fn deregister(
@@ -127,7 +114,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        self.observe("Deregister", result)
+        self.node.metrics.observe("Deregister", result)
     }
 
     async fn get_instance(
@@ -154,7 +141,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        self.observe("GetInstance", result)
+        self.node.metrics.observe("GetInstance", result)
     }
 
     async fn list_services(
@@ -169,7 +156,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             })
         }
         .await;
-        self.observe("ListServices", result)
+        self.node.metrics.observe("ListServices", result)
     }
 
     async fn list_instances(
@@ -193,6 +180,6 @@ impl pb::catalog_server::Catalog for CatalogService {
             })
         }
         .await;
-        self.observe("ListInstances", result)
+        self.node.metrics.observe("ListInstances", result)
     }
 }

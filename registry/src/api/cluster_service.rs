@@ -20,18 +20,6 @@ impl ClusterService {
         Self { node }
     }
 
-    fn observe<T>(
-        &self,
-        method: &'static str,
-        result: Result<T, Status>,
-    ) -> Result<Response<T>, Status> {
-        let code = result
-            .as_ref()
-            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-        self.node.metrics.record_grpc(method, code);
-        result.map(Response::new)
-    }
-
     fn members_now(&self) -> (Vec<pb::Member>, u64) {
         let view = self.node.view();
         (convert::members(&view), view.membership_index)
@@ -61,7 +49,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             leader_id: view.leader.map(|(id, _)| id),
             index: view.membership_index,
         });
-        self.observe("Members", result)
+        self.node.metrics.observe("Members", result)
     }
 
     async fn add_member(
@@ -90,7 +78,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             Ok(pb::AddMemberResponse { members, index })
         }
         .await;
-        self.observe("AddMember", result)
+        self.node.metrics.observe("AddMember", result)
     }
 
     async fn remove_member(
@@ -113,7 +101,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             Ok(pb::RemoveMemberResponse { members, index })
         }
         .await;
-        self.observe("RemoveMember", result)
+        self.node.metrics.observe("RemoveMember", result)
     }
 
     async fn status(
@@ -130,12 +118,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             role: role_name(&view).to_string(),
             term: view.term,
             leader_id: view.leader.as_ref().map(|(id, _)| *id),
-            leader_api_addr: view
-                .leader
-                .as_ref()
-                .and_then(|(_, m)| m.as_ref())
-                .map(|m| m.api_addr.clone())
-                .unwrap_or_default(),
+            leader_api_addr: view.leader_api_addr(),
             commit_index: self.node.commit_index(&view),
             applied_index: view.applied_index,
             last_log_index: view.last_log_index,
@@ -146,7 +129,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             state_digest,
             digest_index,
         });
-        self.observe("Status", result)
+        self.node.metrics.observe("Status", result)
     }
 }
 

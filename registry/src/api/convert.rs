@@ -52,12 +52,7 @@ pub fn response_meta(
         index,
         node_id: node.id,
         leader_id: view.leader.as_ref().map(|(id, _)| *id),
-        leader_api_addr: view
-            .leader
-            .as_ref()
-            .and_then(|(_, m)| m.as_ref())
-            .map(|m| m.api_addr.clone())
-            .unwrap_or_default(),
+        leader_api_addr: view.leader_api_addr(),
         last_contact_ms: node.last_contact_ms(view),
         consistency: consistency as i32,
     }

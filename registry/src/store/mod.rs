@@ -10,6 +10,9 @@
 //!
 //! Encodings here are Waymark's own serde types, never the protobuf wire types.
 
+// openraft's storage traits fix `StorageError` (a large type) as the error type.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod state_machine;
 
