@@ -255,8 +255,10 @@ pub struct ServerArgs {
     /// TOML config file; flags override its values.
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
+    /// Unique positive id of this node.
     #[arg(long)]
     pub node_id: Option<u64>,
+    /// Directory for the RocksDB data (log, vote, state machine, snapshot).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Client gRPC listen address [default: 127.0.0.1:8500].
@@ -268,8 +270,10 @@ pub struct ServerArgs {
     /// Admin HTTP listen address [default: 127.0.0.1:8501].
     #[arg(long)]
     pub admin_addr: Option<String>,
+    /// API address peers and clients are told to use [default: --api-addr].
     #[arg(long)]
     pub advertise_api_addr: Option<String>,
+    /// Raft address peers are told to dial [default: --raft-addr].
     #[arg(long)]
     pub advertise_raft_addr: Option<String>,
     /// Initial voters, comma-separated ID=RAFT_ADDR/API_ADDR entries.
@@ -281,6 +285,7 @@ pub struct ServerArgs {
     /// Log entries kept behind a snapshot [default: 1000].
     #[arg(long)]
     pub logs_to_keep: Option<u64>,
+    /// Log output on stderr [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 }
