@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/waymark/v1/catalog.proto",
         "proto/waymark/v1/cluster.proto",
+        "proto/waymark/v1/lease.proto",
         "proto/waymark/v1/raft.proto",
     ];
     for p in protos {

@@ -8,11 +8,34 @@ use anyhow::{bail, Context};
 use tonic::transport::{Channel, Endpoint};
 use waymark_proto::pb;
 
+/// Which system a workload runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// A Waymark cluster over its gRPC API.
+    Waymark,
+    /// An etcd v3 cluster (the same workload mapped onto keys under `/<service>/`).
+    Etcd,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Waymark => "waymark",
+            Backend::Etcd => "etcd",
+        }
+    }
+}
+
 /// Connection flags shared by every workload (etcd `benchmark` global flags).
 #[derive(Debug, Clone, clap::Args)]
 #[command(next_help_heading = "Connection options")]
 pub struct ClientOpts {
-    /// Comma-separated gRPC API addresses (HOST:PORT or http://HOST:PORT).
+    /// System to benchmark: a Waymark cluster, or etcd for comparison.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Waymark)]
+    pub backend: Backend,
+
+    /// Comma-separated gRPC API addresses (HOST:PORT or http://HOST:PORT): Waymark API
+    /// addresses, or etcd client URLs with --backend etcd.
     #[arg(
         long,
         global = true,
@@ -30,7 +53,8 @@ pub struct ClientOpts {
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub conns: u32,
 
-    /// Send every request to the leader, found with Cluster.Status on the endpoints.
+    /// Send every request to the leader, found with Cluster.Status on the endpoints
+    /// (etcd: Maintenance.Status and the member list).
     #[arg(long, global = true)]
     pub target_leader: bool,
 
@@ -88,6 +112,17 @@ pub fn conn_targets(endpoints: &[String], conns: usize) -> Vec<String> {
     (0..conns)
         .map(|i| endpoints[i % endpoints.len()].clone())
         .collect()
+}
+
+/// The distinct entries of `items`, in first-seen order.
+pub fn distinct(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in items {
+        if !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    out
 }
 
 /// Opens one HTTP/2 connection to `endpoint`.
@@ -161,13 +196,18 @@ impl Pool {
     /// Dials `--conns` connections: round-robin over the endpoints, or all to the
     /// leader with `--target-leader`.
     pub async fn connect(opts: &ClientOpts) -> anyhow::Result<Self> {
+        Self::connect_n(opts, opts.conns as usize).await
+    }
+
+    /// Like `connect`, with `conns` connections instead of `--conns`.
+    pub async fn connect_n(opts: &ClientOpts, conns: usize) -> anyhow::Result<Self> {
         let endpoints = clean_endpoints(&opts.endpoints)?;
         let endpoints = if opts.target_leader {
             vec![find_leader(&endpoints, opts).await?]
         } else {
             endpoints
         };
-        let targets = conn_targets(&endpoints, opts.conns as usize);
+        let targets = conn_targets(&endpoints, conns.max(1));
         let mut channels = Vec::with_capacity(targets.len());
         for t in &targets {
             channels.push(dial(t, opts).await?);
@@ -182,13 +222,7 @@ impl Pool {
 
     /// Distinct endpoints the connections go to, in first-use order.
     pub fn endpoints(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for t in &self.targets {
-            if !out.contains(t) {
-                out.push(t.clone());
-            }
-        }
-        out
+        distinct(&self.targets)
     }
 }
 

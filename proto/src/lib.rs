@@ -9,4 +9,7 @@ pub mod pb {
     tonic::include_proto!("waymark.v1");
 }
 
-pub use validate::{check_instance_key, Registration, ValidationError, Weights, LIMITS_DOC};
+pub use validate::{
+    check_health_update, check_instance_key, check_lease_ttl, Registration, ValidationError,
+    Weights, LIMITS_DOC,
+};

@@ -18,6 +18,13 @@ pub const MAX_META_VALUE_LEN: usize = 512;
 pub const MAX_HOSTNAME_LEN: usize = 253;
 /// Longest DNS label (RFC 1035).
 pub const MAX_LABEL_LEN: usize = 63;
+/// Shortest `deregister_critical_after_ms` when set.
+pub const MIN_DEREGISTER_CRITICAL_AFTER_MS: u64 = 1_000;
+/// Longest health check output kept, in bytes.
+pub const MAX_HEALTH_OUTPUT_LEN: usize = 4_096;
+/// Lease TTL bounds, in milliseconds.
+pub const MIN_LEASE_TTL_MS: u64 = 2_000;
+pub const MAX_LEASE_TTL_MS: u64 = 86_400_000;
 
 /// The limits above, in words, for help texts and docs.
 pub const LIMITS_DOC: &str = "service, id and tags: DNS labels (lowercase a-z, 0-9, '-', \
@@ -159,6 +166,11 @@ pub struct Registration {
     pub tags: Vec<String>,
     pub meta: BTreeMap<String, String>,
     pub weights: Weights,
+    pub lease_id: Option<u64>,
+    /// On lease end: mark critical (true) or remove (false).
+    pub mark_critical_on_lease_expiry: bool,
+    /// 0 = never.
+    pub deregister_critical_after_ms: u64,
 }
 
 impl TryFrom<pb::RegisterRequest> for Registration {
@@ -237,7 +249,39 @@ impl TryFrom<pb::RegisterRequest> for Registration {
                 warning: check_weight("weights.warning", w.warning, 0)?,
             },
         };
+        let dca = req.deregister_critical_after_ms;
+        if dca != 0 && dca < MIN_DEREGISTER_CRITICAL_AFTER_MS {
+            return Err(ValidationError::new(
+                "deregister_critical_after_ms",
+                format!(
+                    "must be 0 (never) or at least {MIN_DEREGISTER_CRITICAL_AFTER_MS} (got {dca})"
+                ),
+            ));
+        }
+        let mark_critical_on_lease_expiry =
+            match pb::LeaseExpiryAction::try_from(req.on_lease_expiry) {
+                Ok(pb::LeaseExpiryAction::MarkCritical) => true,
+                Ok(_) => false,
+                Err(_) => {
+                    return Err(ValidationError::new(
+                        "on_lease_expiry",
+                        format!(
+                            "unknown action {} (use REMOVE or MARK_CRITICAL)",
+                            req.on_lease_expiry
+                        ),
+                    ))
+                }
+            };
+        if mark_critical_on_lease_expiry && req.lease_id == 0 {
+            return Err(ValidationError::new(
+                "on_lease_expiry",
+                "MARK_CRITICAL needs a lease_id",
+            ));
+        }
         Ok(Registration {
+            lease_id: (req.lease_id != 0).then_some(req.lease_id),
+            mark_critical_on_lease_expiry,
+            deregister_critical_after_ms: dca,
             service: req.service,
             id: req.id,
             address: req.address,
@@ -247,6 +291,46 @@ impl TryFrom<pb::RegisterRequest> for Registration {
             weights,
         })
     }
+}
+
+/// Validates a health update; returns the status as one of the three real states.
+pub fn check_health_update(
+    req: &pb::UpdateHealthRequest,
+) -> Result<pb::HealthStatus, ValidationError> {
+    check_instance_key(&req.service, &req.id)?;
+    let status = match pb::HealthStatus::try_from(req.status) {
+        Ok(
+            s
+            @ (pb::HealthStatus::Passing | pb::HealthStatus::Warning | pb::HealthStatus::Critical),
+        ) => s,
+        _ => {
+            return Err(ValidationError::new(
+                "status",
+                format!("must be PASSING, WARNING or CRITICAL (got {})", req.status),
+            ))
+        }
+    };
+    if req.output.len() > MAX_HEALTH_OUTPUT_LEN {
+        return Err(ValidationError::new(
+            "output",
+            format!(
+                "must be at most {MAX_HEALTH_OUTPUT_LEN} bytes (got {})",
+                req.output.len()
+            ),
+        ));
+    }
+    Ok(status)
+}
+
+/// Validates a lease TTL.
+pub fn check_lease_ttl(ttl_ms: u64) -> Result<(), ValidationError> {
+    if !(MIN_LEASE_TTL_MS..=MAX_LEASE_TTL_MS).contains(&ttl_ms) {
+        return Err(ValidationError::new(
+            "ttl_ms",
+            format!("must be {MIN_LEASE_TTL_MS}-{MAX_LEASE_TTL_MS} ms (got {ttl_ms})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Validates the (service, id) pair that names one instance.
@@ -267,7 +351,7 @@ mod tests {
             port: 8080,
             tags: vec!["v1".into(), "primary".into()],
             meta: [("version".to_string(), "1.2.3".to_string())].into(),
-            weights: None,
+            ..Default::default()
         }
     }
 

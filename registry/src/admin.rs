@@ -77,6 +77,12 @@ pub fn render_metrics(node: &Node) -> String {
                 .instance_count() as f64,
         ),
     ];
+    render_gauge(
+        &mut out,
+        "waymark_watchers",
+        "Live watch streams on this node.",
+        node.hub.live_watchers() as f64,
+    );
     for (name, help, value) in gauges {
         render_gauge(&mut out, name, help, value);
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::raft_types::{Command, CommandResult};
+use crate::watch::hub::Change;
 
 /// A validated registration as it travels in the Raft log. This is the on-disk/log
 /// encoding, deliberately separate from the protobuf wire type.
@@ -23,6 +24,25 @@ pub struct NewInstance {
     pub meta: BTreeMap<String, String>,
     pub weight_passing: u16,
     pub weight_warning: u16,
+    pub lease_id: Option<u64>,
+    pub on_lease_expiry: LeaseExpiry,
+    /// 0 = never reap.
+    pub deregister_critical_after_ms: u64,
+}
+
+/// What happens to an instance when its lease ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum LeaseExpiry {
+    #[default]
+    Remove,
+    MarkCritical,
+}
+
+/// A lease as stored: expiry itself is decided by the leader (see `leases.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub id: u64,
+    pub ttl_ms: u64,
 }
 
 impl From<waymark_proto::Registration> for NewInstance {
@@ -36,6 +56,13 @@ impl From<waymark_proto::Registration> for NewInstance {
             meta: r.meta,
             weight_passing: r.weights.passing,
             weight_warning: r.weights.warning,
+            lease_id: r.lease_id,
+            on_lease_expiry: if r.mark_critical_on_lease_expiry {
+                LeaseExpiry::MarkCritical
+            } else {
+                LeaseExpiry::Remove
+            },
+            deregister_critical_after_ms: r.deregister_critical_after_ms,
         }
     }
 }
@@ -66,6 +93,15 @@ pub struct InstanceRecord {
     pub create_index: u64,
     /// Log index of the entry that last changed it.
     pub modify_index: u64,
+    pub lease_id: Option<u64>,
+    pub on_lease_expiry: LeaseExpiry,
+    pub deregister_critical_after_ms: u64,
+}
+
+impl InstanceRecord {
+    pub fn is_passing(&self) -> bool {
+        self.health == Health::Passing
+    }
 }
 
 /// Summary of one service for `ListServices`.
@@ -76,17 +112,36 @@ pub struct ServiceSummary {
     pub tags: Vec<String>,
 }
 
-/// The effect of one command on stored records, for the persistence layer to mirror.
+/// What applying one command did: its result, the instance changes (for the
+/// persistence mirror and for watchers), and the lease changes (for the mirror).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordChange {
-    Put(InstanceRecord),
-    Delete { service: String, id: String },
+pub struct Effects {
+    pub result: CommandResult,
+    pub changes: Vec<Change>,
+    pub lease_changes: Vec<LeaseChange>,
+}
+
+impl Effects {
+    fn result(result: CommandResult) -> Self {
+        Self {
+            result,
+            changes: Vec::new(),
+            lease_changes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseChange {
+    Put(LeaseRecord),
+    Delete(u64),
 }
 
 /// All services and their instances, plus the index of the last applied entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     services: BTreeMap<String, BTreeMap<String, InstanceRecord>>,
+    leases: BTreeMap<u64, LeaseRecord>,
     applied_index: u64,
 }
 
@@ -94,10 +149,12 @@ impl Catalog {
     /// Rebuilds a catalog from stored records.
     pub fn from_records(
         records: impl IntoIterator<Item = InstanceRecord>,
+        leases: impl IntoIterator<Item = LeaseRecord>,
         applied_index: u64,
     ) -> Self {
         let mut c = Catalog {
             services: BTreeMap::new(),
+            leases: leases.into_iter().map(|l| (l.id, l)).collect(),
             applied_index,
         };
         for r in records {
@@ -120,54 +177,173 @@ impl Catalog {
     }
 
     /// Applies `cmd` as the entry at `index`. Deterministic and total: every command
-    /// has a defined result, and the change to stored records is returned alongside.
-    pub fn apply(&mut self, index: u64, cmd: &Command) -> (CommandResult, Option<RecordChange>) {
+    /// has a defined result (a lost race, such as a lease revoked before a registration
+    /// under it commits, is a result, not an error).
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Effects {
         self.advance_to(index);
         match cmd {
-            Command::Register(new) => {
-                let instances = self.services.entry(new.service.clone()).or_default();
-                let create_index = instances
-                    .get(&new.id)
-                    .map(|old| old.create_index)
-                    .unwrap_or(index);
-                let record = InstanceRecord {
-                    service: new.service.clone(),
-                    id: new.id.clone(),
-                    address: new.address.clone(),
-                    port: new.port,
-                    tags: new.tags.clone(),
-                    meta: new.meta.clone(),
-                    weight_passing: new.weight_passing,
-                    weight_warning: new.weight_warning,
-                    health: Health::Passing,
-                    health_output: String::new(),
-                    create_index,
-                    modify_index: index,
-                };
-                instances.insert(new.id.clone(), record.clone());
-                (
-                    CommandResult::Registered(record.clone()),
-                    Some(RecordChange::Put(record)),
-                )
-            }
+            Command::Register(new) => self.register(index, new),
             Command::Deregister { service, id } => {
-                let removed = match self.services.get_mut(service) {
-                    Some(instances) => {
-                        let removed = instances.remove(id).is_some();
-                        if instances.is_empty() {
-                            self.services.remove(service);
-                        }
-                        removed
+                let removed = self.remove_instance(service, id);
+                let changes = removed
+                    .then(|| Change::Remove {
+                        service: service.clone(),
+                        id: id.clone(),
+                    })
+                    .into_iter()
+                    .collect();
+                Effects {
+                    result: CommandResult::Deregistered { removed },
+                    changes,
+                    lease_changes: Vec::new(),
+                }
+            }
+            Command::UpdateHealth {
+                service,
+                id,
+                health,
+                output,
+            } => match self.services.get_mut(service).and_then(|m| m.get_mut(id)) {
+                None => Effects::result(CommandResult::InstanceNotFound),
+                Some(r) => {
+                    r.health = *health;
+                    r.health_output = output.clone();
+                    r.modify_index = index;
+                    let r = r.clone();
+                    Effects {
+                        result: CommandResult::HealthUpdated(r.clone()),
+                        changes: vec![Change::Upsert(r)],
+                        lease_changes: Vec::new(),
                     }
-                    None => false,
+                }
+            },
+            Command::CreateLease { ttl_ms } => {
+                // The entry's index is the lease id: unique and the same on every node.
+                let lease = LeaseRecord {
+                    id: index,
+                    ttl_ms: *ttl_ms,
                 };
-                let change = removed.then(|| RecordChange::Delete {
-                    service: service.clone(),
-                    id: id.clone(),
+                self.leases.insert(index, lease.clone());
+                Effects {
+                    result: CommandResult::LeaseCreated(lease.clone()),
+                    changes: Vec::new(),
+                    lease_changes: vec![LeaseChange::Put(lease)],
+                }
+            }
+            Command::EndLease { lease_id, reason } => self.end_lease(index, *lease_id, reason),
+            Command::ReapCritical {
+                service,
+                id,
+                if_modify_index,
+            } => {
+                let still_same = self.get(service, id).is_some_and(|r| {
+                    r.health == Health::Critical && r.modify_index == *if_modify_index
                 });
-                (CommandResult::Deregistered { removed }, change)
+                let removed = still_same && self.remove_instance(service, id);
+                Effects {
+                    result: CommandResult::Deregistered { removed },
+                    changes: removed
+                        .then(|| Change::Remove {
+                            service: service.clone(),
+                            id: id.clone(),
+                        })
+                        .into_iter()
+                        .collect(),
+                    lease_changes: Vec::new(),
+                }
             }
         }
+    }
+
+    fn register(&mut self, index: u64, new: &NewInstance) -> Effects {
+        if let Some(lease) = new.lease_id {
+            if !self.leases.contains_key(&lease) {
+                return Effects::result(CommandResult::LeaseNotFound(lease));
+            }
+        }
+        let instances = self.services.entry(new.service.clone()).or_default();
+        let create_index = instances
+            .get(&new.id)
+            .map(|old| old.create_index)
+            .unwrap_or(index);
+        let record = InstanceRecord {
+            service: new.service.clone(),
+            id: new.id.clone(),
+            address: new.address.clone(),
+            port: new.port,
+            tags: new.tags.clone(),
+            meta: new.meta.clone(),
+            weight_passing: new.weight_passing,
+            weight_warning: new.weight_warning,
+            health: Health::Passing,
+            health_output: String::new(),
+            create_index,
+            modify_index: index,
+            lease_id: new.lease_id,
+            on_lease_expiry: new.on_lease_expiry,
+            deregister_critical_after_ms: new.deregister_critical_after_ms,
+        };
+        instances.insert(new.id.clone(), record.clone());
+        Effects {
+            result: CommandResult::Registered(record.clone()),
+            changes: vec![Change::Upsert(record)],
+            lease_changes: Vec::new(),
+        }
+    }
+
+    fn remove_instance(&mut self, service: &str, id: &str) -> bool {
+        let Some(instances) = self.services.get_mut(service) else {
+            return false;
+        };
+        let removed = instances.remove(id).is_some();
+        if instances.is_empty() {
+            self.services.remove(service);
+        }
+        removed
+    }
+
+    /// Ends a lease (expired or revoked): its instances are removed or marked
+    /// critical, each as chosen at registration, all at this one index.
+    fn end_lease(&mut self, index: u64, lease_id: u64, reason: &str) -> Effects {
+        if self.leases.remove(&lease_id).is_none() {
+            return Effects::result(CommandResult::LeaseEnded { existed: false });
+        }
+        let attached: Vec<(String, String, LeaseExpiry)> = self
+            .records()
+            .filter(|r| r.lease_id == Some(lease_id))
+            .map(|r| (r.service.clone(), r.id.clone(), r.on_lease_expiry))
+            .collect();
+        let mut changes = Vec::new();
+        for (service, id, action) in attached {
+            match action {
+                LeaseExpiry::Remove => {
+                    self.remove_instance(&service, &id);
+                    changes.push(Change::Remove { service, id });
+                }
+                LeaseExpiry::MarkCritical => {
+                    if let Some(r) = self.services.get_mut(&service).and_then(|m| m.get_mut(&id)) {
+                        r.health = Health::Critical;
+                        r.health_output = format!("lease {lease_id} {reason}");
+                        r.lease_id = None;
+                        r.modify_index = index;
+                        changes.push(Change::Upsert(r.clone()));
+                    }
+                }
+            }
+        }
+        Effects {
+            result: CommandResult::LeaseEnded { existed: true },
+            changes,
+            lease_changes: vec![LeaseChange::Delete(lease_id)],
+        }
+    }
+
+    pub fn lease(&self, id: u64) -> Option<&LeaseRecord> {
+        self.leases.get(&id)
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = &LeaseRecord> {
+        self.leases.values()
     }
 
     pub fn get(&self, service: &str, id: &str) -> Option<&InstanceRecord> {
@@ -218,6 +394,10 @@ impl Catalog {
             h.update((bytes.len() as u64).to_be_bytes());
             h.update(&bytes);
         }
+        for l in self.leases.values() {
+            h.update(l.id.to_be_bytes());
+            h.update(l.ttl_ms.to_be_bytes());
+        }
         hex::encode(h.finalize())
     }
 }
@@ -236,7 +416,19 @@ mod tests {
             meta: BTreeMap::new(),
             weight_passing: 1,
             weight_warning: 1,
+            lease_id: None,
+            on_lease_expiry: LeaseExpiry::Remove,
+            deregister_critical_after_ms: 0,
         })
+    }
+
+    fn reg_leased(id: &str, lease: u64, action: LeaseExpiry) -> Command {
+        let Command::Register(mut new) = reg("web", id, 80) else {
+            unreachable!()
+        };
+        new.lease_id = Some(lease);
+        new.on_lease_expiry = action;
+        Command::Register(new)
     }
 
     #[test]
@@ -257,12 +449,12 @@ mod tests {
             service: "web".into(),
             id: "a".into(),
         };
-        let (res, change) = c.apply(2, &del);
-        assert_eq!(res, CommandResult::Deregistered { removed: true });
-        assert!(change.is_some());
-        let (res, change) = c.apply(3, &del);
-        assert_eq!(res, CommandResult::Deregistered { removed: false });
-        assert!(change.is_none());
+        let e = c.apply(2, &del);
+        assert_eq!(e.result, CommandResult::Deregistered { removed: true });
+        assert_eq!(e.changes.len(), 1);
+        let e = c.apply(3, &del);
+        assert_eq!(e.result, CommandResult::Deregistered { removed: false });
+        assert!(e.changes.is_empty());
         assert!(c.services().is_empty());
         assert_eq!(c.applied_index(), 3);
     }
@@ -281,7 +473,8 @@ mod tests {
             b.apply(i as u64 + 1, cmd);
         }
         assert_eq!(a.digest(), b.digest());
-        let rebuilt = Catalog::from_records(a.records().cloned(), a.applied_index());
+        let rebuilt =
+            Catalog::from_records(a.records().cloned(), a.leases().cloned(), a.applied_index());
         assert_eq!(rebuilt, a);
         assert_eq!(rebuilt.digest(), a.digest());
         b.apply(4, &reg("web", "b", 82));
@@ -299,5 +492,71 @@ mod tests {
         assert_eq!(s[0].tags, vec!["v1"]);
         assert_eq!(c.instances("web").len(), 2);
         assert!(c.instances("nope").is_empty());
+    }
+
+    #[test]
+    fn lease_end_removes_or_marks_critical_at_one_index() {
+        let mut c = Catalog::default();
+        let e = c.apply(1, &Command::CreateLease { ttl_ms: 5000 });
+        assert!(matches!(
+            e.result,
+            CommandResult::LeaseCreated(LeaseRecord { id: 1, .. })
+        ));
+        c.apply(2, &reg_leased("a", 1, LeaseExpiry::Remove));
+        c.apply(3, &reg_leased("b", 1, LeaseExpiry::MarkCritical));
+        c.apply(4, &reg("web", "c", 80));
+        let e = c.apply(
+            5,
+            &Command::EndLease {
+                lease_id: 1,
+                reason: "expired".into(),
+            },
+        );
+        assert_eq!(e.result, CommandResult::LeaseEnded { existed: true });
+        assert_eq!(e.changes.len(), 2);
+        assert!(c.get("web", "a").is_none());
+        let b = c.get("web", "b").unwrap();
+        assert_eq!(
+            (b.health, b.modify_index, b.lease_id),
+            (Health::Critical, 5, None)
+        );
+        assert!(c.get("web", "c").unwrap().is_passing());
+        assert!(c.lease(1).is_none());
+        // Registering under a lease that is gone is a deterministic refusal.
+        let e = c.apply(6, &reg_leased("d", 1, LeaseExpiry::Remove));
+        assert_eq!(e.result, CommandResult::LeaseNotFound(1));
+        assert!(e.changes.is_empty());
+    }
+
+    #[test]
+    fn reap_only_if_still_critical_and_unchanged() {
+        let mut c = Catalog::default();
+        c.apply(1, &reg("web", "a", 80));
+        let crit = Command::UpdateHealth {
+            service: "web".into(),
+            id: "a".into(),
+            health: Health::Critical,
+            output: "down".into(),
+        };
+        c.apply(2, &crit);
+        let reap_stale = Command::ReapCritical {
+            service: "web".into(),
+            id: "a".into(),
+            if_modify_index: 1,
+        };
+        assert_eq!(
+            c.apply(3, &reap_stale).result,
+            CommandResult::Deregistered { removed: false }
+        );
+        let reap = Command::ReapCritical {
+            service: "web".into(),
+            id: "a".into(),
+            if_modify_index: 2,
+        };
+        assert_eq!(
+            c.apply(4, &reap).result,
+            CommandResult::Deregistered { removed: true }
+        );
+        assert_eq!(c.apply(5, &crit).result, CommandResult::InstanceNotFound);
     }
 }

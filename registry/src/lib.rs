@@ -6,12 +6,14 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod leases;
 pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod raft_types;
 pub mod server;
 pub mod store;
+pub mod watch;
 
 pub use config::ServerConfig;
 pub use server::{run, Listeners};

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub apply_latency: Histogram,
     pub snapshots_built: Counter,
     pub snapshots_installed: Counter,
+    /// Watch streams reset because they fell behind.
+    pub watch_resets: Counter,
     /// gRPC requests served on the client API, by (method, status code).
     grpc_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -96,6 +98,7 @@ impl Default for Metrics {
             apply_latency: Histogram::new(LATENCY_BUCKETS),
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
+            watch_resets: Counter::default(),
             grpc_requests: Mutex::new(BTreeMap::new()),
         }
     }
@@ -162,6 +165,12 @@ impl Metrics {
             "waymark_snapshots_installed_total",
             "Snapshots received from a leader and installed.",
             self.snapshots_installed.get(),
+        );
+        render_counter(
+            out,
+            "waymark_watch_resets_total",
+            "Watch streams reset (Reset + Snapshot) because the watcher fell behind.",
+            self.watch_resets.get(),
         );
         let _ = writeln!(
             out,

@@ -11,11 +11,13 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use waymark_proto::pb;
 
+use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
 use crate::network::{decode, encode};
 use crate::raft_types::{Command, CommandResult, Member, NodeId, Raft};
 use crate::store::state_machine::SharedCatalog;
+use crate::watch::hub::WatchHub;
 
 /// Why a node could not serve a request. Mapped to a gRPC status once, at the API edge.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,10 @@ pub struct Node {
     /// When this node last accepted a message from a leader (followers and learners).
     leader_contact: Mutex<Option<Instant>>,
     request_timeout: Duration,
+    /// Applied changes, for watch streams.
+    pub hub: Arc<WatchHub>,
+    /// Lease deadlines and critical timers (acted on while leader).
+    pub leases: LeaseKeeper,
 }
 
 impl Node {
@@ -93,6 +99,7 @@ impl Node {
         peers: PeerChannels,
         committed: Arc<AtomicU64>,
         request_timeout: Duration,
+        hub: Arc<WatchHub>,
     ) -> Self {
         Self {
             id,
@@ -103,7 +110,54 @@ impl Node {
             committed,
             leader_contact: Mutex::new(None),
             request_timeout,
+            hub,
+            leases: LeaseKeeper::default(),
         }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// Renews a lease from now: on the leader after confirming leadership with a
+    /// quorum (so a deposed leader cannot promise time it does not have), elsewhere by
+    /// forwarding to the leader. Returns the TTL granted, 0 if the lease is gone.
+    pub async fn keep_alive(&self, lease_id: u64) -> Result<u64, NodeError> {
+        let view = self.view();
+        match view.leader {
+            Some((id, _)) if id == self.id => {
+                self.read_index_as_leader().await?;
+                Ok(self.leases.renew(self, lease_id).unwrap_or(0))
+            }
+            Some((leader_id, Some(leader))) => {
+                let as_leader_error = |status: tonic::Status| NodeError::Leader {
+                    leader_id,
+                    addr: leader.raft_addr.clone(),
+                    status,
+                };
+                let mut client = self
+                    .peers
+                    .raft_client(&leader.raft_addr)
+                    .map_err(as_leader_error)?;
+                let reply = tokio::time::timeout(
+                    self.request_timeout,
+                    client.forward_keep_alive(pb::KeepAliveRequest { lease_id }),
+                )
+                .await
+                .map_err(|_| {
+                    NodeError::Timeout(self.request_timeout, "the leader to renew the lease")
+                })?
+                .map_err(as_leader_error)?;
+                Ok(reply.into_inner().ttl_ms)
+            }
+            _ => Err(NodeError::NoLeader { node_id: self.id }),
+        }
+    }
+
+    /// Leader side of a forwarded keep-alive.
+    pub async fn keep_alive_as_leader(&self, lease_id: u64) -> Result<u64, NodeError> {
+        self.read_index_as_leader().await?;
+        Ok(self.leases.renew(self, lease_id).unwrap_or(0))
     }
 
     /// Called by the Raft service when a current leader's message was accepted.

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{InstanceRecord, NewInstance};
+use crate::catalog::{Health, InstanceRecord, LeaseRecord, NewInstance};
 
 /// Node ids are small positive integers chosen by the operator.
 pub type NodeId = u64;
@@ -30,7 +30,32 @@ impl std::fmt::Display for Member {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Register(NewInstance),
-    Deregister { service: String, id: String },
+    Deregister {
+        service: String,
+        id: String,
+    },
+    UpdateHealth {
+        service: String,
+        id: String,
+        health: Health,
+        output: String,
+    },
+    /// The new lease's id is this entry's log index.
+    CreateLease {
+        ttl_ms: u64,
+    },
+    /// Proposed by the leader when a lease expires, or by a client revoking it.
+    EndLease {
+        lease_id: u64,
+        reason: String,
+    },
+    /// Proposed by the leader once an instance has been critical for its
+    /// `deregister_critical_after`; a no-op if it changed since (`if_modify_index`).
+    ReapCritical {
+        service: String,
+        id: String,
+        if_modify_index: u64,
+    },
 }
 
 /// What applying one log entry produced.
@@ -42,6 +67,13 @@ pub enum CommandResult {
     Deregistered {
         removed: bool,
     },
+    HealthUpdated(InstanceRecord),
+    InstanceNotFound,
+    LeaseCreated(LeaseRecord),
+    LeaseEnded {
+        existed: bool,
+    },
+    LeaseNotFound(u64),
 }
 
 openraft::declare_raft_types!(

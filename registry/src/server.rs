@@ -17,7 +17,9 @@ use waymark_proto::pb;
 
 use crate::api::catalog_service::CatalogService;
 use crate::api::cluster_service::ClusterService;
+use crate::api::lease_service::LeaseService;
 use crate::config::{LogFormat, ServerConfig};
+use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
 use crate::network::raft_client::NetworkFactory;
@@ -144,6 +146,7 @@ async fn run_inner(
     let state_machine = StateMachineStore::open(db.clone(), metrics.clone())
         .context("opening the state machine")?;
     let catalog = state_machine.catalog();
+    let hub = state_machine.hub();
     let peers = PeerChannels::default();
     let network = NetworkFactory {
         peers: peers.clone(),
@@ -165,6 +168,7 @@ async fn run_inner(
         peers,
         committed,
         config.request_timeout(),
+        hub,
     ));
 
     let servers = shutdown.child_token();
@@ -190,6 +194,10 @@ async fn run_inner(
         tonic::transport::Server::builder()
             .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(
                 node.clone(),
+                servers.clone(),
+            )))
+            .add_service(pb::leases_server::LeasesServer::new(LeaseService::new(
+                node.clone(),
             )))
             .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
                 node.clone(),
@@ -211,6 +219,11 @@ async fn run_inner(
                 .context("serving the admin endpoint")
         }
         .instrument(tracing::info_span!("admin_http", %admin_addr)),
+    );
+    tasks.spawn(
+        LeaseKeeper::run(node.clone(), servers.clone())
+            .map(Ok)
+            .instrument(tracing::info_span!("lease_keeper")),
     );
     tracing::info!(%api_addr, %raft_addr, %admin_addr, data_dir = %config.data_dir.display(), "node started");
 

@@ -110,6 +110,7 @@ async fn every_rule_names_its_field_and_writes_nothing() {
                 consistency: 99,
                 max_stale_ms: 0,
             }),
+            passing_only: false,
         })
         .await
         .unwrap_err();
@@ -126,6 +127,7 @@ async fn every_rule_names_its_field_and_writes_nothing() {
                 consistency: pb::Consistency::Consistent as i32,
                 max_stale_ms: 10,
             }),
+            passing_only: false,
         })
         .await
         .unwrap_err();

@@ -1,5 +1,7 @@
 //! `register`: `--total` Register calls, each for a new instance `i-<n>` of service
-//! `bench` carrying one meta value of `--val-size` bytes (etcd `benchmark put`).
+//! `bench` carrying one meta value of `--val-size` bytes (etcd `benchmark put`). With
+//! `--backend etcd`: one put each of the key `/<service>/i-<n>` with a `--val-size`-byte
+//! value.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +10,8 @@ use serde_json::json;
 use waymark_proto::pb;
 use waymark_proto::validate::MAX_META_VALUE_LEN;
 
-use crate::conn::{ClientOpts, Pool};
+use crate::conn::{Backend, ClientOpts, Pool};
+use crate::etcd::{self, EtcdPool};
 use crate::report::Summary;
 use crate::runner::{self, RunConfig};
 
@@ -39,7 +42,7 @@ pub struct RegisterArgs {
     pub id_offset: u64,
 }
 
-fn parse_val_size(s: &str) -> Result<usize, String> {
+pub fn parse_val_size(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|e| format!("{e}"))?;
     if n > MAX_META_VALUE_LEN {
         return Err(format!(
@@ -47,6 +50,15 @@ fn parse_val_size(s: &str) -> Result<usize, String> {
         ));
     }
     Ok(n)
+}
+
+/// The instance number in an id made by `instance_id` (`i-<n>`).
+pub fn instance_number(id: &str) -> Option<u64> {
+    let digits = id.strip_prefix("i-")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The id of the instance registered by operation `seq`.
@@ -69,11 +81,23 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(args: &RegisterArgs) -> Self {
+        Self::with(&args.service, args.id_offset, args.val_size)
+    }
+
+    pub fn with(service: &str, id_offset: u64, val_size: usize) -> Self {
         Self {
-            service: args.service.clone(),
-            id_offset: args.id_offset,
-            payload: "x".repeat(args.val_size),
+            service: service.to_string(),
+            id_offset,
+            payload: "x".repeat(val_size),
         }
+    }
+
+    /// The etcd key and value that stand for operation `seq`'s instance.
+    pub fn etcd_put(&self, seq: u64) -> (String, String) {
+        (
+            etcd::key(&self.service, &instance_id(self.id_offset, seq)),
+            self.payload.clone(),
+        )
     }
 
     /// The Register request for operation `seq`.
@@ -87,27 +111,51 @@ impl Plan {
             tags: vec!["bench".into()],
             meta: HashMap::from([(PAYLOAD_KEY.to_string(), self.payload.clone())]),
             weights: None,
+            ..Default::default()
         }
     }
 }
 
 pub async fn run(opts: &ClientOpts, args: &RegisterArgs) -> anyhow::Result<Summary> {
-    let pool = Arc::new(Pool::connect(opts).await?);
     let plan = Arc::new(Plan::new(args));
     let cfg = RunConfig {
         clients: opts.clients as usize,
         total: args.total,
         rate: args.rate,
     };
-    let op_pool = Arc::clone(&pool);
-    let outcome = runner::run(cfg, move |client, seq| {
-        let mut catalog = pb::catalog_client::CatalogClient::new(op_pool.channel_for(client));
-        let request = plan.request(seq);
-        async move { catalog.register(request).await.map(|_| ()) }
-    })
-    .await?;
+    let (endpoints, outcome) = match opts.backend {
+        Backend::Waymark => {
+            let pool = Arc::new(Pool::connect(opts).await?);
+            let op_pool = Arc::clone(&pool);
+            let outcome = runner::run(cfg, move |client, seq| {
+                let mut catalog =
+                    pb::catalog_client::CatalogClient::new(op_pool.channel_for(client));
+                let request = plan.request(seq);
+                async move { catalog.register(request).await.map(|_| ()) }
+            })
+            .await?;
+            (pool.endpoints(), outcome)
+        }
+        Backend::Etcd => {
+            let pool = Arc::new(EtcdPool::connect(opts).await?);
+            let op_pool = Arc::clone(&pool);
+            let outcome = runner::run(cfg, move |client, seq| {
+                let mut kv = op_pool.client_for(client).kv_client();
+                let (key, value) = plan.etcd_put(seq);
+                async move {
+                    kv.put(key, value, None)
+                        .await
+                        .map(|_| ())
+                        .map_err(etcd::to_status)
+                }
+            })
+            .await?;
+            (pool.endpoints(), outcome)
+        }
+    };
     let params = vec![
-        ("endpoints", json!(pool.endpoints())),
+        ("backend", json!(opts.backend.as_str())),
+        ("endpoints", json!(endpoints)),
         ("target_leader", json!(opts.target_leader)),
         ("clients", json!(opts.clients)),
         ("conns", json!(opts.conns)),
@@ -123,7 +171,7 @@ pub async fn run(opts: &ClientOpts, args: &RegisterArgs) -> anyhow::Result<Summa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::FakeNode;
+    use crate::fake::{opts, FakeNode};
     use std::time::Duration;
     use waymark_proto::Registration;
 
@@ -137,17 +185,6 @@ mod tests {
         }
     }
 
-    fn opts(endpoints: Vec<String>, clients: u32, conns: u32) -> ClientOpts {
-        ClientOpts {
-            endpoints,
-            clients,
-            conns,
-            target_leader: false,
-            dial_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-
     #[test]
     fn ids_are_unique_and_valid_labels() {
         assert_eq!(instance_id(0, 0), "i-0");
@@ -158,6 +195,32 @@ mod tests {
         let ids: std::collections::HashSet<String> =
             (0..10_000).map(|s| instance_id(7, s)).collect();
         assert_eq!(ids.len(), 10_000);
+    }
+
+    #[test]
+    fn instance_numbers_come_back_out_of_ids() {
+        assert_eq!(instance_number(&instance_id(5, 37)), Some(42));
+        assert_eq!(instance_number(&instance_id(u64::MAX, 0)), Some(u64::MAX));
+        for bad in [
+            "i-",
+            "x-1",
+            "i-1a",
+            "i--1",
+            "i-+1",
+            "",
+            "i-99999999999999999999999",
+        ] {
+            assert_eq!(instance_number(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn etcd_puts_use_the_same_ids_under_the_service_prefix() {
+        let plan = Plan::with("bench", 10, 5);
+        assert_eq!(
+            plan.etcd_put(2),
+            ("/bench/i-12".to_string(), "xxxxx".to_string())
+        );
     }
 
     #[test]

@@ -3,22 +3,27 @@
 
 use std::sync::Arc;
 
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
-use waymark_proto::{check_instance_key, pb, Registration};
+use waymark_proto::{check_health_update, check_instance_key, pb, Registration};
 
 use super::convert;
 use super::errors::node_error_status;
-use crate::catalog::{Catalog, NewInstance};
+use crate::catalog::{Catalog, Health, NewInstance};
 use crate::node::{Node, RaftView};
 use crate::raft_types::{Command, CommandResult};
+use crate::watch::stream::{self as watch_stream, WatchFilter, DEFAULT_PROGRESS_INTERVAL};
 
 pub struct CatalogService {
     node: Arc<Node>,
+    /// Ends watch streams at shutdown.
+    shutdown: CancellationToken,
 }
 
 impl CatalogService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, shutdown: CancellationToken) -> Self {
+        Self { node, shutdown }
     }
 
     /// Makes the local replica fit to answer in the requested mode, then runs `read`
@@ -83,6 +88,9 @@ impl pb::catalog_server::Catalog for CatalogService {
                     instance: Some(convert::instance(&record)),
                     index,
                 }),
+                CommandResult::LeaseNotFound(lease) => Err(Status::not_found(format!(
+                    "invalid lease_id: lease {lease} does not exist (expired or revoked?)"
+                ))),
                 other => Err(Status::internal(format!(
                     "register applied with unexpected result {other:?}"
                 ))),
@@ -170,6 +178,7 @@ impl pb::catalog_server::Catalog for CatalogService {
                 .read(req.read, |c| {
                     c.instances(&req.service)
                         .iter()
+                        .filter(|r| !req.passing_only || r.is_passing())
                         .map(convert::instance)
                         .collect()
                 })
@@ -181,5 +190,74 @@ impl pb::catalog_server::Catalog for CatalogService {
         }
         .await;
         self.node.metrics.observe("ListInstances", result)
+    }
+
+    async fn update_health(
+        &self,
+        req: Request<pb::UpdateHealthRequest>,
+    ) -> Result<Response<pb::UpdateHealthResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            let health = match check_health_update(&req)? {
+                pb::HealthStatus::Warning => Health::Warning,
+                pb::HealthStatus::Critical => Health::Critical,
+                _ => Health::Passing,
+            };
+            let cmd = Command::UpdateHealth {
+                service: req.service.clone(),
+                id: req.id.clone(),
+                health,
+                output: req.output,
+            };
+            let (index, result) = self.node.write(cmd).await.map_err(node_error_status)?;
+            match result {
+                CommandResult::HealthUpdated(record) => Ok(pb::UpdateHealthResponse {
+                    instance: Some(convert::instance(&record)),
+                    index,
+                }),
+                CommandResult::InstanceNotFound => Err(Status::not_found(format!(
+                    "instance {:?} of service {:?} not found (at index {index})",
+                    req.id, req.service
+                ))),
+                other => Err(Status::internal(format!(
+                    "health update applied with unexpected result {other:?}"
+                ))),
+            }
+        }
+        .await;
+        self.node.metrics.observe("UpdateHealth", result)
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            let filter = WatchFilter::from_request(&req)?;
+            let interval = match req.progress_interval_ms {
+                0 => DEFAULT_PROGRESS_INTERVAL,
+                ms if ms < 100 => return Err(Status::invalid_argument(format!(
+                    "invalid progress_interval_ms: must be 0 (default) or at least 100 (got {ms})"
+                ))),
+                ms => std::time::Duration::from_millis(ms),
+            };
+            // Never serve "from N" from a state older than N.
+            watch_stream::wait_for_index(&self.node, req.from_index).await?;
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            tokio::spawn(watch_stream::run(
+                self.node.clone(),
+                filter,
+                req.from_index,
+                interval,
+                tx,
+                self.shutdown.clone(),
+            ));
+            Ok(ReceiverStream::new(rx))
+        }
+        .await;
+        self.node.metrics.observe("Watch", result)
     }
 }

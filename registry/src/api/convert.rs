@@ -3,7 +3,7 @@
 
 use waymark_proto::pb;
 
-use crate::catalog::{Health, InstanceRecord, ServiceSummary};
+use crate::catalog::{Health, InstanceRecord, LeaseExpiry, ServiceSummary};
 use crate::node::{Node, RaftView};
 
 pub fn instance(r: &InstanceRecord) -> pb::Instance {
@@ -22,6 +22,12 @@ pub fn instance(r: &InstanceRecord) -> pb::Instance {
         status_output: r.health_output.clone(),
         create_index: r.create_index,
         modify_index: r.modify_index,
+        lease_id: r.lease_id.unwrap_or(0),
+        on_lease_expiry: match r.on_lease_expiry {
+            LeaseExpiry::Remove => pb::LeaseExpiryAction::Remove as i32,
+            LeaseExpiry::MarkCritical => pb::LeaseExpiryAction::MarkCritical as i32,
+        },
+        deregister_critical_after_ms: r.deregister_critical_after_ms,
     }
 }
 

@@ -5,3 +5,4 @@ pub mod catalog_service;
 pub mod cluster_service;
 pub mod convert;
 pub mod errors;
+pub mod lease_service;

@@ -44,6 +44,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
                     passing,
                     warning: DEFAULT_WARNING_WEIGHT,
                 }),
+                ..Default::default()
             };
             let (service, id) = (request.service.clone(), request.id.clone());
             let resp = catalog(&a.client)
@@ -144,6 +145,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
             let request = pb::ListInstancesRequest {
                 service: a.service.clone(),
                 read: Some(read_options(&a.read).map_err(UsageError)?),
+                passing_only: false,
             };
             let resp = catalog(&a.client)
                 .await?

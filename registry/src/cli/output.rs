@@ -420,6 +420,7 @@ mod tests {
             status_output: String::new(),
             create_index: 3,
             modify_index: 7,
+            ..Default::default()
         };
         let v = instance_json(&i);
         for key in [

@@ -82,6 +82,19 @@ impl pb::raft_server::Raft for RaftService {
         }))
     }
 
+    async fn forward_keep_alive(
+        &self,
+        req: Request<pb::KeepAliveRequest>,
+    ) -> Result<Response<pb::KeepAliveResponse>, Status> {
+        let lease_id = req.into_inner().lease_id;
+        let ttl_ms = self
+            .node
+            .keep_alive_as_leader(lease_id)
+            .await
+            .map_err(node_error_status)?;
+        Ok(Response::new(pb::KeepAliveResponse { lease_id, ttl_ms }))
+    }
+
     async fn forward_write(
         &self,
         req: Request<pb::RaftPayload>,

@@ -6,6 +6,7 @@
 //! - `raft_meta`: vote, committed log id, last purged log id;
 //! - `sm_records`: `service/id` → instance record, mirrored on every apply;
 //! - `sm_meta`: last applied log id, last membership;
+//! - `sm_leases`: lease id (big-endian u64) → lease record;
 //! - `snapshot`: the current snapshot (meta + data).
 //!
 //! Encodings here are Waymark's own serde types, never the protobuf wire types.
@@ -29,6 +30,7 @@ pub(crate) const CF_LOGS: &str = "logs";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_SM_RECORDS: &str = "sm_records";
 pub(crate) const CF_SM_META: &str = "sm_meta";
+pub(crate) const CF_SM_LEASES: &str = "sm_leases";
 pub(crate) const CF_SNAPSHOT: &str = "snapshot";
 
 /// Opens (or creates) the node's database under `dir`.
@@ -42,6 +44,7 @@ pub fn open_db(dir: &Path) -> anyhow::Result<Arc<DB>> {
         CF_RAFT_META,
         CF_SM_RECORDS,
         CF_SM_META,
+        CF_SM_LEASES,
         CF_SNAPSHOT,
     ]
     .into_iter()

@@ -15,12 +15,13 @@ use openraft::{
 use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, cf, CF_SM_META, CF_SM_RECORDS, CF_SNAPSHOT};
-use crate::catalog::{Catalog, InstanceRecord, RecordChange};
+use super::{blocking, cf, CF_SM_LEASES, CF_SM_META, CF_SM_RECORDS, CF_SNAPSHOT};
+use crate::catalog::{Catalog, InstanceRecord, LeaseChange, LeaseRecord};
 use crate::metrics::Metrics;
 use crate::raft_types::{
     CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::watch::hub::{Change, WatchHub, DEFAULT_HISTORY_LIMIT, DEFAULT_WATCHER_QUEUE};
 
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -34,6 +35,7 @@ pub type SharedCatalog = Arc<RwLock<Catalog>>;
 #[derive(Serialize, Deserialize)]
 struct SnapshotData {
     records: Vec<InstanceRecord>,
+    leases: Vec<LeaseRecord>,
 }
 
 /// A snapshot as kept in the `snapshot` column family.
@@ -45,6 +47,10 @@ struct StoredSnapshot {
 
 fn record_key(service: &str, id: &str) -> Vec<u8> {
     format!("{service}/{id}").into_bytes()
+}
+
+fn lease_key(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
 }
 
 fn sm_write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
@@ -67,6 +73,7 @@ pub struct StateMachineStore {
     last_applied: Arc<RwLock<(Option<LogId>, StoredMembership)>>,
     snapshot_seq: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
+    hub: Arc<WatchHub>,
 }
 
 impl StateMachineStore {
@@ -81,11 +88,23 @@ impl StateMachineStore {
             let (_, v) = item?;
             records.push(serde_json::from_slice::<InstanceRecord>(&v)?);
         }
+        let mut leases = Vec::new();
+        for item in db.iterator_cf(cf(&db, CF_SM_LEASES), rocksdb::IteratorMode::Start) {
+            let (_, v) = item?;
+            leases.push(serde_json::from_slice::<LeaseRecord>(&v)?);
+        }
+        let applied_index = applied.map(|l| l.index).unwrap_or(0);
         let store = Self {
             catalog: Arc::new(RwLock::new(Catalog::from_records(
                 records,
-                applied.map(|l| l.index).unwrap_or(0),
+                leases,
+                applied_index,
             ))),
+            hub: Arc::new(WatchHub::new(
+                applied_index,
+                DEFAULT_HISTORY_LIMIT,
+                DEFAULT_WATCHER_QUEUE,
+            )),
             last_applied: Arc::new(RwLock::new((applied, membership))),
             db,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
@@ -108,6 +127,11 @@ impl StateMachineStore {
         self.catalog.clone()
     }
 
+    /// Where applied changes are published for watchers.
+    pub fn hub(&self) -> Arc<WatchHub> {
+        self.hub.clone()
+    }
+
     /// Replaces the whole state with a snapshot's contents, on disk and in memory.
     fn replace_state(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         let snapshot: SnapshotData =
@@ -121,12 +145,22 @@ impl StateMachineStore {
             let bytes = serde_json::to_vec(r).map_err(sm_write_err)?;
             batch.put_cf(records_cf, record_key(&r.service, &r.id), bytes);
         }
+        let leases_cf = cf(&self.db, CF_SM_LEASES);
+        batch.delete_range_cf(leases_cf, lease_key(0), lease_key(u64::MAX));
+        batch.delete_cf(leases_cf, lease_key(u64::MAX));
+        for l in &snapshot.leases {
+            batch.put_cf(leases_cf, lease_key(l.id), to_json(l)?);
+        }
         let meta_cf = cf(&self.db, CF_SM_META);
         batch.put_cf(meta_cf, KEY_APPLIED, to_json(&meta.last_log_id)?);
         batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_json(&meta.last_membership)?);
         blocking(|| self.db.write(batch)).map_err(sm_write_err)?;
-        let catalog = Catalog::from_records(snapshot.records, applied_index);
-        *self.catalog.write().expect("catalog lock poisoned") = catalog;
+        let catalog = Catalog::from_records(snapshot.records, snapshot.leases, applied_index);
+        let mut current = self.catalog.write().expect("catalog lock poisoned");
+        *current = catalog;
+        // Still under the write lock: watchers see the reset exactly at this state.
+        self.hub.snapshot_installed(applied_index);
+        drop(current);
         *self.last_applied.write().expect("applied lock poisoned") =
             (meta.last_log_id, meta.last_membership.clone());
         Ok(())
@@ -172,16 +206,17 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         // Copy the state and its applied log id under the locks, serialize outside them.
-        let (records, last_log_id, last_membership) = {
+        let (records, leases, last_log_id, last_membership) = {
             let catalog = self.catalog.read().expect("catalog lock poisoned");
             let applied = self.last_applied.read().expect("applied lock poisoned");
             (
                 catalog.records().cloned().collect::<Vec<_>>(),
+                catalog.leases().cloned().collect::<Vec<_>>(),
                 applied.0,
                 applied.1.clone(),
             )
         };
-        let data = serde_json::to_vec(&SnapshotData { records })
+        let data = serde_json::to_vec(&SnapshotData { records, leases })
             .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_log_id {
@@ -222,6 +257,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut results = Vec::new();
         let mut batch = WriteBatch::default();
         let records_cf = cf(&self.db, CF_SM_RECORDS);
+        let leases_cf = cf(&self.db, CF_SM_LEASES);
         let mut last_log_id = None;
         let mut membership = None;
         {
@@ -233,29 +269,44 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 match entry.payload {
                     EntryPayload::Blank => {
                         catalog.advance_to(entry.log_id.index);
+                        self.hub.publish(entry.log_id.index, Vec::new());
                         results.push(CommandResult::None);
                     }
                     EntryPayload::Membership(m) => {
                         catalog.advance_to(entry.log_id.index);
+                        self.hub.publish(entry.log_id.index, Vec::new());
                         membership = Some(StoredMembership::new(Some(entry.log_id), m));
                         results.push(CommandResult::None);
                     }
                     EntryPayload::Normal(cmd) => {
-                        let (result, change) = catalog.apply(entry.log_id.index, &cmd);
-                        match change {
-                            Some(RecordChange::Put(r)) => {
-                                batch.put_cf(
-                                    records_cf,
-                                    record_key(&r.service, &r.id),
-                                    to_json(&r)?,
-                                );
+                        let effects = catalog.apply(entry.log_id.index, &cmd);
+                        for change in &effects.changes {
+                            match change {
+                                Change::Upsert(r) => {
+                                    batch.put_cf(
+                                        records_cf,
+                                        record_key(&r.service, &r.id),
+                                        to_json(r)?,
+                                    );
+                                }
+                                Change::Remove { service, id } => {
+                                    batch.delete_cf(records_cf, record_key(service, id));
+                                }
                             }
-                            Some(RecordChange::Delete { service, id }) => {
-                                batch.delete_cf(records_cf, record_key(&service, &id));
-                            }
-                            None => {}
                         }
-                        results.push(result);
+                        for change in &effects.lease_changes {
+                            match change {
+                                LeaseChange::Put(l) => {
+                                    batch.put_cf(leases_cf, lease_key(l.id), to_json(l)?)
+                                }
+                                LeaseChange::Delete(id) => {
+                                    batch.delete_cf(leases_cf, lease_key(*id))
+                                }
+                            }
+                        }
+                        // Published under the catalog write lock, in index order.
+                        self.hub.publish(entry.log_id.index, effects.changes);
+                        results.push(effects.result);
                     }
                 }
             }

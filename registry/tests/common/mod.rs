@@ -179,7 +179,7 @@ pub fn registration(service: &str, id: &str, port: u32) -> pb::RegisterRequest {
         port,
         tags: vec!["v1".into()],
         meta: [("zone".to_string(), "a".to_string())].into(),
-        weights: None,
+        ..Default::default()
     }
 }
 
@@ -206,6 +206,7 @@ pub async fn list_ids(
         .list_instances(pb::ListInstancesRequest {
             service: service.into(),
             read,
+            passing_only: false,
         })
         .await?
         .into_inner();

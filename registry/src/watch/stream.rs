@@ -1,0 +1,294 @@
+//! One watch stream: starts from a snapshot or a resume index, then turns hub events
+//! into Changes messages (filtered, one per index), Progress messages when idle, and
+//! Reset + Snapshot when history is gone or the watcher fell behind.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use waymark_proto::pb;
+
+use super::hub::{Change, Compacted, HubEvent, IndexChanges, Subscription};
+use crate::api::convert;
+use crate::node::Node;
+
+/// Default interval between Progress messages on an idle stream.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// A node that has not heard from a leader for longer says so on its streams.
+pub const LEADER_LOST_AFTER_MS: u64 = 5_000;
+
+type Tx = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+
+/// Which instances a watcher wants.
+#[derive(Debug, Clone)]
+pub struct WatchFilter {
+    /// `None` = every service.
+    services: Option<BTreeSet<String>>,
+    passing_only: bool,
+}
+
+impl WatchFilter {
+    /// Validates a request's selection.
+    pub fn from_request(req: &pb::WatchRequest) -> Result<Self, Status> {
+        if req.all && !req.services.is_empty() {
+            return Err(Status::invalid_argument(
+                "invalid services: must be empty when all is set",
+            ));
+        }
+        if !req.all && req.services.is_empty() {
+            return Err(Status::invalid_argument(
+                "invalid services: name at least one service, or set all",
+            ));
+        }
+        for (i, s) in req.services.iter().enumerate() {
+            waymark_proto::validate::check_dns_label(&format!("services[{i}]"), s)?;
+        }
+        Ok(Self {
+            services: (!req.all).then(|| req.services.iter().cloned().collect()),
+            passing_only: req.passing_only,
+        })
+    }
+
+    fn wants_service(&self, service: &str) -> bool {
+        self.services.as_ref().is_none_or(|s| s.contains(service))
+    }
+
+    /// The change as this watcher sees it, or `None` if it does not match.
+    pub fn map(&self, change: &Change) -> Option<pb::InstanceChange> {
+        if !self.wants_service(change.service()) {
+            return None;
+        }
+        let kind = match change {
+            Change::Upsert(r) if !self.passing_only || r.is_passing() => {
+                pb::instance_change::Change::Upsert(convert::instance(r))
+            }
+            // Passing-only watchers see an instance that stops passing as removed.
+            Change::Upsert(r) => pb::instance_change::Change::Remove(pb::InstanceKey {
+                service: r.service.clone(),
+                id: r.id.clone(),
+            }),
+            Change::Remove { service, id } => {
+                pb::instance_change::Change::Remove(pb::InstanceKey {
+                    service: service.clone(),
+                    id: id.clone(),
+                })
+            }
+        };
+        Some(pb::InstanceChange { change: Some(kind) })
+    }
+
+    fn changes_message(&self, entry: &IndexChanges) -> Option<pb::WatchResponse> {
+        let changes: Vec<_> = entry.changes.iter().filter_map(|c| self.map(c)).collect();
+        (!changes.is_empty()).then(|| pb::WatchResponse {
+            index: entry.index,
+            event: Some(pb::watch_response::Event::Changes(pb::WatchChanges {
+                changes,
+            })),
+        })
+    }
+}
+
+/// Takes a snapshot of the matching set and subscribes to the changes after it, as
+/// one atomic step (under the catalog read lock, which apply holds for writing while
+/// it publishes).
+fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchResponse, Subscription) {
+    let catalog = node.catalog.read().expect("catalog lock poisoned");
+    let index = catalog.applied_index();
+    let instances = catalog
+        .records()
+        .filter(|r| filter.wants_service(&r.service) && (!filter.passing_only || r.is_passing()))
+        .map(convert::instance)
+        .collect();
+    let sub = node
+        .hub
+        .subscribe(index)
+        .expect("the hub never compacts past the applied index");
+    drop(catalog);
+    let msg = pb::WatchResponse {
+        index,
+        event: Some(pb::watch_response::Event::Snapshot(pb::WatchSnapshot {
+            instances,
+        })),
+    };
+    (msg, sub)
+}
+
+fn reset_message(index: u64, reason: pb::ResetReason) -> pb::WatchResponse {
+    pb::WatchResponse {
+        index,
+        event: Some(pb::watch_response::Event::Reset(pb::WatchReset {
+            reason: reason as i32,
+        })),
+    }
+}
+
+/// The state of one stream.
+struct Stream {
+    node: Arc<Node>,
+    filter: WatchFilter,
+    tx: Tx,
+    /// Highest index the client has been told about; never goes down.
+    last_index: u64,
+    sent_since_tick: bool,
+}
+
+/// Why the stream ended.
+enum End {
+    ClientGone,
+}
+
+impl Stream {
+    async fn send(&mut self, msg: pb::WatchResponse) -> Result<(), End> {
+        debug_assert!(msg.index >= self.last_index);
+        self.last_index = self.last_index.max(msg.index);
+        self.sent_since_tick = true;
+        self.tx.send(Ok(msg)).await.map_err(|_| End::ClientGone)
+    }
+
+    async fn restart(&mut self, reason: pb::ResetReason) -> Result<Subscription, End> {
+        let (snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
+        self.send(reset_message(snapshot.index, reason)).await?;
+        self.send(snapshot).await?;
+        Ok(sub)
+    }
+
+    /// Handles one hub event; returns a replacement subscription after a reset.
+    async fn on_event(
+        &mut self,
+        event: Result<HubEvent, broadcast::error::RecvError>,
+    ) -> Result<Option<Subscription>, End> {
+        match event {
+            Ok(HubEvent::Changes(entry)) => {
+                if entry.index > self.last_index {
+                    if let Some(msg) = self.filter.changes_message(&entry) {
+                        self.send(msg).await?;
+                    }
+                }
+                Ok(None)
+            }
+            Ok(HubEvent::SnapshotInstalled(_)) => self
+                .restart(pb::ResetReason::SnapshotInstalled)
+                .await
+                .map(Some),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                self.node.metrics.watch_resets.inc();
+                self.restart(pb::ResetReason::SlowConsumer).await.map(Some)
+            }
+            Err(broadcast::error::RecvError::Closed) => Err(End::ClientGone),
+        }
+    }
+
+    /// Idle tick: catch up with everything published so far, then report progress.
+    async fn on_tick(&mut self, sub: &mut Subscription) -> Result<(), End> {
+        if std::mem::take(&mut self.sent_since_tick) {
+            return Ok(());
+        }
+        // Read the applied index first: every change up to it is already queued.
+        let applied = self.node.hub.applied_index();
+        loop {
+            match sub.live.try_recv() {
+                Ok(ev) => {
+                    if let Some(new) = self.on_event(Ok(ev)).await? {
+                        *sub = new;
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    if let Some(new) = self
+                        .on_event(Err(broadcast::error::RecvError::Lagged(n)))
+                        .await?
+                    {
+                        *sub = new;
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Closed) => return Err(End::ClientGone),
+            }
+        }
+        let view = self.node.view();
+        let last_contact_ms = self.node.last_contact_ms(&view);
+        let msg = pb::WatchResponse {
+            index: self.last_index.max(applied),
+            event: Some(pb::watch_response::Event::Progress(pb::WatchProgress {
+                last_contact_ms,
+                leader_lost: last_contact_ms.is_none_or(|ms| ms > LEADER_LOST_AFTER_MS),
+            })),
+        };
+        self.send(msg).await?;
+        self.sent_since_tick = false;
+        Ok(())
+    }
+}
+
+/// Runs one watch stream until the client goes away or `shutdown`.
+pub async fn run(
+    node: Arc<Node>,
+    filter: WatchFilter,
+    from_index: u64,
+    progress_interval: Duration,
+    tx: Tx,
+    shutdown: CancellationToken,
+) {
+    let mut stream = Stream {
+        node: node.clone(),
+        filter,
+        tx,
+        last_index: from_index,
+        sent_since_tick: false,
+    };
+    let result = async {
+        let mut sub = if from_index == 0 {
+            let (snapshot, sub) = snapshot_and_subscribe(&node, &stream.filter);
+            stream.send(snapshot).await?;
+            sub
+        } else {
+            match node.hub.subscribe(from_index) {
+                Ok(sub) => {
+                    for entry in &sub.backlog {
+                        if let Some(msg) = stream.filter.changes_message(entry) {
+                            stream.send(msg).await?;
+                        }
+                    }
+                    sub
+                }
+                Err(Compacted { .. }) => stream.restart(pb::ResetReason::Compacted).await?,
+            }
+        };
+        let mut tick = tokio::time::interval(progress_interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = stream.tx.closed() => return Err(End::ClientGone),
+                ev = sub.live.recv() => {
+                    if let Some(new) = stream.on_event(ev).await? {
+                        sub = new;
+                    }
+                }
+                _ = tick.tick() => stream.on_tick(&mut sub).await?,
+            }
+        }
+    }
+    .await;
+    if let Err(End::ClientGone) = result {
+        tracing::debug!("watch client went away");
+    }
+}
+
+/// Waits (bounded) until this node has applied `index`, so a resumed watch never
+/// starts from a state older than one the client has already seen.
+pub async fn wait_for_index(node: &Node, index: u64) -> Result<(), Status> {
+    let mut applied = node.hub.applied_watch();
+    let timeout = node.request_timeout();
+    let reached = tokio::time::timeout(timeout, applied.wait_for(|a| *a >= index)).await;
+    match reached {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(Status::unavailable(format!(
+            "node {} has applied up to index {}, behind from_index {index}, and did not catch up within {timeout:?}; try another node",
+            node.id,
+            node.hub.applied_index()
+        ))),
+    }
+}
