@@ -161,8 +161,12 @@ impl DnsConfig {
                 ),
             ));
         }
-        Name::from_ascii(format!("{text}."))
-            .map_err(|e| err("domain", format!("is not a DNS name ({e}): {:?}", self.domain)))
+        Name::from_ascii(format!("{text}.")).map_err(|e| {
+            err(
+                "domain",
+                format!("is not a DNS name ({e}): {:?}", self.domain),
+            )
+        })
     }
 }
 
@@ -245,7 +249,10 @@ mod tests {
             domain: "Disco.Example".into(),
             ..DnsConfig::default()
         };
-        assert_eq!(Zone::new(&c).expect("zone").domain.to_ascii(), "disco.example.");
+        assert_eq!(
+            Zone::new(&c).expect("zone").domain.to_ascii(),
+            "disco.example."
+        );
     }
 
     #[test]
@@ -287,7 +294,10 @@ mod tests {
             ..DnsConfig::default()
         };
         let e = c.validate().expect_err("rejected");
-        assert_eq!(e.to_string(), "invalid dns.service_ttl_secs[\"web\"]: must be 0-86400 seconds (got 86401)");
+        assert_eq!(
+            e.to_string(),
+            "invalid dns.service_ttl_secs[\"web\"]: must be 0-86400 seconds (got 86401)"
+        );
     }
 
     #[test]

@@ -21,7 +21,10 @@ pub enum Query {
     /// (none for the bare service name). A, AAAA, SRV.
     Service { service: String, tags: Vec<String> },
     /// `_<service>._<tag>.service.<domain>` (RFC 2782); `_tcp` means no tag. SRV.
-    Rfc2782 { service: String, tag: Option<String> },
+    Rfc2782 {
+        service: String,
+        tag: Option<String>,
+    },
     /// `<id>.<service>.instance.<domain>`: one instance. A/AAAA, TXT (meta).
     Instance { service: String, id: String },
     /// `<service>.instance.<domain>`: exists (empty) while the service has instances,

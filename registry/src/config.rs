@@ -73,6 +73,12 @@ fn default_logs_to_keep() -> u64 {
 fn default_read_timeout_ms() -> u64 {
     5_000
 }
+fn default_watch_history() -> usize {
+    crate::watch::hub::DEFAULT_HISTORY_LIMIT
+}
+fn default_watch_queue() -> usize {
+    crate::watch::hub::DEFAULT_WATCHER_QUEUE
+}
 
 /// Everything a `waymark server` needs. Field names are the TOML keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +125,12 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Indexes (with changes) kept for resuming watches; older resumes get a Reset.
+    #[serde(default = "default_watch_history")]
+    pub watch_history: usize,
+    /// Events a watcher may fall behind before it gets a Reset + Snapshot.
+    #[serde(default = "default_watch_queue")]
+    pub watch_queue: usize,
 }
 
 impl ServerConfig {
@@ -140,6 +152,8 @@ impl ServerConfig {
             logs_to_keep: default_logs_to_keep(),
             request_timeout_ms: default_read_timeout_ms(),
             log_format: LogFormat::Text,
+            watch_history: default_watch_history(),
+            watch_queue: default_watch_queue(),
         }
     }
 
@@ -235,6 +249,12 @@ impl ServerConfig {
         }
         if self.request_timeout_ms == 0 {
             bail!("invalid request_timeout_ms: must be positive");
+        }
+        if self.watch_history == 0 {
+            bail!("invalid watch_history: must be positive");
+        }
+        if self.watch_queue == 0 {
+            bail!("invalid watch_queue: must be positive");
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
 use crate::network::{decode, encode};
 use crate::raft_types::{Command, CommandResult, Member, NodeId, Raft};
-use crate::store::state_machine::SharedCatalog;
+use crate::store::state_machine::{SharedCatalog, StateMachineStore};
 use crate::watch::hub::WatchHub;
 
 /// Why a node could not serve a request. Mapped to a gRPC status once, at the API edge.
@@ -91,26 +91,26 @@ pub struct Node {
 }
 
 impl Node {
+    /// `state_machine` supplies the read views (catalog and watch hub) this node serves.
     pub fn new(
         id: NodeId,
         raft: Raft,
-        catalog: SharedCatalog,
+        state_machine: &StateMachineStore,
         metrics: Arc<Metrics>,
         peers: PeerChannels,
         committed: Arc<AtomicU64>,
         request_timeout: Duration,
-        hub: Arc<WatchHub>,
     ) -> Self {
         Self {
             id,
             raft,
-            catalog,
+            catalog: state_machine.catalog(),
+            hub: state_machine.hub(),
             metrics,
             peers,
             committed,
             leader_contact: Mutex::new(None),
             request_timeout,
-            hub,
             leases: LeaseKeeper::default(),
         }
     }

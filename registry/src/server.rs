@@ -143,10 +143,15 @@ async fn run_inner(
     let db = open_db(&config.data_dir)?;
     let log_store = LogStore::new(db.clone());
     let committed = log_store.committed_index();
-    let state_machine = StateMachineStore::open(db.clone(), metrics.clone())
-        .context("opening the state machine")?;
-    let catalog = state_machine.catalog();
-    let hub = state_machine.hub();
+    let state_machine = StateMachineStore::open(
+        db.clone(),
+        metrics.clone(),
+        config.watch_history,
+        config.watch_queue,
+    )
+    .context("opening the state machine")?;
+    // A handle sharing the state machine's read views, kept after Raft takes the store.
+    let views = state_machine.clone();
     let peers = PeerChannels::default();
     let network = NetworkFactory {
         peers: peers.clone(),
@@ -163,12 +168,11 @@ async fn run_inner(
     let node = Arc::new(Node::new(
         config.node_id,
         raft.clone(),
-        catalog,
+        &views,
         metrics,
         peers,
         committed,
         config.request_timeout(),
-        hub,
     ));
 
     let servers = shutdown.child_token();

@@ -239,9 +239,11 @@ impl pb::catalog_server::Catalog for CatalogService {
             let filter = WatchFilter::from_request(&req)?;
             let interval = match req.progress_interval_ms {
                 0 => DEFAULT_PROGRESS_INTERVAL,
-                ms if ms < 100 => return Err(Status::invalid_argument(format!(
+                ms if ms < 100 => {
+                    return Err(Status::invalid_argument(format!(
                     "invalid progress_interval_ms: must be 0 (default) or at least 100 (got {ms})"
-                ))),
+                )))
+                }
                 ms => std::time::Duration::from_millis(ms),
             };
             // Never serve "from N" from a state older than N.

@@ -9,16 +9,15 @@ use tonic::transport::{Channel, Endpoint};
 use waymark_proto::pb;
 use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::cluster_client::ClusterClient;
+use waymark_proto::pb::leases_client::LeasesClient;
 
 use super::output::{self, emit};
-use super::parse::{collect_meta, duration_to_ms};
+use super::parse::duration_to_ms;
+use super::{health, lease, register, watch};
 use super::{ClientCommand, ClientOpts, ReadArgs, ReadMode, UsageError};
 
 /// Long enough for a loaded node, short enough that a wrong address fails fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// `--weight` sets the passing weight; this is the warning weight that goes with it.
-const DEFAULT_WARNING_WEIGHT: u32 = 1;
 
 pub(super) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     // One request per process: a single-threaded runtime is all it needs.
@@ -31,40 +30,10 @@ pub(super) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 
 async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
     match cmd {
-        ClientCommand::Register(a) => {
-            let meta = collect_meta(a.meta).map_err(UsageError)?;
-            let request = pb::RegisterRequest {
-                service: a.service,
-                id: a.id,
-                address: a.address,
-                port: u32::from(a.port),
-                tags: a.tags,
-                meta,
-                weights: a.weight.map(|passing| pb::Weights {
-                    passing,
-                    warning: DEFAULT_WARNING_WEIGHT,
-                }),
-                ..Default::default()
-            };
-            let (service, id) = (request.service.clone(), request.id.clone());
-            let resp = catalog(&a.client)
-                .await?
-                .register(request)
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
-            emit(
-                a.client.json,
-                || json!({ "instance": resp.instance.as_ref().map(output::instance_json), "index": resp.index }),
-                || match &resp.instance {
-                    Some(i) => format!(
-                        "registered {}/{} at {} port {} (index {})",
-                        i.service, i.id, i.address, i.port, resp.index
-                    ),
-                    None => format!("registered {service}/{id} (index {})", resp.index),
-                },
-            );
-        }
+        ClientCommand::Register(a) => register::run(a).await?,
+        ClientCommand::Watch(a) => watch::run(a).await?,
+        ClientCommand::Lease(c) => lease::run(c).await?,
+        ClientCommand::Health(c) => health::run(c).await?,
         ClientCommand::Deregister(a) => {
             let request = pb::DeregisterRequest {
                 service: a.service.clone(),
@@ -145,7 +114,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
             let request = pb::ListInstancesRequest {
                 service: a.service.clone(),
                 read: Some(read_options(&a.read).map_err(UsageError)?),
-                passing_only: false,
+                passing_only: a.passing_only,
             };
             let resp = catalog(&a.client)
                 .await?
@@ -279,7 +248,7 @@ fn read_options(read: &ReadArgs) -> Result<pb::ReadOptions, String> {
 
 /// Connects eagerly, so an unreachable node is reported as such (with its address)
 /// rather than as an `UNAVAILABLE` from the first call.
-async fn connect(opts: &ClientOpts) -> anyhow::Result<Channel> {
+pub(super) async fn connect(opts: &ClientOpts) -> anyhow::Result<Channel> {
     let endpoint = Endpoint::from_shared(opts.addr.clone())
         .with_context(|| format!("invalid --addr {}", display_addr(&opts.addr)))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -292,8 +261,12 @@ async fn connect(opts: &ClientOpts) -> anyhow::Result<Channel> {
     })
 }
 
-async fn catalog(opts: &ClientOpts) -> anyhow::Result<CatalogClient<Channel>> {
+pub(super) async fn catalog(opts: &ClientOpts) -> anyhow::Result<CatalogClient<Channel>> {
     Ok(CatalogClient::new(connect(opts).await?))
+}
+
+pub(super) async fn leases(opts: &ClientOpts) -> anyhow::Result<LeasesClient<Channel>> {
+    Ok(LeasesClient::new(connect(opts).await?))
 }
 
 async fn cluster(opts: &ClientOpts) -> anyhow::Result<ClusterClient<Channel>> {
@@ -301,13 +274,13 @@ async fn cluster(opts: &ClientOpts) -> anyhow::Result<ClusterClient<Channel>> {
 }
 
 /// The address as the user typed it, without the `http://` we add for tonic.
-fn display_addr(uri: &str) -> &str {
+pub(super) fn display_addr(uri: &str) -> &str {
     uri.strip_prefix("http://").unwrap_or(uri)
 }
 
 /// `CODE: message` for answers from the server. A status made on this side (it has a
 /// source error: connection lost, timeout) also says which node was being talked to.
-fn rpc_error(opts: &ClientOpts, status: tonic::Status) -> anyhow::Error {
+pub(super) fn rpc_error(opts: &ClientOpts, status: tonic::Status) -> anyhow::Error {
     let mut text = code_name(status.code()).to_string();
     if !status.message().is_empty() {
         text.push_str(": ");
@@ -330,6 +303,31 @@ fn rpc_error(opts: &ClientOpts, status: tonic::Status) -> anyhow::Error {
         return anyhow::anyhow!(cause);
     }
     anyhow::anyhow!(text)
+}
+
+/// Whether a long-running stream should be reopened after this error: the node is
+/// unavailable (no leader, shutting down), the connection dropped, or the call was cut
+/// short. Answers about the request itself (bad argument, unknown lease) are final.
+pub(super) fn is_retryable(status: &tonic::Status) -> bool {
+    use tonic::Code as C;
+    // A status made on this side wraps the transport error that caused it.
+    std::error::Error::source(status).is_some()
+        || matches!(
+            status.code(),
+            C::Unavailable | C::Unknown | C::Cancelled | C::DeadlineExceeded | C::Aborted
+        )
+}
+
+/// A failed stream call: `Ok(explanation)` when the stream is worth reopening,
+/// `Err` when the failure is final.
+pub(super) fn retry_reason(opts: &ClientOpts, status: tonic::Status) -> anyhow::Result<String> {
+    let retry = is_retryable(&status);
+    let e = rpc_error(opts, status);
+    if retry {
+        Ok(super::error_chain(&e))
+    } else {
+        Err(e)
+    }
 }
 
 /// The canonical gRPC code names, as in the API docs (tonic's `Display` gives prose).
@@ -396,5 +394,13 @@ mod tests {
         };
         let e = rpc_error(&opts, tonic::Status::not_found("no instance web/web-1"));
         assert_eq!(e.to_string(), "NOT_FOUND: no instance web/web-1");
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(is_retryable(&tonic::Status::unavailable("no leader")));
+        assert!(is_retryable(&tonic::Status::cancelled("stream reset")));
+        assert!(!is_retryable(&tonic::Status::invalid_argument("bad")));
+        assert!(!is_retryable(&tonic::Status::not_found("no lease")));
     }
 }

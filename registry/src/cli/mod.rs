@@ -1,10 +1,18 @@
 //! The `waymark` command line: clap definitions for `server`, `dev` and the client
 //! commands, and the dispatch that turns every failure into `error: …` and an exit code.
+//! The `watch`, `lease` and `health` commands define their flags in their own modules.
 
 mod client;
 mod dev;
+mod health;
+mod keepalive;
+mod lease;
 mod output;
 mod parse;
+mod register;
+mod signals;
+mod watch;
+mod watch_fmt;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,7 +65,8 @@ struct ClientOpts {
     #[arg(long, env = "WAYMARK_ADDR", default_value = "127.0.0.1:8500",
           value_parser = parse::normalize_addr, value_name = "HOST:PORT")]
     addr: String,
-    /// Print one JSON document with every field instead of a table.
+    /// Print JSON with every field instead of a table: one document, or for `watch`
+    /// one object per line.
     #[arg(long)]
     json: bool,
     /// Give up on the request after this long (e.g. 30s, 500ms).
@@ -97,6 +106,14 @@ enum ClientCommand {
     Services(ServicesArgs),
     /// List the instances of a service.
     Instances(InstancesArgs),
+    /// Stream the instances of services and every change to them until Ctrl-C.
+    Watch(watch::WatchArgs),
+    /// Create, keep alive or revoke leases.
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Set the health status of instances.
+    #[command(subcommand)]
+    Health(health::HealthCommand),
     /// List the cluster members.
     Members(PlainArgs),
     /// Show the Raft status of the node at --addr.
@@ -129,8 +146,28 @@ struct RegisterArgs {
     /// Load-balancing weight while passing (the warning weight stays 1) [default: 1].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65535))]
     weight: Option<u32>,
+    /// Register under a new lease with this time to live (at least 2s) and keep it
+    /// alive until Ctrl-C or SIGTERM, which revoke it. Without it the instance stays
+    /// until deregistered.
+    #[arg(long, value_parser = parse::parse_duration, value_name = "DURATION")]
+    ttl: Option<Duration>,
+    /// With --ttl: what happens to the instance when the lease ends [default: remove].
+    #[arg(long, value_enum, requires = "ttl", value_name = "ACTION")]
+    on_lease_expiry: Option<LeaseExpiry>,
+    /// Deregister the instance once it has been critical this long (at least 1s).
+    #[arg(long, value_parser = parse::parse_duration, value_name = "DURATION")]
+    deregister_critical_after: Option<Duration>,
     #[command(flatten)]
     client: ClientOpts,
+}
+
+/// `--on-lease-expiry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LeaseExpiry {
+    /// Deregister the instance.
+    Remove,
+    /// Keep it, marked critical (hidden from passing-only reads and watches).
+    MarkCritical,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +204,9 @@ struct ServicesArgs {
 struct InstancesArgs {
     /// Service name.
     service: String,
+    /// Only instances whose status is passing.
+    #[arg(long)]
+    passing_only: bool,
     #[command(flatten)]
     read: ReadArgs,
     #[command(flatten)]
@@ -308,6 +348,114 @@ mod tests {
         assert_eq!(r.meta, [("v".to_string(), "1".to_string())]);
         assert_eq!(r.weight, Some(5));
         assert_eq!(r.client.addr, "http://127.0.0.1:8501");
+    }
+
+    #[test]
+    fn parses_register_with_a_lease() {
+        let cli = Cli::try_parse_from([
+            "waymark",
+            "register",
+            "--service",
+            "web",
+            "--id",
+            "web-1",
+            "--address",
+            "10.0.0.1",
+            "--port",
+            "8080",
+            "--ttl",
+            "10s",
+            "--on-lease-expiry",
+            "mark-critical",
+            "--deregister-critical-after",
+            "1m",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli {
+            command: Command::Client(ClientCommand::Register(r)),
+        }) = cli
+        else {
+            panic!("unexpected parse: {cli:?}");
+        };
+        assert_eq!(r.ttl, Some(Duration::from_secs(10)));
+        assert_eq!(r.on_lease_expiry, Some(LeaseExpiry::MarkCritical));
+        assert_eq!(r.deregister_critical_after, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn on_lease_expiry_needs_a_ttl() {
+        let cli = Cli::try_parse_from([
+            "waymark",
+            "register",
+            "--service",
+            "w",
+            "--id",
+            "i",
+            "--address",
+            "a",
+            "--port",
+            "1",
+            "--on-lease-expiry",
+            "remove",
+        ]);
+        assert!(cli.is_err_and(|e| e.to_string().contains("--ttl")));
+    }
+
+    #[test]
+    fn parses_the_new_command_groups() {
+        for argv in [
+            &["waymark", "watch", "web", "api", "--passing-only", "--json"][..],
+            &["waymark", "watch", "--all", "--from-index", "42"],
+            &["waymark", "watch", "web", "--progress-interval", "500ms"],
+            &["waymark", "lease", "create", "--ttl", "10s"],
+            &["waymark", "lease", "revoke", "7"],
+            &[
+                "waymark",
+                "lease",
+                "keep-alive",
+                "7",
+                "--addr",
+                "127.0.0.1:8501",
+            ],
+            &["waymark", "instances", "web", "--passing-only"],
+            &[
+                "waymark",
+                "health",
+                "set",
+                "--service",
+                "web",
+                "--id",
+                "web-1",
+                "--status",
+                "critical",
+                "--output",
+                "timeout",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(argv).is_ok(), "{argv:?} should parse");
+        }
+        for argv in [
+            &["waymark", "watch"][..],
+            &["waymark", "watch", "web", "--all"],
+            &["waymark", "lease", "revoke", "0"],
+            &["waymark", "lease", "create"],
+            &[
+                "waymark",
+                "health",
+                "set",
+                "--service",
+                "w",
+                "--id",
+                "i",
+                "--status",
+                "ok",
+            ],
+        ] {
+            assert!(
+                Cli::try_parse_from(argv).is_err(),
+                "{argv:?} should be rejected"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! How client commands show responses: aligned tables and key/value lists for people,
-//! one `serde_json` document per command for scripts. No I/O except `emit`.
+//! one `serde_json` document per command for scripts. No I/O except `emit` and
+//! `print_line`.
+
+use std::io::Write;
 
 use serde_json::{json, Value};
 use waymark_proto::pb;
@@ -16,6 +19,17 @@ pub fn emit(as_json: bool, to_json: impl FnOnce() -> Value, to_text: impl FnOnce
             println!();
         }
     }
+}
+
+/// Prints text (a newline is added if missing) and flushes at once, so a pipe sees
+/// it immediately. Unlike `println!` it reports a closed pipe instead of panicking.
+pub fn print_line(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 /// Columns separated by two spaces, each as wide as its widest cell; the last column
@@ -119,6 +133,36 @@ pub fn health_name(raw: i32) -> String {
     }
 }
 
+/// `on_lease_expiry` in JSON (`remove`, `mark_critical`).
+pub fn lease_expiry_name(raw: i32) -> String {
+    match pb::LeaseExpiryAction::try_from(raw) {
+        Ok(pb::LeaseExpiryAction::Remove) => "remove".into(),
+        Ok(pb::LeaseExpiryAction::MarkCritical) => "mark_critical".into(),
+        Ok(pb::LeaseExpiryAction::Unspecified) => "unspecified".into(),
+        Err(_) => format!("unknown({raw})"),
+    }
+}
+
+/// A millisecond count the way `--ttl` and friends take it: `30s` when whole
+/// seconds, else `1500ms`.
+pub fn ms_text(ms: u64) -> String {
+    let (secs, rest) = (ms / 1000, ms % 1000);
+    if secs > 0 && rest == 0 {
+        format!("{secs}s")
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// 0 means "none" on the wire; JSON says null.
+fn none_if_zero(n: u64) -> Value {
+    if n == 0 {
+        Value::Null
+    } else {
+        Value::from(n)
+    }
+}
+
 pub fn role_name(raw: i32) -> String {
     match pb::MemberRole::try_from(raw) {
         Ok(pb::MemberRole::Voter) => "voter".into(),
@@ -162,6 +206,9 @@ pub fn instance_json(i: &pb::Instance) -> Value {
         "status_output": i.status_output,
         "create_index": i.create_index,
         "modify_index": i.modify_index,
+        "lease_id": none_if_zero(i.lease_id),
+        "on_lease_expiry": lease_expiry_name(i.on_lease_expiry),
+        "deregister_critical_after_ms": none_if_zero(i.deregister_critical_after_ms),
     })
 }
 
@@ -294,7 +341,30 @@ pub fn instance_text(i: &pb::Instance) -> String {
         ("output", dash_if_empty(i.status_output.clone())),
         ("create index", i.create_index.to_string()),
         ("modify index", i.modify_index.to_string()),
+        ("lease", lease_text(i)),
+        (
+            "deregister after",
+            match i.deregister_critical_after_ms {
+                0 => "-".to_string(),
+                ms => format!("critical for {}", ms_text(ms)),
+            },
+        ),
     ])
+}
+
+/// `7 (on expiry: remove)`, or `-` without a lease.
+fn lease_text(i: &pb::Instance) -> String {
+    if i.lease_id == 0 {
+        return "-".into();
+    }
+    let action = match pb::LeaseExpiryAction::try_from(i.on_lease_expiry) {
+        Ok(pb::LeaseExpiryAction::MarkCritical) => "mark critical".to_string(),
+        Ok(pb::LeaseExpiryAction::Remove | pb::LeaseExpiryAction::Unspecified) => {
+            "remove".to_string()
+        }
+        Err(_) => format!("unknown({})", i.on_lease_expiry),
+    };
+    format!("{} (on expiry: {action})", i.lease_id)
 }
 
 pub fn services_text(services: &[pb::ServiceSummary], meta: Option<&pb::ResponseMeta>) -> String {
@@ -440,5 +510,41 @@ mod tests {
         assert_eq!(v["weights"]["passing"], 10);
         assert_eq!(v["status"], "passing");
         assert_eq!(v["meta"]["a"], "1");
+        assert_eq!(v["lease_id"], Value::Null);
+        assert_eq!(v["deregister_critical_after_ms"], Value::Null);
+    }
+
+    #[test]
+    fn lease_fields_in_json_and_text() {
+        let i = pb::Instance {
+            service: "web".into(),
+            id: "web-1".into(),
+            lease_id: 7,
+            on_lease_expiry: pb::LeaseExpiryAction::MarkCritical as i32,
+            deregister_critical_after_ms: 30_000,
+            ..Default::default()
+        };
+        let v = instance_json(&i);
+        assert_eq!(v["lease_id"], 7);
+        assert_eq!(v["on_lease_expiry"], "mark_critical");
+        assert_eq!(v["deregister_critical_after_ms"], 30_000);
+        let text = instance_text(&i);
+        assert!(
+            text.contains("lease             7 (on expiry: mark critical)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deregister after  critical for 30s\n"),
+            "{text}"
+        );
+        let plain = instance_text(&pb::Instance::default());
+        assert!(plain.contains("lease             -\n"), "{plain}");
+    }
+
+    #[test]
+    fn millis_as_flag_values() {
+        assert_eq!(ms_text(30_000), "30s");
+        assert_eq!(ms_text(1_500), "1500ms");
+        assert_eq!(ms_text(0), "0ms");
     }
 }

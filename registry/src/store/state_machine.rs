@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::raft_types::{
     CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::watch::hub::{Change, WatchHub, DEFAULT_HISTORY_LIMIT, DEFAULT_WATCHER_QUEUE};
+use crate::watch::hub::{Change, WatchHub};
 
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -79,7 +79,12 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     /// Restores the state machine from disk: the mirrored records, or the stored
     /// snapshot if that is newer (the mirror is written without fsync; the snapshot is).
-    pub fn open(db: Arc<DB>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub fn open(
+        db: Arc<DB>,
+        metrics: Arc<Metrics>,
+        watch_history: usize,
+        watch_queue: usize,
+    ) -> anyhow::Result<Self> {
         let applied: Option<LogId> = get_json(&db, CF_SM_META, KEY_APPLIED)?;
         let membership: StoredMembership =
             get_json(&db, CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default();
@@ -100,11 +105,7 @@ impl StateMachineStore {
                 leases,
                 applied_index,
             ))),
-            hub: Arc::new(WatchHub::new(
-                applied_index,
-                DEFAULT_HISTORY_LIMIT,
-                DEFAULT_WATCHER_QUEUE,
-            )),
+            hub: Arc::new(WatchHub::new(applied_index, watch_history, watch_queue)),
             last_applied: Arc::new(RwLock::new((applied, membership))),
             db,
             snapshot_seq: Arc::new(AtomicU64::new(0)),

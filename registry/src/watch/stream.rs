@@ -82,7 +82,10 @@ impl WatchFilter {
 
     fn changes_message(&self, entry: &IndexChanges) -> Option<pb::WatchResponse> {
         let changes: Vec<_> = entry.changes.iter().filter_map(|c| self.map(c)).collect();
-        (!changes.is_empty()).then(|| pb::WatchResponse {
+        if changes.is_empty() {
+            return None;
+        }
+        Some(pb::WatchResponse {
             index: entry.index,
             event: Some(pb::watch_response::Event::Changes(pb::WatchChanges {
                 changes,

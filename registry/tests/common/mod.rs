@@ -18,6 +18,8 @@ use waymark_registry::node::Node;
 use waymark_registry::server::{run_with, Listeners};
 use waymark_registry::ServerConfig;
 
+pub mod watch;
+
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Polls `check` until it returns `Some`, failing the test with `what` at the deadline.
@@ -164,7 +166,7 @@ pub async fn channel(addr: &str) -> Channel {
 }
 
 pub async fn catalog_client(addr: &str) -> CatalogClient<Channel> {
-    CatalogClient::new(channel(addr).await)
+    CatalogClient::new(channel(addr).await).max_decoding_message_size(64 << 20)
 }
 
 pub async fn cluster_client(addr: &str) -> ClusterClient<Channel> {

@@ -1,0 +1,132 @@
+//! Test helpers for watch streams: read with deadlines, and a client-side model that
+//! applies messages and checks the stream's ordering guarantees as it goes.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use tonic::Streaming;
+use waymark_proto::pb;
+use waymark_proto::pb::watch_response::Event;
+
+use super::DEADLINE;
+
+/// Next message, failing the test at the deadline or if the stream ends.
+pub async fn next(stream: &mut Streaming<pb::WatchResponse>) -> pb::WatchResponse {
+    match tokio::time::timeout(DEADLINE, stream.message()).await {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => panic!("watch stream ended"),
+        Ok(Err(s)) => panic!("watch stream failed: {s:?}"),
+        Err(_) => panic!("no watch message within {DEADLINE:?}"),
+    }
+}
+
+pub fn kind(m: &pb::WatchResponse) -> &'static str {
+    match m.event {
+        Some(Event::Snapshot(_)) => "snapshot",
+        Some(Event::Changes(_)) => "changes",
+        Some(Event::Progress(_)) => "progress",
+        Some(Event::Reset(_)) => "reset",
+        None => "none",
+    }
+}
+
+pub fn watch_request(services: &[&str], from_index: u64) -> pb::WatchRequest {
+    pb::WatchRequest {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        all: false,
+        from_index,
+        passing_only: false,
+        progress_interval_ms: 200,
+    }
+}
+
+/// What a client knows from a watch stream.
+#[derive(Debug, Default, Clone)]
+pub struct WatchModel {
+    pub index: u64,
+    pub last_change_index: u64,
+    pub instances: BTreeMap<(String, String), pb::Instance>,
+    pub resets: Vec<i32>,
+    /// A Reset was received; the next message must be its Snapshot.
+    pub awaiting_snapshot: bool,
+    /// (index, change) for every change applied, in order.
+    pub log: Vec<(u64, pb::InstanceChange)>,
+}
+
+impl WatchModel {
+    /// Applies one message, asserting: index never decreases, Changes indexes strictly
+    /// increase, and a Reset is followed (by the caller's next message) by a snapshot.
+    pub fn apply(&mut self, m: &pb::WatchResponse) {
+        assert!(
+            m.index >= self.index,
+            "index went back: {} after {}",
+            m.index,
+            self.index
+        );
+        if self.awaiting_snapshot {
+            assert_eq!(
+                kind(m),
+                "snapshot",
+                "a Reset must be followed by a Snapshot"
+            );
+            self.awaiting_snapshot = false;
+        }
+        match &m.event {
+            Some(Event::Snapshot(s)) => {
+                self.instances = s
+                    .instances
+                    .iter()
+                    .map(|i| ((i.service.clone(), i.id.clone()), i.clone()))
+                    .collect();
+                self.last_change_index = m.index;
+            }
+            Some(Event::Changes(c)) => {
+                assert!(
+                    m.index > self.last_change_index,
+                    "changes at {} repeat or precede {}",
+                    m.index,
+                    self.last_change_index
+                );
+                assert!(
+                    !c.changes.is_empty(),
+                    "empty Changes message at {}",
+                    m.index
+                );
+                for ch in &c.changes {
+                    match ch.change.as_ref().expect("change") {
+                        pb::instance_change::Change::Upsert(i) => {
+                            assert_eq!(i.modify_index, m.index, "upsert not tagged with its index");
+                            self.instances
+                                .insert((i.service.clone(), i.id.clone()), i.clone());
+                        }
+                        pb::instance_change::Change::Remove(k) => {
+                            self.instances.remove(&(k.service.clone(), k.id.clone()));
+                        }
+                    }
+                    self.log.push((m.index, ch.clone()));
+                }
+                self.last_change_index = m.index;
+            }
+            Some(Event::Reset(r)) => {
+                self.resets.push(r.reason);
+                self.awaiting_snapshot = true;
+            }
+            Some(Event::Progress(_)) => {}
+            None => panic!("message without event"),
+        }
+        self.index = m.index;
+    }
+
+    /// True once the model reflects a complete state at or after `index`.
+    pub fn caught_up_to(&self, index: u64) -> bool {
+        self.index >= index && !self.awaiting_snapshot
+    }
+
+    pub fn ids(&self, service: &str) -> Vec<String> {
+        self.instances
+            .keys()
+            .filter(|(s, _)| s == service)
+            .map(|(_, id)| id.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,331 @@
+//! Watch streams: from now, resumed from a past index on another node, from before
+//! the history window (Reset), from a future index (waits), across the loss of the
+//! serving node, and for a watcher that stops reading (bounded, then Reset).
+
+mod common;
+
+use common::watch::{kind, next, watch_request, WatchModel};
+use common::*;
+use waymark_proto::pb;
+use waymark_proto::pb::watch_response::Event;
+
+fn deregistration(service: &str, id: &str) -> pb::DeregisterRequest {
+    pb::DeregisterRequest {
+        service: service.into(),
+        id: id.into(),
+    }
+}
+
+/// Reads until the model has seen a change at or after `index`.
+async fn read_until(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+    model: &mut WatchModel,
+    index: u64,
+) {
+    while model.last_change_index < index {
+        let m = next(stream).await;
+        model.apply(&m);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_from_now_then_resume_from_a_past_index_on_another_node() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut w = cluster.catalog(leader).await;
+    w.register(registration("web", "a", 80)).await.unwrap();
+    w.register(registration("web", "b", 80)).await.unwrap();
+    w.register(registration("other", "x", 80)).await.unwrap();
+
+    // On the leader, the snapshot includes every acknowledged write.
+    let mut s1 = cluster
+        .catalog(leader)
+        .await
+        .watch(watch_request(&["web"], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut s1).await;
+    assert_eq!(kind(&first), "snapshot");
+    let mut model = WatchModel::default();
+    model.apply(&first);
+    assert_eq!(model.ids("web"), vec!["a", "b"]);
+    let snapshot_index = first.index;
+
+    let c = w
+        .register(registration("web", "c", 80))
+        .await
+        .unwrap()
+        .into_inner()
+        .index;
+    w.register(registration("other", "y", 80)).await.unwrap();
+    let d = w
+        .deregister(deregistration("web", "a"))
+        .await
+        .unwrap()
+        .into_inner()
+        .index;
+    read_until(&mut s1, &mut model, d).await;
+    assert_eq!(model.ids("web"), vec!["b", "c"]);
+    assert!(
+        model.ids("other").is_empty(),
+        "changes of other services must be filtered out"
+    );
+    let indexes: Vec<u64> = model.log.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indexes, vec![c, d]);
+
+    // Resume on node 3 from the snapshot's index: exactly the same changes, no snapshot.
+    let mut s2 = cluster
+        .catalog(3)
+        .await
+        .watch(watch_request(&["web"], snapshot_index))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut resumed = WatchModel {
+        index: snapshot_index,
+        last_change_index: snapshot_index,
+        ..Default::default()
+    };
+    while resumed.last_change_index < d {
+        let m = next(&mut s2).await;
+        assert_ne!(
+            kind(&m),
+            "snapshot",
+            "a resume inside the window sends no snapshot"
+        );
+        resumed.apply(&m);
+    }
+    assert_eq!(resumed.log, model.log);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_from_before_the_history_window_gets_a_reset_and_a_snapshot() {
+    let cluster = TestCluster::start(3, |c| c.watch_history = 3).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut w = cluster.catalog(leader).await;
+    let mut last = 0;
+    for i in 0..10 {
+        last = w
+            .register(registration("web", &format!("i{i}"), 80))
+            .await
+            .unwrap()
+            .into_inner()
+            .index;
+    }
+    let mut s = cluster
+        .catalog(leader)
+        .await
+        .watch(watch_request(&["web"], 1))
+        .await
+        .unwrap()
+        .into_inner();
+    let reset = next(&mut s).await;
+    match reset.event {
+        Some(Event::Reset(r)) => assert_eq!(r.reason, pb::ResetReason::Compacted as i32),
+        other => panic!("expected a reset, got {other:?}"),
+    }
+    let snap = next(&mut s).await;
+    assert_eq!(kind(&snap), "snapshot");
+    assert!(snap.index >= last);
+    let mut model = WatchModel::default();
+    model.apply(&snap);
+    assert_eq!(model.ids("web").len(), 10);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_from_a_future_index_waits_then_delivers_or_gives_up() {
+    let cluster = TestCluster::start(3, |c| c.request_timeout_ms = 2_000).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut w = cluster.catalog(leader).await;
+    let (_, meta) = list_ids(&mut w, "web", consistent()).await.unwrap();
+    let from = meta.index + 2;
+
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    let mut wc = cluster.catalog(follower).await;
+    let pending = tokio::spawn(async move { wc.watch(watch_request(&["web"], from)).await });
+    let mut written = Vec::new();
+    for i in 0..4 {
+        written.push(
+            w.register(registration("web", &format!("f{i}"), 80))
+                .await
+                .unwrap()
+                .into_inner()
+                .index,
+        );
+    }
+    let mut s = pending
+        .await
+        .unwrap()
+        .expect("the watch starts once the node catches up")
+        .into_inner();
+    let mut model = WatchModel {
+        index: from,
+        last_change_index: from,
+        ..Default::default()
+    };
+    read_until(&mut s, &mut model, *written.last().unwrap()).await;
+    let delivered: Vec<u64> = model.log.iter().map(|(i, _)| *i).collect();
+    let expected: Vec<u64> = written.iter().copied().filter(|i| *i > from).collect();
+    assert_eq!(delivered, expected);
+
+    // An index the cluster never reaches: the node gives up rather than go back in time.
+    let err = cluster
+        .catalog(follower)
+        .await
+        .watch(watch_request(&["web"], from + 1_000))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    assert!(err.message().contains("from_index"), "{}", err.message());
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watcher_whose_node_dies_resumes_elsewhere_with_exactly_the_committed_changes() {
+    let mut cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    let other = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader && *id != follower)
+        .unwrap();
+    let leader_api = cluster.node(leader).config.api_addr.clone();
+
+    let mut s = cluster
+        .catalog(follower)
+        .await
+        .watch(watch_request(&["kv"], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut model = WatchModel::default();
+    model.apply(&next(&mut s).await);
+    let snapshot_index = model.index;
+
+    // The committed sequence, as acknowledged to the writer: (index, is_upsert, id).
+    let writer = tokio::spawn(async move {
+        let mut c = catalog_client(&leader_api).await;
+        let mut committed = Vec::new();
+        for i in 0..40 {
+            let id = format!("k{i}");
+            let idx = c
+                .register(registration("kv", &id, 80))
+                .await
+                .unwrap()
+                .into_inner()
+                .index;
+            committed.push((idx, true, id));
+            if i % 3 == 2 {
+                let id = format!("k{}", i - 1);
+                let idx = c
+                    .deregister(deregistration("kv", &id))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .index;
+                committed.push((idx, false, id));
+            }
+        }
+        committed
+    });
+
+    // Follow on the follower for a while, then lose it.
+    while model.log.len() < 10 {
+        model.apply(&next(&mut s).await);
+    }
+    drop(s);
+    cluster.stop(follower).await;
+    let mut s = cluster
+        .catalog(other)
+        .await
+        .watch(watch_request(&["kv"], model.index))
+        .await
+        .unwrap()
+        .into_inner();
+    let committed = writer.await.unwrap();
+    let last = committed.last().unwrap().0;
+    read_until(&mut s, &mut model, last).await;
+
+    let seen: Vec<(u64, bool, String)> = model
+        .log
+        .iter()
+        .map(|(i, ch)| match ch.change.as_ref().unwrap() {
+            pb::instance_change::Change::Upsert(inst) => (*i, true, inst.id.clone()),
+            pb::instance_change::Change::Remove(k) => (*i, false, k.id.clone()),
+        })
+        .collect();
+    let expected: Vec<(u64, bool, String)> = committed
+        .into_iter()
+        .filter(|(i, _, _)| *i > snapshot_index)
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "the watch must equal the committed sequence exactly"
+    );
+    let mut c = cluster.catalog(other).await;
+    let (ids, _) = list_ids(&mut c, "kv", consistent()).await.unwrap();
+    let mut watched = model.ids("kv");
+    watched.sort();
+    let mut ids = ids;
+    ids.sort();
+    assert_eq!(watched, ids);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watcher_that_stops_reading_is_reset_and_then_converges() {
+    let cluster = TestCluster::start(3, |c| c.watch_queue = 4).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut w = cluster.catalog(leader).await;
+    let mut s = cluster
+        .catalog(leader)
+        .await
+        .watch(watch_request(&["big"], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut model = WatchModel::default();
+    model.apply(&next(&mut s).await);
+
+    // Large instances fill the transport's flow-control window quickly, so the
+    // server-side queue of this unread stream overflows. Writes must not stall.
+    let mut last = 0;
+    // ~32 KiB per change, 250 changes: far more than the transport buffers hold.
+    for i in 0..250 {
+        let mut r = registration("big", &format!("b{i}"), 80);
+        r.meta = (0..64)
+            .map(|k| (format!("k{k}"), "x".repeat(500)))
+            .collect();
+        last = w
+            .register(r)
+            .await
+            .expect("apply never waits for watchers")
+            .into_inner()
+            .index;
+    }
+
+    while !model.caught_up_to(last) {
+        let m = next(&mut s).await;
+        model.apply(&m);
+    }
+
+    assert!(model
+        .resets
+        .contains(&(pb::ResetReason::SlowConsumer as i32)));
+    assert!(cluster.node(leader).node.metrics.watch_resets.get() >= 1);
+    let (ids, _) = list_ids(&mut w, "big", consistent()).await.unwrap();
+    assert_eq!(model.ids("big"), ids);
+    cluster.shutdown().await;
+}
