@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages Waymark needs, if missing. Usage: install-deps.sh build|test|bench
 #   build: a C++ toolchain and libclang (RocksDB is compiled from source; its bindgen needs libclang)
-#   test:  build + promtool (Prometheus text check), dig (DNS tests)
+#   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches)
 #   bench: build + etcd, knot, dnsperf (baselines measured in the same run)
 set -euo pipefail
 
 need_pkgs=(libclang-dev g++ make)
 case "${1:-build}" in
   build) ;;
-  test) need_pkgs+=(prometheus dnsutils) ;;
-  bench) need_pkgs+=(etcd-server etcd-client knot dnsperf) ;;
+  test) need_pkgs+=(prometheus dnsutils protobuf-compiler) ;;
+  bench) need_pkgs+=(protobuf-compiler etcd-server etcd-client knot dnsperf) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 

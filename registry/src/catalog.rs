@@ -358,6 +358,14 @@ impl Catalog {
             .unwrap_or_default()
     }
 
+    /// Records of one service, sorted by id, without copying them.
+    pub fn service_records(&self, service: &str) -> impl Iterator<Item = &InstanceRecord> {
+        self.services
+            .get(service)
+            .into_iter()
+            .flat_map(|m| m.values())
+    }
+
     /// Services sorted by name.
     pub fn services(&self) -> Vec<ServiceSummary> {
         self.services

@@ -55,6 +55,9 @@ fn default_raft_addr() -> String {
 fn default_admin_addr() -> String {
     "127.0.0.1:8501".into()
 }
+fn default_dns_addr() -> String {
+    "127.0.0.1:8600".into()
+}
 fn default_heartbeat_ms() -> u64 {
     100
 }
@@ -97,6 +100,12 @@ pub struct ServerConfig {
     /// Admin HTTP listen address: /metrics, /healthz, /readyz (default 127.0.0.1:8501).
     #[serde(default = "default_admin_addr")]
     pub admin_addr: String,
+    /// DNS listen address, UDP and TCP (default 127.0.0.1:8600).
+    #[serde(default = "default_dns_addr")]
+    pub dns_addr: String,
+    /// DNS settings (`[dns]` table): domain, TTLs, max_stale_ms, admit_warning, udp_sockets.
+    #[serde(default)]
+    pub dns: waymark_dns::DnsConfig,
     /// API address other nodes and clients should use; defaults to `api_addr`.
     #[serde(default)]
     pub advertise_api_addr: Option<String>,
@@ -142,6 +151,8 @@ impl ServerConfig {
             api_addr: default_api_addr(),
             raft_addr: default_raft_addr(),
             admin_addr: default_admin_addr(),
+            dns_addr: default_dns_addr(),
+            dns: waymark_dns::DnsConfig::default(),
             advertise_api_addr: None,
             advertise_raft_addr: None,
             initial_cluster: Vec::new(),
@@ -197,6 +208,7 @@ impl ServerConfig {
             ("api_addr", &self.api_addr),
             ("raft_addr", &self.raft_addr),
             ("admin_addr", &self.admin_addr),
+            ("dns_addr", &self.dns_addr),
         ] {
             value
                 .parse::<SocketAddr>()
@@ -250,6 +262,7 @@ impl ServerConfig {
         if self.request_timeout_ms == 0 {
             bail!("invalid request_timeout_ms: must be positive");
         }
+        self.dns.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
         if self.watch_history == 0 {
             bail!("invalid watch_history: must be positive");
         }
@@ -290,6 +303,16 @@ pub struct ServerArgs {
     /// Admin HTTP listen address [default: 127.0.0.1:8501].
     #[arg(long)]
     pub admin_addr: Option<String>,
+    /// DNS listen address, UDP and TCP [default: 127.0.0.1:8600].
+    #[arg(long)]
+    pub dns_addr: Option<String>,
+    /// DNS domain served [default: waymark.].
+    #[arg(long)]
+    pub dns_domain: Option<String>,
+    /// DNS answers SERVFAIL when this node last heard from a leader longer ago, in ms
+    /// [default: 5000].
+    #[arg(long)]
+    pub dns_max_stale_ms: Option<u64>,
     /// API address peers and clients are told to use [default: --api-addr].
     #[arg(long)]
     pub advertise_api_addr: Option<String>,
@@ -340,6 +363,15 @@ impl ServerArgs {
         }
         if let Some(v) = self.admin_addr {
             cfg.admin_addr = v;
+        }
+        if let Some(v) = self.dns_addr {
+            cfg.dns_addr = v;
+        }
+        if let Some(v) = self.dns_domain {
+            cfg.dns.domain = v;
+        }
+        if let Some(v) = self.dns_max_stale_ms {
+            cfg.dns.max_stale_ms = v;
         }
         if let Some(v) = self.advertise_api_addr {
             cfg.advertise_api_addr = Some(v);

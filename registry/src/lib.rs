@@ -6,6 +6,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod dns_view;
 pub mod leases;
 pub mod metrics;
 pub mod network;

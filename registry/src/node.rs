@@ -210,6 +210,22 @@ impl Node {
             .map(|t| t.elapsed().as_millis() as u64)
     }
 
+    /// Like `last_contact_ms`, without building a full `RaftView` (DNS asks per query).
+    pub fn leader_contact_age(&self) -> Option<u64> {
+        let (state, quorum_ack) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.state, m.millis_since_quorum_ack)
+        };
+        if state == ServerState::Leader {
+            return quorum_ack;
+        }
+        self.leader_contact
+            .lock()
+            .expect("contact lock poisoned")
+            .map(|t| t.elapsed().as_millis() as u64)
+    }
+
     /// Refuses a stale read when this node has not heard from a leader within
     /// `max_stale_ms` (0 = no bound).
     pub fn check_staleness(&self, view: &RaftView, max_stale_ms: u64) -> Result<(), NodeError> {

@@ -19,6 +19,7 @@ use crate::api::catalog_service::CatalogService;
 use crate::api::cluster_service::ClusterService;
 use crate::api::lease_service::LeaseService;
 use crate::config::{LogFormat, ServerConfig};
+use crate::dns_view::DnsCatalogView;
 use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
@@ -36,6 +37,7 @@ pub struct Listeners {
     pub api: TcpListener,
     pub raft: TcpListener,
     pub admin: TcpListener,
+    pub dns: waymark_dns::DnsListeners,
 }
 
 impl Listeners {
@@ -50,6 +52,14 @@ impl Listeners {
             api: bind(config.api_addr.clone(), "gRPC API").await?,
             raft: bind(config.raft_addr.clone(), "Raft").await?,
             admin: bind(config.admin_addr.clone(), "admin HTTP").await?,
+            dns: waymark_dns::DnsListeners::bind(
+                config
+                    .dns_addr
+                    .parse()
+                    .with_context(|| format!("parsing dns_addr {:?}", config.dns_addr))?,
+                config.dns.udp_socket_count(),
+            )
+            .with_context(|| format!("binding the DNS listeners on {}", config.dns_addr))?,
         })
     }
 }
@@ -224,12 +234,19 @@ async fn run_inner(
         }
         .instrument(tracing::info_span!("admin_http", %admin_addr)),
     );
+    let dns_addr = listeners.dns.local_addr()?;
+    let dns_view = Arc::new(DnsCatalogView::new(node.clone()));
+    tasks.spawn(
+        waymark_dns::serve(config.dns.clone(), listeners.dns, dns_view, servers.clone())
+            .map(|r| r.context("serving DNS"))
+            .instrument(tracing::info_span!("dns", %dns_addr)),
+    );
     tasks.spawn(
         LeaseKeeper::run(node.clone(), servers.clone())
             .map(Ok)
             .instrument(tracing::info_span!("lease_keeper")),
     );
-    tracing::info!(%api_addr, %raft_addr, %admin_addr, data_dir = %config.data_dir.display(), "node started");
+    tracing::info!(%api_addr, %raft_addr, %admin_addr, %dns_addr, data_dir = %config.data_dir.display(), "node started");
 
     if !config.initial_cluster.is_empty() && !raft.is_initialized().await? {
         let voters: BTreeMap<_, _> = config
@@ -282,8 +299,9 @@ async fn run_inner(
 /// Installs the tracing subscriber for a binary (text or JSON, to stderr).
 /// `RUST_LOG` overrides the default `info` level.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,openraft=warn,hickory_server=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -81,19 +81,19 @@ async fn status(api: &str) -> Option<pb::StatusResponse> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_the_leader_loses_no_acknowledged_registration() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(u16, u16, u16)> = (0..3)
-        .map(|_| (free_port(), free_port(), free_port()))
+    let ports: Vec<(u16, u16, u16, u16)> = (0..3)
+        .map(|_| (free_port(), free_port(), free_port(), free_port()))
         .collect();
     let initial: Vec<String> = ports
         .iter()
         .enumerate()
-        .map(|(i, (api, raft, _))| format!("{}=127.0.0.1:{raft}/127.0.0.1:{api}", i + 1))
+        .map(|(i, (api, raft, _, _))| format!("{}=127.0.0.1:{raft}/127.0.0.1:{api}", i + 1))
         .collect();
     let mut procs = Procs(
         ports
             .iter()
             .enumerate()
-            .map(|(i, (api, raft, admin))| {
+            .map(|(i, (api, raft, admin, dns))| {
                 let id = i as u64 + 1;
                 let args = vec![
                     "server".into(),
@@ -107,6 +107,8 @@ async fn kill_9_of_the_leader_loses_no_acknowledged_registration() {
                     format!("127.0.0.1:{raft}"),
                     "--admin-addr".into(),
                     format!("127.0.0.1:{admin}"),
+                    "--dns-addr".into(),
+                    format!("127.0.0.1:{dns}"),
                     "--initial-cluster".into(),
                     initial.join(","),
                     "--snapshot-threshold".into(),

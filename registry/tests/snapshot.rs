@@ -36,6 +36,7 @@ async fn new_member_catches_up_from_a_snapshot_after_the_log_was_purged() {
     cfg.api_addr = api.clone();
     cfg.raft_addr = raft.clone();
     cfg.admin_addr = admin;
+    cfg.dns_addr = listeners.dns.local_addr().unwrap().to_string();
     let fourth = start_node(cfg, listeners).await;
     let follower = cluster
         .running_ids()

@@ -51,16 +51,29 @@ pub struct TestCluster {
     pub nodes: Vec<Option<TestNode>>,
 }
 
+/// Binds every listener of a node on an ephemeral port: (listeners, api, raft, admin).
+/// The DNS address is `listeners.dns.local_addr()`.
 pub async fn bind_listeners() -> (Listeners, String, String, String) {
     let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let raft = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dns = waymark_dns::DnsListeners::bind("127.0.0.1:0".parse().unwrap(), 2).unwrap();
     let (a, r, m) = (
         api.local_addr().unwrap().to_string(),
         raft.local_addr().unwrap().to_string(),
         admin.local_addr().unwrap().to_string(),
     );
-    (Listeners { api, raft, admin }, a, r, m)
+    (
+        Listeners {
+            api,
+            raft,
+            admin,
+            dns,
+        },
+        a,
+        r,
+        m,
+    )
 }
 
 pub async fn start_node(config: ServerConfig, listeners: Listeners) -> TestNode {
@@ -99,6 +112,7 @@ impl TestCluster {
         for (i, (listeners, api, raft, admin)) in bound.into_iter().enumerate() {
             let id = i as u64 + 1;
             let mut cfg = ServerConfig::new(id, dir.path().join(format!("node-{id}")));
+            cfg.dns_addr = listeners.dns.local_addr().unwrap().to_string();
             cfg.api_addr = api;
             cfg.raft_addr = raft;
             cfg.admin_addr = admin;

@@ -153,7 +153,7 @@ fn print_nodes(nodes: &Nodes, dir: &DataDir) {
         dir.path.display()
     );
     println!("each node's stdout and stderr go to its log file:\n");
-    let mut t = Table::new(&["NODE", "PID", "GRPC", "RAFT", "ADMIN", "LOG"]);
+    let mut t = Table::new(&["NODE", "PID", "GRPC", "RAFT", "ADMIN", "DNS", "LOG"]);
     for n in &nodes.0 {
         t.row(vec![
             n.spec.id.to_string(),
@@ -161,6 +161,7 @@ fn print_nodes(nodes: &Nodes, dir: &DataDir) {
             n.spec.api_addr.clone(),
             n.spec.raft_addr.clone(),
             n.spec.admin_addr.clone(),
+            n.spec.dns_addr.clone(),
             n.spec.log_path.display().to_string(),
         ]);
     }
@@ -175,6 +176,9 @@ fn print_try_this(nodes: &Nodes) {
     println!("  {prog} instances web --consistency stale --addr {stale_addr}");
     println!("  {prog} status");
     println!("  curl {}/metrics", nodes.0[0].spec.admin_addr);
+    if let Some((host, port)) = nodes.0[0].spec.dns_addr.rsplit_once(':') {
+        println!("  dig @{host} -p {port} web.service.waymark SRV");
+    }
     // With fewer than three nodes, losing one loses the quorum: nothing to show.
     if let Some(n2) = nodes.0.get(1).filter(|_| nodes.0.len() >= 3) {
         println!(

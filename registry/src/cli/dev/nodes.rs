@@ -19,6 +19,7 @@ use crate::config::LogFormat;
 const API_BASE: u16 = 8500;
 const RAFT_BASE: u16 = 8300;
 const ADMIN_BASE: u16 = 8510;
+const DNS_BASE: u16 = 8600;
 /// How long the nodes get to shut down cleanly before SIGKILL.
 const STOP_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -29,24 +30,26 @@ pub(super) struct NodeSpec {
     pub(super) api_addr: String,
     pub(super) raft_addr: String,
     pub(super) admin_addr: String,
+    pub(super) dns_addr: String,
     pub(super) data_dir: PathBuf,
     pub(super) log_path: PathBuf,
 }
 
-/// gRPC, Raft and admin addresses of node `k`.
-fn node_addrs(k: u16) -> [String; 3] {
-    [API_BASE, RAFT_BASE, ADMIN_BASE].map(|base| format!("127.0.0.1:{}", base + k - 1))
+/// gRPC, Raft, admin and DNS addresses of node `k`.
+fn node_addrs(k: u16) -> [String; 4] {
+    [API_BASE, RAFT_BASE, ADMIN_BASE, DNS_BASE].map(|base| format!("127.0.0.1:{}", base + k - 1))
 }
 
 pub(super) fn node_specs(count: u16, dir: &Path) -> Vec<NodeSpec> {
     (1..=count)
         .map(|k| {
-            let [api_addr, raft_addr, admin_addr] = node_addrs(k);
+            let [api_addr, raft_addr, admin_addr, dns_addr] = node_addrs(k);
             NodeSpec {
                 id: u64::from(k),
                 api_addr,
                 raft_addr,
                 admin_addr,
+                dns_addr,
                 data_dir: dir.join(format!("node-{k}")),
                 log_path: dir.join(format!("node-{k}.log")),
             }
@@ -81,6 +84,8 @@ fn server_args(spec: &NodeSpec, cluster: &str, log_format: LogFormat) -> Vec<OsS
         spec.raft_addr.clone().into(),
         "--admin-addr".into(),
         spec.admin_addr.clone().into(),
+        "--dns-addr".into(),
+        spec.dns_addr.clone().into(),
         "--initial-cluster".into(),
         cluster.into(),
         "--log-format".into(),
