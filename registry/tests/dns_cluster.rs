@@ -1,0 +1,120 @@
+//! DNS against a real three-node cluster, with the real `dig`: a registration shows
+//! up on every node, a critical instance disappears, and a node cut off from its
+//! peers answers SERVFAIL once it is past `dns.max_stale_ms`.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use waymark_proto::pb;
+
+/// Runs dig against `addr` (IP:PORT); returns (rcode, answer data).
+fn dig(addr: &str, name: &str, qtype: &str) -> (String, Vec<String>) {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("dig")
+        .args([
+            &format!("@{host}"),
+            "-p",
+            port,
+            name,
+            qtype,
+            "+time=1",
+            "+tries=1",
+            "+noall",
+            "+comments",
+            "+answer",
+        ])
+        .output()
+        .expect("dig is needed (Debian package `dnsutils`; scripts/test.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("NO-ANSWER")
+        .to_string();
+    let answers = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    (status, answers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn registrations_reach_every_nodes_dns_and_a_cut_off_node_goes_servfail() {
+    let mut cluster = TestCluster::start(3, |c| c.dns.max_stale_ms = 1_000).await;
+    let leader = cluster.wait_for_leader().await;
+    let dns: Vec<(u64, String)> = cluster
+        .running_ids()
+        .into_iter()
+        .map(|id| (id, cluster.node(id).config.dns_addr.clone()))
+        .collect();
+    let mut c = cluster.catalog(leader).await;
+    let mut r = registration("web", "web-1", 8080);
+    r.address = "10.0.0.1".into();
+    c.register(r).await.unwrap();
+    let mut r = registration("web", "web-2", 8081);
+    r.address = "10.0.0.2".into();
+    c.register(r).await.unwrap();
+
+    for (id, addr) in &dns {
+        let answers = wait_for(&format!("node {id} to answer both instances"), || {
+            let addr = addr.clone();
+            async move {
+                let (status, mut a) = dig(&addr, "web.service.waymark", "A");
+                a.sort();
+                (status == "NOERROR" && a == ["10.0.0.1", "10.0.0.2"]).then_some(a)
+            }
+        })
+        .await;
+        assert_eq!(answers.len(), 2);
+        let (status, srv) = dig(addr, "web.service.waymark", "SRV");
+        assert_eq!(status, "NOERROR");
+        assert_eq!(srv.len(), 2, "one SRV per instance: {srv:?}");
+    }
+
+    // An instance set critical disappears from every node's answers.
+    c.update_health(pb::UpdateHealthRequest {
+        service: "web".into(),
+        id: "web-1".into(),
+        status: pb::HealthStatus::Critical as i32,
+        output: "down".into(),
+    })
+    .await
+    .unwrap();
+    for (id, addr) in &dns {
+        wait_for(&format!("node {id} to drop the critical instance"), || {
+            let addr = addr.clone();
+            async move {
+                let (status, a) = dig(&addr, "web.service.waymark", "A");
+                (status == "NOERROR" && a == ["10.0.0.2"]).then_some(())
+            }
+        })
+        .await;
+    }
+    let (status, _) = dig(&dns[0].1, "nothing.service.waymark", "A");
+    assert_eq!(status, "NXDOMAIN");
+    let (status, _) = dig(&dns[0].1, "example.com", "A");
+    assert_eq!(status, "REFUSED");
+
+    // Cut one node off by stopping its peers: past max_stale it refuses to answer.
+    let lonely = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    let lonely_dns = cluster.node(lonely).config.dns_addr.clone();
+    for id in cluster.running_ids() {
+        if id != lonely {
+            cluster.stop(id).await;
+        }
+    }
+    wait_for("the cut-off node to answer SERVFAIL", || {
+        let addr = lonely_dns.clone();
+        async move { (dig(&addr, "web.service.waymark", "A").0 == "SERVFAIL").then_some(()) }
+    })
+    .await;
+    cluster.shutdown().await;
+}
