@@ -71,6 +71,9 @@ NODES=(1 2 3)
 api_port() { echo $((API_PORT + $1 - 1)); }
 raft_port() { echo $((RAFT_PORT + $1 - 1)); }
 admin_port() { echo $((ADMIN_PORT + $1 - 1)); }
+# DNS ports: DNS_PORT + k - 1 (each node needs its own).
+DNS_PORT=${DNS_PORT:-18700}
+dns_port() { echo $((DNS_PORT + $1 - 1)); }
 
 ALL_PORTS=()
 for k in "${NODES[@]}"; do
@@ -167,7 +170,8 @@ server_cmd() {
     local k=$1
     echo "$WAYMARK server --node-id $k --data-dir $WORK/node-$k" \
         "--api-addr 127.0.0.1:$(api_port "$k") --raft-addr 127.0.0.1:$(raft_port "$k")" \
-        "--admin-addr 127.0.0.1:$(admin_port "$k") --initial-cluster $INITIAL_CLUSTER"
+        "--admin-addr 127.0.0.1:$(admin_port "$k") --dns-addr 127.0.0.1:$(dns_port "$k")" \
+        "--initial-cluster $INITIAL_CLUSTER"
 }
 
 for k in "${NODES[@]}"; do
@@ -177,6 +181,7 @@ for k in "${NODES[@]}"; do
         --api-addr "127.0.0.1:$(api_port "$k")" \
         --raft-addr "127.0.0.1:$(raft_port "$k")" \
         --admin-addr "127.0.0.1:$(admin_port "$k")" \
+        --dns-addr "127.0.0.1:$(dns_port "$k")" \
         --initial-cluster "$INITIAL_CLUSTER" \
         >"$WORK/node-$k.log" 2>&1 &
     PIDS+=("$!")
