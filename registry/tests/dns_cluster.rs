@@ -11,8 +11,32 @@ use waymark_proto::pb;
 
 /// Runs dig against `addr` (IP:PORT); returns (rcode, answer data).
 fn dig(addr: &str, name: &str, qtype: &str) -> (String, Vec<String>) {
+    dig_with(addr, name, qtype, &[])
+}
+
+/// The full dig output for `name`/`qtype` with extra options.
+fn dig_raw(addr: &str, name: &str, qtype: &str, extra: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut args = vec![
+        format!("@{host}"),
+        "-p".into(),
+        port.into(),
+        name.into(),
+        qtype.into(),
+    ];
+    args.extend(["+time=2", "+tries=1"].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = Command::new("dig")
+        .args(&args)
+        .output()
+        .expect("dig is needed (Debian package `dnsutils`; scripts/test.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dig_with(addr: &str, name: &str, qtype: &str, extra: &[&str]) -> (String, Vec<String>) {
     let (host, port) = addr.rsplit_once(':').unwrap();
     let out = Command::new("dig")
+        .args(extra)
         .args([
             &format!("@{host}"),
             "-p",
@@ -94,10 +118,69 @@ async fn registrations_reach_every_nodes_dns_and_a_cut_off_node_goes_servfail() 
         })
         .await;
     }
-    let (status, _) = dig(&dns[0].1, "nothing.service.waymark", "A");
+    let d = &dns[0].1;
+    let (status, _) = dig(d, "nothing.service.waymark", "A");
     assert_eq!(status, "NXDOMAIN");
-    let (status, _) = dig(&dns[0].1, "example.com", "A");
+    let (status, _) = dig(d, "example.com", "A");
     assert_eq!(status, "REFUSED");
+
+    // Every name form, case-insensitively, on a real replica.
+    assert_eq!(
+        dig(d, "V1.WEB.service.waymark", "A"),
+        ("NOERROR".into(), vec!["10.0.0.2".into()])
+    );
+    let (status, srv) = dig(d, "_web._tcp.service.waymark", "SRV");
+    assert_eq!((status.as_str(), srv.len()), ("NOERROR", 1));
+    assert!(srv[0].starts_with("web-2.web.instance.waymark"), "{srv:?}");
+    assert_eq!(
+        dig(d, "web-2.web.instance.waymark", "A").1,
+        vec!["10.0.0.2"]
+    );
+    assert_eq!(
+        dig(d, "web-2.web.instance.waymark", "TXT").1,
+        vec!["\"zone=a\""]
+    );
+    assert_eq!(
+        dig(d, &format!("node-{leader}.node.waymark"), "A").1,
+        vec!["127.0.0.1"]
+    );
+    assert_eq!(dig(d, "waymark", "SOA").0, "NOERROR");
+    assert_eq!(dig(d, "waymark", "NS").1.len(), 3);
+    // NODATA: the name exists, the type does not (SOA in authority, no answer).
+    let raw = dig_raw(d, "web.service.waymark", "AAAA", &[]);
+    assert!(
+        raw.contains("status: NOERROR")
+            && raw.contains("ANSWER: 0")
+            && raw.contains("AUTHORITY: 1"),
+        "{raw}"
+    );
+
+    // Many instances: plain UDP is cut at 512 bytes with TC; TCP returns them all.
+    for i in 0..60 {
+        let mut r = registration("many", &format!("m{i}"), 9000);
+        r.address = format!("10.1.{}.{}", i / 200, i % 200 + 1);
+        c.register(r).await.unwrap();
+    }
+    wait_for("node 1 to have all 60 instances", || {
+        let d = d.clone();
+        async move { (dig_with(&d, "many.service.waymark", "A", &["+tcp"]).1.len() == 60).then_some(()) }
+    })
+    .await;
+    let udp = dig_raw(d, "many.service.waymark", "A", &["+noedns", "+ignore"]);
+    assert!(udp.contains(" tc"), "expected TC over plain UDP:\n{udp}");
+    let msg_size: usize = udp
+        .split("MSG SIZE  rcvd: ")
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .expect("dig reports the message size");
+    assert!(msg_size <= 512, "UDP answer of {msg_size} bytes");
+
+    // A malformed packet leaves the server answering.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(b"\x00\x01garbage that is not DNS", d.as_str())
+        .unwrap();
+    sock.send_to(&[0xff; 3], d.as_str()).unwrap();
+    assert_eq!(dig(d, "web.service.waymark", "A").0, "NOERROR");
 
     // Cut one node off by stopping its peers: past max_stale it refuses to answer.
     let lonely = cluster
