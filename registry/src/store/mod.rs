@@ -39,6 +39,10 @@ pub fn open_db(dir: &Path) -> anyhow::Result<Arc<DB>> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // The busy `logs` column family would otherwise keep old WAL files alive for the
+    // rarely written ones (vote, snapshot): cap the WAL so RocksDB flushes those and
+    // deletes old segments (without this, data dirs grew by GBs under load).
+    opts.set_max_total_wal_size(128 << 20);
     let cfs = [
         CF_LOGS,
         CF_RAFT_META,
