@@ -63,7 +63,12 @@ pub async fn dial(endpoint: &str, opts: &ClientOpts) -> anyhow::Result<Client> {
     // not in the middle of the run.
     tokio::time::timeout(opts.dial_timeout, client.status())
         .await
-        .map_err(|_| anyhow::anyhow!("etcd at {endpoint}: no answer within {:?}", opts.dial_timeout))?
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "etcd at {endpoint}: no answer within {:?}",
+                opts.dial_timeout
+            )
+        })?
         .with_context(|| format!("etcd Maintenance.Status on {endpoint}"))?;
     Ok(client)
 }

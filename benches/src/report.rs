@@ -45,6 +45,19 @@ impl LatencyMs {
     }
 }
 
+impl LatencyMs {
+    /// `{"p50", "p90", "p99", "max", "mean"}`, in milliseconds to the microsecond.
+    pub fn to_json(self) -> Value {
+        json!({
+            "p50": round(self.p50, 3),
+            "p90": round(self.p90, 3),
+            "p99": round(self.p99, 3),
+            "max": round(self.max, 3),
+            "mean": round(self.mean, 3),
+        })
+    }
+}
+
 /// Successful operations per second; 0 for an empty or instantaneous run.
 pub fn ops_per_sec(ok: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
@@ -65,6 +78,10 @@ pub struct Summary {
     pub errors: BTreeMap<&'static str, ErrorStat>,
     pub elapsed: Duration,
     pub latency: LatencyMs,
+    /// What the latency percentiles measure (human output only).
+    pub latency_of: &'static str,
+    /// Workload-specific results (missed events, setup time, ...), in display order.
+    pub extra: Vec<(&'static str, Value)>,
 }
 
 impl Summary {
@@ -80,7 +97,20 @@ impl Summary {
             errors: outcome.errors.clone(),
             elapsed: outcome.elapsed,
             latency: LatencyMs::from_histogram(&outcome.latency_us),
+            latency_of: "successful requests",
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds workload-specific results and says what the latencies measure.
+    pub fn with_extra(
+        mut self,
+        latency_of: &'static str,
+        extra: Vec<(&'static str, Value)>,
+    ) -> Self {
+        self.latency_of = latency_of;
+        self.extra = extra;
+        self
     }
 
     pub fn error_count(&self) -> u64 {
@@ -117,17 +147,10 @@ impl Summary {
             json!(round(self.elapsed.as_secs_f64(), 3)),
         );
         obj.insert("ops_per_sec".into(), json!(round(self.ops_per_sec(), 1)));
-        let l = self.latency;
-        obj.insert(
-            "latency_ms".into(),
-            json!({
-                "p50": round(l.p50, 3),
-                "p90": round(l.p90, 3),
-                "p99": round(l.p99, 3),
-                "max": round(l.max, 3),
-                "mean": round(l.mean, 3),
-            }),
-        );
+        obj.insert("latency_ms".into(), self.latency.to_json());
+        for (k, v) in &self.extra {
+            obj.insert((*k).into(), v.clone());
+        }
         Value::Object(obj)
     }
 
@@ -159,7 +182,7 @@ impl Summary {
         );
         let _ = writeln!(out, "  {:<10} {:>12.1}", "Ops/s", self.ops_per_sec());
         let _ = writeln!(out);
-        let _ = writeln!(out, "Latency (ms, successful requests):");
+        let _ = writeln!(out, "Latency (ms, {}):", self.latency_of);
         for (name, v) in [
             ("p50", l.p50),
             ("p90", l.p90),
@@ -168,6 +191,13 @@ impl Summary {
             ("mean", l.mean),
         ] {
             let _ = writeln!(out, "  {name:<10} {v:>12.3}");
+        }
+        if !self.extra.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "Details:");
+            for (k, v) in &self.extra {
+                let _ = writeln!(out, "  {k:<20} {}", plain(v));
+            }
         }
         if !self.errors.is_empty() {
             let _ = writeln!(out);
@@ -180,7 +210,7 @@ impl Summary {
     }
 }
 
-fn round(v: f64, places: i32) -> f64 {
+pub fn round(v: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (v * f).round() / f
 }
@@ -192,6 +222,22 @@ fn plain(v: &Value) -> String {
         Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
+}
+
+/// User + system CPU seconds of a `/proc/<pid>/stat` line (fields 14 and 15, in clock
+/// ticks of 1/100 s, the value on every Linux platform Rust supports).
+pub fn cpu_secs_from_stat(stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// CPU seconds this process has used so far (all threads), where /proc exists.
+pub fn process_cpu_secs() -> Option<f64> {
+    cpu_secs_from_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
 /// Parses `--json` output: one object per non-empty line.
@@ -291,6 +337,15 @@ mod tests {
         assert!(close(l.p99, 99.0), "{l:?}");
         assert!(close(l.max, 100.0), "{l:?}");
         assert!(close(l.mean, 50.5), "{l:?}");
+    }
+
+    #[test]
+    fn cpu_time_comes_from_proc_stat() {
+        let stat = "4242 (waymark bench) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0 3 0";
+        assert_eq!(cpu_secs_from_stat(stat), Some(3.25));
+        assert_eq!(cpu_secs_from_stat("4242 (x) S 1"), None);
+        assert_eq!(cpu_secs_from_stat("garbage"), None);
+        assert!(process_cpu_secs().is_some_and(|s| s >= 0.0));
     }
 
     #[test]
