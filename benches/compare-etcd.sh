@@ -215,8 +215,14 @@ if ((WANT_ETCD)); then
     ETCD_VERSION=${ETCD_VERSION%%$'\n'*}
     ETCD_VERSION=${ETCD_VERSION#etcd Version: }
 fi
-DISK=$(df -h "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR == 2 { print $1 " (" $2 ")" }')
+DISK=$(df -h "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR == 2 { print $1 " (" $2 ", " $4 " free)" }')
 DISK=${DISK:-unknown}
+# The data dirs can grow large (Waymark at e5d534e: about 3.3 GB per node for the default
+# runs); a full disk shows up as failed runs.
+FREE_KB=$(df -Pk "${TMPDIR:-/tmp}" 2>/dev/null | awk 'NR == 2 { print $4 }')
+if [[ ${FREE_KB:-0} =~ ^[0-9]+$ ]] && ((FREE_KB < 16 * 1024 * 1024)); then
+    log "warning: only $((FREE_KB / 1024 / 1024)) GiB free in ${TMPDIR:-/tmp}; runs may fail with a full disk"
+fi
 
 # --- clusters ------------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/waymark-vs-etcd.XXXXXX")
@@ -386,7 +392,8 @@ run_one() {
         local why
         # Drop quotes, backslashes and control characters: the reason goes into JSON.
         # shellcheck disable=SC1003
-        why=$(tail -n 1 "$WORK/run-$n.err" | tr -d '"\\\000-\037' | cut -c1-200)
+        why=$(tail -n 1 "$WORK/run-$n.err" 2>/dev/null | tr -d '"\\\000-\037' | cut -c1-200) || true
+        [[ -n $why ]] || why="no error output"
         ((rc == 124)) && why="timed out after ${RUN_TIMEOUT}s"
         log "run $n failed (exit $rc): $why"
         printf '{"backend":"%s","workload":"%s",%s,"failed":"exit %s: %s"}\n' \
