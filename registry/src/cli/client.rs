@@ -261,8 +261,12 @@ pub(super) async fn connect(opts: &ClientOpts) -> anyhow::Result<Channel> {
     })
 }
 
+/// Largest response the CLI accepts. tonic's 4 MiB default is too small for listing or
+/// watching a large service (a snapshot carries every instance).
+pub(super) const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
 pub(super) async fn catalog(opts: &ClientOpts) -> anyhow::Result<CatalogClient<Channel>> {
-    Ok(CatalogClient::new(connect(opts).await?))
+    Ok(CatalogClient::new(connect(opts).await?).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
 pub(super) async fn leases(opts: &ClientOpts) -> anyhow::Result<LeasesClient<Channel>> {

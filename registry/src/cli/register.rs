@@ -90,7 +90,8 @@ async fn register_with_lease(
     let mut stop = StopSignals::install()?;
     let channel = connect(opts).await?;
     let mut leases = LeasesClient::new(channel.clone());
-    let mut catalog = CatalogClient::new(channel);
+    let mut catalog =
+        CatalogClient::new(channel).max_decoding_message_size(super::client::MAX_RESPONSE_BYTES);
 
     let created = tokio::select! {
         r = leases.create_lease(pb::CreateLeaseRequest { ttl_ms: duration_to_ms(ttl) }) => {
