@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages Waymark needs, if missing. Usage: install-deps.sh build|test|bench
-#   build: a C++ toolchain and libclang (RocksDB is compiled from source; its bindgen needs libclang)
+#   build: a C++ toolchain, libclang (RocksDB bindgen) and protoc (etcd-client in benches)
 #   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches)
 #   bench: build + etcd, knot, dnsperf (baselines measured in the same run)
 set -euo pipefail
 
-need_pkgs=(libclang-dev g++ make)
+need_pkgs=(libclang-dev g++ make protobuf-compiler)
 case "${1:-build}" in
   build) ;;
   test) need_pkgs+=(prometheus dnsutils protobuf-compiler) ;;
