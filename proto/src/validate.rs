@@ -171,6 +171,9 @@ pub struct Registration {
     pub mark_critical_on_lease_expiry: bool,
     /// 0 = never.
     pub deregister_critical_after_ms: u64,
+    /// Compare-and-set on the instance's modify index: `Some(0)` = only if absent,
+    /// `Some(n)` = only if its modify index is `n`, `None` = unconditional.
+    pub expected_modify_index: Option<u64>,
 }
 
 impl TryFrom<pb::RegisterRequest> for Registration {
@@ -282,6 +285,7 @@ impl TryFrom<pb::RegisterRequest> for Registration {
             lease_id: (req.lease_id != 0).then_some(req.lease_id),
             mark_critical_on_lease_expiry,
             deregister_critical_after_ms: dca,
+            expected_modify_index: req.expected_modify_index,
             service: req.service,
             id: req.id,
             address: req.address,
@@ -462,6 +466,24 @@ mod tests {
             warning: 70000,
         });
         assert_eq!(field_of(r), "weights.warning");
+    }
+
+    #[test]
+    fn expected_modify_index_is_carried_through() {
+        assert_eq!(
+            Registration::try_from(valid())
+                .unwrap()
+                .expected_modify_index,
+            None
+        );
+        for cas in [0, 42] {
+            let mut r = valid();
+            r.expected_modify_index = Some(cas);
+            assert_eq!(
+                Registration::try_from(r).unwrap().expected_modify_index,
+                Some(cas)
+            );
+        }
     }
 
     #[test]

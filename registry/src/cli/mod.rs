@@ -157,6 +157,10 @@ struct RegisterArgs {
     /// Deregister the instance once it has been critical this long (at least 1s).
     #[arg(long, value_parser = parse::parse_duration, value_name = "DURATION")]
     deregister_critical_after: Option<Duration>,
+    /// Compare-and-set: register only if the instance's current modify index is INDEX;
+    /// 0 = only if the instance does not exist yet. A mismatch changes nothing.
+    #[arg(long, value_name = "INDEX")]
+    cas: Option<u64>,
     #[command(flatten)]
     client: ClientOpts,
 }
@@ -334,6 +338,8 @@ mod tests {
             "v=1",
             "--weight",
             "5",
+            "--cas",
+            "42",
             "--addr",
             "http://127.0.0.1:8501",
         ])
@@ -347,6 +353,7 @@ mod tests {
         assert_eq!(r.tags, ["a", "b"]);
         assert_eq!(r.meta, [("v".to_string(), "1".to_string())]);
         assert_eq!(r.weight, Some(5));
+        assert_eq!(r.cas, Some(42));
         assert_eq!(r.client.addr, "http://127.0.0.1:8501");
     }
 

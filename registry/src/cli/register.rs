@@ -50,6 +50,7 @@ fn build_request(args: &RegisterArgs) -> anyhow::Result<pb::RegisterRequest> {
         lease_id: 0,
         on_lease_expiry: on_lease_expiry as i32,
         deregister_critical_after_ms: args.deregister_critical_after.map_or(0, duration_to_ms),
+        expected_modify_index: args.cas,
     })
 }
 
