@@ -28,6 +28,11 @@ pub struct NewInstance {
     pub on_lease_expiry: LeaseExpiry,
     /// 0 = never reap.
     pub deregister_critical_after_ms: u64,
+    /// Compare-and-set, checked at apply time: `Some(0)` registers only if the
+    /// instance is absent, `Some(n)` only if its modify index is `n`. Defaulted so
+    /// that log entries written before the field existed still decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_modify_index: Option<u64>,
 }
 
 /// What happens to an instance when its lease ends.
@@ -63,6 +68,7 @@ impl From<waymark_proto::Registration> for NewInstance {
                 LeaseExpiry::Remove
             },
             deregister_critical_after_ms: r.deregister_critical_after_ms,
+            if_modify_index: r.expected_modify_index,
         }
     }
 }
@@ -256,6 +262,18 @@ impl Catalog {
     }
 
     fn register(&mut self, index: u64, new: &NewInstance) -> Effects {
+        if let Some(expected) = new.if_modify_index {
+            // Decided here, at apply time, so the check is linearizable with every
+            // other write; checking before proposing would race with them.
+            let current = self.get(&new.service, &new.id).map(|r| r.modify_index);
+            let holds = match current {
+                None => expected == 0,
+                Some(current) => expected != 0 && current == expected,
+            };
+            if !holds {
+                return Effects::result(CommandResult::PreconditionFailed { current, expected });
+            }
+        }
         if let Some(lease) = new.lease_id {
             if !self.leases.contains_key(&lease) {
                 return Effects::result(CommandResult::LeaseNotFound(lease));
@@ -427,7 +445,16 @@ mod tests {
             lease_id: None,
             on_lease_expiry: LeaseExpiry::Remove,
             deregister_critical_after_ms: 0,
+            if_modify_index: None,
         })
+    }
+
+    fn reg_cas(id: &str, port: u16, expected: u64) -> Command {
+        let Command::Register(mut new) = reg("web", id, port) else {
+            unreachable!()
+        };
+        new.if_modify_index = Some(expected);
+        Command::Register(new)
     }
 
     fn reg_leased(id: &str, lease: u64, action: LeaseExpiry) -> Command {
@@ -566,5 +593,73 @@ mod tests {
             CommandResult::Deregistered { removed: true }
         );
         assert_eq!(c.apply(5, &crit).result, CommandResult::InstanceNotFound);
+    }
+
+    #[test]
+    fn cas_commits_only_on_a_matching_modify_index() {
+        let mut c = Catalog::default();
+        c.apply(3, &reg("web", "a", 80));
+        let e = c.apply(5, &reg_cas("a", 81, 3));
+        assert!(matches!(e.result, CommandResult::Registered(_)), "{e:?}");
+        assert_eq!(e.changes.len(), 1);
+        let r = c.get("web", "a").unwrap();
+        assert_eq!((r.create_index, r.modify_index, r.port), (3, 5, 81));
+    }
+
+    #[test]
+    fn cas_mismatch_changes_nothing_and_reports_both_indexes() {
+        let mut c = Catalog::default();
+        c.apply(3, &reg("web", "a", 80));
+        let before = c.get("web", "a").unwrap().clone();
+        let e = c.apply(4, &reg_cas("a", 99, 2));
+        assert_eq!(
+            e.result,
+            CommandResult::PreconditionFailed {
+                current: Some(3),
+                expected: 2
+            }
+        );
+        assert!(e.changes.is_empty() && e.lease_changes.is_empty());
+        assert_eq!(c.get("web", "a"), Some(&before));
+        // The entry still counts as applied.
+        assert_eq!(c.applied_index(), 4);
+        // A non-zero expectation on an absent instance fails too.
+        let e = c.apply(5, &reg_cas("b", 80, 3));
+        assert_eq!(
+            e.result,
+            CommandResult::PreconditionFailed {
+                current: None,
+                expected: 3
+            }
+        );
+        assert!(c.get("web", "b").is_none());
+    }
+
+    #[test]
+    fn cas_zero_means_only_if_absent() {
+        let mut c = Catalog::default();
+        let e = c.apply(1, &reg_cas("a", 80, 0));
+        assert!(matches!(e.result, CommandResult::Registered(_)), "{e:?}");
+        let r = c.get("web", "a").unwrap();
+        assert_eq!((r.create_index, r.modify_index), (1, 1));
+        let e = c.apply(2, &reg_cas("a", 81, 0));
+        assert_eq!(
+            e.result,
+            CommandResult::PreconditionFailed {
+                current: Some(1),
+                expected: 0
+            }
+        );
+        assert_eq!(c.get("web", "a").unwrap().port, 80);
+    }
+
+    #[test]
+    fn new_instance_without_the_cas_field_still_decodes() {
+        // A log entry written before `if_modify_index` existed.
+        let old = r#"{"service":"web","id":"a","address":"10.0.0.1","port":80,"tags":[],
+            "meta":{},"weight_passing":1,"weight_warning":1,"lease_id":null,
+            "on_lease_expiry":"Remove","deregister_critical_after_ms":0}"#;
+        let new: NewInstance = serde_json::from_str(old).unwrap();
+        assert_eq!(new.if_modify_index, None);
     }
 }

@@ -74,6 +74,12 @@ pub enum CommandResult {
         existed: bool,
     },
     LeaseNotFound(u64),
+    /// A compare-and-set registration whose expectation did not hold; nothing changed.
+    /// `current` is the instance's modify index (`None`: it does not exist).
+    PreconditionFailed {
+        current: Option<u64>,
+        expected: u64,
+    },
 }
 
 openraft::declare_raft_types!(

@@ -1,5 +1,6 @@
 //! In-process three-node cluster tests: writes through followers, consistent and
-//! stale reads on every node, deregistration, leader loss, and loss of quorum.
+//! stale reads on every node, deregistration, leader loss, loss of quorum, and
+//! compare-and-set registration.
 
 mod common;
 
@@ -183,5 +184,98 @@ async fn a_node_without_quorum_refuses_consistent_and_too_stale_reads() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compare_and_set_registration_commits_only_on_the_expected_modify_index() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    let cas = |port: u32, expected: u64| pb::RegisterRequest {
+        expected_modify_index: Some(expected),
+        ..registration("jepsen", "k1", port)
+    };
+    let get = |mut c: pb::catalog_client::CatalogClient<_>| async move {
+        c.get_instance(pb::GetInstanceRequest {
+            service: "jepsen".into(),
+            id: "k1".into(),
+            read: consistent(),
+        })
+        .await
+        .map(|r| r.into_inner().instance.unwrap())
+    };
+
+    // 0 = create only if absent; through a follower, so the command is forwarded.
+    let mut via_follower = cluster.catalog(follower).await;
+    let created = via_follower
+        .register(cas(1, 0))
+        .await
+        .expect("cas=0 on an absent instance")
+        .into_inner();
+    let created_index = created.instance.unwrap().modify_index;
+    let err = via_follower.register(cas(2, 0)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(
+        err.message(),
+        format!(
+            "instance jepsen/k1 already exists with modify index {created_index}, expected 0 (absent)"
+        )
+    );
+
+    // The right index commits.
+    let mut on_leader = cluster.catalog(leader).await;
+    let updated = on_leader
+        .register(cas(3, created_index))
+        .await
+        .expect("cas with the current modify index")
+        .into_inner();
+    let current = updated.instance.unwrap();
+    assert_eq!(current.port, 3);
+    assert_eq!(current.modify_index, updated.index);
+    assert_eq!(current.create_index, created_index);
+
+    // A stale index fails (on the leader and through a follower) and changes nothing.
+    for (c, what) in [(&mut on_leader, "leader"), (&mut via_follower, "follower")] {
+        let err = c.register(cas(4, created_index)).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            tonic::Code::FailedPrecondition,
+            "{what}: {err:?}"
+        );
+        assert_eq!(
+            err.message(),
+            format!(
+                "instance jepsen/k1 has modify index {}, expected {created_index}",
+                current.modify_index
+            ),
+            "{what}"
+        );
+    }
+    for id in cluster.running_ids() {
+        assert_eq!(
+            get(cluster.catalog(id).await).await.unwrap(),
+            current,
+            "node {id}"
+        );
+    }
+
+    // A non-zero expectation on an absent instance names the instance too.
+    let err = on_leader
+        .register(pb::RegisterRequest {
+            expected_modify_index: Some(7),
+            ..registration("jepsen", "k2", 1)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "instance jepsen/k2 does not exist, expected 7"
+    );
     cluster.shutdown().await;
 }

@@ -73,6 +73,20 @@ impl CatalogService {
     }
 }
 
+/// Why a compare-and-set registration (`expected_modify_index`) did not commit, e.g.
+/// `instance web/web-1 has modify index 42, expected 40`.
+fn cas_mismatch_message(key: &str, current: Option<u64>, expected: u64) -> String {
+    match current {
+        None => format!("instance {key} does not exist, expected {expected}"),
+        Some(current) if expected == 0 => format!(
+            "instance {key} already exists with modify index {current}, expected 0 (absent)"
+        ),
+        Some(current) => {
+            format!("instance {key} has modify index {current}, expected {expected}")
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::catalog_server::Catalog for CatalogService {
     async fn register(
@@ -81,6 +95,7 @@ impl pb::catalog_server::Catalog for CatalogService {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let result = async {
             let registration = Registration::try_from(req.into_inner())?;
+            let key = format!("{}/{}", registration.service, registration.id);
             let cmd = Command::Register(NewInstance::from(registration));
             let (index, result) = self.node.write(cmd).await.map_err(node_error_status)?;
             match result {
@@ -91,6 +106,9 @@ impl pb::catalog_server::Catalog for CatalogService {
                 CommandResult::LeaseNotFound(lease) => Err(Status::not_found(format!(
                     "invalid lease_id: lease {lease} does not exist (expired or revoked?)"
                 ))),
+                CommandResult::PreconditionFailed { current, expected } => Err(
+                    Status::failed_precondition(cas_mismatch_message(&key, current, expected)),
+                ),
                 other => Err(Status::internal(format!(
                     "register applied with unexpected result {other:?}"
                 ))),
@@ -261,5 +279,26 @@ impl pb::catalog_server::Catalog for CatalogService {
         }
         .await;
         self.node.metrics.observe("Watch", result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cas_mismatch_message;
+
+    #[test]
+    fn cas_mismatch_names_the_instance_and_both_indexes() {
+        assert_eq!(
+            cas_mismatch_message("jepsen/k1", Some(42), 40),
+            "instance jepsen/k1 has modify index 42, expected 40"
+        );
+        assert_eq!(
+            cas_mismatch_message("jepsen/k1", None, 40),
+            "instance jepsen/k1 does not exist, expected 40"
+        );
+        assert_eq!(
+            cas_mismatch_message("jepsen/k1", Some(42), 0),
+            "instance jepsen/k1 already exists with modify index 42, expected 0 (absent)"
+        );
     }
 }
