@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages Waymark needs, if missing. Usage: install-deps.sh build|test|bench
 #   build: a C++ toolchain, libclang (RocksDB bindgen) and protoc (etcd-client in benches)
-#   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches)
+#   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches),
+#          nft + ip (the Jepsen harness: partitions in network namespaces)
 #   bench: build + etcd, knot, dnsperf (baselines measured in the same run)
 set -euo pipefail
 
 need_pkgs=(libclang-dev g++ make protobuf-compiler)
 case "${1:-build}" in
   build) ;;
-  test) need_pkgs+=(prometheus dnsutils protobuf-compiler) ;;
+  test) need_pkgs+=(prometheus dnsutils protobuf-compiler nftables iproute2) ;;
   bench) need_pkgs+=(protobuf-compiler etcd-server etcd-client knot dnsperf) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
-//! `waymark-jepsen`: the chaos harness's command line; for now `check`, which runs the
-//! linearizability checker over recorded histories.
+//! `waymark-jepsen`: the chaos harness's command line. `test` runs clusters under
+//! faults and checks what the clients saw; `check` runs the linearizability checker
+//! over recorded histories.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,14 +13,16 @@ use waymark_jepsen::checker::models::{KvModel, RegisterModel};
 use waymark_jepsen::checker::parse::{self, ParseError};
 use waymark_jepsen::checker::{self, CheckOptions, CheckResult, Model, Operation};
 
+mod test_cmd;
+
 /// Every history linearizable.
 const EXIT_LINEARIZABLE: u8 = 0;
 /// At least one history not linearizable.
 const EXIT_NOT_LINEARIZABLE: u8 = 1;
-/// Bad usage or unreadable input (clap also exits with 2 on usage errors).
-const EXIT_ERROR: u8 = 2;
 /// None not linearizable, but at least one undecided within the time limit.
-const EXIT_UNKNOWN: u8 = 3;
+const EXIT_UNKNOWN: u8 = 2;
+/// Bad input or a harness failure (clap's own usage errors exit with 2).
+const EXIT_FAILURE: u8 = 4;
 
 #[derive(Parser)]
 #[command(
@@ -39,10 +42,20 @@ enum Command {
     /// Prints `FILE: linearizable|not linearizable|unknown` per file, then the counts.
     #[command(
         after_help = "Exit status: 0 if every history is linearizable, 1 if any is \
-                            not linearizable, 3 if none is but some are unknown (time limit \
-                            reached), 2 on usage errors or unreadable input."
+                            not linearizable, 2 if none is but some are unknown (time limit \
+                            reached), 4 on unreadable input."
     )]
     Check(CheckArgs),
+    /// Run clusters under faults, record what clients see, and check it.
+    ///
+    /// Needs root (network namespaces and nftables). Each run gets a folder under
+    /// --results with the history, summary, HTML report and node logs.
+    #[command(
+        after_help = "Exit status: 0 if no run found an anomaly (with --expect-anomaly: if \
+                            every run found one), 1 otherwise, 2 if a checker could not decide \
+                            and none found an anomaly, 4 if the harness itself failed."
+    )]
+    Test(test_cmd::TestArgs),
 }
 
 #[derive(Args)]
@@ -85,12 +98,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check(&args),
+        Command::Test(args) => test_cmd::run(&args).map(ExitCode::from),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(EXIT_FAILURE)
         }
     }
 }

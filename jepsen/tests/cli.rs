@@ -77,7 +77,7 @@ fn bad_input_names_file_and_line_and_prints_no_verdicts() {
     // The README is no Jepsen log.
     let bad = dir.join("README.md");
     let output = run(&["--model", "register"], &[good, bad.clone()]);
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(4));
     assert!(stdout(&output).is_empty());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -90,6 +90,6 @@ fn bad_input_names_file_and_line_and_prints_no_verdicts() {
 fn model_and_format_must_agree() {
     let file = fixtures().join("kv/c01-ok.txt");
     let output = run(&["--model", "kv", "--format", "jepsen-log"], &[file]);
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(output.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&output.stderr).contains("use --model register"));
 }

@@ -1,0 +1,192 @@
+//! The workload checkers: each reads the whole run history and says whether what the
+//! clients saw is allowed by Waymark's consistency contract, with the evidence if not.
+//!
+//! - [`register`]: per-key read/write/CAS, checked for linearizability.
+//! - [`set`]: every acknowledged registration survives; nothing appears from nowhere.
+//! - [`watch`]: streams are ordered, unique, gap-free, atomic per index, resume
+//!   exactly, agree with each other and with acknowledged writes, and converge.
+//! - [`stale`]: stale reads per node never go back in index and respect their bound.
+
+pub mod register;
+pub mod set;
+pub mod stale;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::Nanos;
+
+/// The service whose instances are the register workload's keys (id = key).
+pub const REGISTER_SERVICE: &str = "jepsen-register";
+/// The service the set workload adds to and removes from.
+pub const SET_SERVICE: &str = "jepsen-set";
+/// The meta key that holds a register's value.
+pub const VALUE_META: &str = "value";
+
+/// What the checkers need to know about the run besides its history.
+#[derive(Clone, Debug)]
+pub struct CheckContext {
+    /// Give up on a linearizability search after this long (verdict `unknown`).
+    pub linearizability_time_limit: Duration,
+}
+
+impl Default for CheckContext {
+    fn default() -> Self {
+        Self {
+            linearizability_time_limit: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A checker's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No anomaly.
+    Valid,
+    /// At least one anomaly, listed in the report.
+    Invalid,
+    /// The checker could not decide (a linearizability search ran out of time).
+    Unknown,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Valid => "valid",
+            Verdict::Invalid => "INVALID",
+            Verdict::Unknown => "unknown",
+        })
+    }
+}
+
+/// One violation of the contract, with what shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// A short, stable name: `not-linearizable`, `lost-write`, `phantom`, `gap`,
+    /// `duplicate`, `out-of-order`, `disagreement`, `not-converged`, `stale-index`,
+    /// `staleness-bound`, ...
+    pub kind: String,
+    /// One sentence a person can act on.
+    pub description: String,
+    /// The smallest window of the run (in ns since its start) that shows it, if any.
+    pub window: Option<(Nanos, Nanos)>,
+    /// The history lines (JSON) that make the case.
+    pub evidence: Vec<String>,
+}
+
+/// What one checker found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckerReport {
+    /// `register`, `set`, `watch` or `stale`.
+    pub checker: String,
+    pub verdict: Verdict,
+    pub anomalies: Vec<Anomaly>,
+    /// Counts worth showing in the summary (e.g. `acknowledged_adds`, `watch_events`).
+    pub stats: BTreeMap<String, u64>,
+}
+
+impl CheckerReport {
+    /// A report whose verdict follows from its anomalies (`Invalid` if any).
+    pub fn from_anomalies(
+        checker: &str,
+        anomalies: Vec<Anomaly>,
+        stats: BTreeMap<String, u64>,
+    ) -> Self {
+        Self {
+            checker: checker.to_string(),
+            verdict: if anomalies.is_empty() {
+                Verdict::Valid
+            } else {
+                Verdict::Invalid
+            },
+            anomalies,
+            stats,
+        }
+    }
+}
+
+/// The anomaly kind of a note saying why a checker could not decide (a search that ran
+/// out of time, a final read that never succeeded). Such a note makes the verdict
+/// `Unknown` rather than `Invalid`, unless a real anomaly is there too.
+pub const UNDECIDED: &str = "undecided";
+
+/// A report keeps at most this many anomalies of one kind: one broken node can make
+/// every later read wrong, and a thousand copies of the same finding hide the others.
+/// The full count per kind is in the stats as `anomalies_<kind>`.
+pub const MAX_ANOMALIES_PER_KIND: usize = 20;
+
+impl CheckerReport {
+    /// A report whose verdict follows from its findings: `Invalid` if any anomaly is
+    /// not an [`UNDECIDED`] note, else `Unknown` if there is such a note, else `Valid`.
+    pub fn from_findings(
+        checker: &str,
+        anomalies: Vec<Anomaly>,
+        mut stats: BTreeMap<String, u64>,
+    ) -> Self {
+        let verdict = if anomalies.iter().any(|a| a.kind != UNDECIDED) {
+            Verdict::Invalid
+        } else if anomalies.is_empty() {
+            Verdict::Valid
+        } else {
+            Verdict::Unknown
+        };
+        let mut kept = Vec::new();
+        for anomaly in anomalies {
+            let count = stats
+                .entry(format!("anomalies_{}", anomaly.kind))
+                .or_insert(0);
+            *count += 1;
+            if *count <= MAX_ANOMALIES_PER_KIND as u64 {
+                kept.push(anomaly);
+            }
+        }
+        Self {
+            checker: checker.to_string(),
+            verdict,
+            anomalies: kept,
+            stats,
+        }
+    }
+}
+
+/// One line of an anomaly's evidence: the event exactly as `history.jsonl` has it.
+pub fn evidence_line(event: &crate::history::Event) -> String {
+    // Serialising these plain types cannot fail; if it ever did, say so in the line
+    // rather than lose the rest of the report.
+    serde_json::to_string(event).unwrap_or_else(|e| format!("(event not serialisable: {e})"))
+}
+
+/// The operations of a history together with the events that hold them, so that a
+/// checker can quote an operation as its history line.
+pub fn op_events(
+    events: &[crate::history::Event],
+) -> impl Iterator<Item = (&crate::history::Event, &crate::history::OpRecord)> {
+    events.iter().filter_map(|e| match e {
+        crate::history::Event::Op(op) => Some((e, op)),
+        _ => None,
+    })
+}
+
+/// The watch records of a history with their events, grouped by watcher (in watcher
+/// order), each watcher's in the order received.
+pub fn watch_events_by_watcher(
+    events: &[crate::history::Event],
+) -> BTreeMap<u64, Vec<(&crate::history::Event, &crate::history::WatchRecord)>> {
+    let mut by_watcher: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+    for e in events {
+        if let crate::history::Event::Watch(w) = e {
+            by_watcher.entry(w.watcher).or_default().push((e, w));
+        }
+    }
+    by_watcher
+}
+
+/// A time in the run as seconds, for descriptions.
+pub fn secs(t: Nanos) -> String {
+    format!("{:.3}s", t as f64 / 1e9)
+}

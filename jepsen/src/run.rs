@@ -1,0 +1,344 @@
+//! One test run, start to verdict: build the cluster, start the watchers, clients and
+//! nemesis, stop them at the time limit, heal, wait for the cluster to settle, do the
+//! final reads, let the watchers catch up, then check the history and write the report.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::{self, Anomaly, CheckContext, CheckerReport};
+use crate::cluster::{self, Cluster, ClusterSpec};
+use crate::history::{self, Recorder};
+use crate::nemesis::{self, NemesisKind, Planner};
+use crate::report::{self, RunMeta, Summary};
+use crate::workload::{self, ClientEnv, WorkloadKind};
+
+/// Everything that defines a run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub workloads: Vec<WorkloadKind>,
+    pub nemeses: Vec<NemesisKind>,
+    pub time_limit: Duration,
+    pub nodes: u32,
+    pub seed: u64,
+    /// Quiet time between faults, and how long each fault lasts.
+    pub interval: Duration,
+    pub subnet: String,
+    pub waymark_bin: PathBuf,
+    /// This run's folder: history, report, node logs and data.
+    pub dir: PathBuf,
+    pub control: Option<String>,
+    /// Client operations give up (indeterminate) after this long.
+    pub op_timeout: Duration,
+    /// Client processes per workload (register, set).
+    pub clients: usize,
+    /// Give up on a linearizability search after this long (verdict unknown).
+    pub check_time_limit: Duration,
+    /// Print a progress line this often.
+    pub progress_every: Duration,
+}
+
+/// How long the cluster may take to elect a leader, or to settle after healing.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs one test; the returned summary holds the verdicts. Errors are failures of the
+/// harness itself (no root, cluster never came up), not anomalies.
+pub async fn run(opts: &RunOptions, run_number: u32) -> anyhow::Result<Summary> {
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating {}", opts.dir.display()))?;
+    let started_at = wall_clock();
+    let recorder = Recorder::create(&opts.dir.join("history.jsonl"))?;
+    let spec = ClusterSpec {
+        nodes: opts.nodes,
+        subnet: opts.subnet.clone(),
+        waymark_bin: opts.waymark_bin.clone(),
+        run_dir: opts.dir.join("nodes"),
+        unsafe_control: opts.control.clone(),
+    };
+    let cluster = Arc::new(Mutex::new(Cluster::start(&spec)?));
+    let addrs: Vec<(u32, String)> = {
+        let c = nemesis::lock(&cluster);
+        (1..=c.nodes()).map(|n| (n, c.api_addr(n))).collect()
+    };
+    let outcome = tokio::select! {
+        r = drive(opts, &cluster, &addrs, &recorder) => r,
+        _ = interrupted() => Err(anyhow::anyhow!("interrupted; the cluster and network were removed")),
+    };
+    // Whatever happened, the servers and namespaces go now (and free the CPU for the
+    // checkers).
+    nemesis::lock(&cluster).destroy();
+    let cluster_report = outcome?;
+
+    let events = recorder.finish()?;
+    let mut reports = check(opts, &events);
+    reports.push(cluster_report);
+    let meta = RunMeta {
+        run: run_number,
+        seed: opts.seed,
+        nodes: opts.nodes,
+        workloads: opts.workloads.iter().map(|w| w.name().to_string()).collect(),
+        nemeses: opts.nemeses.iter().map(|n| n.name().to_string()).collect(),
+        time_limit_s: opts.time_limit.as_secs(),
+        control: opts.control.clone(),
+        started_at,
+        duration_ns: recorder.now(),
+    };
+    let summary = report::summarize(meta, &events, reports);
+    report::write_report(&opts.dir, &summary, &events)?;
+    Ok(summary)
+}
+
+/// The live part of the run; returns the cluster-level findings (crashes, divergence).
+async fn drive(
+    opts: &RunOptions,
+    cluster: &Arc<Mutex<Cluster>>,
+    addrs: &[(u32, String)],
+    recorder: &Recorder,
+) -> anyhow::Result<CheckerReport> {
+    wait_for_leader(addrs).await?;
+    let clients_stop = CancellationToken::new();
+    let watchers_stop = CancellationToken::new();
+    let env = ClientEnv::new(
+        recorder.clone(),
+        addrs.to_vec(),
+        clients_stop.clone(),
+        opts.op_timeout,
+    );
+    let watch_env = env.with_stop(watchers_stop.clone());
+
+    let watchers = opts
+        .workloads
+        .contains(&WorkloadKind::Watch)
+        .then(|| workload::watch::start(watch_env.clone(), addrs.len()));
+    let mut clients = Vec::new();
+    for kind in &opts.workloads {
+        let env = env.clone();
+        let (n, seed) = (opts.clients, opts.seed);
+        clients.push(match kind {
+            WorkloadKind::Register => tokio::spawn(workload::register::run(env, n, seed)),
+            WorkloadKind::Set => tokio::spawn(workload::set::run(env, n, seed)),
+            WorkloadKind::Stale => tokio::spawn(workload::stale::run(env)),
+            // The watch workload also needs writes to watch.
+            WorkloadKind::Watch if !opts.workloads.contains(&WorkloadKind::Set) => {
+                tokio::spawn(workload::set::run(env, 2, seed))
+            }
+            WorkloadKind::Watch => continue,
+        });
+    }
+    let nemesis_stop = CancellationToken::new();
+    let nemesis_task = tokio::spawn(nemesis::run(
+        cluster.clone(),
+        addrs.to_vec(),
+        recorder.clone(),
+        Planner::new(&opts.nemeses, opts.nodes, opts.seed),
+        opts.interval,
+        nemesis_stop.clone(),
+    ));
+
+    let began = Instant::now();
+    while began.elapsed() < opts.time_limit {
+        let left = opts.time_limit.saturating_sub(began.elapsed());
+        tokio::time::sleep(left.min(opts.progress_every)).await;
+        progress(recorder, began.elapsed(), "running");
+    }
+
+    clients_stop.cancel();
+    nemesis_stop.cancel();
+    futures::future::join_all(clients).await;
+    let injected = nemesis_task
+        .await
+        .context("the nemesis task panicked")?
+        .context("the nemesis failed")?;
+    nemesis::heal_all(&mut nemesis::lock(cluster)).context("healing the cluster")?;
+    progress(recorder, began.elapsed(), "healed; settling");
+
+    let mut anomalies = Vec::new();
+    let mut stats = BTreeMap::from([("faults_injected".to_string(), injected)]);
+    let settled = settle(addrs).await;
+    if let Err(e) = &settled {
+        anomalies.push(Anomaly {
+            kind: "not-settled".into(),
+            description: format!("after healing, the cluster did not settle: {e:#}"),
+            window: None,
+            evidence: Vec::new(),
+        });
+    }
+    let final_index = workload::final_reads::run(&env_for_final(&env)).await;
+    stats.insert("final_index".into(), final_index);
+    if let Some((positions, task)) = watchers {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while positions.min() < final_index && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        watchers_stop.cancel();
+        let _ = task.await;
+    }
+    // The replicas must hold the same state: compare digests taken at the same index.
+    if let Ok(statuses) = &settled {
+        let digests: std::collections::BTreeSet<_> = statuses
+            .iter()
+            .map(|s| (s.digest_index, s.state_digest.clone()))
+            .collect();
+        let indexes: std::collections::BTreeSet<_> =
+            statuses.iter().map(|s| s.digest_index).collect();
+        if indexes.len() == 1 && digests.len() > 1 {
+            anomalies.push(Anomaly {
+                kind: "replicas-diverged".into(),
+                description: format!(
+                    "nodes hold different states at the same index: {}",
+                    statuses
+                        .iter()
+                        .map(|s| format!("n{}={}@{}", s.node, s.state_digest, s.digest_index))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                window: None,
+                evidence: Vec::new(),
+            });
+        }
+    }
+    let mut c = nemesis::lock(cluster);
+    c.collect_crashes();
+    for (node, how) in c.crashes() {
+        anomalies.push(Anomaly {
+            kind: "server-crashed".into(),
+            description: format!("n{node} died without being killed: {how}"),
+            window: None,
+            evidence: Vec::new(),
+        });
+    }
+    Ok(CheckerReport::from_anomalies("cluster", anomalies, stats))
+}
+
+/// Final reads get a longer timeout: the cluster has settled and they must answer.
+fn env_for_final(env: &ClientEnv) -> ClientEnv {
+    env.with_stop(CancellationToken::new())
+        .with_op_timeout(env.op_timeout.max(Duration::from_secs(10)))
+}
+
+/// Runs every checker the workloads call for.
+fn check(opts: &RunOptions, events: &[history::Event]) -> Vec<CheckerReport> {
+    let ctx = CheckContext {
+        linearizability_time_limit: opts.check_time_limit,
+    };
+    let mut reports = Vec::new();
+    let has = |k| opts.workloads.contains(&k);
+    if has(WorkloadKind::Register) {
+        reports.push(checks::register::check(events, &ctx));
+    }
+    if has(WorkloadKind::Set) || has(WorkloadKind::Watch) {
+        reports.push(checks::set::check(events, &ctx));
+    }
+    if has(WorkloadKind::Watch) {
+        reports.push(checks::watch::check(events, &ctx));
+    }
+    if has(WorkloadKind::Stale) {
+        reports.push(checks::stale::check(events, &ctx));
+    }
+    reports
+}
+
+async fn wait_for_leader(addrs: &[(u32, String)]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let all = cluster::statuses(addrs, Duration::from_millis(500)).await;
+        if all.len() == addrs.len() && all.iter().all(|s| s.leader.is_some()) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the cluster elected no leader within {SETTLE_LIMIT:?} ({} of {} nodes answered); \
+                 see the node logs",
+                all.len(),
+                addrs.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every node answers, agrees on the leader and term, and has applied
+/// everything committed, at the same index. Returns the statuses.
+async fn settle(addrs: &[(u32, String)]) -> anyhow::Result<Vec<cluster::NodeStatus>> {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let all = cluster::statuses(addrs, Duration::from_millis(1000)).await;
+        let leaders: std::collections::BTreeSet<_> = all.iter().map(|s| s.leader).collect();
+        let applied: std::collections::BTreeSet<_> =
+            all.iter().map(|s| s.applied_index).collect();
+        let caught_up = all.iter().all(|s| s.applied_index >= s.commit_index);
+        if all.len() == addrs.len()
+            && leaders.len() == 1
+            && !leaders.contains(&None)
+            && applied.len() == 1
+            && caught_up
+        {
+            return Ok(all);
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "{} of {} nodes answered; leaders {leaders:?}; applied {applied:?}",
+                all.len(),
+                addrs.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn progress(recorder: &Recorder, elapsed: Duration, phase: &str) {
+    let c = recorder.counts();
+    eprintln!(
+        "  {:>5.1}s {phase}: {} ok, {} fail, {} info, {} faults, {} watch events",
+        elapsed.as_secs_f64(),
+        c.ok,
+        c.fail,
+        c.info,
+        c.faults,
+        c.watch_events
+    );
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Seconds since the epoch in UTC, as `YYYY-MM-DDTHH:MM:SSZ`.
+fn wall_clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date dependency.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}

@@ -1,0 +1,211 @@
+//! The clients: each workload runs a few sequential client processes against the
+//! cluster's public gRPC API and records every operation with its real-time interval.
+//!
+//! The rules every client follows (Jepsen's): one operation at a time; an operation
+//! that times out or loses its connection is indeterminate (`info`), never assumed to
+//! have failed, and the process that ran it retires, a fresh process id taking over,
+//! because a process with an operation possibly still in flight is no longer
+//! sequential.
+
+pub mod final_reads;
+pub mod register;
+pub mod set;
+pub mod stale;
+pub mod watch;
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+use tonic::Code;
+use waymark_proto::pb::catalog_client::CatalogClient;
+
+use crate::cluster;
+use crate::history::{Event, Op, OpRecord, Outcome, Recorder};
+
+/// A workload the user can ask for with `--workload`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    Register,
+    Set,
+    Watch,
+    Stale,
+}
+
+impl FromStr for WorkloadKind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        Ok(match s {
+            "register" => Self::Register,
+            "set" => Self::Set,
+            "watch" => Self::Watch,
+            "stale" => Self::Stale,
+            other => {
+                bail!("unknown workload {other:?} (expected register, set, watch or stale)")
+            }
+        })
+    }
+}
+
+impl WorkloadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Register => "register",
+            Self::Set => "set",
+            Self::Watch => "watch",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// The distinct workloads in a comma-separated `--workload` list.
+pub fn parse_kinds(list: &str) -> anyhow::Result<Vec<WorkloadKind>> {
+    let mut kinds: Vec<WorkloadKind> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<anyhow::Result<_>>()?;
+    kinds.sort();
+    kinds.dedup();
+    if kinds.is_empty() {
+        bail!("--workload names no workload");
+    }
+    Ok(kinds)
+}
+
+/// What every client needs: where the nodes are, where to record, when to stop.
+#[derive(Clone)]
+pub struct ClientEnv {
+    pub recorder: Recorder,
+    /// (node, gRPC address) of every node.
+    pub nodes: Vec<(u32, String)>,
+    pub stop: CancellationToken,
+    /// How long an operation may take before the client gives up on it (`info`).
+    pub op_timeout: Duration,
+    process_ids: Arc<AtomicU64>,
+}
+
+impl ClientEnv {
+    pub fn new(
+        recorder: Recorder,
+        nodes: Vec<(u32, String)>,
+        stop: CancellationToken,
+        op_timeout: Duration,
+    ) -> Self {
+        Self {
+            recorder,
+            nodes,
+            stop,
+            op_timeout,
+            process_ids: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The same clients' setting under another stop token (process ids stay unique).
+    pub fn with_stop(&self, stop: CancellationToken) -> Self {
+        Self {
+            stop,
+            ..self.clone()
+        }
+    }
+
+    /// The same with another operation timeout.
+    pub fn with_op_timeout(&self, op_timeout: Duration) -> Self {
+        Self {
+            op_timeout,
+            ..self.clone()
+        }
+    }
+
+    /// A fresh client process id.
+    pub fn next_process(&self) -> u64 {
+        self.process_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The node and address client slot `slot` talks to: slots spread over nodes.
+    pub fn node_for(&self, slot: usize) -> (u32, String) {
+        self.nodes[slot % self.nodes.len()].clone()
+    }
+}
+
+/// One sequential client process bound to one node.
+pub struct Process {
+    pub id: u64,
+    pub node: u32,
+    pub client: CatalogClient<Channel>,
+}
+
+impl Process {
+    pub fn new(env: &ClientEnv, slot: usize) -> anyhow::Result<Self> {
+        let (node, addr) = env.node_for(slot);
+        Ok(Self {
+            id: env.next_process(),
+            node,
+            // Final reads of a grown set can pass tonic's 4 MiB default.
+            client: CatalogClient::new(cluster::channel(&addr)?)
+                .max_decoding_message_size(256 << 20),
+        })
+    }
+}
+
+/// How an RPC ended, before it is recorded.
+pub enum Reply<T> {
+    Ok(T),
+    /// Definitely no effect (the server refused it before doing anything).
+    Fail(String),
+    /// Unknown effect.
+    Info(String),
+}
+
+/// Runs one RPC under the client timeout and sorts its outcome. `definite` lists the
+/// error codes that prove the request had no effect; every other error is `Info`
+/// (for writes, UNAVAILABLE or a dropped connection may come after the entry reached
+/// the log).
+pub async fn call<T, F>(env: &ClientEnv, definite: &[Code], rpc: F) -> Reply<T>
+where
+    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(env.op_timeout, rpc).await {
+        Err(_) => Reply::Info(format!("timed out after {:?}", env.op_timeout)),
+        Ok(Ok(reply)) => Reply::Ok(reply.into_inner()),
+        Ok(Err(status)) if definite.contains(&status.code()) => {
+            Reply::Fail(format!("{:?}: {}", status.code(), status.message()))
+        }
+        Ok(Err(status)) => Reply::Info(format!("{:?}: {}", status.code(), status.message())),
+    }
+}
+
+/// Records one finished operation.
+pub fn record(
+    env: &ClientEnv,
+    process: &Process,
+    op: Op,
+    start: u64,
+    outcome: Outcome,
+    error: Option<String>,
+) {
+    env.recorder.record(Event::Op(OpRecord {
+        process: process.id,
+        node: process.node,
+        op,
+        start,
+        end: env.recorder.now(),
+        outcome,
+        error,
+    }));
+}
+
+/// A short pause between a client's operations, so a handful of clients keep the
+/// cluster busy without drowning the checker in operations.
+pub async fn pace(env: &ClientEnv) {
+    tokio::select! {
+        _ = env.stop.cancelled() => {}
+        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+    }
+}
