@@ -2,6 +2,7 @@
 //! `/healthz` (the process is up) and `/readyz` (knows a leader and has applied
 //! everything it knows to be committed).
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -93,6 +94,16 @@ pub fn render_metrics(node: &Node) -> String {
             "waymark_raft_last_contact_seconds",
             "Seconds since this node last heard from a leader (leader: since a quorum acknowledged it).",
             ms as f64 / 1000.0,
+        );
+    }
+    // Only present when a positive-control behaviour is on, so a scrape shows it.
+    if let Some(control) = node.unsafe_control {
+        let _ = writeln!(
+            out,
+            "# HELP waymark_unsafe_control 1 for the deliberately unsafe behaviour this node runs with (Jepsen positive controls only).\n\
+             # TYPE waymark_unsafe_control gauge\n\
+             waymark_unsafe_control{{name=\"{}\"}} 1",
+            control.name()
         );
     }
     node.metrics.render(&mut out);

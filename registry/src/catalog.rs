@@ -35,6 +35,29 @@ pub struct NewInstance {
     pub if_modify_index: Option<u64>,
 }
 
+impl NewInstance {
+    /// The record this registration makes: a (re)registered instance starts passing.
+    pub fn record(&self, create_index: u64, modify_index: u64) -> InstanceRecord {
+        InstanceRecord {
+            service: self.service.clone(),
+            id: self.id.clone(),
+            address: self.address.clone(),
+            port: self.port,
+            tags: self.tags.clone(),
+            meta: self.meta.clone(),
+            weight_passing: self.weight_passing,
+            weight_warning: self.weight_warning,
+            health: Health::Passing,
+            health_output: String::new(),
+            create_index,
+            modify_index,
+            lease_id: self.lease_id,
+            on_lease_expiry: self.on_lease_expiry,
+            deregister_critical_after_ms: self.deregister_critical_after_ms,
+        }
+    }
+}
+
 /// What happens to an instance when its lease ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum LeaseExpiry {
@@ -284,23 +307,7 @@ impl Catalog {
             .get(&new.id)
             .map(|old| old.create_index)
             .unwrap_or(index);
-        let record = InstanceRecord {
-            service: new.service.clone(),
-            id: new.id.clone(),
-            address: new.address.clone(),
-            port: new.port,
-            tags: new.tags.clone(),
-            meta: new.meta.clone(),
-            weight_passing: new.weight_passing,
-            weight_warning: new.weight_warning,
-            health: Health::Passing,
-            health_output: String::new(),
-            create_index,
-            modify_index: index,
-            lease_id: new.lease_id,
-            on_lease_expiry: new.on_lease_expiry,
-            deregister_critical_after_ms: new.deregister_critical_after_ms,
-        };
+        let record = new.record(create_index, index);
         instances.insert(new.id.clone(), record.clone());
         Effects {
             result: CommandResult::Registered(record.clone()),

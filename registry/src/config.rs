@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::unsafe_control::{self, UnsafeControl};
+
 /// One voter of the initial cluster, as given by `--initial-cluster` or the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +142,11 @@ pub struct ServerConfig {
     /// Events a watcher may fall behind before it gets a Reset + Snapshot.
     #[serde(default = "default_watch_queue")]
     pub watch_queue: usize,
+    /// A deliberately unsafe behaviour for the Jepsen harness's positive controls
+    /// (`stale-reads`, `early-ack`, `watch-skip`; see `unsafe_control.rs`). Refused
+    /// unless WAYMARK_ALLOW_UNSAFE_CONTROLS=1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsafe_control: Option<UnsafeControl>,
 }
 
 impl ServerConfig {
@@ -165,6 +172,7 @@ impl ServerConfig {
             log_format: LogFormat::Text,
             watch_history: default_watch_history(),
             watch_queue: default_watch_queue(),
+            unsafe_control: None,
         }
     }
 
@@ -269,6 +277,10 @@ impl ServerConfig {
         if self.watch_queue == 0 {
             bail!("invalid watch_queue: must be positive");
         }
+        unsafe_control::check_allowed(
+            self.unsafe_control,
+            std::env::var_os(unsafe_control::ALLOW_ENV).as_deref(),
+        )?;
         Ok(())
     }
 }
@@ -331,6 +343,11 @@ pub struct ServerArgs {
     /// Log output on stderr [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Deliberately unsafe behaviour for the Jepsen harness's positive controls only;
+    /// hidden from --help, documented in ARCHITECTURE.md, and refused unless
+    /// WAYMARK_ALLOW_UNSAFE_CONTROLS=1.
+    #[arg(long, value_enum, hide = true, value_name = "NAME")]
+    pub unsafe_control: Option<UnsafeControl>,
 }
 
 impl ServerArgs {
@@ -394,6 +411,9 @@ impl ServerArgs {
         }
         if let Some(v) = self.log_format {
             cfg.log_format = v;
+        }
+        if let Some(v) = self.unsafe_control {
+            cfg.unsafe_control = Some(v);
         }
         cfg.validate()?;
         Ok(cfg)
@@ -459,5 +479,56 @@ mod tests {
         assert_eq!(p.api_addr, "127.0.0.1:8502");
         assert!(PeerConfig::parse("x=1/2").is_err());
         assert!(PeerConfig::parse("1=a").is_err());
+    }
+
+    /// Whether this test process was started with unsafe controls allowed (then the
+    /// refusal cannot be observed here).
+    fn unsafe_controls_allowed() -> bool {
+        std::env::var_os(unsafe_control::ALLOW_ENV).is_some_and(|v| v == "1")
+    }
+
+    #[test]
+    fn unsafe_control_is_refused_without_the_environment_opt_in() {
+        if unsafe_controls_allowed() {
+            return;
+        }
+        let args = ServerArgs {
+            node_id: Some(1),
+            data_dir: Some("/tmp/x".into()),
+            unsafe_control: Some(UnsafeControl::StaleReads),
+            ..Default::default()
+        };
+        let err = args.into_config().unwrap_err().to_string();
+        assert!(err.contains("invalid unsafe_control"), "{err}");
+        assert!(err.contains("\"stale-reads\""), "{err}");
+        assert!(err.contains("WAYMARK_ALLOW_UNSAFE_CONTROLS=1"), "{err}");
+        let mut cfg = ServerConfig::new(1, "/tmp/x");
+        cfg.validate().unwrap();
+        cfg.unsafe_control = Some(UnsafeControl::WatchSkip);
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn unsafe_control_names_parse_from_toml_and_unknown_ones_are_named() {
+        for (name, control) in [
+            ("stale-reads", UnsafeControl::StaleReads),
+            ("early-ack", UnsafeControl::EarlyAck),
+            ("watch-skip", UnsafeControl::WatchSkip),
+        ] {
+            let cfg = ServerConfig::from_toml_str(&format!(
+                "node_id = 1\ndata_dir = \"/tmp/x\"\nunsafe_control = \"{name}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(cfg.unsafe_control, Some(control), "{name}");
+            assert_eq!(control.name(), name);
+        }
+        let err = ServerConfig::from_toml_str(
+            "node_id = 1\ndata_dir = \"/tmp/x\"\nunsafe_control = \"fast-reads\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unsafe_control"), "{err}");
+        assert!(err.contains("fast-reads"), "{err}");
+        assert!(err.contains("stale-reads"), "{err}");
     }
 }

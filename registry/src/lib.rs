@@ -14,6 +14,7 @@ pub mod node;
 pub mod raft_types;
 pub mod server;
 pub mod store;
+pub mod unsafe_control;
 pub mod watch;
 
 pub use config::ServerConfig;

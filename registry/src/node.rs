@@ -17,6 +17,7 @@ use crate::network::peers::PeerChannels;
 use crate::network::{decode, encode};
 use crate::raft_types::{Command, CommandResult, Member, NodeId, Raft};
 use crate::store::state_machine::{SharedCatalog, StateMachineStore};
+use crate::unsafe_control::{self, UnsafeControl};
 use crate::watch::hub::WatchHub;
 
 /// Why a node could not serve a request. Mapped to a gRPC status once, at the API edge.
@@ -88,6 +89,8 @@ pub struct Node {
     pub hub: Arc<WatchHub>,
     /// Lease deadlines and critical timers (acted on while leader).
     pub leases: LeaseKeeper,
+    /// A deliberately unsafe behaviour for the Jepsen harness (normally `None`).
+    pub unsafe_control: Option<UnsafeControl>,
 }
 
 impl Node {
@@ -112,7 +115,14 @@ impl Node {
             leader_contact: Mutex::new(None),
             request_timeout,
             leases: LeaseKeeper::default(),
+            unsafe_control: None,
         }
+    }
+
+    /// Turns on a deliberately unsafe behaviour (see `unsafe_control.rs`).
+    pub fn with_unsafe_control(mut self, control: Option<UnsafeControl>) -> Self {
+        self.unsafe_control = control;
+        self
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -245,6 +255,9 @@ impl Node {
     /// Proposes `cmd` and waits until it is committed and applied, forwarding it to the
     /// leader when this node is not the leader.
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResult), NodeError> {
+        if let Some(acked) = self.early_ack(&cmd).await? {
+            return Ok(acked);
+        }
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let attempt =
@@ -303,6 +316,9 @@ impl Node {
 
     /// Leader side of a forwarded write: commit it here, never forward again.
     pub async fn write_as_leader(&self, cmd: Command) -> Result<(u64, CommandResult), NodeError> {
+        if let Some(acked) = self.early_ack(&cmd).await? {
+            return Ok(acked);
+        }
         let attempt = tokio::time::timeout(self.request_timeout, self.raft.client_write(cmd));
         match attempt.await {
             Err(_) => Err(NodeError::Timeout(
@@ -318,10 +334,51 @@ impl Node {
         }
     }
 
+    /// UNSAFE CONTROL (`early-ack`): on a node that believes it is the leader, hands a
+    /// client write to Raft without waiting for it to commit, and answers with the
+    /// result it would have had at the next log index. `None`: take the normal path.
+    async fn early_ack(&self, cmd: &Command) -> Result<Option<(u64, CommandResult)>, NodeError> {
+        if self.unsafe_control != Some(UnsafeControl::EarlyAck) {
+            return Ok(None);
+        }
+        let view = self.view();
+        if view.state != ServerState::Leader {
+            return Ok(None);
+        }
+        let index = view.last_log_index + 1;
+        let made_up = {
+            let catalog = self.catalog.read().expect("catalog lock poisoned");
+            unsafe_control::early_ack_result(cmd, &catalog, index)
+        };
+        let Some(result) = made_up else {
+            return Ok(None);
+        };
+        let outcome = self
+            .raft
+            .client_write_ff(cmd.clone())
+            .await
+            .map_err(fatal)?;
+        // Keep the receiver until Raft answers (so it has someone to answer to), but
+        // never tell the client what that answer was.
+        tokio::spawn(async move {
+            let _ = outcome.await;
+        });
+        Ok(Some((index, result)))
+    }
+
     /// Linearizable read barrier (ReadIndex): returns once this node's applied state
     /// includes every write committed before the call began. On a follower the read
     /// index comes from the leader; the read is still answered locally.
     pub async fn read_barrier(&self) -> Result<u64, NodeError> {
+        if self.unsafe_control == Some(UnsafeControl::StaleReads) {
+            // UNSAFE CONTROL (`stale-reads`): no ReadIndex, no leader confirmation;
+            // whatever this replica has applied is passed off as linearizable.
+            return Ok(self
+                .catalog
+                .read()
+                .expect("catalog lock poisoned")
+                .applied_index());
+        }
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let attempt = tokio::time::timeout_at(deadline.into(), self.raft.get_read_log_id());

@@ -180,15 +180,27 @@ async fn run_inner(
     )
     .await
     .context("starting Raft")?;
-    let node = Arc::new(Node::new(
-        config.node_id,
-        raft.clone(),
-        &views,
-        metrics,
-        peers,
-        committed,
-        config.request_timeout(),
-    ));
+    let node = Arc::new(
+        Node::new(
+            config.node_id,
+            raft.clone(),
+            &views,
+            metrics,
+            peers,
+            committed,
+            config.request_timeout(),
+        )
+        .with_unsafe_control(config.unsafe_control),
+    );
+    if let Some(control) = config.unsafe_control {
+        tracing::warn!(
+            unsafe_control = control.name(),
+            "UNSAFE CONTROL ACTIVE: {}. This node deliberately breaks Waymark's guarantees \
+             and exists only as a positive control for the Jepsen harness; never run it \
+             with real data.",
+            control.breaks()
+        );
+    }
 
     let servers = shutdown.child_token();
     let mut tasks = JoinSet::new();

@@ -466,6 +466,37 @@ mod tests {
     }
 
     #[test]
+    fn server_takes_a_hidden_unsafe_control() {
+        use crate::unsafe_control::UnsafeControl;
+        for (name, control) in [
+            ("stale-reads", UnsafeControl::StaleReads),
+            ("early-ack", UnsafeControl::EarlyAck),
+            ("watch-skip", UnsafeControl::WatchSkip),
+        ] {
+            let cli = Cli::try_parse_from(["waymark", "server", "--unsafe-control", name]);
+            let Ok(Cli {
+                command: Command::Server(args),
+            }) = cli
+            else {
+                panic!("unexpected parse of {name}: {cli:?}");
+            };
+            assert_eq!(args.unsafe_control, Some(control));
+        }
+        let err = Cli::try_parse_from(["waymark", "server", "--unsafe-control", "fast-reads"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fast-reads"), "{err}");
+        assert!(err.contains("stale-reads, early-ack, watch-skip"), "{err}");
+        let mut server = Cli::command();
+        let help = server
+            .find_subcommand_mut("server")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("unsafe"), "{help}");
+    }
+
+    #[test]
     fn error_chain_drops_repeats() {
         let e = anyhow::anyhow!("connection refused")
             .context("tcp connect error")

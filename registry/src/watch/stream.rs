@@ -14,6 +14,7 @@ use waymark_proto::pb;
 use super::hub::{Change, Compacted, HubEvent, IndexChanges, Subscription};
 use crate::api::convert;
 use crate::node::Node;
+use crate::unsafe_control::UnsafeControl;
 
 /// Default interval between Progress messages on an idle stream.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
@@ -136,6 +137,8 @@ struct Stream {
     /// Highest index the client has been told about; never goes down.
     last_index: u64,
     sent_since_tick: bool,
+    /// UNSAFE CONTROL (`watch-skip`): drop the next Changes message unsent.
+    skip_next_changes: bool,
 }
 
 /// Why the stream ended.
@@ -151,7 +154,20 @@ impl Stream {
         self.tx.send(Ok(msg)).await.map_err(|_| End::ClientGone)
     }
 
+    /// Sends the matching changes of one index, if any.
+    async fn send_changes(&mut self, entry: &IndexChanges) -> Result<(), End> {
+        let Some(msg) = self.filter.changes_message(entry) else {
+            return Ok(());
+        };
+        if std::mem::take(&mut self.skip_next_changes) {
+            // UNSAFE CONTROL (`watch-skip`): a silent gap in the resumed stream.
+            return Ok(());
+        }
+        self.send(msg).await
+    }
+
     async fn restart(&mut self, reason: pb::ResetReason) -> Result<Subscription, End> {
+        self.skip_next_changes = false;
         let (snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
         self.send(reset_message(snapshot.index, reason)).await?;
         self.send(snapshot).await?;
@@ -166,9 +182,7 @@ impl Stream {
         match event {
             Ok(HubEvent::Changes(entry)) => {
                 if entry.index > self.last_index {
-                    if let Some(msg) = self.filter.changes_message(&entry) {
-                        self.send(msg).await?;
-                    }
+                    self.send_changes(&entry).await?;
                 }
                 Ok(None)
             }
@@ -240,6 +254,7 @@ pub async fn run(
         tx,
         last_index: from_index,
         sent_since_tick: false,
+        skip_next_changes: false,
     };
     let result = async {
         let mut sub = if from_index == 0 {
@@ -249,10 +264,11 @@ pub async fn run(
         } else {
             match node.hub.subscribe(from_index) {
                 Ok(sub) => {
+                    // UNSAFE CONTROL (`watch-skip`): only resumes inside the window.
+                    stream.skip_next_changes =
+                        node.unsafe_control == Some(UnsafeControl::WatchSkip);
                     for entry in &sub.backlog {
-                        if let Some(msg) = stream.filter.changes_message(entry) {
-                            stream.send(msg).await?;
-                        }
+                        stream.send_changes(entry).await?;
                     }
                     sub
                 }

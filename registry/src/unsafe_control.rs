@@ -1,0 +1,192 @@
+//! Deliberately unsafe server behaviours, for the Jepsen harness's positive controls
+//! only: each breaks one guarantee on purpose, so that a harness run against it must
+//! report the violation (a checker that passes a broken server proves nothing).
+//!
+//! Nothing here is ever on by default. `--unsafe-control NAME` (config key
+//! `unsafe_control`) is hidden from `--help` and refused at startup unless the
+//! environment sets `WAYMARK_ALLOW_UNSAFE_CONTROLS=1`, so a stray config line cannot
+//! turn a production node into a broken one. Each control is one small branch at the
+//! place it breaks, marked `UNSAFE CONTROL`, that reads `Node::unsafe_control`.
+
+use std::ffi::OsStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, InstanceRecord};
+use crate::raft_types::{Command, CommandResult};
+
+/// The variable that must be `1` for a node to start with an unsafe control.
+pub const ALLOW_ENV: &str = "WAYMARK_ALLOW_UNSAFE_CONTROLS";
+
+/// One deliberately unsafe behaviour (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnsafeControl {
+    /// CONSISTENT reads skip ReadIndex and answer from the local replica at once
+    /// (still labelled CONSISTENT): a partitioned follower or a deposed leader serves
+    /// stale data as linearizable.
+    StaleReads,
+    /// The leader acknowledges Register, Deregister and UpdateHealth as soon as they
+    /// are handed to Raft, with a response made up as if they had applied: a leader
+    /// cut off from its peers acknowledges writes that never commit.
+    EarlyAck,
+    /// A watch resumed with `from_index > 0` inside the history window silently drops
+    /// the first change after `from_index`: a gap in the stream.
+    WatchSkip,
+}
+
+impl UnsafeControl {
+    /// The name used on the command line and in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnsafeControl::StaleReads => "stale-reads",
+            UnsafeControl::EarlyAck => "early-ack",
+            UnsafeControl::WatchSkip => "watch-skip",
+        }
+    }
+
+    /// The guarantee this control breaks, for the startup warning.
+    pub fn breaks(self) -> &'static str {
+        match self {
+            UnsafeControl::StaleReads => {
+                "CONSISTENT reads are served from the local replica without ReadIndex"
+            }
+            UnsafeControl::EarlyAck => "writes are acknowledged before they commit and may be lost",
+            UnsafeControl::WatchSkip => "resumed watches skip the first change after from_index",
+        }
+    }
+}
+
+/// Refuses an unsafe control unless `allow` (the value of [`ALLOW_ENV`]) is `1`.
+pub fn check_allowed(control: Option<UnsafeControl>, allow: Option<&OsStr>) -> anyhow::Result<()> {
+    match control {
+        Some(c) if allow != Some(OsStr::new("1")) => anyhow::bail!(
+            "invalid unsafe_control: {:?} deliberately breaks the registry's guarantees ({}) \
+             and exists only for the Jepsen harness's positive controls; set {ALLOW_ENV}=1 to \
+             start with it anyway",
+            c.name(),
+            c.breaks()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// `early-ack`: the result `cmd` would have had, made up without applying it, for
+/// client writes (`None` for other commands: they take the normal path). `index` is
+/// the guessed index the entry will get.
+pub fn early_ack_result(cmd: &Command, catalog: &Catalog, index: u64) -> Option<CommandResult> {
+    match cmd {
+        Command::Register(new) => {
+            let create_index = catalog
+                .get(&new.service, &new.id)
+                .map_or(index, |old| old.create_index);
+            Some(CommandResult::Registered(new.record(create_index, index)))
+        }
+        Command::Deregister { .. } => Some(CommandResult::Deregistered { removed: true }),
+        Command::UpdateHealth {
+            service,
+            id,
+            health,
+            output,
+        } => Some(match catalog.get(service, id) {
+            None => CommandResult::InstanceNotFound,
+            Some(r) => CommandResult::HealthUpdated(InstanceRecord {
+                health: *health,
+                health_output: output.clone(),
+                modify_index: index,
+                ..r.clone()
+            }),
+        }),
+        Command::CreateLease { .. } | Command::EndLease { .. } | Command::ReapCritical { .. } => {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+    use crate::catalog::{Health, LeaseExpiry, NewInstance};
+
+    #[test]
+    fn names_round_trip_through_clap_and_serde() {
+        for c in UnsafeControl::value_variants() {
+            assert_eq!(
+                UnsafeControl::from_str(c.name(), false).as_ref(),
+                Ok(c),
+                "{c:?}"
+            );
+            let toml_value: UnsafeControl =
+                serde_json::from_str(&format!("{:?}", c.name())).unwrap();
+            assert_eq!(toml_value, *c);
+        }
+    }
+
+    #[test]
+    fn refused_unless_the_environment_allows_it() {
+        let err = check_allowed(Some(UnsafeControl::EarlyAck), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"early-ack\""), "{err}");
+        assert!(err.contains("WAYMARK_ALLOW_UNSAFE_CONTROLS=1"), "{err}");
+        assert!(check_allowed(Some(UnsafeControl::EarlyAck), Some(OsStr::new("0"))).is_err());
+        assert!(check_allowed(Some(UnsafeControl::EarlyAck), Some(OsStr::new("1"))).is_ok());
+        assert!(check_allowed(None, None).is_ok());
+    }
+
+    #[test]
+    fn early_ack_makes_up_the_applied_result() {
+        let new = NewInstance {
+            service: "web".into(),
+            id: "a".into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            tags: Vec::new(),
+            meta: Default::default(),
+            weight_passing: 1,
+            weight_warning: 1,
+            lease_id: None,
+            on_lease_expiry: LeaseExpiry::Remove,
+            deregister_critical_after_ms: 0,
+            if_modify_index: None,
+        };
+        let mut catalog = Catalog::default();
+        let Some(CommandResult::Registered(r)) =
+            early_ack_result(&Command::Register(new.clone()), &catalog, 5)
+        else {
+            panic!("register should be acknowledged early");
+        };
+        assert_eq!((r.create_index, r.modify_index), (5, 5));
+        catalog.apply(5, &Command::Register(new.clone()));
+        let Some(CommandResult::Registered(r)) =
+            early_ack_result(&Command::Register(new), &catalog, 9)
+        else {
+            panic!("re-register should be acknowledged early");
+        };
+        assert_eq!((r.create_index, r.modify_index), (5, 9));
+        let health = Command::UpdateHealth {
+            service: "web".into(),
+            id: "a".into(),
+            health: Health::Critical,
+            output: "down".into(),
+        };
+        let Some(CommandResult::HealthUpdated(r)) = early_ack_result(&health, &catalog, 10) else {
+            panic!("health update should be acknowledged early");
+        };
+        assert_eq!((r.health, r.modify_index), (Health::Critical, 10));
+        let del = Command::Deregister {
+            service: "web".into(),
+            id: "a".into(),
+        };
+        assert_eq!(
+            early_ack_result(&del, &catalog, 11),
+            Some(CommandResult::Deregistered { removed: true })
+        );
+        assert_eq!(
+            early_ack_result(&Command::CreateLease { ttl_ms: 5000 }, &catalog, 12),
+            None
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! The deliberately unsafe positive-control modes (`--unsafe-control`) really break
+//! what they claim to: one small scenario each, so the Jepsen harness's controls are
+//! known to be live. The harness itself exercises them under faults.
+
+mod common;
+
+use std::time::Duration;
+
+use common::watch::{kind, next, watch_request};
+use common::*;
+use waymark_proto::pb;
+use waymark_proto::pb::watch_response::Event;
+use waymark_registry::unsafe_control::{UnsafeControl, ALLOW_ENV};
+
+/// A three-node cluster whose nodes all run with `control`.
+async fn cluster_with(control: UnsafeControl) -> TestCluster {
+    // Every test in this binary wants the same value, so setting it is race-free.
+    std::env::set_var(ALLOW_ENV, "1");
+    TestCluster::start(3, |c| {
+        c.unsafe_control = Some(control);
+        c.request_timeout_ms = 1_000;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_reads_serve_a_cut_off_follower_as_consistent() {
+    let mut cluster = cluster_with(UnsafeControl::StaleReads).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    let mut f = cluster.catalog(follower).await;
+    let reg = f
+        .register(registration("db", "db-1", 5432))
+        .await
+        .unwrap()
+        .into_inner();
+    wait_for("the follower to apply the write", || {
+        let mut f = f.clone();
+        async move {
+            let (ids, _) = list_ids(&mut f, "db", stale(0)).await.ok()?;
+            (!ids.is_empty()).then_some(())
+        }
+    })
+    .await;
+    for id in cluster.running_ids() {
+        if id != follower {
+            cluster.stop(id).await;
+        }
+    }
+    // A safe node answers UNAVAILABLE here (see cluster.rs); this one claims CONSISTENT.
+    let (ids, meta) = list_ids(&mut f, "db", consistent())
+        .await
+        .expect("stale-reads answers without a quorum");
+    assert_eq!(ids, vec!["db-1"]);
+    assert_eq!(meta.consistency, pb::Consistency::Consistent as i32);
+    assert!(meta.index >= reg.index);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn early_ack_acknowledges_a_write_a_lone_leader_cannot_commit() {
+    let mut cluster = cluster_with(UnsafeControl::EarlyAck).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut l = cluster.catalog(leader).await;
+    l.register(registration("db", "db-1", 5432)).await.unwrap();
+    for id in cluster.running_ids() {
+        if id != leader {
+            cluster.stop(id).await;
+        }
+    }
+    // Still leader until its lease runs out, but with no one to replicate to.
+    let acked = l
+        .register(registration("db", "db-2", 5432))
+        .await
+        .expect("early-ack acknowledges without a quorum")
+        .into_inner();
+    let instance = acked.instance.unwrap();
+    assert_eq!((instance.id.as_str(), instance.port), ("db-2", 5432));
+    assert_eq!(instance.modify_index, acked.index);
+    let removed = l
+        .deregister(pb::DeregisterRequest {
+            service: "db".into(),
+            id: "db-1".into(),
+        })
+        .await
+        .expect("early-ack acknowledges without a quorum")
+        .into_inner();
+    assert!(removed.removed);
+    // Neither write was applied: the replica still has the old state.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (ids, _) = list_ids(&mut l, "db", stale(0)).await.unwrap();
+    assert_eq!(ids, vec!["db-1"]);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watch_skip_drops_the_first_change_of_a_resumed_watch() {
+    let cluster = cluster_with(UnsafeControl::WatchSkip).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut l = cluster.catalog(leader).await;
+    let mut indexes = Vec::new();
+    for id in ["a", "b", "c"] {
+        let r = l.register(registration("web", id, 80)).await.unwrap();
+        indexes.push(r.into_inner().index);
+    }
+    let mut s = l
+        .watch(watch_request(&["web"], indexes[0]))
+        .await
+        .unwrap()
+        .into_inner();
+    // A safe node sends b's index first; this one goes straight to c's.
+    let m = next(&mut s).await;
+    assert_eq!(kind(&m), "changes");
+    assert_eq!(m.index, indexes[2]);
+    let Some(Event::Changes(changes)) = m.event else {
+        unreachable!()
+    };
+    assert_eq!(changes.changes.len(), 1);
+    // A watch from now is untouched: it starts with the full snapshot.
+    let mut s = l
+        .watch(watch_request(&["web"], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let m = next(&mut s).await;
+    let Some(Event::Snapshot(snapshot)) = m.event else {
+        panic!("expected a snapshot, got {m:?}")
+    };
+    assert_eq!(snapshot.instances.len(), 3);
+    cluster.shutdown().await;
+}
