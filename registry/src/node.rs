@@ -27,7 +27,7 @@ pub enum NodeError {
     NoLeader { node_id: NodeId },
     #[error("timed out after {0:?} waiting for {1}; the cluster may have lost quorum")]
     Timeout(Duration, &'static str),
-    #[error("stale read refused: node {node_id} last heard from a leader {last_contact} ago, more than max_stale {max_stale_ms} ms")]
+    #[error("stale read refused: node {node_id} {last_contact}; max_stale is {max_stale_ms} ms")]
     TooStale {
         node_id: NodeId,
         last_contact: String,
@@ -246,7 +246,10 @@ impl Node {
             Some(ms) if ms <= max_stale_ms => Ok(()),
             other => Err(NodeError::TooStale {
                 node_id: self.id,
-                last_contact: other.map_or("never".to_string(), |ms| format!("{ms} ms")),
+                last_contact: other.map_or_else(
+                    || "has not heard from a leader since it started".to_string(),
+                    |ms| format!("last heard from a leader {ms} ms ago"),
+                ),
                 max_stale_ms,
             }),
         }

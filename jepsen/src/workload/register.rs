@@ -14,9 +14,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::Code;
-use waymark_proto::pb::{
-    Consistency, GetInstanceRequest, ReadOptions, RegisterRequest,
-};
+use waymark_proto::pb::{Consistency, GetInstanceRequest, ReadOptions, RegisterRequest};
 
 use super::{call, pace, record, ClientEnv, Process, Reply};
 use crate::checks::{REGISTER_SERVICE, VALUE_META};
@@ -112,14 +110,13 @@ async fn read(
     };
     // A read changes nothing, so every error is a definite failure (`Fail`), except
     // NOT_FOUND, which is an answer: the key does not exist (yet).
-    let reply = match tokio::time::timeout(env.op_timeout, process.client.get_instance(request))
-        .await
-    {
-        Err(_) => Err(format!("timed out after {:?}", env.op_timeout)),
-        Ok(Ok(r)) => Ok(Some(r.into_inner())),
-        Ok(Err(s)) if s.code() == Code::NotFound => Ok(None),
-        Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
-    };
+    let reply =
+        match tokio::time::timeout(env.op_timeout, process.client.get_instance(request)).await {
+            Err(_) => Err(format!("timed out after {:?}", env.op_timeout)),
+            Ok(Ok(r)) => Ok(Some(r.into_inner())),
+            Ok(Err(s)) if s.code() == Code::NotFound => Ok(None),
+            Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
+        };
     match reply {
         Ok(found) => {
             if let Op::Read {

@@ -21,6 +21,10 @@ use crate::history::{Change, Event, InstanceState, WatchEvent, WatchRecord};
 const IDLE_LIMIT: Duration = Duration::from_secs(3);
 /// Asked of the server: progress messages when nothing changes.
 const PROGRESS_INTERVAL_MS: u64 = 500;
+/// Watchers also hang up on their own after a random time up to this, and resume on
+/// the next node: resumption is what most often goes wrong, so it should not wait for
+/// a fault to happen.
+const MAX_SESSION: Duration = Duration::from_secs(4);
 
 /// The watchers' positions, so the run can wait for them to catch up at the end.
 #[derive(Clone, Default)]
@@ -58,6 +62,8 @@ pub fn start(env: ClientEnv, watchers: usize) -> (Positions, tokio::task::JoinHa
 }
 
 async fn watcher(env: ClientEnv, w: usize, positions: Positions) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(w as u64);
     let mut last_index = 0u64;
     let mut session = 0u64;
     let mut slot = w;
@@ -72,8 +78,14 @@ async fn watcher(env: ClientEnv, w: usize, positions: Positions) {
                 event,
             }))
         };
-        record(session, WatchEvent::Connected { from_index: last_index });
-        let error = follow(&env, &addr, &mut last_index, |event| {
+        record(
+            session,
+            WatchEvent::Connected {
+                from_index: last_index,
+            },
+        );
+        let session_limit = MAX_SESSION.mul_f64(rng.gen_range(0.25..1.0));
+        let error = follow(&env, &addr, session_limit, &mut last_index, |event| {
             if let Some(i) = index_of(&event) {
                 positions.0[w].store(i, Ordering::Relaxed);
             }
@@ -103,6 +115,7 @@ fn index_of(event: &WatchEvent) -> Option<u64> {
 async fn follow(
     env: &ClientEnv,
     addr: &str,
+    session_limit: Duration,
     last_index: &mut u64,
     mut on_event: impl FnMut(WatchEvent),
 ) -> String {
@@ -127,9 +140,12 @@ async fn follow(
         Ok(Err(s)) => return format!("{:?}: {}", s.code(), s.message()),
         Ok(Ok(r)) => r.into_inner(),
     };
+    let hang_up = tokio::time::sleep(session_limit);
+    tokio::pin!(hang_up);
     loop {
         let next = tokio::select! {
             _ = env.stop.cancelled() => return "run stopped".into(),
+            _ = &mut hang_up => return "hung up to resume elsewhere".into(),
             n = tokio::time::timeout(IDLE_LIMIT, stream.next()) => n,
         };
         let message = match next {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The Jepsen smoke that CI runs: short runs of the real server under kill, pause and
+# partition faults, which must find no anomaly, then one run of each positive control
+# (a deliberately unsafe server), each of which must be caught. Needs root (network
+# namespaces, nftables). Results go to $JEPSEN_RESULTS (default jepsen-results/smoke).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh test
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: the Jepsen smoke needs root (network namespaces and nftables); run it as root" >&2
+  exit 1
+fi
+cargo build -q -p waymark-registry -p waymark-jepsen
+jepsen="${CARGO_TARGET_DIR:-target}/debug/waymark-jepsen"
+results="${JEPSEN_RESULTS:-jepsen-results/smoke}"
+time_limit="${JEPSEN_TIME_LIMIT:-30}"
+
+echo "== jepsen smoke: the real server under kill, pause and partition (must pass)"
+"$jepsen" test --workload register,set,watch,stale --nemesis kill,pause,partition \
+  --time-limit "$time_limit" --interval 3 --seed 20261125 --runs 3 --results "$results"
+
+echo "== jepsen smoke: positive controls (each must be caught)"
+"$jepsen" test --control stale-reads --workload register --nemesis partition \
+  --time-limit "$time_limit" --interval 3 --seed 7 --expect-anomaly --results "$results"
+"$jepsen" test --control early-ack --workload set --nemesis partition \
+  --time-limit "$time_limit" --interval 3 --seed 7 --expect-anomaly --results "$results"
+"$jepsen" test --control watch-skip --workload watch --nemesis none \
+  --time-limit "$time_limit" --interval 3 --seed 7 --expect-anomaly --results "$results"
