@@ -80,7 +80,11 @@ pub async fn run(opts: &RunOptions, run_number: u32) -> anyhow::Result<Summary> 
         run: run_number,
         seed: opts.seed,
         nodes: opts.nodes,
-        workloads: opts.workloads.iter().map(|w| w.name().to_string()).collect(),
+        workloads: opts
+            .workloads
+            .iter()
+            .map(|w| w.name().to_string())
+            .collect(),
         nemeses: opts.nemeses.iter().map(|n| n.name().to_string()).collect(),
         time_limit_s: opts.time_limit.as_secs(),
         control: opts.control.clone(),
@@ -268,8 +272,7 @@ async fn settle(addrs: &[(u32, String)]) -> anyhow::Result<Vec<cluster::NodeStat
     loop {
         let all = cluster::statuses(addrs, Duration::from_millis(1000)).await;
         let leaders: std::collections::BTreeSet<_> = all.iter().map(|s| s.leader).collect();
-        let applied: std::collections::BTreeSet<_> =
-            all.iter().map(|s| s.applied_index).collect();
+        let applied: std::collections::BTreeSet<_> = all.iter().map(|s| s.applied_index).collect();
         let caught_up = all.iter().all(|s| s.applied_index >= s.commit_index);
         if all.len() == addrs.len()
             && leaders.len() == 1

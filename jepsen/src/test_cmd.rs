@@ -81,7 +81,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
             .with_file_name("waymark"),
     };
     // A random seed is short, so it is easy to copy from the output to rerun a run.
-    let seed = args.seed.unwrap_or_else(|| u64::from(rand::random::<u32>()));
+    let seed = args
+        .seed
+        .unwrap_or_else(|| u64::from(rand::random::<u32>()));
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -63,8 +63,7 @@ impl Cluster {
         let mut servers = Vec::new();
         for node in 1..=spec.nodes {
             let dir = spec.run_dir.join(format!("n{node}"));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let command = server_command(spec, &network, node, &dir, &initial_cluster);
             servers.push(ServerProcess::start(command)?);
         }

@@ -177,7 +177,9 @@ fn parse_subnet(s: &str) -> anyhow::Result<[u8; 3]> {
     let octets: Option<Vec<u8>> = parts.iter().map(|p| p.parse().ok()).collect();
     match octets.as_deref() {
         Some(&[a, b, c]) => Ok([a, b, c]),
-        _ => bail!("invalid --subnet {s:?}: expected the first three octets of a /24, like 10.213.0"),
+        _ => {
+            bail!("invalid --subnet {s:?}: expected the first three octets of a /24, like 10.213.0")
+        }
     }
 }
 

@@ -177,8 +177,10 @@ pub fn inject(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
             for n in 1..=cluster.nodes() {
                 let peers = &cut[(n - 1) as usize];
                 if !peers.is_empty() {
-                    let ips: Vec<String> =
-                        peers.iter().map(|&p| cluster.node_ip(p).to_string()).collect();
+                    let ips: Vec<String> = peers
+                        .iter()
+                        .map(|&p| cluster.node_ip(p).to_string())
+                        .collect();
                     cluster.network().apply_rules(n, &drop_rules(&ips, None))?;
                 }
             }
@@ -311,7 +313,11 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_schedule() {
-        let kinds = [NemesisKind::Kill, NemesisKind::Pause, NemesisKind::Partition];
+        let kinds = [
+            NemesisKind::Kill,
+            NemesisKind::Pause,
+            NemesisKind::Partition,
+        ];
         let plan = |seed| {
             let mut p = Planner::new(&kinds, 3, seed);
             (0..20).map(|_| p.next(Some(2))).collect::<Vec<_>>()
@@ -320,7 +326,9 @@ mod tests {
         assert_ne!(plan(42), plan(43));
         let all = plan(42);
         assert!(all.iter().any(|f| matches!(f, Some(Fault::Kill { .. }))));
-        assert!(all.iter().any(|f| matches!(f, Some(Fault::Partition { .. }))));
+        assert!(all
+            .iter()
+            .any(|f| matches!(f, Some(Fault::Partition { .. }))));
     }
 
     #[test]
