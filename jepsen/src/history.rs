@@ -115,6 +115,13 @@ pub enum Op {
         index: Option<u64>,
         last_contact_ms: Option<u64>,
     },
+    /// `stale` workload: the zone's SOA asked of one node's DNS server with `dig`.
+    /// The SOA serial is the catalog index the node's replica reflects (mod 2^32).
+    DnsSoa {
+        serial: Option<u64>,
+        /// The DNS status (`NOERROR`, `SERVFAIL`, ...), when an answer came back.
+        rcode: Option<String>,
+    },
 }
 
 /// The part of an instance the checkers look at.

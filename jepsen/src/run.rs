@@ -125,7 +125,13 @@ async fn drive(
         clients.push(match kind {
             WorkloadKind::Register => tokio::spawn(workload::register::run(env, n, seed)),
             WorkloadKind::Set => tokio::spawn(workload::set::run(env, n, seed)),
-            WorkloadKind::Stale => tokio::spawn(workload::stale::run(env)),
+            WorkloadKind::Stale => {
+                let dns = tokio::spawn(workload::dns::run(env.clone(), dns_ips(cluster)));
+                let stale = tokio::spawn(workload::stale::run(env));
+                tokio::spawn(async move {
+                    let _ = tokio::join!(dns, stale);
+                })
+            }
             // The watch workload also needs writes to watch.
             WorkloadKind::Watch if !opts.workloads.contains(&WorkloadKind::Set) => {
                 tokio::spawn(workload::set::run(env, 2, seed))
@@ -218,6 +224,14 @@ async fn drive(
     Ok(CheckerReport::from_anomalies("cluster", anomalies, stats))
 }
 
+/// (node, IP) of every node, for the DNS readers.
+fn dns_ips(cluster: &Arc<Mutex<Cluster>>) -> Vec<(u32, String)> {
+    let c = nemesis::lock(cluster);
+    (1..=c.nodes())
+        .map(|n| (n, c.node_ip(n).to_string()))
+        .collect()
+}
+
 /// Final reads get a longer timeout: the cluster has settled and they must answer.
 fn env_for_final(env: &ClientEnv) -> ClientEnv {
     env.with_stop(CancellationToken::new())
@@ -242,6 +256,7 @@ fn check(opts: &RunOptions, events: &[history::Event]) -> Vec<CheckerReport> {
     }
     if has(WorkloadKind::Stale) {
         reports.push(checks::stale::check(events, &ctx));
+        reports.push(checks::dns::check(events));
     }
     reports
 }

@@ -7,6 +7,7 @@
 //!   exactly, agree with each other and with acknowledged writes, and converge.
 //! - [`stale`]: stale reads per node never go back in index and respect their bound.
 
+pub mod dns;
 pub mod register;
 pub mod set;
 pub mod stale;

@@ -586,6 +586,10 @@ fn describe(op: &Op) -> String {
             ),
             None => (format!("stale_read {service} ≤{max_stale_ms} ms"), index),
         },
+        Op::DnsSoa { serial, rcode } => (
+            format!("dns SOA → {}", rcode.as_deref().unwrap_or("no answer")),
+            serial,
+        ),
     };
     match index {
         Some(i) => format!("{text} @{i}"),

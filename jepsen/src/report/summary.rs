@@ -98,7 +98,7 @@ pub fn summarize(meta: RunMeta, events: &[Event], checkers: Vec<CheckerReport>) 
 }
 
 /// Every `f`, in the order reports list them (the history's own tag names).
-pub(super) const OP_NAMES: [&str; 7] = [
+pub(super) const OP_NAMES: [&str; 8] = [
     "read",
     "write",
     "cas",
@@ -106,6 +106,7 @@ pub(super) const OP_NAMES: [&str; 7] = [
     "remove",
     "list_all",
     "stale_read",
+    "dns_soa",
 ];
 
 /// Every outcome, in the order reports list them.
@@ -121,6 +122,7 @@ pub(super) fn op_name(op: &Op) -> &'static str {
         Op::Remove { .. } => "remove",
         Op::ListAll { .. } => "list_all",
         Op::StaleRead { .. } => "stale_read",
+        Op::DnsSoa { .. } => "dns_soa",
     }
 }
 

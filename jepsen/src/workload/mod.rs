@@ -7,6 +7,7 @@
 //! because a process with an operation possibly still in flight is no longer
 //! sequential.
 
+pub mod dns;
 pub mod final_reads;
 pub mod register;
 pub mod set;
@@ -174,11 +175,20 @@ where
     match tokio::time::timeout(env.op_timeout, rpc).await {
         Err(_) => Reply::Info(format!("timed out after {:?}", env.op_timeout)),
         Ok(Ok(reply)) => Reply::Ok(reply.into_inner()),
-        Ok(Err(status)) if definite.contains(&status.code()) => {
+        Ok(Err(status)) if definite.contains(&status.code()) || never_delivered(&status) => {
             Reply::Fail(format!("{:?}: {}", status.code(), status.message()))
         }
         Ok(Err(status)) => Reply::Info(format!("{:?}: {}", status.code(), status.message())),
     }
+}
+
+/// Errors that prove the write never reached a leader: the client (or the follower
+/// forwarding it) could not even connect, or the node knew of no leader to propose to.
+/// Without this, every client of a dead node would retire on its first try.
+fn never_delivered(status: &tonic::Status) -> bool {
+    let message = status.message();
+    status.code() == Code::Unavailable
+        && (message.contains("tcp connect error") || message.contains("no leader is known"))
 }
 
 /// Records one finished operation.
@@ -203,9 +213,15 @@ pub fn record(
 
 /// A short pause between a client's operations, so a handful of clients keep the
 /// cluster busy without drowning the checker in operations.
-pub async fn pace(env: &ClientEnv) {
+/// After a failure the pause is longer: the node is likely down or leaderless, and
+/// hammering it only fills the history with identical failures.
+pub async fn pace(env: &ClientEnv, last: Outcome) {
+    let pause = match last {
+        Outcome::Ok => Duration::from_millis(10),
+        Outcome::Fail | Outcome::Info => Duration::from_millis(200),
+    };
     tokio::select! {
         _ = env.stop.cancelled() => {}
-        _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        _ = tokio::time::sleep(pause) => {}
     }
 }

@@ -69,7 +69,7 @@ async fn client(env: ClientEnv, slot: usize, seed: u64, values: Arc<AtomicI64>) 
             }
             seen.clear();
         }
-        pace(&env).await;
+        pace(&env, outcome).await;
     }
 }
 

@@ -53,7 +53,7 @@ async fn client(env: ClientEnv, slot: usize, seed: u64, ids: Arc<AtomicU64>) {
                 Err(_) => return,
             }
         }
-        pace(&env).await;
+        pace(&env, outcome).await;
     }
 }
 

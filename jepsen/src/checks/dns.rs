@@ -1,0 +1,125 @@
+//! The DNS part of the `stale` workload: each node's DNS answers must never go back in
+//! index. The SOA serial is the catalog index of the answering replica (mod 2^32), so
+//! a later answer from the same node with a smaller serial means DNS showed a state
+//! older than one it had already shown.
+
+use std::collections::BTreeMap;
+
+use super::{Anomaly, CheckerReport};
+use crate::history::{ops, Event, Op, OpRecord, Outcome};
+
+/// Checks every answered SOA read, per node, against the reads that ended before it
+/// started.
+pub fn check(events: &[Event]) -> CheckerReport {
+    let mut per_node: BTreeMap<u32, Vec<(&OpRecord, u64)>> = BTreeMap::new();
+    let mut stats: BTreeMap<String, u64> = BTreeMap::new();
+    for op in ops(events) {
+        let Op::DnsSoa { serial, rcode } = &op.op else {
+            continue;
+        };
+        let status = rcode.as_deref().unwrap_or("no_answer").to_ascii_lowercase();
+        *stats.entry(format!("dns_{status}")).or_default() += 1;
+        if let (Outcome::Ok, Some(serial)) = (op.outcome, serial) {
+            per_node.entry(op.node).or_default().push((op, *serial));
+        }
+    }
+    let mut anomalies = Vec::new();
+    for (node, mut reads) in per_node {
+        reads.sort_by_key(|(op, _)| op.start);
+        // The highest serial among reads that had ended before the current one began:
+        // reads overlapping in time may legitimately answer in either order.
+        let mut ended: Vec<(&OpRecord, u64)> = Vec::new();
+        let mut best: Option<(&OpRecord, u64)> = None;
+        for &(op, serial) in &reads {
+            ended.retain(|&(earlier, s)| {
+                if earlier.end < op.start {
+                    if best.is_none_or(|(_, b)| serial_after(s, b)) {
+                        best = Some((earlier, s));
+                    }
+                    false
+                } else {
+                    true
+                }
+            });
+            if let Some((earlier, s)) = best {
+                if serial_after(s, serial) {
+                    anomalies.push(Anomaly {
+                        kind: "dns-went-back".into(),
+                        description: format!(
+                            "node {node}'s DNS answered SOA serial {serial} after it had \
+                             answered {s}: an older catalog state than one already shown"
+                        ),
+                        window: Some((earlier.start, op.end)),
+                        evidence: [earlier, op]
+                            .iter()
+                            .filter_map(|o| serde_json::to_string(o).ok())
+                            .collect(),
+                    });
+                }
+            }
+            ended.push((op, serial));
+        }
+    }
+    CheckerReport::from_anomalies("dns", anomalies, stats)
+}
+
+/// Whether serial `a` is after `b` in RFC 1982 arithmetic on 32 bits, so that a
+/// serial wrap is not mistaken for going back.
+fn serial_after(a: u64, b: u64) -> bool {
+    let (a, b) = (a as u32, b as u32);
+    a != b && a.wrapping_sub(b) < (1 << 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Verdict;
+
+    fn soa(node: u32, start: u64, end: u64, serial: u64) -> Event {
+        Event::Op(OpRecord {
+            process: u64::from(node),
+            node,
+            op: Op::DnsSoa {
+                serial: Some(serial),
+                rcode: Some("NOERROR".into()),
+            },
+            start,
+            end,
+            outcome: Outcome::Ok,
+            error: None,
+        })
+    }
+
+    #[test]
+    fn rising_serials_per_node_are_valid() {
+        let h = [
+            soa(1, 0, 10, 5),
+            soa(1, 20, 30, 7),
+            soa(2, 0, 10, 9),
+            soa(1, 40, 50, 7),
+        ];
+        assert_eq!(check(&h).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn a_serial_going_back_on_one_node_is_caught() {
+        let h = [soa(1, 0, 10, 8), soa(1, 20, 30, 6)];
+        let report = check(&h);
+        assert_eq!(report.verdict, Verdict::Invalid);
+        assert_eq!(report.anomalies[0].kind, "dns-went-back");
+        assert_eq!(report.anomalies[0].window, Some((0, 30)));
+    }
+
+    #[test]
+    fn overlapping_reads_and_other_nodes_may_differ() {
+        // The second read began before the first ended: either order is possible.
+        let h = [soa(1, 0, 10, 8), soa(1, 5, 30, 6), soa(2, 40, 50, 1)];
+        assert_eq!(check(&h).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn serials_wrap_like_rfc_1982() {
+        assert!(serial_after(3, u64::from(u32::MAX)));
+        assert!(!serial_after(u64::from(u32::MAX), 3));
+    }
+}
