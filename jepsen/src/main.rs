@@ -13,6 +13,7 @@ use waymark_jepsen::checker::models::{KvModel, RegisterModel};
 use waymark_jepsen::checker::parse::{self, ParseError};
 use waymark_jepsen::checker::{self, CheckOptions, CheckResult, Model, Operation};
 
+mod analyze_cmd;
 mod test_cmd;
 
 /// Every history linearizable.
@@ -56,6 +57,12 @@ enum Command {
                             and none found an anomaly, 4 if the harness itself failed."
     )]
     Test(test_cmd::TestArgs),
+    /// Check recorded runs again from their history and rewrite their reports.
+    #[command(
+        after_help = "Exit status: 0 if every run is valid, 1 if any has an anomaly, 2 if a \
+                            checker could not decide and none has one, 4 on unreadable input."
+    )]
+    Analyze(analyze_cmd::AnalyzeArgs),
 }
 
 #[derive(Args)]
@@ -99,6 +106,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(&args),
         Command::Test(args) => test_cmd::run(&args).map(ExitCode::from),
+        Command::Analyze(args) => analyze_cmd::run(&args).map(ExitCode::from),
     };
     match result {
         Ok(code) => code,

@@ -74,7 +74,10 @@ pub async fn run(opts: &RunOptions, run_number: u32) -> anyhow::Result<Summary> 
     let cluster_report = outcome?;
 
     let events = recorder.finish()?;
-    let mut reports = check(opts, &events);
+    let ctx = CheckContext {
+        linearizability_time_limit: opts.check_time_limit,
+    };
+    let mut reports = check_history(&opts.workloads, &ctx, &events);
     reports.push(cluster_report);
     let meta = RunMeta {
         run: run_number,
@@ -238,24 +241,26 @@ fn env_for_final(env: &ClientEnv) -> ClientEnv {
         .with_op_timeout(env.op_timeout.max(Duration::from_secs(10)))
 }
 
-/// Runs every checker the workloads call for.
-fn check(opts: &RunOptions, events: &[history::Event]) -> Vec<CheckerReport> {
-    let ctx = CheckContext {
-        linearizability_time_limit: opts.check_time_limit,
-    };
+/// Runs every checker the workloads call for over a history.
+pub fn check_history(
+    workloads: &[WorkloadKind],
+    ctx: &CheckContext,
+    events: &[history::Event],
+) -> Vec<CheckerReport> {
     let mut reports = Vec::new();
-    let has = |k| opts.workloads.contains(&k);
+    let has = |k| workloads.contains(&k);
     if has(WorkloadKind::Register) {
-        reports.push(checks::register::check(events, &ctx));
+        reports.push(checks::register::check(events, ctx));
     }
+    // The watch workload writes through set clients when no set workload runs.
     if has(WorkloadKind::Set) || has(WorkloadKind::Watch) {
-        reports.push(checks::set::check(events, &ctx));
+        reports.push(checks::set::check(events, ctx));
     }
     if has(WorkloadKind::Watch) {
-        reports.push(checks::watch::check(events, &ctx));
+        reports.push(checks::watch::check(events, ctx));
     }
     if has(WorkloadKind::Stale) {
-        reports.push(checks::stale::check(events, &ctx));
+        reports.push(checks::stale::check(events, ctx));
         reports.push(checks::dns::check(events));
     }
     reports

@@ -74,6 +74,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
     if !(args.interval > 0.0 && args.interval.is_finite()) {
         anyhow::bail!("--interval must be a positive number of seconds");
     }
+    // Before anything is created: without root nothing below can work.
+    waymark_jepsen::cluster::netns::require_root()?;
     let waymark_bin = match &args.waymark_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()

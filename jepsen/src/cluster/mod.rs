@@ -46,6 +46,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(spec: &ClusterSpec) -> anyhow::Result<Self> {
+        netns::require_root()?;
         if !spec.waymark_bin.exists() {
             anyhow::bail!(
                 "waymark binary not found at {} (build it with `cargo build -p waymark-registry`, \

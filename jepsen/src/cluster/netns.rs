@@ -146,7 +146,8 @@ impl Drop for Network {
     }
 }
 
-fn require_root() -> anyhow::Result<()> {
+/// Stops with a clear error unless we are root with `ip` and `nft` at hand.
+pub fn require_root() -> anyhow::Result<()> {
     if !nix::unistd::Uid::effective().is_root() {
         bail!(
             "waymark-jepsen needs root: it creates network namespaces, veth links and \

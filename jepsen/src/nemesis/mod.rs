@@ -149,7 +149,8 @@ impl Planner {
                 why,
             },
             NemesisKind::Partition => {
-                let shape = Shape::ALL[self.rng.gen_range(0..Shape::ALL.len())];
+                let shapes = Shape::for_nodes(self.nodes);
+                let shape = shapes[self.rng.gen_range(0..shapes.len())];
                 let cut = partition::blocked(shape, self.nodes, leader, &mut self.rng);
                 Fault::Partition { shape, cut }
             }

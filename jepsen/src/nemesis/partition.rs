@@ -31,6 +31,16 @@ impl Shape {
         Shape::Ring,
     ];
 
+    /// The shapes that are distinct on `nodes` nodes: with fewer than 5 a ring would
+    /// only be a bridge again, which would make bridges twice as likely.
+    pub fn for_nodes(nodes: u32) -> &'static [Shape] {
+        if nodes >= 5 {
+            &Self::ALL
+        } else {
+            &Self::ALL[..3]
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Shape::IsolateLeader => "isolate-leader",
@@ -64,7 +74,9 @@ pub fn blocked(shape: Shape, nodes: u32, leader: Option<u32>, rng: &mut impl Rng
         }
         Shape::Ring if nodes >= 5 => {
             let n = order.len();
-            let reach = (n - 1) / 4 + 1; // 5 nodes: neighbours at distance 1 (so 3 of 5)
+            // Each node sees itself and `reach` neighbours either way: the smallest
+            // reach that still makes a majority (5 nodes: 1, so 3 of 5).
+            let reach = (n / 2).div_ceil(2);
             let mut cut = vec![BTreeSet::new(); nodes as usize];
             for (i, &a) in order.iter().enumerate() {
                 for (j, &b) in order.iter().enumerate() {
