@@ -71,9 +71,10 @@ pub async fn run(opts: &RunOptions, run_number: u32) -> anyhow::Result<Summary> 
     // Whatever happened, the servers and namespaces go now (and free the CPU for the
     // checkers).
     nemesis::lock(&cluster).destroy();
+    // The history is flushed even when the run failed: it is what shows why.
+    let events = recorder.finish();
     let cluster_report = outcome?;
-
-    let events = recorder.finish()?;
+    let events = events?;
     let ctx = CheckContext {
         linearizability_time_limit: opts.check_time_limit,
     };
@@ -109,6 +110,9 @@ async fn drive(
     wait_for_leader(addrs).await?;
     let clients_stop = CancellationToken::new();
     let watchers_stop = CancellationToken::new();
+    let nemesis_stop = CancellationToken::new();
+    // Whatever way this returns (an error, or Ctrl-C dropping it), every task stops.
+    let _stop_all = [&clients_stop, &watchers_stop, &nemesis_stop].map(|t| t.clone().drop_guard());
     let env = ClientEnv::new(
         recorder.clone(),
         addrs.to_vec(),
@@ -116,12 +120,13 @@ async fn drive(
         opts.op_timeout,
     );
     let watch_env = env.with_stop(watchers_stop.clone());
+    let (writers, watched) = companions(&opts.workloads);
 
-    let watchers = opts
-        .workloads
-        .contains(&WorkloadKind::Watch)
-        .then(|| workload::watch::start(watch_env.clone(), addrs.len()));
+    let watchers = watched.then(|| workload::watch::start(watch_env.clone(), addrs.len()));
     let mut clients = Vec::new();
+    if writers {
+        clients.push(tokio::spawn(workload::set::run(env.clone(), 2, opts.seed)));
+    }
     for kind in &opts.workloads {
         let env = env.clone();
         let (n, seed) = (opts.clients, opts.seed);
@@ -135,14 +140,9 @@ async fn drive(
                     let _ = tokio::join!(dns, stale);
                 })
             }
-            // The watch workload also needs writes to watch.
-            WorkloadKind::Watch if !opts.workloads.contains(&WorkloadKind::Set) => {
-                tokio::spawn(workload::set::run(env, 2, seed))
-            }
             WorkloadKind::Watch => continue,
         });
     }
-    let nemesis_stop = CancellationToken::new();
     let nemesis_task = tokio::spawn(nemesis::run(
         cluster.clone(),
         addrs.to_vec(),
@@ -191,6 +191,7 @@ async fn drive(
         let _ = task.await;
     }
     // The replicas must hold the same state: compare digests taken at the same index.
+    stats.insert("digests_compared".into(), 0);
     if let Ok(statuses) = &settled {
         let digests: std::collections::BTreeSet<_> = statuses
             .iter()
@@ -198,6 +199,9 @@ async fn drive(
             .collect();
         let indexes: std::collections::BTreeSet<_> =
             statuses.iter().map(|s| s.digest_index).collect();
+        if indexes.len() == 1 {
+            stats.insert("digests_compared".into(), statuses.len() as u64);
+        }
         if indexes.len() == 1 && digests.len() > 1 {
             anomalies.push(Anomaly {
                 kind: "replicas-diverged".into(),
@@ -241,6 +245,15 @@ fn env_for_final(env: &ClientEnv) -> ClientEnv {
         .with_op_timeout(env.op_timeout.max(Duration::from_secs(10)))
 }
 
+/// What the asked-for workloads need besides themselves: set writers (when no set
+/// workload runs, the watch and stale workloads still need changes to observe) and
+/// watchers (the stale checker compares answers with the watched states).
+fn companions(workloads: &[WorkloadKind]) -> (bool, bool) {
+    let has = |k| workloads.contains(&k);
+    let needs_changes = has(WorkloadKind::Watch) || has(WorkloadKind::Stale);
+    (needs_changes && !has(WorkloadKind::Set), needs_changes)
+}
+
 /// Runs every checker the workloads call for over a history.
 pub fn check_history(
     workloads: &[WorkloadKind],
@@ -249,14 +262,14 @@ pub fn check_history(
 ) -> Vec<CheckerReport> {
     let mut reports = Vec::new();
     let has = |k| workloads.contains(&k);
+    let (writers, watched) = companions(workloads);
     if has(WorkloadKind::Register) {
         reports.push(checks::register::check(events, ctx));
     }
-    // The watch workload writes through set clients when no set workload runs.
-    if has(WorkloadKind::Set) || has(WorkloadKind::Watch) {
+    if has(WorkloadKind::Set) || writers {
         reports.push(checks::set::check(events, ctx));
     }
-    if has(WorkloadKind::Watch) {
+    if watched {
         reports.push(checks::watch::check(events, ctx));
     }
     if has(WorkloadKind::Stale) {

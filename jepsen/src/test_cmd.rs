@@ -76,6 +76,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
     }
     // Before anything is created: without root nothing below can work.
     waymark_jepsen::cluster::netns::require_root()?;
+    if workloads.contains(&workload::WorkloadKind::Stale) {
+        workload::dns::require_dig()?;
+    }
     let waymark_bin = match &args.waymark_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()

@@ -61,6 +61,10 @@ pub struct RaftView {
     pub members: Vec<(NodeId, Member, bool)>,
     pub membership_index: u64,
     pub millis_since_quorum_ack: Option<u64>,
+    /// Milliseconds since this node last heard from a leader (a leader: since a quorum
+    /// acknowledged it), read once when the view is taken, so that the staleness check
+    /// and the `last_contact_ms` reported with the answer are the same reading.
+    pub last_contact_ms: Option<u64>,
 }
 
 impl RaftView {
@@ -187,7 +191,16 @@ impl Node {
         let leader = m
             .current_leader
             .map(|id| (id, membership.get_node(&id).cloned()));
+        let last_contact_ms = if m.state == ServerState::Leader {
+            m.millis_since_quorum_ack
+        } else {
+            self.leader_contact
+                .lock()
+                .expect("contact lock poisoned")
+                .map(|t| t.elapsed().as_millis() as u64)
+        };
         RaftView {
+            last_contact_ms,
             state: m.state,
             term: m.current_term,
             leader,
@@ -211,13 +224,7 @@ impl Node {
     /// Milliseconds since this node last heard from a leader; for a leader, since a
     /// quorum last acknowledged it. `None` if it never has.
     pub fn last_contact_ms(&self, view: &RaftView) -> Option<u64> {
-        if view.state == ServerState::Leader {
-            return view.millis_since_quorum_ack;
-        }
-        self.leader_contact
-            .lock()
-            .expect("contact lock poisoned")
-            .map(|t| t.elapsed().as_millis() as u64)
+        view.last_contact_ms
     }
 
     /// Like `last_contact_ms`, without building a full `RaftView` (DNS asks per query).

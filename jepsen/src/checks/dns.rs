@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Anomaly, CheckerReport};
+use super::{Anomaly, CheckerReport, UNDECIDED};
 use crate::history::{ops, Event, Op, OpRecord, Outcome};
 
 /// Checks every answered SOA read, per node, against the reads that ended before it
@@ -23,6 +23,7 @@ pub fn check(events: &[Event]) -> CheckerReport {
             per_node.entry(op.node).or_default().push((op, *serial));
         }
     }
+    let answered: usize = per_node.values().map(Vec::len).sum();
     let mut anomalies = Vec::new();
     for (node, mut reads) in per_node {
         reads.sort_by_key(|(op, _)| op.start);
@@ -60,7 +61,18 @@ pub fn check(events: &[Event]) -> CheckerReport {
             ended.push((op, serial));
         }
     }
-    CheckerReport::from_anomalies("dns", anomalies, stats)
+    if answered == 0 {
+        // Nothing to judge is not a pass: say so rather than call it valid.
+        anomalies.push(Anomaly {
+            kind: UNDECIDED.into(),
+            description: "no DNS read got an answer (is dig installed? did the DNS servers \
+                          start?), so DNS monotonicity was not checked"
+                .into(),
+            window: None,
+            evidence: Vec::new(),
+        });
+    }
+    CheckerReport::from_findings("dns", anomalies, stats)
 }
 
 /// Whether serial `a` is after `b` in RFC 1982 arithmetic on 32 bits, so that a
@@ -115,6 +127,15 @@ mod tests {
         // The second read began before the first ended: either order is possible.
         let h = [soa(1, 0, 10, 8), soa(1, 5, 30, 6), soa(2, 40, 50, 1)];
         assert_eq!(check(&h).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn no_answers_at_all_is_undecided_not_valid() {
+        let mut refused = soa(1, 0, 10, 5);
+        if let Event::Op(op) = &mut refused {
+            op.outcome = Outcome::Fail;
+        }
+        assert_eq!(check(&[refused]).verdict, Verdict::Unknown);
     }
 
     #[test]

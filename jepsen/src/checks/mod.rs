@@ -12,6 +12,7 @@ pub mod register;
 pub mod set;
 pub mod stale;
 pub mod watch;
+mod watch_snapshots;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -123,16 +123,21 @@ fn monotonic_per_node(reads: &[Read]) -> Vec<Anomaly> {
 /// A node that has not heard from a leader for longer than the read's bound must
 /// refuse the read rather than answer with what may be very old data.
 fn over_bound(read: &Read) -> Option<Anomaly> {
-    let contact = read.last_contact_ms?;
     // A bound of 0 means no bound.
-    if read.max_stale_ms == 0 || contact <= read.max_stale_ms {
+    if read.max_stale_ms == 0 {
         return None;
     }
+    // No contact at all is over any bound: the server must refuse such a read too.
+    let contact = match read.last_contact_ms {
+        Some(ms) if ms <= read.max_stale_ms => return None,
+        Some(ms) => format!("last heard from a leader {ms} ms before"),
+        None => "reported no contact with a leader at all".to_string(),
+    };
     Some(Anomaly {
         kind: "staleness-bound".into(),
         description: format!(
-            "node {} answered a stale read bounded to {} ms although it last heard from a \
-             leader {contact} ms before; it should have refused",
+            "node {} answered a stale read bounded to {} ms although it {contact}; it should \
+             have refused",
             read.record.node, read.max_stale_ms
         ),
         window: Some((read.record.start, read.record.end)),
@@ -240,7 +245,7 @@ fn committed_states(
 /// until the next snapshot. Whether the streams keep their promises (no gaps, no
 /// duplicates) is the watch checker's job: this trusts them, and would blame a read
 /// for a stream's gap.
-fn replay<'a>(
+pub(super) fn replay<'a>(
     records: &[(&'a Event, &'a WatchRecord)],
     mut answer: impl FnMut(u64, u64, &BTreeSet<&'a str>, [&'a Event; 2]),
 ) {
@@ -452,7 +457,7 @@ mod tests {
 
     #[test]
     fn an_answer_beyond_its_bound_is_reported() {
-        let with_contact = |max_stale_ms, contact| {
+        let with_contact = |max_stale_ms, contact: u64| {
             let mut e = read(1, 0, 1, &[]);
             if let Event::Op(OpRecord {
                 op:
@@ -465,11 +470,17 @@ mod tests {
             }) = &mut e
             {
                 *m = max_stale_ms;
-                *c = Some(contact);
+                // u64::MAX stands for "no contact reported".
+                *c = (contact != u64::MAX).then_some(contact);
             }
             e
         };
         assert_eq!(kinds(&run(&[with_contact(500, 900)])), ["staleness-bound"]);
+        // A bounded read answered by a node that never heard from a leader.
+        assert_eq!(
+            kinds(&run(&[with_contact(500, u64::MAX)])),
+            ["staleness-bound"]
+        );
         assert_eq!(run(&[with_contact(500, 500)]).verdict, Verdict::Valid);
         // No bound asked for, none to break.
         assert_eq!(run(&[with_contact(0, 90_000)]).verdict, Verdict::Valid);

@@ -57,6 +57,7 @@ pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
         .collect();
     let known = known_changes(&streams, events, &mut anomalies);
     anomalies.extend(streams.iter().flat_map(|s| gaps(s, &known)));
+    anomalies.extend(super::watch_snapshots::check(events));
 
     let mut stats = BTreeMap::new();
     let count = |f: fn(&Stream) -> usize| streams.iter().map(f).sum::<usize>() as u64;

@@ -163,6 +163,9 @@ impl Planner {
 
 /// Puts `fault` into effect.
 pub fn inject(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
+    // A server that died on its own since the last look must be noted before a kill
+    // reaps it, or the crash would pass for the fault.
+    cluster.collect_crashes();
     match fault {
         Fault::Kill { nodes, .. } => {
             for &n in nodes {
@@ -211,10 +214,12 @@ pub fn heal_all(cluster: &mut Cluster) -> anyhow::Result<()> {
             first_error.get_or_insert(e);
         }
         let server = cluster.server(n);
-        let result = if server.is_paused() {
-            server.resume()
-        } else if !server.is_running() {
+        // Dead first: a paused server that was then killed must be restarted, not
+        // continued.
+        let result = if !server.is_running() {
             server.restart()
+        } else if server.is_paused() {
+            server.resume()
         } else {
             Ok(())
         };

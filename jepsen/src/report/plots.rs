@@ -29,8 +29,8 @@ pub(super) const OUTCOME_COLOURS: [(&str, &str); 3] =
     [("ok", "#2f9e44"), ("fail", "#f08c00"), ("info", "#845ef7")];
 
 /// A colour per `f`, in [`OP_NAMES`] order.
-const F_COLOURS: [&str; 7] = [
-    "#1c4f8c", "#37b24d", "#e8590c", "#7048e8", "#5c3d2e", "#d6336c", "#0b7285",
+const F_COLOURS: [&str; OP_NAMES.len()] = [
+    "#1c4f8c", "#37b24d", "#e8590c", "#7048e8", "#5c3d2e", "#d6336c", "#0b7285", "#868e96",
 ];
 
 /// The CSS rules the plots' marks use (by class, so each mark stays short).

@@ -14,6 +14,23 @@ use crate::history::{Op, Outcome};
 /// The zone the servers serve (their default `--dns-domain`).
 const ZONE: &str = "waymark.";
 
+/// Stops with a clear error when `dig` is missing: every DNS read would fail, and the
+/// DNS check would have nothing to judge.
+pub fn require_dig() -> anyhow::Result<()> {
+    let found = std::process::Command::new("dig")
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    anyhow::ensure!(
+        found,
+        "`dig` not found: the stale workload reads DNS with it (install dnsutils; \
+         scripts/install-deps.sh test does)"
+    );
+    Ok(())
+}
+
 /// Runs one DNS reader per node until the stop token fires.
 pub async fn run(env: ClientEnv, node_ips: Vec<(u32, String)>) {
     let tasks: Vec<_> = node_ips
