@@ -98,6 +98,10 @@ fn key_histories<'a>(
             _ => continue,
         };
         count(stats, f, record.outcome);
+        if let Some(anomaly) = corrupt_read(event, record) {
+            anomalies.push(anomaly);
+            continue;
+        }
         let ops = keys.entry(key.clone()).or_default();
         if let Some(op) = register_op(record, stats) {
             ops.push(KeyOp { op, event, record });
@@ -168,6 +172,31 @@ fn key_histories<'a>(
         drop_unobserved(ops, stats);
     }
     keys
+}
+
+/// A read that found the key's instance (it has a modify index) without an integer
+/// value: every client writes integers, so that value was never written. The client
+/// records such a value as `None`, which must not pass for "the key is absent".
+fn corrupt_read(event: &Event, record: &OpRecord) -> Option<Anomaly> {
+    let Op::Read {
+        key,
+        value: None,
+        modify_index: Some(modify_index),
+        ..
+    } = &record.op
+    else {
+        return None;
+    };
+    (record.outcome == Outcome::Ok).then(|| Anomaly {
+        kind: "invalid-value".to_string(),
+        description: format!(
+            "a read on node {} found key {key} (modify index {modify_index}) without an \
+             integer value, which no client wrote",
+            record.node
+        ),
+        window: Some((record.start, record.end)),
+        evidence: vec![evidence_line(event)],
+    })
 }
 
 /// The register operation a client operation amounts to, if it constrains anything.
@@ -629,6 +658,24 @@ mod tests {
             read(4, "k1", Some(3), 40, 50),
         ];
         assert_eq!(kinds(&run(&seen_failed)), ["not-linearizable"]);
+    }
+
+    #[test]
+    fn a_found_key_without_an_integer_value_is_invalid_not_absent() {
+        let corrupt = op(
+            2,
+            Op::Read {
+                key: "k1".into(),
+                value: None,
+                modify_index: Some(7),
+                index: Some(7),
+            },
+            20,
+            30,
+            Outcome::Ok,
+        );
+        let report = run(&[write(1, "k1", 1, 0, 10), corrupt]);
+        assert_eq!(kinds(&report), ["invalid-value"]);
     }
 
     #[test]
