@@ -53,7 +53,10 @@ impl Network {
         ip(&["link", "set", &br, "up"])?;
         for node in 1..=self.nodes {
             let ns = self.namespace(node);
-            let veth = format!("{}v{node}", self.tag);
+            let veth = self.veth(node);
+            // An earlier run of this same process may have left the link behind for a
+            // moment (the kernel frees a namespace asynchronously); it is ours.
+            let _ = ip(&["link", "del", &veth]);
             let addr = format!("{}/24", self.node_ip(node));
             ip(&["netns", "add", &ns])?;
             ip(&[
@@ -75,6 +78,11 @@ impl Network {
     /// The namespace node `node` (1-based) lives in.
     pub fn namespace(&self, node: u32) -> String {
         format!("{}n{node}", self.tag)
+    }
+
+    /// The host end of node `node`'s veth pair.
+    fn veth(&self, node: u32) -> String {
+        format!("{}v{node}", self.tag)
     }
 
     fn bridge(&self) -> String {
@@ -134,6 +142,9 @@ impl Network {
         }
         self.destroyed = true;
         for node in 1..=self.nodes {
+            // Deleting the host end removes the pair at once; leaving it to the
+            // namespace's teardown would free the name only some time later.
+            let _ = ip(&["link", "del", &self.veth(node)]);
             remove_namespace(&self.namespace(node));
         }
         let _ = ip(&["link", "del", &self.bridge()]);
