@@ -19,10 +19,11 @@ echo "== jepsen smoke: the real server under kill, pause and partition (must pas
 "$jepsen" test --workload register,set,watch,stale --nemesis kill,pause,partition \
   --time-limit "$time_limit" --interval 3 --seed 20261125 --runs 3 --results "$results"
 
+# The same commands as the catch-rate table in jepsen/README.md, one run each.
 echo "== jepsen smoke: positive controls (each must be caught)"
 "$jepsen" test --control stale-reads --workload register --nemesis partition \
-  --time-limit "$time_limit" --interval 3 --seed 7 --expect-anomaly --results "$results"
+  --time-limit 30 --interval 2 --seed 7 --expect-anomaly --results "$results"
 "$jepsen" test --control early-ack --workload set --nemesis partition \
-  --time-limit "$time_limit" --interval 3 --seed 7 --expect-anomaly --results "$results"
+  --time-limit 30 --interval 2 --seed 7 --expect-anomaly --results "$results"
 "$jepsen" test --control watch-skip --workload watch --nemesis none \
-  --time-limit "$time_limit" --interval 3 --seed 7 --expect-anomaly --results "$results"
+  --time-limit 20 --seed 7 --expect-anomaly --results "$results"
