@@ -78,6 +78,9 @@ fn default_logs_to_keep() -> u64 {
 fn default_read_timeout_ms() -> u64 {
     5_000
 }
+fn default_install_snapshot_timeout_ms() -> u64 {
+    10_000
+}
 fn default_watch_history() -> usize {
     crate::watch::hub::DEFAULT_HISTORY_LIMIT
 }
@@ -134,6 +137,11 @@ pub struct ServerConfig {
     /// Upper bound on how long a consistent read or a write may wait.
     #[serde(default = "default_read_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// How long the leader waits for a follower to receive and install a snapshot.
+    /// It covers the whole install (decode, write, rebuild), which grows with the
+    /// catalog: openraft's 200 ms default made a lagging follower retry forever.
+    #[serde(default = "default_install_snapshot_timeout_ms")]
+    pub install_snapshot_timeout_ms: u64,
     #[serde(default)]
     pub log_format: LogFormat,
     /// Indexes (with changes) kept for resuming watches; older resumes get a Reset.
@@ -169,6 +177,7 @@ impl ServerConfig {
             snapshot_threshold: default_snapshot_threshold(),
             logs_to_keep: default_logs_to_keep(),
             request_timeout_ms: default_read_timeout_ms(),
+            install_snapshot_timeout_ms: default_install_snapshot_timeout_ms(),
             log_format: LogFormat::Text,
             watch_history: default_watch_history(),
             watch_queue: default_watch_queue(),
@@ -254,6 +263,14 @@ impl ServerConfig {
             bail!(
                 "invalid election_timeout_min_ms: must exceed heartbeat_interval_ms ({} <= {})",
                 self.election_timeout_min_ms,
+                self.heartbeat_interval_ms
+            );
+        }
+        if self.install_snapshot_timeout_ms < self.heartbeat_interval_ms {
+            bail!(
+                "invalid install_snapshot_timeout_ms: must be at least heartbeat_interval_ms \
+                 ({} < {})",
+                self.install_snapshot_timeout_ms,
                 self.heartbeat_interval_ms
             );
         }
@@ -469,6 +486,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("must include this node"));
+    }
+
+    #[test]
+    fn install_snapshot_timeout_defaults_long_and_is_checked() {
+        let mut cfg = ServerConfig::from_toml_str("node_id = 1\ndata_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(cfg.install_snapshot_timeout_ms, 10_000);
+        cfg.install_snapshot_timeout_ms = 50;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("install_snapshot_timeout_ms"), "{err}");
     }
 
     #[test]

@@ -110,6 +110,7 @@ fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
         election_timeout_max: config.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
         max_in_snapshot_log_to_keep: config.logs_to_keep,
+        install_snapshot_timeout: config.install_snapshot_timeout_ms,
         ..Default::default()
     };
     raft_config

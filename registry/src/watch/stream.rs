@@ -13,6 +13,7 @@ use waymark_proto::pb;
 
 use super::hub::{Change, Compacted, HubEvent, IndexChanges, Subscription};
 use crate::api::convert;
+use crate::catalog::InstanceRecord;
 use crate::node::Node;
 use crate::unsafe_control::UnsafeControl;
 
@@ -101,9 +102,14 @@ impl WatchFilter {
 fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchResponse, Subscription) {
     let catalog = node.catalog.read().expect("catalog lock poisoned");
     let index = catalog.applied_index();
-    let instances = catalog
-        .records()
-        .filter(|r| filter.wants_service(&r.service) && (!filter.passing_only || r.is_passing()))
+    // Only the named services are walked: this runs under the read lock that apply
+    // needs, so its cost must follow what the watcher asked for, not the catalog size.
+    let matching: Box<dyn Iterator<Item = &InstanceRecord>> = match &filter.services {
+        None => Box::new(catalog.records()),
+        Some(names) => Box::new(names.iter().flat_map(|n| catalog.service_records(n))),
+    };
+    let instances = matching
+        .filter(|r| !filter.passing_only || r.is_passing())
         .map(convert::instance)
         .collect();
     let sub = node
