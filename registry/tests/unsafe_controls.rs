@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::watch::{kind, next, watch_request};
 use common::*;
 use waymark_proto::pb;
@@ -67,6 +65,16 @@ async fn early_ack_acknowledges_a_write_a_lone_leader_cannot_commit() {
     let leader = cluster.wait_for_leader().await;
     let mut l = cluster.catalog(leader).await;
     l.register(registration("db", "db-1", 5432)).await.unwrap();
+    // Early-ack answered at once: wait until db-1 is really applied (so committed)
+    // before taking the quorum away.
+    wait_for("db-1 applied on the leader", || {
+        let mut l = l.clone();
+        async move {
+            let (ids, _) = list_ids(&mut l, "db", stale(0)).await.ok()?;
+            (ids == ["db-1"]).then_some(())
+        }
+    })
+    .await;
     for id in cluster.running_ids() {
         if id != leader {
             cluster.stop(id).await;
@@ -90,8 +98,8 @@ async fn early_ack_acknowledges_a_write_a_lone_leader_cannot_commit() {
         .expect("early-ack acknowledges without a quorum")
         .into_inner();
     assert!(removed.removed);
-    // Neither write was applied: the replica still has the old state.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Neither write was applied (there is no quorum to commit them): the replica still
+    // has the old state. A correct server would not have acknowledged them at all.
     let (ids, _) = list_ids(&mut l, "db", stale(0)).await.unwrap();
     assert_eq!(ids, vec!["db-1"]);
     cluster.shutdown().await;
