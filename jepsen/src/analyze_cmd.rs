@@ -11,6 +11,8 @@ use waymark_jepsen::checks::CheckContext;
 use waymark_jepsen::report::{self, Summary};
 use waymark_jepsen::{history, run, workload};
 
+use crate::{EXIT_ANOMALY, EXIT_OK, EXIT_UNKNOWN};
+
 #[derive(Args)]
 pub struct AnalyzeArgs {
     /// Seconds a linearizability search may take before its verdict is "unknown".
@@ -46,11 +48,11 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<u8> {
         unknown += usize::from(summary.valid && summary.unknown);
     }
     Ok(if invalid > 0 {
-        1
+        EXIT_ANOMALY
     } else if unknown > 0 {
-        2
+        EXIT_UNKNOWN
     } else {
-        0
+        EXIT_OK
     })
 }
 

@@ -99,8 +99,8 @@ pub enum Op {
         removed: Option<bool>,
         index: Option<u64>,
     },
-    /// A consistent read of every instance of a service (the `set` workload's final
-    /// read, and the end-of-run reads of every workload).
+    /// A consistent read of every instance of a service, made only by the end-of-run
+    /// final reads (`workload::final_reads`), from every node.
     ListAll {
         service: String,
         instances: Option<Vec<InstanceState>>,
@@ -237,8 +237,10 @@ impl Recorder {
     }
 
     pub fn record(&self, event: Event) {
+        // Serialised before taking the lock every client and watcher shares.
+        let line = serde_json::to_string(&event);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        match serde_json::to_string(&event) {
+        match line {
             Ok(line) => {
                 if let Err(e) = writeln!(inner.file, "{line}") {
                     inner.write_error.get_or_insert_with(|| e.to_string());
@@ -265,14 +267,15 @@ impl Recorder {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).counts
     }
 
-    /// Flushes the file and returns every event recorded so far, in recording order.
+    /// Flushes the file and hands over every event recorded so far, in recording
+    /// order (the recorder keeps none: this is the end of the run).
     pub fn finish(&self) -> anyhow::Result<Vec<Event>> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.file.flush().context("flushing the history")?;
         if let Some(e) = &inner.write_error {
             anyhow::bail!("writing the history failed: {e}");
         }
-        Ok(inner.events.clone())
+        Ok(std::mem::take(&mut inner.events))
     }
 }
 

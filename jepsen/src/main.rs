@@ -1,6 +1,6 @@
 //! `waymark-jepsen`: the chaos harness's command line. `test` runs clusters under
-//! faults and checks what the clients saw; `check` runs the linearizability checker
-//! over recorded histories.
+//! faults and checks what the clients saw; `analyze` checks a recorded run again;
+//! `check` runs the linearizability checker over Jepsen histories.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,11 +16,13 @@ use waymark_jepsen::checker::{self, CheckOptions, CheckResult, Model, Operation}
 mod analyze_cmd;
 mod test_cmd;
 
-/// Every history linearizable.
-const EXIT_LINEARIZABLE: u8 = 0;
-/// At least one history not linearizable.
-const EXIT_NOT_LINEARIZABLE: u8 = 1;
-/// None not linearizable, but at least one undecided within the time limit.
+// Exit statuses, shared by every subcommand.
+
+/// Every history linearizable; no run found an anomaly.
+const EXIT_OK: u8 = 0;
+/// A history not linearizable; a run found an anomaly.
+const EXIT_ANOMALY: u8 = 1;
+/// Nothing wrong found, but something undecided (a search out of time).
 const EXIT_UNKNOWN: u8 = 2;
 /// Bad input or a harness failure (clap's own usage errors exit with 2).
 const EXIT_FAILURE: u8 = 4;
@@ -176,7 +178,7 @@ fn check_files<M: Model>(
     .context("writing the report")?;
 
     let code = if illegal > 0 {
-        EXIT_NOT_LINEARIZABLE
+        EXIT_ANOMALY
     } else if unknown > 0 {
         eprintln!(
             "{unknown} undecided: the time limit of {}s per history ran out \
@@ -185,7 +187,7 @@ fn check_files<M: Model>(
         );
         EXIT_UNKNOWN
     } else {
-        EXIT_LINEARIZABLE
+        EXIT_OK
     };
     Ok(ExitCode::from(code))
 }

@@ -228,7 +228,7 @@ async fn drive(
             evidence: Vec::new(),
         });
     }
-    Ok(CheckerReport::from_anomalies("cluster", anomalies, stats))
+    Ok(CheckerReport::from_findings("cluster", anomalies, stats))
 }
 
 /// (node, IP) of every node, for the DNS readers.

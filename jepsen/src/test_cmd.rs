@@ -10,6 +10,8 @@ use waymark_jepsen::report::Summary;
 use waymark_jepsen::run::{self, RunOptions};
 use waymark_jepsen::{nemesis, workload};
 
+use crate::{EXIT_ANOMALY, EXIT_OK, EXIT_UNKNOWN};
+
 #[derive(Args)]
 pub struct TestArgs {
     /// Comma-separated workloads: register, set, watch, stale.
@@ -59,11 +61,6 @@ pub struct TestArgs {
     #[arg(long)]
     expect_anomaly: bool,
 }
-
-/// Exit codes, as documented on the command.
-const OK: u8 = 0;
-const ANOMALY: u8 = 1;
-const UNKNOWN: u8 = 2;
 
 pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
     let workloads = workload::parse_kinds(&args.workload)?;
@@ -156,16 +153,16 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
             summaries.len()
         );
         if found == summaries.len() {
-            OK
+            EXIT_OK
         } else {
-            ANOMALY
+            EXIT_ANOMALY
         }
     } else if found > 0 {
-        ANOMALY
+        EXIT_ANOMALY
     } else if undecided > 0 {
-        UNKNOWN
+        EXIT_UNKNOWN
     } else {
-        OK
+        EXIT_OK
     })
 }
 

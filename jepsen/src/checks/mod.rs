@@ -6,6 +6,7 @@
 //! - [`watch`]: streams are ordered, unique, gap-free, atomic per index, resume
 //!   exactly, agree with each other and with acknowledged writes, and converge.
 //! - [`stale`]: stale reads per node never go back in index and respect their bound.
+//! - [`dns`]: DNS SOA serials per node never go back.
 
 pub mod dns;
 pub mod register;
@@ -84,32 +85,12 @@ pub struct Anomaly {
 /// What one checker found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckerReport {
-    /// `register`, `set`, `watch` or `stale`.
+    /// `register`, `set`, `watch`, `stale`, `dns` or `cluster`.
     pub checker: String,
     pub verdict: Verdict,
     pub anomalies: Vec<Anomaly>,
     /// Counts worth showing in the summary (e.g. `acknowledged_adds`, `watch_events`).
     pub stats: BTreeMap<String, u64>,
-}
-
-impl CheckerReport {
-    /// A report whose verdict follows from its anomalies (`Invalid` if any).
-    pub fn from_anomalies(
-        checker: &str,
-        anomalies: Vec<Anomaly>,
-        stats: BTreeMap<String, u64>,
-    ) -> Self {
-        Self {
-            checker: checker.to_string(),
-            verdict: if anomalies.is_empty() {
-                Verdict::Valid
-            } else {
-                Verdict::Invalid
-            },
-            anomalies,
-            stats,
-        }
-    }
 }
 
 /// The anomaly kind of a note saying why a checker could not decide (a search that ran

@@ -179,6 +179,10 @@ fn committed_states(
     for (watcher, records) in watch_events_by_watcher(events) {
         replay(&records, |from, to, state, basis| {
             for n in pending.range(from..=to).flat_map(|(_, n)| n) {
+                // One watcher vouching for a read is enough.
+                if matches!(judgements[*n], Judgement::Confirmed) {
+                    continue;
+                }
                 let Some(ids) = &reads[*n].ids else { continue };
                 if ids == state {
                     judgements[*n] = Judgement::Confirmed;

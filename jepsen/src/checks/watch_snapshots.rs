@@ -8,68 +8,71 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::stale::replay;
 use super::{evidence_line, secs, watch_events_by_watcher, Anomaly, SET_SERVICE};
-use crate::history::{Event, WatchEvent};
+use crate::history::{Event, WatchEvent, WatchRecord};
 
-/// What one watcher knew: over indexes `from..=to` the set held exactly `ids`.
-struct Stretch<'a> {
-    from: u64,
-    to: u64,
+/// A snapshot to vouch for: who received it, where, and which set ids it held.
+struct Snapshot<'a> {
+    watcher: u64,
+    record: &'a WatchRecord,
     ids: BTreeSet<&'a str>,
-    basis: &'a Event,
 }
 
 /// Every snapshot that disagrees with another watcher's knowledge at its index.
 pub fn check(events: &[Event]) -> Vec<Anomaly> {
     let by_watcher = watch_events_by_watcher(events);
-    let mut stretches: BTreeMap<u64, Vec<Stretch>> = BTreeMap::new();
-    for (watcher, records) in &by_watcher {
-        let mine = stretches.entry(*watcher).or_default();
-        replay(records, |from, to, ids, [basis, _]| {
-            mine.push(Stretch {
-                from,
-                to,
-                ids: ids.clone(),
-                basis,
-            })
-        });
-    }
-    let mut anomalies = Vec::new();
+    // Snapshots by index, so each stretch a watcher knows only looks at the
+    // snapshots inside it (as the stale checker does with its reads).
+    let mut snapshots: BTreeMap<u64, Vec<Snapshot>> = BTreeMap::new();
     for (watcher, records) in &by_watcher {
         for (_, record) in records {
-            let WatchEvent::Snapshot { index, instances } = &record.event else {
-                continue;
-            };
-            let snapshot: BTreeSet<&str> = instances
-                .iter()
-                .filter(|i| i.service == SET_SERVICE)
-                .map(|i| i.id.as_str())
-                .collect();
-            let other = stretches
-                .iter()
-                .filter(|(w, _)| *w != watcher)
-                .flat_map(|(w, s)| s.iter().map(move |s| (w, s)))
-                .find(|(_, s)| s.from <= *index && *index <= s.to && s.ids != snapshot);
-            if let Some((other_watcher, s)) = other {
-                let missing: Vec<&str> = s.ids.difference(&snapshot).copied().collect();
-                let extra: Vec<&str> = snapshot.difference(&s.ids).copied().collect();
-                anomalies.push(Anomaly {
-                    kind: "snapshot-disagreement".into(),
-                    description: format!(
-                        "watcher {watcher}'s snapshot at index {index} (session {}, at {}) \
-                         does not hold the set watcher {other_watcher} knew at that index: \
-                         missing [{}], extra [{}]",
-                        record.session,
-                        secs(record.time),
-                        shorten(&missing),
-                        shorten(&extra)
-                    ),
-                    window: Some((record.time, record.time)),
-                    // The snapshot itself can be huge; the other side's basis is the
-                    // line to look at, and the description names the snapshot.
-                    evidence: vec![evidence_line(s.basis)],
+            if let WatchEvent::Snapshot { index, instances } = &record.event {
+                snapshots.entry(*index).or_default().push(Snapshot {
+                    watcher: *watcher,
+                    record,
+                    ids: instances
+                        .iter()
+                        .filter(|i| i.service == SET_SERVICE)
+                        .map(|i| i.id.as_str())
+                        .collect(),
                 });
             }
         }
+    }
+    // One anomaly per snapshot at most: (watcher, session, index) already reported.
+    let mut reported = BTreeSet::new();
+    let mut anomalies = Vec::new();
+    for (other_watcher, records) in &by_watcher {
+        replay(records, |from, to, ids, [basis, _]| {
+            for (index, list) in snapshots.range(from..=to) {
+                for snap in list {
+                    let key = (snap.watcher, snap.record.session, *index);
+                    if snap.watcher == *other_watcher || snap.ids == *ids || reported.contains(&key)
+                    {
+                        continue;
+                    }
+                    reported.insert(key);
+                    let missing: Vec<&str> = ids.difference(&snap.ids).copied().collect();
+                    let extra: Vec<&str> = snap.ids.difference(ids).copied().collect();
+                    anomalies.push(Anomaly {
+                        kind: "snapshot-disagreement".into(),
+                        description: format!(
+                            "watcher {}'s snapshot at index {index} (session {}, at {}) does \
+                             not hold the set watcher {other_watcher} knew at that index: \
+                             missing [{}], extra [{}]",
+                            snap.watcher,
+                            snap.record.session,
+                            secs(snap.record.time),
+                            shorten(&missing),
+                            shorten(&extra)
+                        ),
+                        window: Some((snap.record.time, snap.record.time)),
+                        // The snapshot itself can be huge; the other side's basis is
+                        // the line to look at, and the description names the snapshot.
+                        evidence: vec![evidence_line(basis)],
+                    });
+                }
+            }
+        });
     }
     anomalies
 }

@@ -177,7 +177,7 @@ mod tests {
 
     fn checkers() -> Vec<CheckerReport> {
         vec![
-            CheckerReport::from_anomalies(
+            CheckerReport::from_findings(
                 "set",
                 vec![Anomaly {
                     kind: "lost-write".into(),

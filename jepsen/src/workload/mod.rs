@@ -1,11 +1,11 @@
 //! The clients: each workload runs a few sequential client processes against the
 //! cluster's public gRPC API and records every operation with its real-time interval.
 //!
-//! The rules every client follows (Jepsen's): one operation at a time; an operation
-//! that times out or loses its connection is indeterminate (`info`), never assumed to
-//! have failed, and the process that ran it retires, a fresh process id taking over,
+//! The rules every client follows (Jepsen's): one operation at a time; a write that
+//! times out or loses its connection is indeterminate (`info`), never assumed to have
+//! failed, and the process that ran it retires, a fresh process id taking over,
 //! because a process with an operation possibly still in flight is no longer
-//! sequential.
+//! sequential. Reads change nothing, so any read error is a plain failure (`fail`).
 
 pub mod dns;
 pub mod final_reads;
