@@ -5,7 +5,7 @@
 use waymark_proto::pb::{Consistency, ListInstancesRequest, ReadOptions};
 
 use super::watch::instance_state;
-use super::{record, ClientEnv, Process};
+use super::{read_call, record, ClientEnv, Process};
 use crate::checks::{REGISTER_SERVICE, SET_SERVICE};
 use crate::history::{Op, Outcome};
 
@@ -27,30 +27,18 @@ pub async fn run(env: &ClientEnv) -> u64 {
                 }),
                 passing_only: false,
             };
-            let reply =
-                tokio::time::timeout(env.op_timeout, process.client.list_instances(request)).await;
-            let (instances, index, outcome, error) = match reply {
-                Ok(Ok(r)) => {
-                    let r = r.into_inner();
-                    let mut list: Vec<_> = r.instances.into_iter().map(instance_state).collect();
-                    list.sort();
-                    let index = r.meta.map(|m| m.index);
-                    highest = highest.max(index.unwrap_or(0));
-                    (Some(list), index, Outcome::Ok, None)
-                }
-                Ok(Err(s)) => (
-                    None,
-                    None,
-                    Outcome::Fail,
-                    Some(format!("{:?}: {}", s.code(), s.message())),
-                ),
-                Err(_) => (
-                    None,
-                    None,
-                    Outcome::Fail,
-                    Some(format!("timed out after {:?}", env.op_timeout)),
-                ),
-            };
+            let (instances, index, outcome, error) =
+                match read_call(env, process.client.list_instances(request)).await {
+                    Ok(r) => {
+                        let mut list: Vec<_> =
+                            r.instances.into_iter().map(instance_state).collect();
+                        list.sort();
+                        let index = r.meta.map(|m| m.index);
+                        highest = highest.max(index.unwrap_or(0));
+                        (Some(list), index, Outcome::Ok, None)
+                    }
+                    Err((_, e)) => (None, None, Outcome::Fail, Some(e)),
+                };
             let op = Op::ListAll {
                 service: service.into(),
                 instances,

@@ -176,10 +176,29 @@ where
         Err(_) => Reply::Info(format!("timed out after {:?}", env.op_timeout)),
         Ok(Ok(reply)) => Reply::Ok(reply.into_inner()),
         Ok(Err(status)) if definite.contains(&status.code()) || never_delivered(&status) => {
-            Reply::Fail(format!("{:?}: {}", status.code(), status.message()))
+            Reply::Fail(status_text(&status))
         }
-        Ok(Err(status)) => Reply::Info(format!("{:?}: {}", status.code(), status.message())),
+        Ok(Err(status)) => Reply::Info(status_text(&status)),
     }
+}
+
+/// Runs one read RPC under the client timeout. A read changes nothing, so every way it
+/// can go wrong is a plain failure; the error keeps its code for callers to whom one
+/// code is an answer (NOT_FOUND for a key that does not exist).
+pub async fn read_call<T, F>(env: &ClientEnv, rpc: F) -> Result<T, (Option<Code>, String)>
+where
+    F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(env.op_timeout, rpc).await {
+        Err(_) => Err((None, format!("timed out after {:?}", env.op_timeout))),
+        Ok(Ok(reply)) => Ok(reply.into_inner()),
+        Ok(Err(status)) => Err((Some(status.code()), status_text(&status))),
+    }
+}
+
+/// How an error status is written into the history: its code, then its message.
+pub fn status_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
 }
 
 /// Errors that prove the write never reached a leader: the client (or the follower

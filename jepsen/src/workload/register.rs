@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use tonic::Code;
 use waymark_proto::pb::{Consistency, GetInstanceRequest, ReadOptions, RegisterRequest};
 
-use super::{call, pace, record, ClientEnv, Process, Reply};
+use super::{call, pace, read_call, record, ClientEnv, Process, Reply};
 use crate::checks::{REGISTER_SERVICE, VALUE_META};
 use crate::history::{Op, Outcome};
 
@@ -102,48 +102,39 @@ async fn read(
             max_stale_ms: 0,
         }),
     };
-    let mut op = Op::Read {
-        key: key.into(),
-        value: None,
-        modify_index: None,
-        index: None,
+    // NOT_FOUND is an answer: the key does not exist (yet).
+    let found = match read_call(env, process.client.get_instance(request)).await {
+        Ok(r) => Ok(Some(r)),
+        Err((Some(Code::NotFound), _)) => Ok(None),
+        Err((_, e)) => Err(e),
     };
-    // A read changes nothing, so every error is a definite failure (`Fail`), except
-    // NOT_FOUND, which is an answer: the key does not exist (yet).
-    let reply =
-        match tokio::time::timeout(env.op_timeout, process.client.get_instance(request)).await {
-            Err(_) => Err(format!("timed out after {:?}", env.op_timeout)),
-            Ok(Ok(r)) => Ok(Some(r.into_inner())),
-            Ok(Err(s)) if s.code() == Code::NotFound => Ok(None),
-            Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
-        };
-    match reply {
-        Ok(found) => {
-            if let Op::Read {
-                value,
-                modify_index,
-                index,
-                ..
-            } = &mut op
-            {
-                if let Some(r) = found {
-                    let instance = r.instance.unwrap_or_default();
-                    *value = instance.meta.get(VALUE_META).and_then(|v| v.parse().ok());
-                    *modify_index = Some(instance.modify_index);
-                    *index = r.meta.map(|m| m.index);
-                    if let Some(v) = *value {
-                        seen.insert(key.to_string(), (v, instance.modify_index));
-                    }
-                }
+    let (value, modify_index, index) = match &found {
+        Ok(Some(r)) => {
+            let instance = r.instance.clone().unwrap_or_default();
+            let value = instance.meta.get(VALUE_META).and_then(|v| v.parse().ok());
+            if let Some(v) = value {
+                seen.insert(key.to_string(), (v, instance.modify_index));
             }
-            record(env, process, op, start, Outcome::Ok, None);
-            Outcome::Ok
+            (
+                value,
+                Some(instance.modify_index),
+                r.meta.as_ref().map(|m| m.index),
+            )
         }
-        Err(e) => {
-            record(env, process, op, start, Outcome::Fail, Some(e));
-            Outcome::Fail
-        }
-    }
+        _ => (None, None, None),
+    };
+    let op = Op::Read {
+        key: key.into(),
+        value,
+        modify_index,
+        index,
+    };
+    let (outcome, error) = match found {
+        Ok(_) => (Outcome::Ok, None),
+        Err(e) => (Outcome::Fail, Some(e)),
+    };
+    record(env, process, op, start, outcome, error);
+    outcome
 }
 
 async fn write(env: &ClientEnv, process: &mut Process, key: &str, value: i64) -> Outcome {

@@ -6,7 +6,7 @@ use waymark_proto::pb::{Consistency, ListInstancesRequest, ReadOptions};
 
 use std::time::Duration;
 
-use super::{record, ClientEnv, Process};
+use super::{read_call, record, ClientEnv, Process};
 use crate::checks::SET_SERVICE;
 use crate::history::{Op, Outcome};
 
@@ -39,42 +39,29 @@ async fn client(env: ClientEnv, slot: usize) {
             }),
             passing_only: false,
         };
-        let mut op = Op::StaleRead {
-            service: SET_SERVICE.into(),
-            max_stale_ms: MAX_STALE_MS,
-            ids: None,
-            index: None,
-            last_contact_ms: None,
-        };
-        // Reads have no effect, so any error is a plain failure, and the process goes on.
-        let reply =
-            tokio::time::timeout(env.op_timeout, process.client.list_instances(request)).await;
-        let (outcome, error) = match reply {
-            Ok(Ok(r)) => {
-                let r = r.into_inner();
-                if let Op::StaleRead {
-                    ids,
-                    index,
-                    last_contact_ms,
-                    ..
-                } = &mut op
-                {
+        let (ids, index, last_contact_ms, outcome, error) =
+            match read_call(&env, process.client.list_instances(request)).await {
+                Ok(r) => {
                     let mut list: Vec<String> = r.instances.into_iter().map(|i| i.id).collect();
                     list.sort();
-                    *ids = Some(list);
-                    *index = r.meta.as_ref().map(|m| m.index);
-                    *last_contact_ms = r.meta.and_then(|m| m.last_contact_ms);
+                    let meta = r.meta.unwrap_or_default();
+                    (
+                        Some(list),
+                        Some(meta.index),
+                        meta.last_contact_ms,
+                        Outcome::Ok,
+                        None,
+                    )
                 }
-                (Outcome::Ok, None)
-            }
-            Ok(Err(s)) => (
-                Outcome::Fail,
-                Some(format!("{:?}: {}", s.code(), s.message())),
-            ),
-            Err(_) => (
-                Outcome::Fail,
-                Some(format!("timed out after {:?}", env.op_timeout)),
-            ),
+                // The process goes on: a failed read had no effect.
+                Err((_, e)) => (None, None, None, Outcome::Fail, Some(e)),
+            };
+        let op = Op::StaleRead {
+            service: SET_SERVICE.into(),
+            max_stale_ms: MAX_STALE_MS,
+            ids,
+            index,
+            last_contact_ms,
         };
         record(&env, &process, op, start, outcome, error);
         // Reads are cheap; slower pacing keeps them from swamping the history.

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::{self, watch_response, WatchRequest};
 
-use super::ClientEnv;
+use super::{status_text, ClientEnv};
 use crate::checks::{REGISTER_SERVICE, SET_SERVICE, VALUE_META};
 use crate::cluster;
 use crate::history::{Change, Event, InstanceState, WatchEvent, WatchRecord};
@@ -137,7 +137,7 @@ async fn follow(
     };
     let mut stream = match open {
         Err(_) => return format!("no answer to Watch within {IDLE_LIMIT:?}"),
-        Ok(Err(s)) => return format!("{:?}: {}", s.code(), s.message()),
+        Ok(Err(s)) => return status_text(&s),
         Ok(Ok(r)) => r.into_inner(),
     };
     let hang_up = tokio::time::sleep(session_limit);
@@ -151,7 +151,7 @@ async fn follow(
         let message = match next {
             Err(_) => return format!("idle for {IDLE_LIMIT:?}"),
             Ok(None) => return "stream ended".into(),
-            Ok(Some(Err(s))) => return format!("{:?}: {}", s.code(), s.message()),
+            Ok(Some(Err(s))) => return status_text(&s),
             Ok(Some(Ok(m))) => m,
         };
         let Some(event) = convert(message) else {
