@@ -328,3 +328,24 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raft_gets_the_configured_install_snapshot_timeout() {
+        // openraft's own default (200 ms) is too short for a follower to install a
+        // snapshot of a few thousand instances; lagging followers then retried forever.
+        let mut config = ServerConfig::new(1, "/tmp/x");
+        assert_eq!(
+            raft_config(&config).unwrap().install_snapshot_timeout(),
+            Duration::from_secs(10)
+        );
+        config.install_snapshot_timeout_ms = 30_000;
+        assert_eq!(
+            raft_config(&config).unwrap().install_snapshot_timeout(),
+            Duration::from_secs(30)
+        );
+    }
+}
