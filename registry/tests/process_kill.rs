@@ -12,12 +12,25 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use waymark_proto::pb;
 
+/// A loopback port free for both TCP and UDP (the DNS listener uses both), chosen
+/// below the kernel's ephemeral range (32768 and up). Ports from `bind(":0")` come
+/// from that range, so between picking one and the server binding it, any outgoing
+/// connection (a Raft peer dialling another) or UDP socket could take it; that once
+/// made a node fail with "Address already in use".
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // A pid-dependent start keeps two test processes on different ports.
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(port < 32_768, "no free port below the ephemeral range");
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
 }
 
 struct Proc {
