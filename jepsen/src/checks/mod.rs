@@ -15,6 +15,17 @@ pub mod stale;
 pub mod watch;
 mod watch_snapshots;
 
+/// What the checkers' unit tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::CheckerReport;
+
+    /// The kinds of a report's anomalies, in order: what most tests assert on.
+    pub fn kinds(report: &CheckerReport) -> Vec<&str> {
+        report.anomalies.iter().map(|a| a.kind.as_str()).collect()
+    }
+}
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;

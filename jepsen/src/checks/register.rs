@@ -480,6 +480,7 @@ fn describe(op: &RegisterOp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::test_support::kinds;
     use crate::checks::Verdict;
 
     const MS: Nanos = 1_000_000;
@@ -545,10 +546,6 @@ mod tests {
 
     fn run(events: &[Event]) -> CheckerReport {
         check(events, &CheckContext::default())
-    }
-
-    fn kinds(report: &CheckerReport) -> Vec<&str> {
-        report.anomalies.iter().map(|a| a.kind.as_str()).collect()
     }
 
     #[test]

@@ -233,6 +233,7 @@ fn count(stats: &mut BTreeMap<String, u64>, what: &str, outcome: Outcome) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::test_support::kinds;
     use crate::checks::Verdict;
     use crate::history::{InstanceState, Nanos};
 
@@ -294,10 +295,6 @@ mod tests {
 
     fn run(events: &[Event]) -> CheckerReport {
         check(events, &CheckContext::default())
-    }
-
-    fn kinds(report: &CheckerReport) -> Vec<&str> {
-        report.anomalies.iter().map(|a| a.kind.as_str()).collect()
     }
 
     #[test]

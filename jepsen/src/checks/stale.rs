@@ -334,6 +334,7 @@ fn named(ids: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::test_support::kinds;
     use crate::checks::Verdict;
     use crate::history::{InstanceState, Nanos};
 
@@ -412,10 +413,6 @@ mod tests {
 
     fn run(events: &[Event]) -> CheckerReport {
         check(events, &CheckContext::default())
-    }
-
-    fn kinds(report: &CheckerReport) -> Vec<&str> {
-        report.anomalies.iter().map(|a| a.kind.as_str()).collect()
     }
 
     #[test]

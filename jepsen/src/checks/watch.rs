@@ -601,6 +601,7 @@ fn more(rest: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::test_support::kinds;
     use crate::checks::Verdict;
 
     fn rec(watcher: u64, session: u64, time: Nanos, event: WatchEvent) -> Event {
@@ -725,10 +726,6 @@ mod tests {
 
     fn run(events: &[Event]) -> CheckerReport {
         check(events, &CheckContext::default())
-    }
-
-    fn kinds(report: &CheckerReport) -> Vec<&str> {
-        report.anomalies.iter().map(|a| a.kind.as_str()).collect()
     }
 
     /// `good()` with the records of `watcher` replaced.
