@@ -5,6 +5,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; prost-build reads PROTOC from the env.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let protos = [
+        "proto/waymark/v1/read.proto",
+        "proto/waymark/v1/config.proto",
         "proto/waymark/v1/catalog.proto",
         "proto/waymark/v1/cluster.proto",
         "proto/waymark/v1/lease.proto",
@@ -13,6 +15,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_prost_build::configure().compile_protos(&protos, &["proto"])?;
+    // The descriptor set feeds gRPC server reflection (`pb::FILE_DESCRIPTOR_SET`).
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("waymark_descriptor.bin"))
+        .compile_protos(&protos, &["proto"])?;
     Ok(())
 }

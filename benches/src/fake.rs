@@ -273,6 +273,7 @@ impl pb::catalog_server::Catalog for Svc {
                 index: st.index,
                 event: Some(pb::watch_response::Event::Snapshot(pb::WatchSnapshot {
                     instances,
+                    ..Default::default()
                 })),
             };
             (snapshot, st.changes.subscribe())
@@ -286,8 +287,8 @@ impl pb::catalog_server::Catalog for Svc {
                             let msg = pb::WatchResponse {
                                 index,
                                 event: Some(pb::watch_response::Event::Changes(pb::WatchChanges {
-                                    changes: vec![pb::InstanceChange {
-                                        change: Some(pb::instance_change::Change::Upsert(instance)),
+                                    changes: vec![pb::RecordChange {
+                                        change: Some(pb::record_change::Change::Upsert(instance)),
                                     }],
                                 })),
                             };

@@ -53,7 +53,8 @@ impl ValidationError {
 
 impl From<ValidationError> for tonic::Status {
     fn from(e: ValidationError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
+        crate::errors::ErrorDetail::invalid_argument(&e.field)
+            .status(tonic::Code::InvalidArgument, e.to_string())
     }
 }
 

@@ -262,8 +262,9 @@ async fn a_watcher_whose_node_dies_resumes_elsewhere_with_exactly_the_committed_
         .log
         .iter()
         .map(|(i, ch)| match ch.change.as_ref().unwrap() {
-            pb::instance_change::Change::Upsert(inst) => (*i, true, inst.id.clone()),
-            pb::instance_change::Change::Remove(k) => (*i, false, k.id.clone()),
+            pb::record_change::Change::Upsert(inst) => (*i, true, inst.id.clone()),
+            pb::record_change::Change::Remove(k) => (*i, false, k.id.clone()),
+            other => panic!("config change on an instance watch: {other:?}"),
         })
         .collect();
     let expected: Vec<(u64, bool, String)> = committed

@@ -290,7 +290,7 @@ pub fn on_waymark_message(
     msg: pb::WatchResponse,
     at: Instant,
 ) {
-    use pb::instance_change::Change;
+    use pb::record_change::Change;
     use pb::watch_response::Event;
     match msg.event {
         Some(Event::Changes(c)) => {
@@ -816,12 +816,12 @@ mod tests {
 
     #[test]
     fn waymark_messages_count_upserts_of_the_service_only() {
-        use pb::instance_change::Change;
+        use pb::record_change::Change;
         use pb::watch_response::Event;
         let t = Tracker::new(0, 3);
         let now = Instant::now();
         (0..3).for_each(|s| t.mark_sent(s, now));
-        let upsert = |service: &str, id: &str| pb::InstanceChange {
+        let upsert = |service: &str, id: &str| pb::RecordChange {
             change: Some(Change::Upsert(pb::Instance {
                 service: service.into(),
                 id: id.into(),
@@ -842,7 +842,7 @@ mod tests {
                     upsert("bench", "i-0"),
                     upsert("bench", "i-2"),
                     upsert("other", "i-1"),
-                    pb::InstanceChange {
+                    pb::RecordChange {
                         change: Some(Change::Remove(pb::InstanceKey {
                             service: "bench".into(),
                             id: "i-1".into(),
@@ -865,6 +865,7 @@ mod tests {
             "bench",
             msg(Event::Snapshot(pb::WatchSnapshot {
                 instances: vec![pb::Instance::default()],
+                ..Default::default()
             })),
             now,
         );

@@ -130,6 +130,7 @@ async fn follow(
         from_index: *last_index,
         passing_only: false,
         progress_interval_ms: PROGRESS_INTERVAL_MS,
+        ..Default::default()
     };
     let open = tokio::select! {
         _ = env.stop.cancelled() => return "run stopped".into(),
@@ -177,13 +178,16 @@ fn convert(message: pb::WatchResponse) -> Option<WatchEvent> {
                 .changes
                 .into_iter()
                 .filter_map(|c| match c.change? {
-                    pb::instance_change::Change::Upsert(i) => {
+                    pb::record_change::Change::Upsert(i) => {
                         Some(Change::Upsert(instance_state(i)))
                     }
-                    pb::instance_change::Change::Remove(k) => Some(Change::Remove {
+                    pb::record_change::Change::Remove(k) => Some(Change::Remove {
                         service: k.service,
                         id: k.id,
                     }),
+                    // Not asked for: this workload watches instances only.
+                    pb::record_change::Change::ConfigUpsert(_)
+                    | pb::record_change::Change::ConfigRemove(_) => None,
                 })
                 .collect(),
         },

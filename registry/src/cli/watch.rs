@@ -154,6 +154,7 @@ async fn session(args: &WatchArgs, pos: &mut Position, received: &mut bool) -> E
         from_index: pos.seen,
         passing_only: args.passing_only,
         progress_interval_ms: args.progress_interval.map_or(0, duration_to_ms),
+        ..Default::default()
     };
     let mut stream = match client.watch(request).await {
         Ok(response) => response.into_inner(),

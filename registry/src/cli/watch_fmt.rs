@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 use waymark_proto::pb;
-use waymark_proto::pb::instance_change::Change;
+use waymark_proto::pb::record_change::Change;
 use waymark_proto::pb::watch_response::Event;
 
 use super::output::{health_name, instance_json, Table};
@@ -59,6 +59,12 @@ pub fn text(msg: &pb::WatchResponse) -> Option<String> {
                     brief_output(&i.status_output)
                 ),
                 Change::Remove(k) => format!("@{index} remove {}/{}\n", k.service, k.id),
+                Change::ConfigUpsert(e) => format!(
+                    "@{index} config put {} ({} bytes)\n",
+                    e.key,
+                    e.value.len()
+                ),
+                Change::ConfigRemove(key) => format!("@{index} config delete {key}\n"),
             })
             .collect(),
         Event::Progress(p) => {
@@ -144,6 +150,13 @@ pub fn json(msg: &pb::WatchResponse) -> Option<Value> {
                     Change::Remove(k) => {
                         json!({ "op": "remove", "service": k.service, "id": k.id })
                     }
+                    Change::ConfigUpsert(e) => json!({
+                        "op": "config_put",
+                        "key": e.key,
+                        "value": String::from_utf8_lossy(&e.value),
+                        "modify_index": e.modify_index,
+                    }),
+                    Change::ConfigRemove(key) => json!({ "op": "config_delete", "key": key }),
                 })
                 .collect();
             json!({ "type": "changes", "index": index, "changes": changes })
@@ -199,14 +212,14 @@ mod tests {
             43,
             Event::Changes(pb::WatchChanges {
                 changes: vec![
-                    pb::InstanceChange {
+                    pb::RecordChange {
                         change: Some(Change::Upsert(instance(
                             "web-1",
                             "10.0.0.1",
                             pb::HealthStatus::Passing,
                         ))),
                     },
-                    pb::InstanceChange {
+                    pb::RecordChange {
                         change: Some(Change::Remove(pb::InstanceKey {
                             service: "web".into(),
                             id: "web-2".into(),
@@ -228,6 +241,7 @@ mod tests {
                     instance("web-1", "10.0.0.1", pb::HealthStatus::Passing),
                     tagged,
                 ],
+                ..Default::default()
             }),
         );
         assert_eq!(
@@ -258,7 +272,7 @@ mod tests {
         let m = msg(
             8,
             Event::Changes(pb::WatchChanges {
-                changes: vec![pb::InstanceChange {
+                changes: vec![pb::RecordChange {
                     change: Some(Change::Upsert(i)),
                 }],
             }),
@@ -341,6 +355,7 @@ mod tests {
             42,
             Event::Snapshot(pb::WatchSnapshot {
                 instances: vec![instance("web-1", "10.0.0.1", pb::HealthStatus::Passing)],
+                ..Default::default()
             }),
         );
         let v = json(&m).unwrap_or_default();

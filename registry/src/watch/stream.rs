@@ -59,27 +59,27 @@ impl WatchFilter {
     }
 
     /// The change as this watcher sees it, or `None` if it does not match.
-    pub fn map(&self, change: &Change) -> Option<pb::InstanceChange> {
+    pub fn map(&self, change: &Change) -> Option<pb::RecordChange> {
         if !self.wants_service(change.service()) {
             return None;
         }
         let kind = match change {
             Change::Upsert(r) if !self.passing_only || r.is_passing() => {
-                pb::instance_change::Change::Upsert(convert::instance(r))
+                pb::record_change::Change::Upsert(convert::instance(r))
             }
             // Passing-only watchers see an instance that stops passing as removed.
-            Change::Upsert(r) => pb::instance_change::Change::Remove(pb::InstanceKey {
+            Change::Upsert(r) => pb::record_change::Change::Remove(pb::InstanceKey {
                 service: r.service.clone(),
                 id: r.id.clone(),
             }),
             Change::Remove { service, id } => {
-                pb::instance_change::Change::Remove(pb::InstanceKey {
+                pb::record_change::Change::Remove(pb::InstanceKey {
                     service: service.clone(),
                     id: id.clone(),
                 })
             }
         };
-        Some(pb::InstanceChange { change: Some(kind) })
+        Some(pb::RecordChange { change: Some(kind) })
     }
 
     fn changes_message(&self, entry: &IndexChanges) -> Option<pb::WatchResponse> {
@@ -121,6 +121,7 @@ fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchRespon
         index,
         event: Some(pb::watch_response::Event::Snapshot(pb::WatchSnapshot {
             instances,
+            ..Default::default()
         })),
     };
     (msg, sub)

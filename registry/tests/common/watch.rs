@@ -37,6 +37,7 @@ pub fn watch_request(services: &[&str], from_index: u64) -> pb::WatchRequest {
         from_index,
         passing_only: false,
         progress_interval_ms: 200,
+        ..Default::default()
     }
 }
 
@@ -50,7 +51,7 @@ pub struct WatchModel {
     /// A Reset was received; the next message must be its Snapshot.
     pub awaiting_snapshot: bool,
     /// (index, change) for every change applied, in order.
-    pub log: Vec<(u64, pb::InstanceChange)>,
+    pub log: Vec<(u64, pb::RecordChange)>,
 }
 
 impl WatchModel {
@@ -94,14 +95,15 @@ impl WatchModel {
                 );
                 for ch in &c.changes {
                     match ch.change.as_ref().expect("change") {
-                        pb::instance_change::Change::Upsert(i) => {
+                        pb::record_change::Change::Upsert(i) => {
                             assert_eq!(i.modify_index, m.index, "upsert not tagged with its index");
                             self.instances
                                 .insert((i.service.clone(), i.id.clone()), i.clone());
                         }
-                        pb::instance_change::Change::Remove(k) => {
+                        pb::record_change::Change::Remove(k) => {
                             self.instances.remove(&(k.service.clone(), k.id.clone()));
                         }
+                        other => panic!("config change on an instance watch: {other:?}"),
                     }
                     self.log.push((m.index, ch.clone()));
                 }
