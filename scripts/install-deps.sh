@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages Waymark needs, if missing. Usage: install-deps.sh build|test|bench
-#   build: a C++ toolchain, libclang (RocksDB bindgen) and protoc (etcd-client in benches)
+#   build: a C++ toolchain, libclang (RocksDB bindgen), protoc and the protobuf well-known
+#          types (libprotobuf-dev: etcd-client in benches needs google/protobuf/*.proto)
 #   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches),
 #          nft + ip (the Jepsen harness: partitions in network namespaces)
 #   bench: build + etcd, knot, dnsperf (baselines measured in the same run)
 set -euo pipefail
 
-need_pkgs=(libclang-dev g++ make protobuf-compiler)
+need_pkgs=(libclang-dev g++ make protobuf-compiler libprotobuf-dev)
 case "${1:-build}" in
   build) ;;
   test) need_pkgs+=(prometheus dnsutils protobuf-compiler nftables iproute2) ;;

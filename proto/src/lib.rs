@@ -1,8 +1,10 @@
 //! Waymark's wire format: the generated `waymark.v1` gRPC/protobuf code and the
 //! validated value types that the registry accepts from it.
 
+pub mod config_key;
 pub mod errors;
 pub mod validate;
+pub mod watch_selection;
 
 /// Generated code for the `waymark.v1` package.
 pub mod pb {
@@ -10,10 +12,13 @@ pub mod pb {
     tonic::include_proto!("waymark.v1");
 
     /// Encoded descriptors of every `waymark.v1` file, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("waymark_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("waymark_descriptor");
 }
 
+pub use config_key::{check_config_key, check_config_prefix, check_config_value};
 pub use validate::{
-    check_health_update, check_instance_key, check_lease_ttl, Registration, ValidationError,
-    Weights, LIMITS_DOC,
+    check_health_update, check_host_port, check_instance_key, check_lease_id, check_lease_ttl,
+    check_node_id, Registration, ValidationError, Weights, LIMITS_DOC,
 };
+pub use watch_selection::{InstanceSelection, WatchSelection};

@@ -43,7 +43,7 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
+    pub fn new(field: impl Into<String>, rule: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             rule: rule.into(),
@@ -333,6 +333,61 @@ pub fn check_lease_ttl(ttl_ms: u64) -> Result<(), ValidationError> {
         return Err(ValidationError::new(
             "ttl_ms",
             format!("must be {MIN_LEASE_TTL_MS}-{MAX_LEASE_TTL_MS} ms (got {ttl_ms})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The consistency a read asks for (unspecified = CONSISTENT), checked against its
+/// staleness bound.
+pub fn read_consistency(options: &pb::ReadOptions) -> Result<pb::Consistency, ValidationError> {
+    match pb::Consistency::try_from(options.consistency) {
+        Ok(pb::Consistency::Stale) => Ok(pb::Consistency::Stale),
+        Ok(_) if options.max_stale_ms != 0 => Err(ValidationError::new(
+            "read.max_stale_ms",
+            "only applies to STALE reads",
+        )),
+        Ok(_) => Ok(pb::Consistency::Consistent),
+        Err(_) => Err(ValidationError::new(
+            "read.consistency",
+            format!(
+                "unknown mode {} (use CONSISTENT or STALE)",
+                options.consistency
+            ),
+        )),
+    }
+}
+
+/// A lease id named in a request: leases are numbered from 1.
+pub fn check_lease_id(lease_id: u64) -> Result<(), ValidationError> {
+    if lease_id == 0 {
+        return Err(ValidationError::new(
+            "lease_id",
+            "must be a positive lease id",
+        ));
+    }
+    Ok(())
+}
+
+/// A `HOST:PORT` address with a non-empty host and a port 1-65535.
+pub fn check_host_port(field: &str, value: &str) -> Result<(), ValidationError> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(ValidationError::new(
+            field,
+            format!("must be HOST:PORT (got {value:?})"),
+        )),
+    }
+}
+
+/// A node id named in a membership request.
+pub fn check_node_id(node_id: u64) -> Result<(), ValidationError> {
+    if node_id == 0 {
+        return Err(ValidationError::new(
+            "node_id",
+            "must be a positive integer (got 0)",
         ));
     }
     Ok(())

@@ -115,26 +115,29 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(node): State<Arc<Node>>) -> (StatusCode, String) {
+    match readiness(&node) {
+        Ok(why) => (StatusCode::OK, format!("ready: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+/// Whether the node is ready to serve (knows a leader and has applied everything it
+/// knows to be committed), and why. `/readyz` and gRPC health both answer from this.
+pub fn readiness(node: &Node) -> Result<String, String> {
     let view = node.view();
     let commit = node.commit_index(&view);
     match view.leader {
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no known leader\n".into(),
-        ),
-        Some(_) if view.applied_index < commit => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: applied index {} is behind commit index {commit}\n",
-                view.applied_index
-            ),
-        ),
-        Some((leader, _)) => (
-            StatusCode::OK,
-            format!(
-                "ready: leader {leader}, applied index {}\n",
-                view.applied_index
-            ),
-        ),
+        None => Err("no known leader".into()),
+        Some(_) if view.applied_index < commit => Err(format!(
+            "applied index {} is behind commit index {commit}",
+            view.applied_index
+        )),
+        Some((leader, _)) => Ok(format!(
+            "leader {leader}, applied index {}",
+            view.applied_index
+        )),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use waymark_dns::{CatalogView, DnsInstance, DnsMember, Health as DnsHealth};
 
-use crate::catalog::Health;
+use crate::model::Health;
 use crate::node::Node;
 
 pub struct DnsCatalogView {

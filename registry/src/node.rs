@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
+use waymark_proto::errors::Applied;
 use waymark_proto::pb;
 
-use crate::leases::LeaseKeeper;
+use crate::leader_timers::LeaderTimers;
 use crate::metrics::Metrics;
+use crate::model::{Command, CommandResult};
 use crate::network::peers::PeerChannels;
 use crate::network::{decode, encode};
-use crate::raft_types::{Command, CommandResult, Member, NodeId, Raft};
+use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::state_machine::{SharedCatalog, StateMachineStore};
 use crate::unsafe_control::{self, UnsafeControl};
 use crate::watch::hub::WatchHub;
@@ -25,26 +27,64 @@ use crate::watch::hub::WatchHub;
 pub enum NodeError {
     #[error("no leader is known to node {node_id}; the cluster may be electing one or may have lost quorum (retry, or check `waymark status` on each node)")]
     NoLeader { node_id: NodeId },
-    #[error("timed out after {0:?} waiting for {1}; the cluster may have lost quorum")]
-    Timeout(Duration, &'static str),
+    #[error("timed out after {waited:?} waiting for {what}; the cluster may have lost quorum")]
+    Timeout {
+        waited: Duration,
+        what: &'static str,
+        /// Whether a write may have committed regardless.
+        applied: Applied,
+    },
     #[error("stale read refused: node {node_id} {last_contact}; max_stale is {max_stale_ms} ms")]
     TooStale {
         node_id: NodeId,
         last_contact: String,
         max_stale_ms: u64,
     },
-    #[error("leader {leader_id} at {addr} answered: {status}")]
+    #[error("node {node_id} has applied up to index {applied}, behind index {wanted}, and did not catch up within {waited:?}; try another node")]
+    Behind {
+        node_id: NodeId,
+        applied: u64,
+        wanted: u64,
+        waited: Duration,
+    },
+    #[error("could not reach leader {leader_id} at {addr}: {reason}")]
+    LeaderUnreachable {
+        leader_id: NodeId,
+        addr: String,
+        reason: String,
+        applied: Applied,
+    },
+    #[error("leader {leader_id} at {addr} answered: {}", .status.message())]
     Leader {
         leader_id: NodeId,
         addr: String,
         status: tonic::Status,
     },
+    #[error("the leader could not reach a quorum: {0}")]
+    QuorumLost(String),
     #[error("invalid membership change: {0}")]
     Membership(String),
     #[error("node is shutting down")]
     ShuttingDown,
-    #[error("raft error: {0}")]
-    Raft(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    fn timeout(waited: Duration, what: &'static str, applied: Applied) -> Self {
+        NodeError::Timeout {
+            waited,
+            what,
+            applied,
+        }
+    }
+}
+
+/// A committed write: the index it was applied at and its typed outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written<T> {
+    pub index: u64,
+    pub outcome: T,
 }
 
 /// A snapshot of the node's Raft view, for responses and status.
@@ -92,7 +132,7 @@ pub struct Node {
     /// Applied changes, for watch streams.
     pub hub: Arc<WatchHub>,
     /// Lease deadlines and critical timers (acted on while leader).
-    pub leases: LeaseKeeper,
+    pub timers: std::sync::Mutex<LeaderTimers>,
     /// A deliberately unsafe behaviour for the Jepsen harness (normally `None`).
     pub unsafe_control: Option<UnsafeControl>,
 }
@@ -118,7 +158,7 @@ impl Node {
             committed,
             leader_contact: Mutex::new(None),
             request_timeout,
-            leases: LeaseKeeper::default(),
+            timers: std::sync::Mutex::new(LeaderTimers::default()),
             unsafe_control: None,
         }
     }
@@ -133,45 +173,87 @@ impl Node {
         self.request_timeout
     }
 
-    /// Renews a lease from now: on the leader after confirming leadership with a
+    /// Renews a lease from now: on the leader after confirming its leadership with a
     /// quorum (so a deposed leader cannot promise time it does not have), elsewhere by
     /// forwarding to the leader. Returns the TTL granted, 0 if the lease is gone.
     pub async fn keep_alive(&self, lease_id: u64) -> Result<u64, NodeError> {
         let view = self.view();
         match view.leader {
-            Some((id, _)) if id == self.id => {
-                self.read_index_as_leader().await?;
-                Ok(self.leases.renew(self, lease_id).unwrap_or(0))
-            }
+            Some((id, _)) if id == self.id => self.keep_alive_as_leader(lease_id).await,
             Some((leader_id, Some(leader))) => {
-                let as_leader_error = |status: tonic::Status| NodeError::Leader {
-                    leader_id,
-                    addr: leader.raft_addr.clone(),
-                    status,
+                let deadline = Instant::now() + self.request_timeout;
+                let call = |mut c: RaftClient| async move {
+                    c.forward_keep_alive(pb::KeepAliveRequest { lease_id })
+                        .await
                 };
-                let mut client = self
-                    .peers
-                    .raft_client(&leader.raft_addr)
-                    .map_err(as_leader_error)?;
-                let reply = tokio::time::timeout(
-                    self.request_timeout,
-                    client.forward_keep_alive(pb::KeepAliveRequest { lease_id }),
-                )
-                .await
-                .map_err(|_| {
-                    NodeError::Timeout(self.request_timeout, "the leader to renew the lease")
-                })?
-                .map_err(as_leader_error)?;
-                Ok(reply.into_inner().ttl_ms)
+                let reply = self
+                    .call_leader(
+                        leader_id,
+                        &leader,
+                        deadline,
+                        "the leader to renew the lease",
+                        Applied::No,
+                        call,
+                    )
+                    .await?;
+                Ok(reply.ttl_ms)
             }
             _ => Err(NodeError::NoLeader { node_id: self.id }),
         }
     }
 
-    /// Leader side of a forwarded keep-alive.
+    /// Leader side of a keep-alive (direct or forwarded).
     pub async fn keep_alive_as_leader(&self, lease_id: u64) -> Result<u64, NodeError> {
         self.read_index_as_leader().await?;
-        Ok(self.leases.renew(self, lease_id).unwrap_or(0))
+        let ttl = self
+            .catalog
+            .read()
+            .expect("catalog lock poisoned")
+            .lease(lease_id)
+            .map(|l| l.ttl_ms);
+        let Some(ttl) = ttl else { return Ok(0) };
+        // Renewed only now, after the quorum check: never promise time not held.
+        self.timers
+            .lock()
+            .expect("timers lock poisoned")
+            .renew(lease_id, ttl, Instant::now());
+        Ok(ttl)
+    }
+
+    /// Calls the leader's Raft listener, bounded by `deadline`. `applied` says whether
+    /// a call lost on the way (timeout) may have taken effect.
+    async fn call_leader<T, F, Fut>(
+        &self,
+        leader_id: NodeId,
+        leader: &Member,
+        deadline: Instant,
+        what: &'static str,
+        applied: Applied,
+        call: F,
+    ) -> Result<T, NodeError>
+    where
+        F: FnOnce(RaftClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self
+            .peers
+            .raft_client(&leader.raft_addr)
+            .map_err(|status| NodeError::LeaderUnreachable {
+                leader_id,
+                addr: leader.raft_addr.clone(),
+                reason: status.message().to_string(),
+                applied: Applied::No,
+            })?;
+        let reply = tokio::time::timeout_at(deadline.into(), call(client))
+            .await
+            .map_err(|_| NodeError::timeout(self.request_timeout, what, applied))?;
+        reply
+            .map(tonic::Response::into_inner)
+            .map_err(|status| NodeError::Leader {
+                leader_id,
+                addr: leader.raft_addr.clone(),
+                status,
+            })
     }
 
     /// Called by the Raft service when a current leader's message was accepted.
@@ -262,6 +344,27 @@ impl Node {
         }
     }
 
+    /// Proposes `cmd`, forwarding it to the leader when this node is not the leader,
+    /// and returns its typed outcome once it is committed and applied.
+    pub async fn propose<T>(&self, cmd: Command) -> Result<Written<T>, NodeError>
+    where
+        T: TryFrom<CommandResult, Error = CommandResult>,
+    {
+        let name = cmd.name();
+        let (index, result) = self.write(cmd).await?;
+        typed(name, index, result)
+    }
+
+    /// Like `propose`, on the leader only (forwarded writes, leader decisions).
+    pub async fn propose_as_leader<T>(&self, cmd: Command) -> Result<Written<T>, NodeError>
+    where
+        T: TryFrom<CommandResult, Error = CommandResult>,
+    {
+        let name = cmd.name();
+        let (index, result) = self.write_as_leader(cmd).await?;
+        typed(name, index, result)
+    }
+
     /// Proposes `cmd` and waits until it is committed and applied, forwarding it to the
     /// leader when this node is not the leader.
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResult), NodeError> {
@@ -274,9 +377,10 @@ impl Node {
                 tokio::time::timeout_at(deadline.into(), self.raft.client_write(cmd.clone()));
             match attempt.await {
                 Err(_) => {
-                    return Err(NodeError::Timeout(
+                    return Err(NodeError::timeout(
                         self.request_timeout,
                         "the write to commit",
+                        Applied::Maybe,
                     ))
                 }
                 Ok(Ok(resp)) => return Ok((resp.log_id.index, resp.data)),
@@ -289,7 +393,7 @@ impl Node {
                     }
                 }
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                    return Err(NodeError::Raft(e.to_string()))
+                    return Err(NodeError::Internal(e.to_string()))
                 }
                 Ok(Err(RaftError::Fatal(e))) => return Err(fatal(e)),
             }
@@ -303,25 +407,20 @@ impl Node {
         cmd: &Command,
         deadline: Instant,
     ) -> Result<(u64, CommandResult), NodeError> {
-        let as_leader_error = |status: tonic::Status| NodeError::Leader {
-            leader_id,
-            addr: leader.raft_addr.clone(),
-            status,
-        };
-        let mut client = self
-            .peers
-            .raft_client(&leader.raft_addr)
-            .map_err(as_leader_error)?;
-        let payload = pb::RaftPayload {
-            data: encode(cmd).map_err(as_leader_error)?,
-        };
-        let reply = tokio::time::timeout_at(deadline.into(), client.forward_write(payload))
-            .await
-            .map_err(|_| {
-                NodeError::Timeout(self.request_timeout, "the leader to commit the write")
-            })?
-            .map_err(as_leader_error)?;
-        decode(&reply.into_inner().data).map_err(as_leader_error)
+        let data = encode(cmd).map_err(|s| NodeError::Internal(s.message().to_string()))?;
+        let call =
+            |mut c: RaftClient| async move { c.forward_write(pb::RaftPayload { data }).await };
+        let reply = self
+            .call_leader(
+                leader_id,
+                leader,
+                deadline,
+                "the leader to commit the write",
+                Applied::Maybe,
+                call,
+            )
+            .await?;
+        decode(&reply.data).map_err(|s| NodeError::Internal(s.message().to_string()))
     }
 
     /// Leader side of a forwarded write: commit it here, never forward again.
@@ -331,15 +430,16 @@ impl Node {
         }
         let attempt = tokio::time::timeout(self.request_timeout, self.raft.client_write(cmd));
         match attempt.await {
-            Err(_) => Err(NodeError::Timeout(
+            Err(_) => Err(NodeError::timeout(
                 self.request_timeout,
                 "the write to commit",
+                Applied::Maybe,
             )),
             Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
                 Err(NodeError::NoLeader { node_id: self.id })
             }
-            Ok(Err(RaftError::APIError(e))) => Err(NodeError::Raft(e.to_string())),
+            Ok(Err(RaftError::APIError(e))) => Err(NodeError::Internal(e.to_string())),
             Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
         }
     }
@@ -394,9 +494,10 @@ impl Node {
             let attempt = tokio::time::timeout_at(deadline.into(), self.raft.get_read_log_id());
             let read_index = match attempt.await {
                 Err(_) => {
-                    return Err(NodeError::Timeout(
+                    return Err(NodeError::timeout(
                         self.request_timeout,
                         "a quorum to confirm the leader",
+                        Applied::No,
                     ))
                 }
                 Ok(Ok((read_log_id, _))) => read_log_id.map(|l| l.index).unwrap_or(0),
@@ -412,9 +513,7 @@ impl Node {
                     }
                 }
                 Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-                    return Err(NodeError::Raft(format!(
-                        "leader could not reach a quorum: {e}"
-                    )))
+                    return Err(NodeError::QuorumLost(e.to_string()))
                 }
                 Ok(Err(RaftError::Fatal(e))) => return Err(fatal(e)),
             };
@@ -427,15 +526,18 @@ impl Node {
     pub async fn read_index_as_leader(&self) -> Result<u64, NodeError> {
         let attempt = tokio::time::timeout(self.request_timeout, self.raft.get_read_log_id());
         match attempt.await {
-            Err(_) => Err(NodeError::Timeout(
+            Err(_) => Err(NodeError::timeout(
                 self.request_timeout,
                 "a quorum to confirm the leader",
+                Applied::No,
             )),
             Ok(Ok((read_log_id, _))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
             Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
                 Err(NodeError::NoLeader { node_id: self.id })
             }
-            Ok(Err(RaftError::APIError(e))) => Err(NodeError::Raft(e.to_string())),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                Err(NodeError::QuorumLost(e.to_string()))
+            }
             Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
         }
     }
@@ -446,21 +548,18 @@ impl Node {
         leader: &Member,
         deadline: Instant,
     ) -> Result<u64, NodeError> {
-        let as_leader_error = |status: tonic::Status| NodeError::Leader {
-            leader_id,
-            addr: leader.raft_addr.clone(),
-            status,
-        };
-        let mut client = self
-            .peers
-            .raft_client(&leader.raft_addr)
-            .map_err(as_leader_error)?;
-        let reply =
-            tokio::time::timeout_at(deadline.into(), client.read_index(pb::ReadIndexRequest {}))
-                .await
-                .map_err(|_| NodeError::Timeout(self.request_timeout, "the leader's read index"))?
-                .map_err(as_leader_error)?;
-        Ok(reply.into_inner().read_index)
+        let call = |mut c: RaftClient| async move { c.read_index(pb::ReadIndexRequest {}).await };
+        let reply = self
+            .call_leader(
+                leader_id,
+                leader,
+                deadline,
+                "the leader's read index",
+                Applied::No,
+                call,
+            )
+            .await?;
+        Ok(reply.read_index)
     }
 
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
@@ -480,9 +579,10 @@ impl Node {
             .await
             .map(|_| ())
             .map_err(|e| match e {
-                openraft::metrics::WaitError::Timeout(..) => NodeError::Timeout(
+                openraft::metrics::WaitError::Timeout(..) => NodeError::timeout(
                     self.request_timeout,
                     "this node to apply up to the read index",
+                    Applied::No,
                 ),
                 openraft::metrics::WaitError::ShuttingDown => NodeError::ShuttingDown,
             })
@@ -583,15 +683,22 @@ impl Node {
         F: FnOnce(pb::cluster_client::ClusterClient<tonic::transport::Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<u64, tonic::Status>>,
     {
-        let as_leader_error = |status: tonic::Status| NodeError::Leader {
-            leader_id,
-            addr: addr.clone(),
-            status,
-        };
-        let channel = self.peers.channel(&addr).map_err(as_leader_error)?;
+        let channel = self
+            .peers
+            .channel(&addr)
+            .map_err(|status| NodeError::LeaderUnreachable {
+                leader_id,
+                addr: addr.clone(),
+                reason: status.message().to_string(),
+                applied: Applied::No,
+            })?;
         call(pb::cluster_client::ClusterClient::new(channel))
             .await
-            .map_err(as_leader_error)
+            .map_err(|status| NodeError::Leader {
+                leader_id,
+                addr: addr.clone(),
+                status,
+            })
     }
 
     /// Initializes a brand-new cluster with the given voters. A node that already has
@@ -606,10 +713,45 @@ impl Node {
     }
 }
 
+/// The raft client type the forwarding calls use.
+type RaftClient = pb::raft_client::RaftClient<tonic::transport::Channel>;
+
+/// The outcome `T` of a command named `name`, or an internal error if the state
+/// machine answered with another command's result (a bug).
+fn typed<T>(name: &'static str, index: u64, result: CommandResult) -> Result<Written<T>, NodeError>
+where
+    T: TryFrom<CommandResult, Error = CommandResult>,
+{
+    T::try_from(result)
+        .map(|outcome| Written { index, outcome })
+        .map_err(|other| {
+            NodeError::Internal(format!(
+                "{name} at index {index} applied with another command's result {other:?}"
+            ))
+        })
+}
+
+/// Waits (bounded) until this node has applied `index`, so a resumed watch never
+/// starts from a state older than one the client has already seen.
+pub async fn wait_for_index(node: &Node, index: u64) -> Result<(), NodeError> {
+    let mut applied = node.hub.applied_watch();
+    let waited = node.request_timeout();
+    let reached = tokio::time::timeout(waited, applied.wait_for(|a| *a >= index)).await;
+    match reached {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(NodeError::Behind {
+            node_id: node.id,
+            applied: node.hub.applied_index(),
+            wanted: index,
+            waited,
+        }),
+    }
+}
+
 fn fatal(e: openraft::error::Fatal<NodeId>) -> NodeError {
     match e {
         openraft::error::Fatal::Stopped => NodeError::ShuttingDown,
-        other => NodeError::Raft(other.to_string()),
+        other => NodeError::Internal(other.to_string()),
     }
 }
 

@@ -11,15 +11,17 @@ use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use waymark_proto::pb;
 
 use crate::api::catalog_service::CatalogService;
 use crate::api::cluster_service::ClusterService;
+use crate::api::config_service::ConfigService;
 use crate::api::lease_service::LeaseService;
+use crate::api::{standard, Tasks};
 use crate::config::{LogFormat, ServerConfig};
 use crate::dns_view::DnsCatalogView;
-use crate::leases::LeaseKeeper;
 use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
 use crate::network::raft_client::NetworkFactory;
@@ -80,7 +82,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
         tracing::info!("shutdown signal received");
         on_signal.cancel();
     });
-    run(config, listeners, shutdown).await
+    run(config, listeners, shutdown).await.map(|_| ())
 }
 
 async fn wait_for_signal() {
@@ -123,12 +125,20 @@ pub struct RunningNode {
     pub node: Arc<Node>,
 }
 
+/// How a node's shutdown went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Servers and per-request tasks (watch and keep-alive streams, leader proposals)
+    /// all finished before the drain deadline; false if some had to be aborted.
+    pub drained: bool,
+}
+
 /// Runs a node on the given listeners until `shutdown` is cancelled.
 pub async fn run(
     config: ServerConfig,
     listeners: Listeners,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Stopped> {
     let span = tracing::info_span!("node", node_id = config.node_id);
     run_inner(config, listeners, shutdown, None)
         .instrument(span)
@@ -141,7 +151,7 @@ pub async fn run_with(
     listeners: Listeners,
     shutdown: CancellationToken,
     started: tokio::sync::oneshot::Sender<RunningNode>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Stopped> {
     let span = tracing::info_span!("node", node_id = config.node_id);
     run_inner(config, listeners, shutdown, Some(started))
         .instrument(span)
@@ -153,7 +163,7 @@ async fn run_inner(
     listeners: Listeners,
     shutdown: CancellationToken,
     started: Option<tokio::sync::oneshot::Sender<RunningNode>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Stopped> {
     config.validate()?;
     let metrics = Arc::new(Metrics::default());
     let db = open_db(&config.data_dir)?;
@@ -204,7 +214,14 @@ async fn run_inner(
     }
 
     let servers = shutdown.child_token();
+    // Subsystems (servers, loops) in a JoinSet; per-request tasks on the tracker.
     let mut tasks = JoinSet::new();
+    let requests = Tasks {
+        tracker: TaskTracker::new(),
+        shutdown: servers.clone(),
+    };
+    let (health, health_service) = standard::health().await;
+    let (reflection_v1, reflection_v1alpha) = standard::reflection()?;
     let raft_addr = listeners.raft.local_addr()?;
     let api_addr = listeners.api.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
@@ -226,14 +243,21 @@ async fn run_inner(
         tonic::transport::Server::builder()
             .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(
                 node.clone(),
-                servers.clone(),
+                requests.clone(),
+            )))
+            .add_service(pb::config_server::ConfigServer::new(ConfigService::new(
+                node.clone(),
             )))
             .add_service(pb::leases_server::LeasesServer::new(LeaseService::new(
                 node.clone(),
+                requests.clone(),
             )))
             .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
                 node.clone(),
             )))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(
                 incoming(listeners.api),
                 servers.clone().cancelled_owned(),
@@ -260,9 +284,14 @@ async fn run_inner(
             .instrument(tracing::info_span!("dns", %dns_addr)),
     );
     tasks.spawn(
-        LeaseKeeper::run(node.clone(), servers.clone())
+        crate::leader_loop::run(node.clone(), requests.tracker.clone(), servers.clone())
             .map(Ok)
-            .instrument(tracing::info_span!("lease_keeper")),
+            .instrument(tracing::info_span!("leader_timers")),
+    );
+    tasks.spawn(
+        standard::follow_readiness(node.clone(), health, servers.clone())
+            .map(Ok)
+            .instrument(tracing::info_span!("grpc_health")),
     );
     tracing::info!(%api_addr, %raft_addr, %admin_addr, %dns_addr, data_dir = %config.data_dir.display(), "node started");
 
@@ -295,22 +324,30 @@ async fn run_inner(
         Some(res) = tasks.join_next() => Some(res),
     };
     servers.cancel();
+    requests.tracker.close();
     let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
         while tasks.join_next().await.is_some() {}
+        requests.tracker.wait().await;
     })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("servers did not drain within {DRAIN_DEADLINE:?}; aborting them");
+    .await
+    .is_ok();
+    if !drained {
+        tracing::warn!(
+            open_requests = requests.tracker.len(),
+            "servers did not drain within {DRAIN_DEADLINE:?}; aborting them"
+        );
         tasks.shutdown().await;
     }
-    raft.shutdown().await.ok();
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "stopping Raft");
+    }
     drop(node);
     db.flush_wal(true).context("flushing the RocksDB WAL")?;
-    tracing::info!("node stopped");
+    tracing::info!(drained, "node stopped");
     match failure {
         Some(Ok(Err(e))) => Err(e).context("a server stopped unexpectedly"),
         Some(Err(e)) => Err(e).context("a server task panicked"),
-        _ => Ok(()),
+        _ => Ok(Stopped { drained }),
     }
 }
 

@@ -12,8 +12,10 @@ use std::ffi::OsStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Catalog, InstanceRecord};
-use crate::raft_types::{Command, CommandResult};
+use crate::catalog::Catalog;
+use crate::model::{
+    Command, CommandResult, Deregistered, HealthOutcome, InstanceRecord, RegisterOutcome,
+};
 
 /// The variable that must be `1` for a node to start with an unsafe control.
 pub const ALLOW_ENV: &str = "WAYMARK_ALLOW_UNSAFE_CONTROLS";
@@ -80,26 +82,33 @@ pub fn early_ack_result(cmd: &Command, catalog: &Catalog, index: u64) -> Option<
             let create_index = catalog
                 .get(&new.service, &new.id)
                 .map_or(index, |old| old.create_index);
-            Some(CommandResult::Registered(new.record(create_index, index)))
+            Some(CommandResult::Register(RegisterOutcome::Registered(
+                new.record(create_index, index),
+            )))
         }
-        Command::Deregister { .. } => Some(CommandResult::Deregistered { removed: true }),
+        Command::Deregister { .. } => {
+            Some(CommandResult::Deregister(Deregistered { removed: true }))
+        }
         Command::UpdateHealth {
             service,
             id,
             health,
             output,
-        } => Some(match catalog.get(service, id) {
-            None => CommandResult::InstanceNotFound,
-            Some(r) => CommandResult::HealthUpdated(InstanceRecord {
-                health: *health,
-                health_output: output.clone(),
-                modify_index: index,
-                ..r.clone()
-            }),
-        }),
-        Command::CreateLease { .. } | Command::EndLease { .. } | Command::ReapCritical { .. } => {
-            None
-        }
+        } => Some(CommandResult::UpdateHealth(
+            match catalog.get(service, id) {
+                None => HealthOutcome::InstanceNotFound,
+                Some(r) => HealthOutcome::Updated(InstanceRecord {
+                    health: *health,
+                    health_output: output.clone(),
+                    modify_index: index,
+                    ..r.clone()
+                }),
+            },
+        )),
+        Command::CreateLease { .. }
+        | Command::EndLease { .. }
+        | Command::ReapCritical { .. }
+        | Command::Config(_) => None,
     }
 }
 
@@ -108,7 +117,7 @@ mod tests {
     use clap::ValueEnum;
 
     use super::*;
-    use crate::catalog::{Health, LeaseExpiry, NewInstance};
+    use crate::model::{Health, LeaseExpiry, NewInstance};
 
     #[test]
     fn names_round_trip_through_clap_and_serde() {
@@ -153,14 +162,14 @@ mod tests {
             if_modify_index: None,
         };
         let mut catalog = Catalog::default();
-        let Some(CommandResult::Registered(r)) =
+        let Some(CommandResult::Register(RegisterOutcome::Registered(r))) =
             early_ack_result(&Command::Register(new.clone()), &catalog, 5)
         else {
             panic!("register should be acknowledged early");
         };
         assert_eq!((r.create_index, r.modify_index), (5, 5));
         catalog.apply(5, &Command::Register(new.clone()));
-        let Some(CommandResult::Registered(r)) =
+        let Some(CommandResult::Register(RegisterOutcome::Registered(r))) =
             early_ack_result(&Command::Register(new), &catalog, 9)
         else {
             panic!("re-register should be acknowledged early");
@@ -172,7 +181,9 @@ mod tests {
             health: Health::Critical,
             output: "down".into(),
         };
-        let Some(CommandResult::HealthUpdated(r)) = early_ack_result(&health, &catalog, 10) else {
+        let Some(CommandResult::UpdateHealth(HealthOutcome::Updated(r))) =
+            early_ack_result(&health, &catalog, 10)
+        else {
             panic!("health update should be acknowledged early");
         };
         assert_eq!((r.health, r.modify_index), (Health::Critical, 10));
@@ -182,7 +193,7 @@ mod tests {
         };
         assert_eq!(
             early_ack_result(&del, &catalog, 11),
-            Some(CommandResult::Deregistered { removed: true })
+            Some(CommandResult::Deregister(Deregistered { removed: true }))
         );
         assert_eq!(
             early_ack_result(&Command::CreateLease { ttl_ms: 5000 }, &catalog, 12),

@@ -178,9 +178,7 @@ fn convert(message: pb::WatchResponse) -> Option<WatchEvent> {
                 .changes
                 .into_iter()
                 .filter_map(|c| match c.change? {
-                    pb::record_change::Change::Upsert(i) => {
-                        Some(Change::Upsert(instance_state(i)))
-                    }
+                    pb::record_change::Change::Upsert(i) => Some(Change::Upsert(instance_state(i))),
                     pb::record_change::Change::Remove(k) => Some(Change::Remove {
                         service: k.service,
                         id: k.id,

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use waymark_proto::pb;
+use waymark_proto::{check_host_port, check_node_id, pb};
 
 use super::convert;
-use super::errors::node_error_status;
+use super::errors::{status, ApiError};
 use crate::node::Node;
 use crate::raft_types::Member;
 
@@ -20,20 +20,19 @@ impl ClusterService {
         Self { node }
     }
 
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        self.node
+            .metrics
+            .observe(method, result.map_err(|e| status(&self.node, e)))
+    }
+
     fn members_now(&self) -> (Vec<pb::Member>, u64) {
         let view = self.node.view();
         (convert::members(&view), view.membership_index)
-    }
-}
-
-fn check_addr(field: &str, value: &str) -> Result<(), Status> {
-    match value.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
-            Ok(())
-        }
-        _ => Err(Status::invalid_argument(format!(
-            "invalid {field}: must be HOST:PORT (got {value:?})"
-        ))),
     }
 }
 
@@ -58,27 +57,19 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::AddMemberResponse>, Status> {
         let result = async {
             let req = req.into_inner();
-            if req.node_id == 0 {
-                return Err(Status::invalid_argument(
-                    "invalid node_id: must be a positive integer (got 0)",
-                ));
-            }
-            check_addr("api_addr", &req.api_addr)?;
-            check_addr("raft_addr", &req.raft_addr)?;
+            check_node_id(req.node_id)?;
+            check_host_port("api_addr", &req.api_addr)?;
+            check_host_port("raft_addr", &req.raft_addr)?;
             let member = Member {
                 api_addr: req.api_addr,
                 raft_addr: req.raft_addr,
             };
-            let index = self
-                .node
-                .add_member(req.node_id, member)
-                .await
-                .map_err(node_error_status)?;
+            let index = self.node.add_member(req.node_id, member).await?;
             let (members, _) = self.members_now();
             Ok(pb::AddMemberResponse { members, index })
         }
         .await;
-        self.node.metrics.observe("AddMember", result)
+        self.finish("AddMember", result)
     }
 
     async fn remove_member(
@@ -87,21 +78,13 @@ impl pb::cluster_server::Cluster for ClusterService {
     ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
         let result = async {
             let req = req.into_inner();
-            if req.node_id == 0 {
-                return Err(Status::invalid_argument(
-                    "invalid node_id: must be a positive integer (got 0)",
-                ));
-            }
-            let index = self
-                .node
-                .remove_member(req.node_id)
-                .await
-                .map_err(node_error_status)?;
+            check_node_id(req.node_id)?;
+            let index = self.node.remove_member(req.node_id).await?;
             let (members, _) = self.members_now();
             Ok(pb::RemoveMemberResponse { members, index })
         }
         .await;
-        self.node.metrics.observe("RemoveMember", result)
+        self.finish("RemoveMember", result)
     }
 
     async fn status(

@@ -1,10 +1,43 @@
-//! Hand-written conversions from stored records to wire messages (the two encodings
-//! are kept separate on purpose: see ARCHITECTURE.md).
+//! Hand-written conversions between wire messages and the registry's own types, in
+//! both directions (the two encodings are kept separate on purpose: see
+//! ARCHITECTURE.md).
 
-use waymark_proto::pb;
+use waymark_proto::{pb, Registration};
 
-use crate::catalog::{Health, InstanceRecord, LeaseExpiry, ServiceSummary};
+use crate::catalog::ServiceSummary;
+use crate::model::{ConfigEntry, Health, InstanceRecord, LeaseExpiry, NewInstance};
 use crate::node::{Node, RaftView};
+
+/// A validated registration as it travels in the log.
+pub fn new_instance(r: Registration) -> NewInstance {
+    NewInstance {
+        service: r.service,
+        id: r.id,
+        address: r.address,
+        port: r.port,
+        tags: r.tags,
+        meta: r.meta,
+        weight_passing: r.weights.passing,
+        weight_warning: r.weights.warning,
+        lease_id: r.lease_id,
+        on_lease_expiry: if r.mark_critical_on_lease_expiry {
+            LeaseExpiry::MarkCritical
+        } else {
+            LeaseExpiry::Remove
+        },
+        deregister_critical_after_ms: r.deregister_critical_after_ms,
+        if_modify_index: r.expected_modify_index,
+    }
+}
+
+pub fn config_entry(e: &ConfigEntry) -> pb::ConfigEntry {
+    pb::ConfigEntry {
+        key: e.key.clone(),
+        value: e.value.clone(),
+        create_index: e.create_index,
+        modify_index: e.modify_index,
+    }
+}
 
 pub fn instance(r: &InstanceRecord) -> pb::Instance {
     pb::Instance {

@@ -1,24 +1,39 @@
 //! The `Leases` gRPC service: create, keep alive (a bidirectional stream) and revoke.
-//! Expiry itself is the leader's job (`leases.rs`).
+//! Expiry itself is the leader's job (`leader_timers.rs`).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use waymark_proto::{check_lease_ttl, pb};
+use waymark_proto::{check_lease_id, check_lease_ttl, pb};
 
-use super::errors::node_error_status;
+use tracing::Instrument;
+
+use super::errors::{status, ApiError};
+use super::Tasks;
+use crate::model::{Command, LeaseEnded, LeaseRecord};
 use crate::node::Node;
-use crate::raft_types::{Command, CommandResult};
 
 pub struct LeaseService {
     node: Arc<Node>,
+    /// Owns the keep-alive streams; ends them at shutdown.
+    tasks: Tasks,
 }
 
 impl LeaseService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, tasks: Tasks) -> Self {
+        Self { node, tasks }
+    }
+
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        self.node
+            .metrics
+            .observe(method, result.map_err(|e| status(&self.node, e)))
     }
 }
 
@@ -31,24 +46,18 @@ impl pb::leases_server::Leases for LeaseService {
         let result = async {
             let ttl_ms = req.into_inner().ttl_ms;
             check_lease_ttl(ttl_ms)?;
-            let (index, result) = self
+            let written = self
                 .node
-                .write(Command::CreateLease { ttl_ms })
-                .await
-                .map_err(node_error_status)?;
-            match result {
-                CommandResult::LeaseCreated(lease) => Ok(pb::CreateLeaseResponse {
-                    lease_id: lease.id,
-                    ttl_ms: lease.ttl_ms,
-                    index,
-                }),
-                other => Err(Status::internal(format!(
-                    "create lease applied with unexpected result {other:?}"
-                ))),
-            }
+                .propose::<LeaseRecord>(Command::CreateLease { ttl_ms })
+                .await?;
+            Ok(pb::CreateLeaseResponse {
+                lease_id: written.outcome.id,
+                ttl_ms: written.outcome.ttl_ms,
+                index: written.index,
+            })
         }
         .await;
-        self.node.metrics.observe("CreateLease", result)
+        self.finish("CreateLease", result)
     }
 
     type KeepAliveStream = ReceiverStream<Result<pb::KeepAliveResponse, Status>>;
@@ -60,8 +69,17 @@ impl pb::leases_server::Leases for LeaseService {
         let mut requests = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let node = self.node.clone();
-        tokio::spawn(async move {
-            while let Some(req) = requests.next().await {
+        let shutdown = self.tasks.shutdown.clone();
+        let stream = async move {
+            loop {
+                let req = tokio::select! {
+                    // Shutdown ends the stream; the client keeps alive through another node.
+                    _ = shutdown.cancelled() => break,
+                    req = requests.next() => match req {
+                        Some(req) => req,
+                        None => break,
+                    },
+                };
                 let reply = match req {
                     Ok(r) => node
                         .keep_alive(r.lease_id)
@@ -70,7 +88,7 @@ impl pb::leases_server::Leases for LeaseService {
                             lease_id: r.lease_id,
                             ttl_ms,
                         })
-                        .map_err(node_error_status),
+                        .map_err(|e| status(&node, e)),
                     Err(status) => Err(status),
                 };
                 let failed = reply.is_err();
@@ -83,7 +101,10 @@ impl pb::leases_server::Leases for LeaseService {
                     break;
                 }
             }
-        });
+        };
+        self.tasks
+            .tracker
+            .spawn(stream.instrument(tracing::debug_span!("keep_alive_stream")));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -93,27 +114,18 @@ impl pb::leases_server::Leases for LeaseService {
     ) -> Result<Response<pb::RevokeLeaseResponse>, Status> {
         let result = async {
             let lease_id = req.into_inner().lease_id;
-            if lease_id == 0 {
-                return Err(Status::invalid_argument(
-                    "invalid lease_id: must be a positive lease id",
-                ));
-            }
+            check_lease_id(lease_id)?;
             let cmd = Command::EndLease {
                 lease_id,
                 reason: "revoked".into(),
             };
-            let (index, result) = self.node.write(cmd).await.map_err(node_error_status)?;
-            match result {
-                CommandResult::LeaseEnded { existed } => Ok(pb::RevokeLeaseResponse {
-                    revoked: existed,
-                    index,
-                }),
-                other => Err(Status::internal(format!(
-                    "revoke applied with unexpected result {other:?}"
-                ))),
-            }
+            let written = self.node.propose::<LeaseEnded>(cmd).await?;
+            Ok(pb::RevokeLeaseResponse {
+                revoked: written.outcome.existed,
+                index: written.index,
+            })
         }
         .await;
-        self.node.metrics.observe("RevokeLease", result)
+        self.finish("RevokeLease", result)
     }
 }

@@ -10,9 +10,10 @@ use tonic::{Request, Response, Status};
 use waymark_proto::pb;
 
 use super::{decode, encode};
-use crate::api::errors::node_error_status;
+use crate::api::errors::status;
+use crate::model::Command;
 use crate::node::Node;
-use crate::raft_types::{Command, NodeId, TypeConfig};
+use crate::raft_types::{NodeId, TypeConfig};
 
 pub struct RaftService {
     node: Arc<Node>,
@@ -75,7 +76,7 @@ impl pb::raft_server::Raft for RaftService {
             .node
             .read_index_as_leader()
             .await
-            .map_err(node_error_status)?;
+            .map_err(|e| status(&self.node, e))?;
         Ok(Response::new(pb::ReadIndexResponse {
             read_index,
             leader_id: self.node.id,
@@ -91,7 +92,7 @@ impl pb::raft_server::Raft for RaftService {
             .node
             .keep_alive_as_leader(lease_id)
             .await
-            .map_err(node_error_status)?;
+            .map_err(|e| status(&self.node, e))?;
         Ok(Response::new(pb::KeepAliveResponse { lease_id, ttl_ms }))
     }
 
@@ -104,7 +105,7 @@ impl pb::raft_server::Raft for RaftService {
             .node
             .write_as_leader(cmd)
             .await
-            .map_err(node_error_status)?;
+            .map_err(|e| status(&self.node, e))?;
         reply(&result)
     }
 }

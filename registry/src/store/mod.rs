@@ -4,10 +4,11 @@
 //! Column families:
 //! - `logs`: log index (big-endian u64) → entry;
 //! - `raft_meta`: vote, committed log id, last purged log id;
-//! - `sm_records`: `service/id` → instance record, mirrored on every apply;
 //! - `sm_meta`: last applied log id, last membership;
-//! - `sm_leases`: lease id (big-endian u64) → lease record;
-//! - `snapshot`: the current snapshot (meta + data).
+//! - `snapshot`: the current snapshot (meta + data);
+//! - one per record kind (`model::Kind::store`), mirrored on every apply:
+//!   `sm_records` (`service/id` → instance), `sm_leases` (id, big-endian u64 → lease),
+//!   `sm_config` (key → config entry).
 //!
 //! Encodings here are Waymark's own serde types, never the protobuf wire types.
 
@@ -23,14 +24,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
+use crate::model::Kind;
+
 pub use log_store::LogStore;
 pub use state_machine::StateMachineStore;
 
 pub(crate) const CF_LOGS: &str = "logs";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
-pub(crate) const CF_SM_RECORDS: &str = "sm_records";
 pub(crate) const CF_SM_META: &str = "sm_meta";
-pub(crate) const CF_SM_LEASES: &str = "sm_leases";
 pub(crate) const CF_SNAPSHOT: &str = "snapshot";
 
 /// Opens (or creates) the node's database under `dir`.
@@ -43,16 +44,10 @@ pub fn open_db(dir: &Path) -> anyhow::Result<Arc<DB>> {
     // rarely written ones (vote, snapshot): cap the WAL so RocksDB flushes those and
     // deletes old segments (without this, data dirs grew by GBs under load).
     opts.set_max_total_wal_size(128 << 20);
-    let cfs = [
-        CF_LOGS,
-        CF_RAFT_META,
-        CF_SM_RECORDS,
-        CF_SM_META,
-        CF_SM_LEASES,
-        CF_SNAPSHOT,
-    ]
-    .into_iter()
-    .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let cfs = [CF_LOGS, CF_RAFT_META, CF_SM_META, CF_SNAPSHOT]
+        .into_iter()
+        .chain(Kind::ALL.iter().map(|k| k.store()))
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)
         .with_context(|| format!("opening RocksDB in {}", dir.display()))?;
     Ok(Arc::new(db))

@@ -15,13 +15,12 @@ use openraft::{
 use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, cf, CF_SM_LEASES, CF_SM_META, CF_SM_RECORDS, CF_SNAPSHOT};
-use crate::catalog::{Catalog, InstanceRecord, LeaseChange, LeaseRecord};
+use super::{blocking, cf, CF_SM_META, CF_SNAPSHOT};
+use crate::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::raft_types::{
-    CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
-use crate::watch::hub::{Change, WatchHub};
+use crate::model::{CommandResult, Tables};
+use crate::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::watch::hub::WatchHub;
 
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -31,11 +30,33 @@ const KEY_CURRENT_SNAPSHOT: &[u8] = b"current";
 /// prefix of the committed log.
 pub type SharedCatalog = Arc<RwLock<Catalog>>;
 
-/// Snapshot contents as stored and as sent to other nodes.
-#[derive(Serialize, Deserialize)]
-struct SnapshotData {
-    records: Vec<InstanceRecord>,
-    leases: Vec<LeaseRecord>,
+/// Snapshot contents as stored and as sent to other nodes: one JSON object with a
+/// field per record kind (`Record::SNAPSHOT_FIELD`) holding that table's records as an
+/// array. A field a snapshot lacks (written before the kind existed) is an empty table.
+fn encode_snapshot(tables: &Tables) -> serde_json::Result<Vec<u8>> {
+    let mut out = b"{".to_vec();
+    for (i, (_, table)) in tables.each().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, table.snapshot_field())?;
+        out.push(b':');
+        table.write_json_array(&mut out)?;
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+fn decode_snapshot(data: &[u8]) -> serde_json::Result<Tables> {
+    let fields: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(data)?;
+    let mut tables = Tables::default();
+    for (_, table) in tables.each_mut() {
+        if let Some(raw) = fields.get(table.snapshot_field()) {
+            table.load_json_array(raw.get())?;
+        }
+    }
+    Ok(tables)
 }
 
 /// A snapshot as kept in the `snapshot` column family.
@@ -45,12 +66,20 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-fn record_key(service: &str, id: &str) -> Vec<u8> {
-    format!("{service}/{id}").into_bytes()
-}
-
-fn lease_key(id: u64) -> [u8; 8] {
-    id.to_be_bytes()
+/// Deletes every row of a column family in `batch`.
+fn clear_cf(db: &DB, batch: &mut WriteBatch, cf_name: &str) -> Result<(), StorageError> {
+    let handle = cf(db, cf_name);
+    let last = db
+        .iterator_cf(handle, rocksdb::IteratorMode::End)
+        .next()
+        .transpose()
+        .map_err(sm_write_err)?;
+    if let Some((last, _)) = last {
+        // The range end is exclusive: delete the last row by itself.
+        batch.delete_range_cf(handle, &[] as &[u8], &last);
+        batch.delete_cf(handle, &last);
+    }
+    Ok(())
 }
 
 fn sm_write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
@@ -88,23 +117,22 @@ impl StateMachineStore {
         let applied: Option<LogId> = get_json(&db, CF_SM_META, KEY_APPLIED)?;
         let membership: StoredMembership =
             get_json(&db, CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default();
-        let mut records = Vec::new();
-        for item in db.iterator_cf(cf(&db, CF_SM_RECORDS), rocksdb::IteratorMode::Start) {
-            let (_, v) = item?;
-            records.push(serde_json::from_slice::<InstanceRecord>(&v)?);
-        }
-        let mut leases = Vec::new();
-        for item in db.iterator_cf(cf(&db, CF_SM_LEASES), rocksdb::IteratorMode::Start) {
-            let (_, v) = item?;
-            leases.push(serde_json::from_slice::<LeaseRecord>(&v)?);
+        let mut tables = Tables::default();
+        for (kind, table) in tables.each_mut() {
+            for item in db.iterator_cf(cf(&db, kind.store()), rocksdb::IteratorMode::Start) {
+                let (key, value) = item?;
+                table.load_row(&value).map_err(|e| {
+                    anyhow::anyhow!(
+                        "decoding the stored {} record {}: {e}",
+                        kind.name(),
+                        String::from_utf8_lossy(&key)
+                    )
+                })?;
+            }
         }
         let applied_index = applied.map(|l| l.index).unwrap_or(0);
         let store = Self {
-            catalog: Arc::new(RwLock::new(Catalog::from_records(
-                records,
-                leases,
-                applied_index,
-            ))),
+            catalog: Arc::new(RwLock::new(Catalog::from_tables(tables, applied_index))),
             hub: Arc::new(WatchHub::new(applied_index, watch_history, watch_queue)),
             last_applied: Arc::new(RwLock::new((applied, membership))),
             db,
@@ -135,28 +163,24 @@ impl StateMachineStore {
 
     /// Replaces the whole state with a snapshot's contents, on disk and in memory.
     fn replace_state(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let snapshot: SnapshotData =
-            serde_json::from_slice(data).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+        let tables =
+            decode_snapshot(data).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
         let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         let mut batch = WriteBatch::default();
-        let records_cf = cf(&self.db, CF_SM_RECORDS);
-        // Keys are "service/id" of printable ASCII, so [0x00] .. [0xff] covers them all.
-        batch.delete_range_cf(records_cf, [0u8], [0xffu8]);
-        for r in &snapshot.records {
-            let bytes = serde_json::to_vec(r).map_err(sm_write_err)?;
-            batch.put_cf(records_cf, record_key(&r.service, &r.id), bytes);
-        }
-        let leases_cf = cf(&self.db, CF_SM_LEASES);
-        batch.delete_range_cf(leases_cf, lease_key(0), lease_key(u64::MAX));
-        batch.delete_cf(leases_cf, lease_key(u64::MAX));
-        for l in &snapshot.leases {
-            batch.put_cf(leases_cf, lease_key(l.id), to_json(l)?);
+        for (kind, table) in tables.each() {
+            // Every row goes, so no stale row outlives the install and returns on restart.
+            clear_cf(&self.db, &mut batch, kind.store())?;
+            let handle = cf(&self.db, kind.store());
+            for row in table.rows() {
+                let (key, value) = row.map_err(sm_write_err)?;
+                batch.put_cf(handle, key, value);
+            }
         }
         let meta_cf = cf(&self.db, CF_SM_META);
         batch.put_cf(meta_cf, KEY_APPLIED, to_json(&meta.last_log_id)?);
         batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_json(&meta.last_membership)?);
         blocking(|| self.db.write(batch)).map_err(sm_write_err)?;
-        let catalog = Catalog::from_records(snapshot.records, snapshot.leases, applied_index);
+        let catalog = Catalog::from_tables(tables, applied_index);
         let mut current = self.catalog.write().expect("catalog lock poisoned");
         *current = catalog;
         // Still under the write lock: watchers see the reset exactly at this state.
@@ -207,18 +231,12 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         // Copy the state and its applied log id under the locks, serialize outside them.
-        let (records, leases, last_log_id, last_membership) = {
+        let (tables, last_log_id, last_membership) = {
             let catalog = self.catalog.read().expect("catalog lock poisoned");
             let applied = self.last_applied.read().expect("applied lock poisoned");
-            (
-                catalog.records().cloned().collect::<Vec<_>>(),
-                catalog.leases().cloned().collect::<Vec<_>>(),
-                applied.0,
-                applied.1.clone(),
-            )
+            (catalog.tables().clone(), applied.0, applied.1.clone())
         };
-        let data = serde_json::to_vec(&SnapshotData { records, leases })
-            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
+        let data = encode_snapshot(&tables).map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_log_id {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, seq),
@@ -257,8 +275,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let started = Instant::now();
         let mut results = Vec::new();
         let mut batch = WriteBatch::default();
-        let records_cf = cf(&self.db, CF_SM_RECORDS);
-        let leases_cf = cf(&self.db, CF_SM_LEASES);
         let mut last_log_id = None;
         let mut membership = None;
         {
@@ -282,27 +298,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Normal(cmd) => {
                         let effects = catalog.apply(entry.log_id.index, &cmd);
                         for change in &effects.changes {
-                            match change {
-                                Change::Upsert(r) => {
-                                    batch.put_cf(
-                                        records_cf,
-                                        record_key(&r.service, &r.id),
-                                        to_json(r)?,
-                                    );
-                                }
-                                Change::Remove { service, id } => {
-                                    batch.delete_cf(records_cf, record_key(service, id));
-                                }
-                            }
-                        }
-                        for change in &effects.lease_changes {
-                            match change {
-                                LeaseChange::Put(l) => {
-                                    batch.put_cf(leases_cf, lease_key(l.id), to_json(l)?)
-                                }
-                                LeaseChange::Delete(id) => {
-                                    batch.delete_cf(leases_cf, lease_key(*id))
-                                }
+                            let handle = cf(&self.db, change.kind().store());
+                            match change.row().map_err(sm_write_err)? {
+                                (key, Some(value)) => batch.put_cf(handle, key, value),
+                                (key, None) => batch.delete_cf(handle, key),
                             }
                         }
                         // Published under the catalog write lock, in index order.

@@ -12,23 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
-use crate::catalog::InstanceRecord;
-
-/// One change to one instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Upsert(InstanceRecord),
-    Remove { service: String, id: String },
-}
-
-impl Change {
-    pub fn service(&self) -> &str {
-        match self {
-            Change::Upsert(r) => &r.service,
-            Change::Remove { service, .. } => service,
-        }
-    }
-}
+use crate::model::Change;
 
 /// Every change made by the log entry at `index`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,10 +148,10 @@ mod tests {
     use super::*;
 
     fn remove(id: &str) -> Change {
-        Change::Remove {
-            service: "web".into(),
-            id: id.into(),
-        }
+        Change::Instance(crate::model::RecordChange::Delete((
+            "web".into(),
+            id.into(),
+        )))
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Watch machinery: the hub of applied changes (`hub`) and the per-stream logic that
-//! turns it into snapshot / changes / progress / reset messages (`stream`).
+//! Watch machinery: the hub of applied changes of every kind, in index order. The
+//! per-stream logic that turns it into wire messages is at the API edge
+//! (`api/watch_stream.rs`).
 
 pub mod hub;
-pub mod stream;

@@ -15,7 +15,7 @@ use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::cluster_client::ClusterClient;
 use waymark_registry::config::PeerConfig;
 use waymark_registry::node::Node;
-use waymark_registry::server::{run_with, Listeners};
+use waymark_registry::server::{run_with, Listeners, Stopped};
 use waymark_registry::ServerConfig;
 
 pub mod watch;
@@ -43,7 +43,14 @@ pub struct TestNode {
     pub config: ServerConfig,
     pub node: Arc<Node>,
     shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<anyhow::Result<Stopped>>,
+}
+
+impl TestNode {
+    pub async fn stop(self) -> Stopped {
+        self.shutdown.cancel();
+        self.handle.await.unwrap().unwrap()
+    }
 }
 
 pub struct TestCluster {
@@ -74,6 +81,15 @@ pub async fn bind_listeners() -> (Listeners, String, String, String) {
         r,
         m,
     )
+}
+
+/// Binds a node's listeners on the addresses in its config (to restart it where its
+/// peers know it), retrying while the old sockets are released.
+pub async fn bind_listeners_at(config: &ServerConfig) -> Listeners {
+    wait_for("the node's ports to be free again", || async {
+        Listeners::bind(config).await.ok()
+    })
+    .await
 }
 
 pub async fn start_node(config: ServerConfig, listeners: Listeners) -> TestNode {
@@ -149,12 +165,18 @@ impl TestCluster {
         .await
     }
 
-    pub async fn stop(&mut self, id: u64) {
+    /// Stops a node and returns how its shutdown went.
+    pub async fn stop(&mut self, id: u64) -> Stopped {
         let n = self.nodes[id as usize - 1]
             .take()
             .expect("node already stopped");
-        n.shutdown.cancel();
-        n.handle.await.unwrap().unwrap();
+        n.stop().await
+    }
+
+    /// Starts a stopped node again on its data dir and its addresses.
+    pub async fn restart(&mut self, id: u64, config: ServerConfig) {
+        let listeners = bind_listeners_at(&config).await;
+        self.nodes[id as usize - 1] = Some(start_node(config, listeners).await);
     }
 
     pub async fn catalog(&self, id: u64) -> CatalogClient<Channel> {

@@ -47,6 +47,7 @@ pub struct WatchModel {
     pub index: u64,
     pub last_change_index: u64,
     pub instances: BTreeMap<(String, String), pb::Instance>,
+    pub config: BTreeMap<String, pb::ConfigEntry>,
     pub resets: Vec<i32>,
     /// A Reset was received; the next message must be its Snapshot.
     pub awaiting_snapshot: bool,
@@ -79,6 +80,11 @@ impl WatchModel {
                     .iter()
                     .map(|i| ((i.service.clone(), i.id.clone()), i.clone()))
                     .collect();
+                self.config = s
+                    .config_entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.clone()))
+                    .collect();
                 self.last_change_index = m.index;
             }
             Some(Event::Changes(c)) => {
@@ -103,7 +109,16 @@ impl WatchModel {
                         pb::record_change::Change::Remove(k) => {
                             self.instances.remove(&(k.service.clone(), k.id.clone()));
                         }
-                        other => panic!("config change on an instance watch: {other:?}"),
+                        pb::record_change::Change::ConfigUpsert(e) => {
+                            assert_eq!(
+                                e.modify_index, m.index,
+                                "config put not tagged with its index"
+                            );
+                            self.config.insert(e.key.clone(), e.clone());
+                        }
+                        pb::record_change::Change::ConfigRemove(key) => {
+                            self.config.remove(key);
+                        }
                     }
                     self.log.push((m.index, ch.clone()));
                 }

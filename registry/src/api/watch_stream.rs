@@ -1,21 +1,22 @@
 //! One watch stream: starts from a snapshot or a resume index, then turns hub events
-//! into Changes messages (filtered, one per index), Progress messages when idle, and
-//! Reset + Snapshot when history is gone or the watcher fell behind.
+//! into Changes messages (filtered by the stream's topics, one per index), Progress
+//! messages when idle, and Reset + Snapshot when history is gone or the watcher fell
+//! behind. Every topic's changes share the hub's one index order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
-use waymark_proto::pb;
+use waymark_proto::{pb, InstanceSelection, WatchSelection};
 
-use super::hub::{Change, Compacted, HubEvent, IndexChanges, Subscription};
-use crate::api::convert;
-use crate::catalog::InstanceRecord;
+use super::convert;
+use crate::model::{key_in_prefix, Change, ConfigEntry, InstanceRecord, RecordChange};
 use crate::node::Node;
 use crate::unsafe_control::UnsafeControl;
+use crate::watch::hub::{Compacted, HubEvent, IndexChanges, Subscription};
 
 /// Default interval between Progress messages on an idle stream.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
@@ -24,62 +25,86 @@ pub const LEADER_LOST_AFTER_MS: u64 = 5_000;
 
 type Tx = mpsc::Sender<Result<pb::WatchResponse, Status>>;
 
-/// Which instances a watcher wants.
+/// What a watcher follows: the union of its topics.
 #[derive(Debug, Clone)]
 pub struct WatchFilter {
-    /// `None` = every service.
-    services: Option<BTreeSet<String>>,
-    passing_only: bool,
+    selection: WatchSelection,
+}
+
+/// How an instance appears to a watcher.
+enum Visibility {
+    /// Not selected by any topic.
+    Unselected,
+    /// Selected, shown as it is.
+    Shown,
+    /// Selected only by passing-only topics and not passing: shown as removed.
+    HiddenNotPassing,
 }
 
 impl WatchFilter {
-    /// Validates a request's selection.
-    pub fn from_request(req: &pb::WatchRequest) -> Result<Self, Status> {
-        if req.all && !req.services.is_empty() {
-            return Err(Status::invalid_argument(
-                "invalid services: must be empty when all is set",
-            ));
-        }
-        if !req.all && req.services.is_empty() {
-            return Err(Status::invalid_argument(
-                "invalid services: name at least one service, or set all",
-            ));
-        }
-        for (i, s) in req.services.iter().enumerate() {
-            waymark_proto::validate::check_dns_label(&format!("services[{i}]"), s)?;
-        }
-        Ok(Self {
-            services: (!req.all).then(|| req.services.iter().cloned().collect()),
-            passing_only: req.passing_only,
-        })
+    pub fn new(selection: WatchSelection) -> Self {
+        Self { selection }
     }
 
-    fn wants_service(&self, service: &str) -> bool {
-        self.services.as_ref().is_none_or(|s| s.contains(service))
+    fn selecting(&self, service: &str) -> impl Iterator<Item = &InstanceSelection> + '_ {
+        let service = service.to_string();
+        self.selection
+            .instances
+            .iter()
+            .filter(move |t| t.services.as_ref().is_none_or(|s| s.contains(&service)))
+    }
+
+    fn visibility(&self, r: &InstanceRecord) -> Visibility {
+        let mut selected = false;
+        for topic in self.selecting(&r.service) {
+            selected = true;
+            if !topic.passing_only || r.is_passing() {
+                return Visibility::Shown;
+            }
+        }
+        if selected {
+            Visibility::HiddenNotPassing
+        } else {
+            Visibility::Unselected
+        }
+    }
+
+    fn wants_config(&self, key: &str) -> bool {
+        self.selection
+            .config_prefixes
+            .iter()
+            .any(|p| key_in_prefix(key, p))
     }
 
     /// The change as this watcher sees it, or `None` if it does not match.
     pub fn map(&self, change: &Change) -> Option<pb::RecordChange> {
-        if !self.wants_service(change.service()) {
-            return None;
-        }
-        let kind = match change {
-            Change::Upsert(r) if !self.passing_only || r.is_passing() => {
-                pb::record_change::Change::Upsert(convert::instance(r))
-            }
-            // Passing-only watchers see an instance that stops passing as removed.
-            Change::Upsert(r) => pb::record_change::Change::Remove(pb::InstanceKey {
-                service: r.service.clone(),
-                id: r.id.clone(),
-            }),
-            Change::Remove { service, id } => {
-                pb::record_change::Change::Remove(pb::InstanceKey {
+        use pb::record_change::Change as Wire;
+        let wire = match change {
+            Change::Instance(RecordChange::Put(r)) => match self.visibility(r) {
+                Visibility::Unselected => return None,
+                Visibility::Shown => Wire::Upsert(convert::instance(r)),
+                // Passing-only watchers see an instance that stops passing as removed.
+                Visibility::HiddenNotPassing => Wire::Remove(pb::InstanceKey {
+                    service: r.service.clone(),
+                    id: r.id.clone(),
+                }),
+            },
+            Change::Instance(RecordChange::Delete((service, id))) => {
+                self.selecting(service).next()?;
+                Wire::Remove(pb::InstanceKey {
                     service: service.clone(),
                     id: id.clone(),
                 })
             }
+            Change::Config(RecordChange::Put(e)) if self.wants_config(&e.key) => {
+                Wire::ConfigUpsert(convert::config_entry(e))
+            }
+            Change::Config(RecordChange::Delete(key)) if self.wants_config(key) => {
+                Wire::ConfigRemove(key.clone())
+            }
+            Change::Config(_) | Change::Lease(_) => return None,
         };
-        Some(pb::RecordChange { change: Some(kind) })
+        Some(pb::RecordChange { change: Some(wire) })
     }
 
     fn changes_message(&self, entry: &IndexChanges) -> Option<pb::WatchResponse> {
@@ -102,16 +127,36 @@ impl WatchFilter {
 fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchResponse, Subscription) {
     let catalog = node.catalog.read().expect("catalog lock poisoned");
     let index = catalog.applied_index();
-    // Only the named services are walked: this runs under the read lock that apply
+    // Only what the topics select is walked: this runs under the read lock that apply
     // needs, so its cost must follow what the watcher asked for, not the catalog size.
-    let matching: Box<dyn Iterator<Item = &InstanceRecord>> = match &filter.services {
-        None => Box::new(catalog.records()),
-        Some(names) => Box::new(names.iter().flat_map(|n| catalog.service_records(n))),
+    let topics = &filter.selection.instances;
+    let instances: Vec<pb::Instance> = if topics.iter().any(|t| t.services.is_none()) {
+        catalog
+            .records()
+            .filter(|r| matches!(filter.visibility(r), Visibility::Shown))
+            .map(convert::instance)
+            .collect()
+    } else {
+        let services: BTreeSet<&String> = topics
+            .iter()
+            .flat_map(|t| t.services.iter().flatten())
+            .collect();
+        services
+            .into_iter()
+            .flat_map(|s| catalog.service_records(s))
+            .filter(|r| matches!(filter.visibility(r), Visibility::Shown))
+            .map(convert::instance)
+            .collect()
     };
-    let instances = matching
-        .filter(|r| !filter.passing_only || r.is_passing())
-        .map(convert::instance)
+    // Overlapping prefixes select an entry once.
+    let config: BTreeMap<&str, &ConfigEntry> = filter
+        .selection
+        .config_prefixes
+        .iter()
+        .flat_map(|p| catalog.config_entries(p))
+        .map(|e| (e.key.as_str(), e))
         .collect();
+    let config_entries = config.into_values().map(convert::config_entry).collect();
     let sub = node
         .hub
         .subscribe(index)
@@ -121,7 +166,7 @@ fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchRespon
         index,
         event: Some(pb::watch_response::Event::Snapshot(pb::WatchSnapshot {
             instances,
-            ..Default::default()
+            config_entries,
         })),
     };
     (msg, sub)
@@ -300,21 +345,5 @@ pub async fn run(
     .await;
     if let Err(End::ClientGone) = result {
         tracing::debug!("watch client went away");
-    }
-}
-
-/// Waits (bounded) until this node has applied `index`, so a resumed watch never
-/// starts from a state older than one the client has already seen.
-pub async fn wait_for_index(node: &Node, index: u64) -> Result<(), Status> {
-    let mut applied = node.hub.applied_watch();
-    let timeout = node.request_timeout();
-    let reached = tokio::time::timeout(timeout, applied.wait_for(|a| *a >= index)).await;
-    match reached {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(Status::unavailable(format!(
-            "node {} has applied up to index {}, behind from_index {index}, and did not catch up within {timeout:?}; try another node",
-            node.id,
-            node.hub.applied_index()
-        ))),
     }
 }

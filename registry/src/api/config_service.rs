@@ -1,0 +1,147 @@
+//! The `Config` gRPC service: config entries put and deleted through Raft (with an
+//! optional compare-and-set), read by key or prefix in the requested consistency mode.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use waymark_proto::{check_config_key, check_config_prefix, check_config_value, pb};
+
+use super::errors::ApiError;
+use super::{convert, read};
+use crate::model::{Command, ConfigCommand, ConfigDeleteOutcome, ConfigPutOutcome};
+use crate::node::Node;
+
+pub struct ConfigService {
+    node: Arc<Node>,
+}
+
+impl ConfigService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        self.node.metrics.observe(
+            method,
+            result.map_err(|e| super::errors::status(&self.node, e)),
+        )
+    }
+}
+
+fn entry_name(key: &str) -> String {
+    format!("config entry {key}")
+}
+
+#[tonic::async_trait]
+impl pb::config_server::Config for ConfigService {
+    async fn put(
+        &self,
+        req: Request<pb::PutConfigRequest>,
+    ) -> Result<Response<pb::PutConfigResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            check_config_key("key", &req.key)?;
+            check_config_value(&req.value)?;
+            let name = entry_name(&req.key);
+            let cmd = Command::Config(ConfigCommand::Put {
+                key: req.key,
+                value: req.value,
+                if_modify_index: req.expected_modify_index,
+            });
+            let written = self.node.propose::<ConfigPutOutcome>(cmd).await?;
+            match written.outcome {
+                ConfigPutOutcome::Written(entry) => Ok(pb::PutConfigResponse {
+                    entry: Some(convert::config_entry(&entry)),
+                    index: written.index,
+                }),
+                ConfigPutOutcome::PreconditionFailed(m) => Err(ApiError::cas(name, m)),
+            }
+        }
+        .await;
+        self.finish("ConfigPut", result)
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetConfigRequest>,
+    ) -> Result<Response<pb::GetConfigResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            check_config_key("key", &req.key)?;
+            let (found, meta) = read(&self.node, req.read, |c| {
+                c.config_entry(&req.key).map(convert::config_entry)
+            })
+            .await?;
+            match found {
+                Some(entry) => Ok(pb::GetConfigResponse {
+                    entry: Some(entry),
+                    meta: Some(meta),
+                }),
+                None => Err(ApiError::NotFound(format!(
+                    "config entry {:?} not found (at index {})",
+                    req.key, meta.index
+                ))),
+            }
+        }
+        .await;
+        self.finish("ConfigGet", result)
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListConfigRequest>,
+    ) -> Result<Response<pb::ListConfigResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            check_config_prefix("prefix", &req.prefix)?;
+            let (entries, meta) = read(&self.node, req.read, |c| {
+                c.config_entries(&req.prefix)
+                    .map(convert::config_entry)
+                    .collect()
+            })
+            .await?;
+            Ok(pb::ListConfigResponse {
+                entries,
+                meta: Some(meta),
+            })
+        }
+        .await;
+        self.finish("ConfigList", result)
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteConfigRequest>,
+    ) -> Result<Response<pb::DeleteConfigResponse>, Status> {
+        let result = async {
+            let req = req.into_inner();
+            check_config_key("key", &req.key)?;
+            if req.expected_modify_index == Some(0) {
+                return Err(waymark_proto::ValidationError::new(
+                    "expected_modify_index",
+                    "must be the entry's modify index (0, \"absent\", cannot be deleted)",
+                )
+                .into());
+            }
+            let name = entry_name(&req.key);
+            let cmd = Command::Config(ConfigCommand::Delete {
+                key: req.key,
+                if_modify_index: req.expected_modify_index,
+            });
+            let written = self.node.propose::<ConfigDeleteOutcome>(cmd).await?;
+            match written.outcome {
+                ConfigDeleteOutcome::Deleted { removed } => Ok(pb::DeleteConfigResponse {
+                    removed,
+                    index: written.index,
+                }),
+                ConfigDeleteOutcome::PreconditionFailed(m) => Err(ApiError::cas(name, m)),
+            }
+        }
+        .await;
+        self.finish("ConfigDelete", result)
+    }
+}

@@ -1,0 +1,451 @@
+//! Unit tests of the catalog: every command's effects, compare-and-set, leases,
+//! config entries, the reapable index, the digest, and the table list.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+use crate::model::*;
+
+fn reg(service: &str, id: &str, port: u16) -> Command {
+    Command::Register(NewInstance {
+        service: service.into(),
+        id: id.into(),
+        address: "10.0.0.1".into(),
+        port,
+        tags: vec!["v1".into()],
+        meta: BTreeMap::new(),
+        weight_passing: 1,
+        weight_warning: 1,
+        lease_id: None,
+        on_lease_expiry: LeaseExpiry::Remove,
+        deregister_critical_after_ms: 0,
+        if_modify_index: None,
+    })
+}
+
+fn reg_cas(id: &str, port: u16, expected: u64) -> Command {
+    let Command::Register(mut new) = reg("web", id, port) else {
+        unreachable!()
+    };
+    new.if_modify_index = Some(expected);
+    Command::Register(new)
+}
+
+fn reg_leased(id: &str, lease: u64, action: LeaseExpiry) -> Command {
+    let Command::Register(mut new) = reg("web", id, 80) else {
+        unreachable!()
+    };
+    new.lease_id = Some(lease);
+    new.on_lease_expiry = action;
+    Command::Register(new)
+}
+
+#[test]
+fn register_sets_indexes_and_update_keeps_create_index() {
+    let mut c = Catalog::default();
+    c.apply(3, &reg("web", "a", 80));
+    c.apply(7, &reg("web", "a", 81));
+    let r = c.get("web", "a").unwrap();
+    assert_eq!((r.create_index, r.modify_index, r.port), (3, 7, 81));
+    assert_eq!(c.applied_index(), 7);
+}
+
+#[test]
+fn deregister_is_idempotent_and_drops_empty_services() {
+    let mut c = Catalog::default();
+    c.apply(1, &reg("web", "a", 80));
+    let del = Command::Deregister {
+        service: "web".into(),
+        id: "a".into(),
+    };
+    let e = c.apply(2, &del);
+    assert_eq!(
+        e.result,
+        CommandResult::Deregister(Deregistered { removed: true })
+    );
+    assert_eq!(e.changes.len(), 1);
+    let e = c.apply(3, &del);
+    assert_eq!(
+        e.result,
+        CommandResult::Deregister(Deregistered { removed: false })
+    );
+    assert!(e.changes.is_empty());
+    assert!(c.services().is_empty());
+    assert_eq!(c.applied_index(), 3);
+}
+
+#[test]
+fn same_commands_same_digest_and_rebuild_from_records_matches() {
+    let cmds = [
+        reg("web", "a", 80),
+        reg("db", "x", 5432),
+        reg("web", "b", 81),
+    ];
+    let mut a = Catalog::default();
+    let mut b = Catalog::default();
+    for (i, cmd) in cmds.iter().enumerate() {
+        a.apply(i as u64 + 1, cmd);
+        b.apply(i as u64 + 1, cmd);
+    }
+    assert_eq!(a.digest(), b.digest());
+    let rebuilt = Catalog::from_tables(a.tables().clone(), a.applied_index());
+    assert_eq!(rebuilt, a);
+    assert_eq!(rebuilt.digest(), a.digest());
+    b.apply(4, &reg("web", "b", 82));
+    assert_ne!(a.digest(), b.digest());
+}
+
+#[test]
+fn services_summarise_tags_and_counts() {
+    let mut c = Catalog::default();
+    c.apply(1, &reg("web", "a", 80));
+    c.apply(2, &reg("web", "b", 80));
+    let s = c.services();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].instance_count, 2);
+    assert_eq!(s[0].tags, vec!["v1"]);
+    assert_eq!(c.instances("web").len(), 2);
+    assert!(c.instances("nope").is_empty());
+}
+
+#[test]
+fn lease_end_removes_or_marks_critical_at_one_index() {
+    let mut c = Catalog::default();
+    let e = c.apply(1, &Command::CreateLease { ttl_ms: 5000 });
+    assert!(matches!(
+        e.result,
+        CommandResult::CreateLease(LeaseRecord { id: 1, .. })
+    ));
+    c.apply(2, &reg_leased("a", 1, LeaseExpiry::Remove));
+    c.apply(3, &reg_leased("b", 1, LeaseExpiry::MarkCritical));
+    c.apply(4, &reg("web", "c", 80));
+    let e = c.apply(
+        5,
+        &Command::EndLease {
+            lease_id: 1,
+            reason: "expired".into(),
+        },
+    );
+    assert_eq!(
+        e.result,
+        CommandResult::EndLease(LeaseEnded { existed: true })
+    );
+    // Two instance changes and the lease's removal.
+    assert_eq!(e.changes.len(), 3);
+    assert!(c.get("web", "a").is_none());
+    let b = c.get("web", "b").unwrap();
+    assert_eq!(
+        (b.health, b.modify_index, b.lease_id),
+        (Health::Critical, 5, None)
+    );
+    assert!(c.get("web", "c").unwrap().is_passing());
+    assert!(c.lease(1).is_none());
+    // Registering under a lease that is gone is a deterministic refusal.
+    let e = c.apply(6, &reg_leased("d", 1, LeaseExpiry::Remove));
+    assert_eq!(
+        e.result,
+        CommandResult::Register(RegisterOutcome::LeaseNotFound(1))
+    );
+    assert!(e.changes.is_empty());
+}
+
+#[test]
+fn reap_only_if_still_critical_and_unchanged() {
+    let mut c = Catalog::default();
+    c.apply(1, &reg("web", "a", 80));
+    let crit = Command::UpdateHealth {
+        service: "web".into(),
+        id: "a".into(),
+        health: Health::Critical,
+        output: "down".into(),
+    };
+    c.apply(2, &crit);
+    let reap_stale = Command::ReapCritical {
+        service: "web".into(),
+        id: "a".into(),
+        if_modify_index: 1,
+    };
+    assert_eq!(
+        c.apply(3, &reap_stale).result,
+        CommandResult::ReapCritical(Reaped { removed: false })
+    );
+    let reap = Command::ReapCritical {
+        service: "web".into(),
+        id: "a".into(),
+        if_modify_index: 2,
+    };
+    assert_eq!(
+        c.apply(4, &reap).result,
+        CommandResult::ReapCritical(Reaped { removed: true })
+    );
+    assert_eq!(
+        c.apply(5, &crit).result,
+        CommandResult::UpdateHealth(HealthOutcome::InstanceNotFound)
+    );
+}
+
+#[test]
+fn cas_commits_only_on_a_matching_modify_index() {
+    let mut c = Catalog::default();
+    c.apply(3, &reg("web", "a", 80));
+    let e = c.apply(5, &reg_cas("a", 81, 3));
+    assert!(
+        matches!(
+            e.result,
+            CommandResult::Register(RegisterOutcome::Registered(_))
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.changes.len(), 1);
+    let r = c.get("web", "a").unwrap();
+    assert_eq!((r.create_index, r.modify_index, r.port), (3, 5, 81));
+}
+
+#[test]
+fn cas_mismatch_changes_nothing_and_reports_both_indexes() {
+    let mut c = Catalog::default();
+    c.apply(3, &reg("web", "a", 80));
+    let before = c.get("web", "a").unwrap().clone();
+    let e = c.apply(4, &reg_cas("a", 99, 2));
+    assert_eq!(
+        e.result,
+        CommandResult::Register(RegisterOutcome::PreconditionFailed(CasMismatch {
+            current: Some(3),
+            expected: 2
+        }))
+    );
+    assert!(e.changes.is_empty());
+    assert_eq!(c.get("web", "a"), Some(&before));
+    // The entry still counts as applied.
+    assert_eq!(c.applied_index(), 4);
+    // A non-zero expectation on an absent instance fails too.
+    let e = c.apply(5, &reg_cas("b", 80, 3));
+    assert_eq!(
+        e.result,
+        CommandResult::Register(RegisterOutcome::PreconditionFailed(CasMismatch {
+            current: None,
+            expected: 3
+        }))
+    );
+    assert!(c.get("web", "b").is_none());
+}
+
+#[test]
+fn cas_zero_means_only_if_absent() {
+    let mut c = Catalog::default();
+    let e = c.apply(1, &reg_cas("a", 80, 0));
+    assert!(
+        matches!(
+            e.result,
+            CommandResult::Register(RegisterOutcome::Registered(_))
+        ),
+        "{e:?}"
+    );
+    let r = c.get("web", "a").unwrap();
+    assert_eq!((r.create_index, r.modify_index), (1, 1));
+    let e = c.apply(2, &reg_cas("a", 81, 0));
+    assert_eq!(
+        e.result,
+        CommandResult::Register(RegisterOutcome::PreconditionFailed(CasMismatch {
+            current: Some(1),
+            expected: 0
+        }))
+    );
+    assert_eq!(c.get("web", "a").unwrap().port, 80);
+}
+
+#[test]
+fn new_instance_without_the_cas_field_still_decodes() {
+    // A log entry written before `if_modify_index` existed.
+    let old = r#"{"service":"web","id":"a","address":"10.0.0.1","port":80,"tags":[],
+        "meta":{},"weight_passing":1,"weight_warning":1,"lease_id":null,
+        "on_lease_expiry":"Remove","deregister_critical_after_ms":0}"#;
+    let new: NewInstance = serde_json::from_str(old).unwrap();
+    assert_eq!(new.if_modify_index, None);
+}
+
+fn put(key: &str, value: &str, cas: Option<u64>) -> Command {
+    Command::Config(ConfigCommand::Put {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        if_modify_index: cas,
+    })
+}
+
+fn delete(key: &str, cas: Option<u64>) -> Command {
+    Command::Config(ConfigCommand::Delete {
+        key: key.into(),
+        if_modify_index: cas,
+    })
+}
+
+#[test]
+fn config_put_keeps_create_index_and_cas_guards_put_and_delete() {
+    let mut c = Catalog::default();
+    c.apply(2, &put("proxy/web", "a", Some(0)));
+    c.apply(5, &put("proxy/web", "b", Some(2)));
+    let e = c.config_entry("proxy/web").unwrap();
+    assert_eq!(
+        (e.create_index, e.modify_index, &e.value[..]),
+        (2, 5, &b"b"[..])
+    );
+    let refused = c.apply(6, &put("proxy/web", "c", Some(2)));
+    assert_eq!(
+        refused.result,
+        CommandResult::ConfigPut(ConfigPutOutcome::PreconditionFailed(CasMismatch {
+            current: Some(5),
+            expected: 2
+        }))
+    );
+    assert!(refused.changes.is_empty());
+    let refused = c.apply(7, &delete("proxy/web", Some(4)));
+    assert!(matches!(
+        refused.result,
+        CommandResult::ConfigDelete(ConfigDeleteOutcome::PreconditionFailed(_))
+    ));
+    assert!(c.config_entry("proxy/web").is_some());
+    let e = c.apply(8, &delete("proxy/web", Some(5)));
+    assert_eq!(
+        e.result,
+        CommandResult::ConfigDelete(ConfigDeleteOutcome::Deleted { removed: true })
+    );
+    assert_eq!(
+        e.changes,
+        vec![Change::Config(RecordChange::Delete("proxy/web".into()))]
+    );
+    let again = c.apply(9, &delete("proxy/web", None));
+    assert_eq!(
+        again.result,
+        CommandResult::ConfigDelete(ConfigDeleteOutcome::Deleted { removed: false })
+    );
+}
+
+#[test]
+fn config_prefix_matches_whole_segments() {
+    let mut c = Catalog::default();
+    for (i, k) in ["a", "a/b", "a/b/c", "ab", "b"].iter().enumerate() {
+        c.apply(i as u64 + 1, &put(k, "v", None));
+    }
+    let keys = |p: &str| -> Vec<String> { c.config_entries(p).map(|e| e.key.clone()).collect() };
+    assert_eq!(keys("a"), ["a", "a/b", "a/b/c"]);
+    assert_eq!(keys("a/b"), ["a/b", "a/b/c"]);
+    assert_eq!(keys(""), ["a", "a/b", "a/b/c", "ab", "b"]);
+    assert!(keys("c").is_empty());
+}
+
+#[test]
+fn reapable_index_follows_health_and_removal() {
+    let mut c = Catalog::default();
+    let Command::Register(mut new) = reg("web", "a", 80) else {
+        unreachable!()
+    };
+    new.deregister_critical_after_ms = 5_000;
+    c.apply(1, &Command::Register(new.clone()));
+    c.apply(2, &reg("web", "b", 80));
+    let health = |id: &str, health| Command::UpdateHealth {
+        service: "web".into(),
+        id: id.into(),
+        health,
+        output: String::new(),
+    };
+    assert_eq!(c.reapable().count(), 0);
+    c.apply(3, &health("a", Health::Critical));
+    // b has no deregister_critical_after: critical, but never reaped.
+    c.apply(4, &health("b", Health::Critical));
+    let ids: Vec<_> = c.reapable().map(|r| r.id.clone()).collect();
+    assert_eq!(ids, ["a"]);
+    // Rebuilt from stored tables, the index is the same.
+    assert_eq!(Catalog::from_tables(c.tables().clone(), 4), c);
+    c.apply(5, &health("a", Health::Passing));
+    assert_eq!(c.reapable().count(), 0);
+    c.apply(6, &health("a", Health::Critical));
+    c.apply(
+        7,
+        &Command::Deregister {
+            service: "web".into(),
+            id: "a".into(),
+        },
+    );
+    assert_eq!(c.reapable().count(), 0);
+}
+
+/// One command of every kind (the match makes adding a `Command` variant fail to
+/// compile until it is covered here).
+fn one_of_each_command() -> Vec<Command> {
+    let all = vec![
+        Command::CreateLease { ttl_ms: 5000 },
+        reg_leased("a", 1, LeaseExpiry::MarkCritical),
+        reg("web", "b", 80),
+        Command::UpdateHealth {
+            service: "web".into(),
+            id: "b".into(),
+            health: Health::Warning,
+            output: "slow".into(),
+        },
+        put("proxy/web", "x", None),
+        Command::ReapCritical {
+            service: "web".into(),
+            id: "b".into(),
+            if_modify_index: 1,
+        },
+        Command::Deregister {
+            service: "web".into(),
+            id: "nope".into(),
+        },
+        Command::EndLease {
+            lease_id: 99,
+            reason: "revoked".into(),
+        },
+        delete("nope", None),
+    ];
+    for cmd in &all {
+        match cmd {
+            Command::Register(_)
+            | Command::Deregister { .. }
+            | Command::UpdateHealth { .. }
+            | Command::CreateLease { .. }
+            | Command::EndLease { .. }
+            | Command::ReapCritical { .. }
+            | Command::Config(_) => {}
+        }
+    }
+    all
+}
+
+#[test]
+fn every_kind_a_command_changes_is_in_the_table_list() {
+    let mut c = Catalog::default();
+    let mut kinds = BTreeSet::new();
+    for (i, cmd) in one_of_each_command().iter().enumerate() {
+        for change in c.apply(i as u64 + 1, cmd).changes {
+            kinds.insert(change.kind());
+        }
+    }
+    // Every kind holds data now, and each one is walked by the digest.
+    for (kind, table) in c.tables().each() {
+        assert!(table.len() > 0, "no {} record in the fixture", kind.name());
+        assert!(kinds.contains(&kind), "no command changed {}", kind.name());
+        let mut without = c.tables().clone();
+        without
+            .each_mut()
+            .into_iter()
+            .find(|(k, _)| *k == kind)
+            .unwrap()
+            .1
+            .clear();
+        assert_ne!(
+            Catalog::from_tables(without, c.applied_index()).digest(),
+            c.digest(),
+            "the digest does not see {}",
+            kind.name()
+        );
+    }
+    assert_eq!(
+        c.tables()
+            .each()
+            .iter()
+            .map(|(k, _)| *k)
+            .collect::<Vec<_>>(),
+        Kind::ALL
+    );
+}

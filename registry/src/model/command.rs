@@ -1,0 +1,235 @@
+//! The state machine's command language: what a log entry carries (`Command`), what
+//! applying it returns (`CommandResult`), and the typed outcome of each operation.
+//!
+//! Log compatibility: `Command` is stored in the Raft log as externally tagged serde
+//! JSON, so existing variants are never renamed or re-nested; a new record kind adds
+//! one variant holding its own sub-enum (`Command::Config(ConfigCommand)`).
+//! `CommandResult` is never stored (it travels only between nodes of one version, in
+//! forwarded writes), so it may change freely.
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{ConfigCommand, ConfigEntry};
+use super::instance::{Health, InstanceRecord, NewInstance};
+use super::lease::LeaseRecord;
+
+/// A state-machine command: the payload of a normal log entry. Commands are validated
+/// before they are proposed; applying one is deterministic and never fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Register(NewInstance),
+    Deregister {
+        service: String,
+        id: String,
+    },
+    UpdateHealth {
+        service: String,
+        id: String,
+        health: Health,
+        output: String,
+    },
+    /// The new lease's id is this entry's log index.
+    CreateLease {
+        ttl_ms: u64,
+    },
+    /// Proposed by the leader when a lease expires, or by a client revoking it.
+    EndLease {
+        lease_id: u64,
+        reason: String,
+    },
+    /// Proposed by the leader once an instance has been critical for its
+    /// `deregister_critical_after`; a no-op if it changed since (`if_modify_index`).
+    ReapCritical {
+        service: String,
+        id: String,
+        if_modify_index: u64,
+    },
+    Config(ConfigCommand),
+}
+
+impl Command {
+    /// The command's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Register(_) => "Register",
+            Command::Deregister { .. } => "Deregister",
+            Command::UpdateHealth { .. } => "UpdateHealth",
+            Command::CreateLease { .. } => "CreateLease",
+            Command::EndLease { .. } => "EndLease",
+            Command::ReapCritical { .. } => "ReapCritical",
+            Command::Config(ConfigCommand::Put { .. }) => "ConfigPut",
+            Command::Config(ConfigCommand::Delete { .. }) => "ConfigDelete",
+        }
+    }
+}
+
+/// A compare-and-set whose expectation did not hold; nothing changed. `current` is the
+/// record's modify index (`None`: it does not exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasMismatch {
+    pub current: Option<u64>,
+    pub expected: u64,
+}
+
+impl CasMismatch {
+    /// Whether a record at `current` meets the expectation `expected` (0 = absent).
+    pub fn check(current: Option<u64>, expected: Option<u64>) -> Result<(), CasMismatch> {
+        let Some(expected) = expected else {
+            return Ok(());
+        };
+        let holds = match current {
+            None => expected == 0,
+            Some(current) => expected != 0 && current == expected,
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(CasMismatch { current, expected })
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RegisterOutcome {
+    Registered(InstanceRecord),
+    LeaseNotFound(u64),
+    PreconditionFailed(CasMismatch),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deregistered {
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthOutcome {
+    Updated(InstanceRecord),
+    InstanceNotFound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseEnded {
+    pub existed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaped {
+    pub removed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigPutOutcome {
+    Written(ConfigEntry),
+    PreconditionFailed(CasMismatch),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigDeleteOutcome {
+    Deleted { removed: bool },
+    PreconditionFailed(CasMismatch),
+}
+
+/// What applying one log entry produced: one variant per command, holding that
+/// command's typed outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// A blank or membership entry.
+    None,
+    Register(RegisterOutcome),
+    Deregister(Deregistered),
+    UpdateHealth(HealthOutcome),
+    CreateLease(LeaseRecord),
+    EndLease(LeaseEnded),
+    ReapCritical(Reaped),
+    ConfigPut(ConfigPutOutcome),
+    ConfigDelete(ConfigDeleteOutcome),
+}
+
+/// `TryFrom<CommandResult>` for each outcome type, so a proposer names the outcome it
+/// expects and gets exactly that type (the mismatch, a bug, is handed back whole).
+macro_rules! outcome_of {
+    ($($variant:ident => $outcome:ty),+ $(,)?) => {$(
+        impl TryFrom<CommandResult> for $outcome {
+            type Error = CommandResult;
+            fn try_from(r: CommandResult) -> Result<Self, CommandResult> {
+                match r {
+                    CommandResult::$variant(o) => Ok(o),
+                    other => Err(other),
+                }
+            }
+        }
+    )+};
+}
+
+outcome_of! {
+    Register => RegisterOutcome,
+    Deregister => Deregistered,
+    UpdateHealth => HealthOutcome,
+    CreateLease => LeaseRecord,
+    EndLease => LeaseEnded,
+    ReapCritical => Reaped,
+    ConfigPut => ConfigPutOutcome,
+    ConfigDelete => ConfigDeleteOutcome,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn existing_log_entries_still_decode() {
+        // Entries as written before config entries existed (externally tagged JSON).
+        let old = [
+            r#"{"Deregister":{"service":"web","id":"a"}}"#,
+            r#"{"CreateLease":{"ttl_ms":5000}}"#,
+            r#"{"EndLease":{"lease_id":3,"reason":"expired"}}"#,
+            r#"{"ReapCritical":{"service":"web","id":"a","if_modify_index":9}}"#,
+            r#"{"UpdateHealth":{"service":"web","id":"a","health":"Critical","output":"x"}}"#,
+            r#"{"Register":{"service":"web","id":"a","address":"10.0.0.1","port":80,"tags":[],
+                "meta":{},"weight_passing":1,"weight_warning":1,"lease_id":null,
+                "on_lease_expiry":"Remove","deregister_critical_after_ms":0}}"#,
+        ];
+        for entry in old {
+            let cmd: Command = serde_json::from_str(entry).unwrap();
+            // And they encode as before.
+            let again: serde_json::Value = serde_json::to_value(&cmd).unwrap();
+            let want: serde_json::Value = serde_json::from_str(entry).unwrap();
+            assert_eq!(again, want, "{entry}");
+        }
+    }
+
+    #[test]
+    fn config_commands_nest_under_their_own_variant() {
+        let cmd = Command::Config(ConfigCommand::Put {
+            key: "proxy/web".into(),
+            value: b"\x00\xffhi".to_vec(),
+            if_modify_index: None,
+        });
+        let json = serde_json::to_string(&cmd).unwrap();
+        assert!(json.starts_with(r#"{"Config":{"Put":"#), "{json}");
+        assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), cmd);
+    }
+
+    #[test]
+    fn cas_zero_means_absent_and_n_means_that_index() {
+        assert!(CasMismatch::check(None, None).is_ok());
+        assert!(CasMismatch::check(Some(4), None).is_ok());
+        assert!(CasMismatch::check(None, Some(0)).is_ok());
+        assert!(CasMismatch::check(Some(4), Some(4)).is_ok());
+        assert!(CasMismatch::check(Some(4), Some(0)).is_err());
+        assert!(CasMismatch::check(None, Some(4)).is_err());
+        assert_eq!(
+            CasMismatch::check(Some(5), Some(4)),
+            Err(CasMismatch {
+                current: Some(5),
+                expected: 4
+            })
+        );
+    }
+
+    #[test]
+    fn an_outcome_of_another_command_is_handed_back() {
+        let r = CommandResult::Deregister(Deregistered { removed: true });
+        assert_eq!(RegisterOutcome::try_from(r.clone()), Err(r));
+    }
+}

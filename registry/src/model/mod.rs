@@ -1,0 +1,107 @@
+//! The registry's vocabulary: plain data for records, commands, results and changes.
+//!
+//! Architecture invariant: this module imports nothing from the rest of the crate
+//! (`tests/layering.rs` keeps it so). Everything else — the catalog, the Raft type
+//! config, the store, the watch hub, the API — builds on it.
+//!
+//! `record_kinds!` below is THE list of replicated record kinds. Each entry makes a
+//! table in `Tables` and a variant of `Change`; the digest, snapshot build and install,
+//! the RocksDB mirror and startup restore all walk `Tables::each`, so a kind cannot be
+//! left out of any of them.
+
+mod command;
+mod config;
+mod instance;
+mod lease;
+mod table;
+
+pub use command::{
+    CasMismatch, Command, CommandResult, ConfigDeleteOutcome, ConfigPutOutcome, Deregistered,
+    HealthOutcome, LeaseEnded, Reaped, RegisterOutcome,
+};
+pub use config::{key_in_prefix, ConfigCommand, ConfigEntry};
+pub use instance::{Health, InstanceKey, InstanceRecord, LeaseExpiry, NewInstance};
+pub use lease::LeaseRecord;
+pub use table::{AnyTable, Record, RecordChange, Table};
+
+macro_rules! record_kinds {
+    ($($variant:ident => $field:ident: $record:ty),+ $(,)?) => {
+        /// Every replicated record kind.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind {
+            $($variant),+
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => <$record as Record>::KIND),+
+                }
+            }
+
+            /// Its RocksDB column family.
+            pub fn store(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => <$record as Record>::STORE),+
+                }
+            }
+        }
+
+        /// One table per record kind: the replicated state besides the applied index.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct Tables {
+            $(pub $field: Table<$record>),+
+        }
+
+        impl Tables {
+            /// Every table, in `Kind::ALL` order.
+            pub fn each(&self) -> Vec<(Kind, &dyn AnyTable)> {
+                vec![$((Kind::$variant, &self.$field as &dyn AnyTable)),+]
+            }
+
+            /// Every table, mutably, in `Kind::ALL` order.
+            pub fn each_mut(&mut self) -> Vec<(Kind, &mut dyn AnyTable)> {
+                vec![$((Kind::$variant, &mut self.$field as &mut dyn AnyTable)),+]
+            }
+        }
+
+        /// One change to one record, of any kind: what applying an entry produced, in
+        /// the order it produced them. Mirrored to storage and published to watchers.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Change {
+            $($variant(RecordChange<$record>)),+
+        }
+
+        impl Change {
+            pub fn kind(&self) -> Kind {
+                match self {
+                    $(Change::$variant(_) => Kind::$variant),+
+                }
+            }
+
+            /// The storage row it writes: the key, and the encoded record (`None`:
+            /// delete the row).
+            pub fn row(&self) -> serde_json::Result<(Vec<u8>, Option<Vec<u8>>)> {
+                match self {
+                    $(Change::$variant(c) => Ok((c.key_bytes(), c.encoded()?))),+
+                }
+            }
+        }
+
+        $(
+            impl From<RecordChange<$record>> for Change {
+                fn from(c: RecordChange<$record>) -> Self {
+                    Change::$variant(c)
+                }
+            }
+        )+
+    };
+}
+
+record_kinds! {
+    Instance => instances: InstanceRecord,
+    Lease => leases: LeaseRecord,
+    Config => config: ConfigEntry,
+}
