@@ -236,7 +236,6 @@ impl LeaseKeeper {
         };
         let created = client
             .call(CallPolicy::write(client.endpoints().len()), |ch| {
-                let request = request;
                 async move { leases(ch).create_lease(request).await }
             })
             .await?;
