@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::{self, watch_response, WatchRequest};
 
 use super::{status_text, ClientEnv};
@@ -119,11 +118,11 @@ async fn follow(
     last_index: &mut u64,
     mut on_event: impl FnMut(WatchEvent),
 ) -> String {
-    let channel = match cluster::channel(addr) {
+    let channel = match waymark_client::Client::lazy_channel(addr, &cluster::CONNECT) {
         Ok(c) => c,
         Err(e) => return format!("{e:#}"),
     };
-    let mut client = CatalogClient::new(channel).max_decoding_message_size(256 << 20);
+    let mut client = waymark_client::catalog(channel);
     let request = WatchRequest {
         services: vec![REGISTER_SERVICE.into(), SET_SERVICE.into()],
         all: false,
@@ -178,9 +177,7 @@ fn convert(message: pb::WatchResponse) -> Option<WatchEvent> {
                 .changes
                 .into_iter()
                 .filter_map(|c| match c.change? {
-                    pb::record_change::Change::Upsert(i) => {
-                        Some(Change::Upsert(instance_state(i)))
-                    }
+                    pb::record_change::Change::Upsert(i) => Some(Change::Upsert(instance_state(i))),
                     pb::record_change::Change::Remove(k) => Some(Change::Remove {
                         service: k.service,
                         id: k.id,

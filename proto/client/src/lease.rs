@@ -235,9 +235,10 @@ impl LeaseKeeper {
             ttl_ms: duration_to_ms(ttl),
         };
         let created = client
-            .call(CallPolicy::write(client.endpoints().len()), |ch| {
-                async move { leases(ch).create_lease(request).await }
-            })
+            .call(
+                CallPolicy::write(client.endpoints().len()),
+                |ch| async move { leases(ch).create_lease(request).await },
+            )
             .await?;
         let granted = Duration::from_millis(created.ttl_ms);
         let mut keeper = Self::start(client, created.lease_id, Some(granted), on_event);

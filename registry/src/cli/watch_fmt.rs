@@ -59,11 +59,9 @@ pub fn text(msg: &pb::WatchResponse) -> Option<String> {
                     brief_output(&i.status_output)
                 ),
                 Change::Remove(k) => format!("@{index} remove {}/{}\n", k.service, k.id),
-                Change::ConfigUpsert(e) => format!(
-                    "@{index} config put {} ({} bytes)\n",
-                    e.key,
-                    e.value.len()
-                ),
+                Change::ConfigUpsert(e) => {
+                    format!("@{index} config put {} ({} bytes)\n", e.key, e.value.len())
+                }
                 Change::ConfigRemove(key) => format!("@{index} config delete {key}\n"),
             })
             .collect(),
