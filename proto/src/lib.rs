@@ -10,8 +10,7 @@ pub mod pb {
     tonic::include_proto!("waymark.v1");
 
     /// Encoded descriptors of every `waymark.v1` file, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("waymark_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("waymark_descriptor");
 }
 
 pub use validate::{

@@ -72,10 +72,12 @@ impl WatchFilter {
                 service: r.service.clone(),
                 id: r.id.clone(),
             }),
-            Change::Remove { service, id } => pb::record_change::Change::Remove(pb::InstanceKey {
-                service: service.clone(),
-                id: id.clone(),
-            }),
+            Change::Remove { service, id } => {
+                pb::record_change::Change::Remove(pb::InstanceKey {
+                    service: service.clone(),
+                    id: id.clone(),
+                })
+            }
         };
         Some(pb::RecordChange { change: Some(kind) })
     }
