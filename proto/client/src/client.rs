@@ -41,6 +41,16 @@ impl Default for ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// Opens a new connection (one HTTP/2 channel) to `uri` now. `Client` keeps one per
+    /// node; this is for callers that want several (load generators).
+    pub async fn connect(&self, uri: &str) -> Result<Channel, ClientError> {
+        let uri = crate::endpoint_uri(uri)?;
+        self.endpoint(&uri)?
+            .connect()
+            .await
+            .map_err(|source| ClientError::Connect { addr: uri, source })
+    }
+
     fn endpoint(&self, uri: &str) -> Result<Endpoint, ClientError> {
         let endpoint = Endpoint::from_shared(uri.to_string()).map_err(|_| crate::AddrError {
             addr: uri.to_string(),
@@ -138,17 +148,11 @@ impl Client {
         if let Some(ch) = self.lock()[i].clone() {
             return Ok(ch);
         }
-        let uri = self.inner.endpoints.get(i);
         let channel = self
             .inner
             .options
-            .endpoint(uri)?
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: uri.to_string(),
-                source,
-            })?;
+            .connect(self.inner.endpoints.get(i))
+            .await?;
         self.lock()[i] = Some(channel.clone());
         Ok(channel)
     }
