@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tonic::transport::{Channel, Endpoint};
-use waymark_proto::pb;
+use tonic::transport::Channel;
+use waymark_client::{parse_duration, Client, ConnectOptions, Endpoints};
 
 /// Which system a workload runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,33 +67,6 @@ pub struct ClientOpts {
     pub request_timeout: Duration,
 }
 
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 5s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration {s:?}: unit must be ms, s or m")),
-    }
-}
-
-/// The URI tonic dials for an endpoint flag value.
-pub fn endpoint_uri(endpoint: &str) -> String {
-    if endpoint.contains("://") {
-        endpoint.to_string()
-    } else {
-        format!("http://{endpoint}")
-    }
-}
-
 /// Cleans the `--endpoints` list: trims entries and drops empty ones.
 pub fn clean_endpoints(raw: &[String]) -> anyhow::Result<Vec<String>> {
     let eps: Vec<String> = raw
@@ -127,63 +100,22 @@ pub fn distinct(items: &[String]) -> Vec<String> {
 
 /// Opens one HTTP/2 connection to `endpoint`.
 pub async fn dial(endpoint: &str, opts: &ClientOpts) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(endpoint_uri(endpoint))
-        .with_context(|| format!("invalid endpoint {endpoint:?}"))?
-        .connect_timeout(opts.dial_timeout)
-        .timeout(opts.request_timeout)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {endpoint}"))
+    Ok(connect_options(opts).connect(endpoint).await?)
 }
 
-/// The leader's API address as a node reports it: `leader_api_addr`, or the address of
-/// the member whose id is `leader_id`.
-pub fn leader_addr(status: &pb::StatusResponse) -> Option<String> {
-    if !status.leader_api_addr.is_empty() {
-        return Some(status.leader_api_addr.clone());
+fn connect_options(opts: &ClientOpts) -> ConnectOptions {
+    ConnectOptions {
+        connect_timeout: opts.dial_timeout,
+        request_timeout: Some(opts.request_timeout),
     }
-    let id = status.leader_id?;
-    status
-        .members
-        .iter()
-        .find(|m| m.node_id == id && !m.api_addr.is_empty())
-        .map(|m| m.api_addr.clone())
 }
 
-/// Asks the endpoints in turn for the leader until one names it or `dial_timeout` ends.
+/// The leader's address, asking the endpoints in turn for up to `--dial-timeout`.
 pub async fn find_leader(endpoints: &[String], opts: &ClientOpts) -> anyhow::Result<String> {
-    let deadline = tokio::time::Instant::now() + opts.dial_timeout;
-    let mut last_problem = String::from("no endpoint answered");
-    loop {
-        for ep in endpoints {
-            match status_of(ep, opts).await {
-                Ok(status) => match leader_addr(&status) {
-                    Some(addr) => return Ok(addr),
-                    None => {
-                        last_problem = format!("{ep} (node {}) knows no leader", status.node_id)
-                    }
-                },
-                Err(e) => last_problem = format!("{e:#}"),
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!(
-                "--target-leader: no leader found within {:?}: {last_problem}",
-                opts.dial_timeout
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn status_of(endpoint: &str, opts: &ClientOpts) -> anyhow::Result<pb::StatusResponse> {
-    let channel = dial(endpoint, opts).await?;
-    let status = pb::cluster_client::ClusterClient::new(channel)
-        .status(pb::StatusRequest {})
+    let client = Client::new(Endpoints::new(endpoints)?, connect_options(opts));
+    waymark_client::find_leader(&client, opts.dial_timeout)
         .await
-        .with_context(|| format!("Cluster.Status on {endpoint}"))?;
-    Ok(status.into_inner())
+        .context("--target-leader")
 }
 
 /// The channels a run uses, and the endpoint each one is connected to.
@@ -231,23 +163,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
-
-    #[test]
-    fn uris_get_a_scheme_only_when_missing() {
-        assert_eq!(endpoint_uri("127.0.0.1:8500"), "http://127.0.0.1:8500");
-        assert_eq!(endpoint_uri("http://h:1"), "http://h:1");
-    }
-
-    #[test]
     fn endpoints_are_trimmed_and_must_not_be_empty() {
         let raw = vec![" a:1".to_string(), String::new(), "b:2 ".to_string()];
         assert_eq!(clean_endpoints(&raw).unwrap(), ["a:1", "b:2"]);
@@ -260,35 +175,5 @@ mod tests {
         assert_eq!(conn_targets(&eps, 1), ["a"]);
         assert_eq!(conn_targets(&eps, 4), ["a", "b", "c", "a"]);
         assert_eq!(conn_targets(&eps[..1], 3), ["a", "a", "a"]);
-    }
-
-    #[test]
-    fn leader_address_comes_from_the_field_or_the_member_list() {
-        let mut s = pb::StatusResponse {
-            leader_api_addr: "x:1".into(),
-            ..Default::default()
-        };
-        assert_eq!(leader_addr(&s).as_deref(), Some("x:1"));
-
-        s.leader_api_addr.clear();
-        assert_eq!(leader_addr(&s), None);
-
-        s.leader_id = Some(2);
-        s.members = vec![
-            pb::Member {
-                node_id: 1,
-                api_addr: "a:1".into(),
-                ..Default::default()
-            },
-            pb::Member {
-                node_id: 2,
-                api_addr: "b:2".into(),
-                ..Default::default()
-            },
-        ];
-        assert_eq!(leader_addr(&s).as_deref(), Some("b:2"));
-
-        s.leader_id = Some(9);
-        assert_eq!(leader_addr(&s), None);
     }
 }

@@ -38,8 +38,13 @@ pub fn to_status(e: etcd_client::Error) -> tonic::Status {
 }
 
 /// A client URL as etcd-client wants it (`http://` added when there is no scheme).
+/// Not `waymark_client::endpoint_uri`: etcd endpoints may well be `https://`.
 pub fn client_url(endpoint: &str) -> String {
-    crate::conn::endpoint_uri(endpoint)
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    }
 }
 
 /// The `HOST:PORT` of a client URL (`http://127.0.0.1:2379` -> `127.0.0.1:2379`).

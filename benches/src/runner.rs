@@ -54,30 +54,6 @@ impl Pacer {
     }
 }
 
-/// The canonical gRPC name of a status code, as in the gRPC spec and other tools.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 /// Failures with one status code: how many, and the first message seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorStat {
@@ -119,7 +95,7 @@ impl Outcome {
             Err(status) => {
                 let stat = self
                     .errors
-                    .entry(code_name(status.code()))
+                    .entry(waymark_client::code_name(status.code()))
                     .or_insert_with(|| ErrorStat {
                         count: 0,
                         sample: status.message().to_string(),
@@ -223,16 +199,6 @@ mod tests {
         // Huge sequence numbers do not overflow.
         let p = Pacer::new(1);
         assert_eq!(p.offset(u64::MAX), Some(Duration::from_nanos(u64::MAX)));
-    }
-
-    #[test]
-    fn code_names_are_canonical() {
-        assert_eq!(code_name(tonic::Code::Unavailable), "UNAVAILABLE");
-        assert_eq!(
-            code_name(tonic::Code::DeadlineExceeded),
-            "DEADLINE_EXCEEDED"
-        );
-        assert_eq!(code_name(tonic::Code::InvalidArgument), "INVALID_ARGUMENT");
     }
 
     #[test]

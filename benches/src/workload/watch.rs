@@ -36,11 +36,12 @@ use tokio::task::JoinSet;
 use tonic::Status;
 use waymark_proto::pb;
 
-use crate::conn::{parse_duration, Backend, ClientOpts, Pool};
+use crate::conn::{Backend, ClientOpts, Pool};
 use crate::etcd::{self, EtcdPool, MAX_MESSAGE_BYTES};
 use crate::report::{round, LatencyMs, Summary};
 use crate::runner::{self, Outcome, RunConfig};
 use crate::workload::register::{instance_number, parse_val_size, Plan};
+use waymark_client::parse_duration;
 
 /// Watch streams being opened at once during setup.
 pub const SETUP_CONCURRENCY: usize = 256;
@@ -486,7 +487,7 @@ where
             }
             Ok(Some(Err(status))) => format!(
                 "a watcher failed to start ({established} of {watchers} had): {} {}",
-                runner::code_name(status.code()),
+                waymark_client::code_name(status.code()),
                 status.message()
             ),
             Ok(None) => "the watcher tasks ended before starting".to_string(),

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
-use waymark_proto::pb::cluster_client::ClusterClient;
+use waymark_client::{Client, ConnectOptions};
 use waymark_proto::pb::StatusRequest;
 
 use netns::Network;
@@ -164,15 +163,13 @@ fn server_command(
     }
 }
 
-/// A lazily connecting gRPC channel to `addr` with short connect timeouts, so a dead
-/// or partitioned node costs a client a timeout rather than a hang.
-pub fn channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("bad address {addr}"))?
-        .connect_timeout(Duration::from_millis(500))
-        .tcp_nodelay(true)
-        .connect_lazy())
-}
+/// How the harness's clients connect: lazily (`Client::lazy_channel`), with a short
+/// connect timeout, so a dead or partitioned node costs a client a timeout rather than
+/// a hang. Operations carry their own timeout, so channels have none.
+pub const CONNECT: ConnectOptions = ConnectOptions {
+    connect_timeout: Duration::from_millis(500),
+    request_timeout: None,
+};
 
 /// What one node says about the cluster.
 #[derive(Clone, Debug)]
@@ -188,7 +185,7 @@ pub struct NodeStatus {
 
 /// Asks one node for its Raft status, giving up after `timeout`.
 pub async fn status(addr: &str, node: u32, timeout: Duration) -> Option<NodeStatus> {
-    let mut client = ClusterClient::new(channel(addr).ok()?);
+    let mut client = waymark_client::cluster(Client::lazy_channel(addr, &CONNECT).ok()?);
     let reply = tokio::time::timeout(timeout, client.status(StatusRequest {}))
         .await
         .ok()?

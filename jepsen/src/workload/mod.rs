@@ -23,6 +23,7 @@ use anyhow::bail;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::Code;
+use waymark_client::{classify, Client};
 use waymark_proto::pb::catalog_client::CatalogClient;
 
 use crate::cluster;
@@ -148,9 +149,7 @@ impl Process {
         Ok(Self {
             id: env.next_process(),
             node,
-            // Final reads of a grown set can pass tonic's 4 MiB default.
-            client: CatalogClient::new(cluster::channel(&addr)?)
-                .max_decoding_message_size(256 << 20),
+            client: waymark_client::catalog(Client::lazy_channel(&addr, &cluster::CONNECT)?),
         })
     }
 }
@@ -164,20 +163,18 @@ pub enum Reply<T> {
     Info(String),
 }
 
-/// Runs one RPC under the client timeout and sorts its outcome. `definite` lists the
-/// error codes that prove the request had no effect; every other error is `Info`
-/// (for writes, UNAVAILABLE or a dropped connection may come after the entry reached
-/// the log).
-pub async fn call<T, F>(env: &ClientEnv, definite: &[Code], rpc: F) -> Reply<T>
+/// Runs one RPC under the client timeout and sorts its outcome: `Fail` only when the
+/// request certainly had no effect (see [`never_applied`]); every other error is
+/// `Info` (for writes, UNAVAILABLE or a dropped connection may come after the entry
+/// reached the log).
+pub async fn call<T, F>(env: &ClientEnv, rpc: F) -> Reply<T>
 where
     F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     match tokio::time::timeout(env.op_timeout, rpc).await {
         Err(_) => Reply::Info(format!("timed out after {:?}", env.op_timeout)),
         Ok(Ok(reply)) => Reply::Ok(reply.into_inner()),
-        Ok(Err(status)) if definite.contains(&status.code()) || never_delivered(&status) => {
-            Reply::Fail(status_text(&status))
-        }
+        Ok(Err(status)) if never_applied(&status) => Reply::Fail(status_text(&status)),
         Ok(Err(status)) => Reply::Info(status_text(&status)),
     }
 }
@@ -201,13 +198,13 @@ pub fn status_text(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
 }
 
-/// Errors that prove the write never reached a leader: the client (or the follower
-/// forwarding it) could not even connect, or the node knew of no leader to propose to.
-/// Without this, every client of a dead node would retire on its first try.
-fn never_delivered(status: &tonic::Status) -> bool {
-    let message = status.message();
-    status.code() == Code::Unavailable
-        && (message.contains("tcp connect error") || message.contains("no leader is known"))
+/// Errors that prove the write had no effect: the server's error detail says it was
+/// not applied (no leader to propose to, a refused argument, a compare-and-set
+/// mismatch), or this client could not even connect. A status without a detail proves
+/// nothing, whatever its code or text. Without this, every client of a dead node would
+/// retire on its first try.
+fn never_applied(status: &tonic::Status) -> bool {
+    classify(status).certainly_not_applied()
 }
 
 /// Records one finished operation.
@@ -242,5 +239,42 @@ pub async fn pace(env: &ClientEnv, last: Outcome) {
     tokio::select! {
         _ = env.stop.cancelled() => {}
         _ = tokio::time::sleep(pause) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waymark_proto::errors::{Applied, ErrorDetail, Reason, Retry};
+
+    /// A status as the server sends it, rebuilt from its details bytes as a client
+    /// receives it.
+    fn received(detail: ErrorDetail, code: Code, message: &str) -> tonic::Status {
+        let s = detail.status(code, message);
+        tonic::Status::with_details(s.code(), s.message(), s.details().to_vec().into())
+    }
+
+    #[test]
+    fn the_detail_decides_what_was_never_applied() {
+        let no_leader = ErrorDetail::new(Reason::NoLeader, Retry::OtherNode, Applied::No);
+        assert!(never_applied(&received(no_leader, Code::Unavailable, "")));
+        let cas = ErrorDetail::new(Reason::CasMismatch, Retry::Never, Applied::No);
+        assert!(never_applied(&received(cas, Code::FailedPrecondition, "")));
+        assert!(never_applied(&received(
+            ErrorDetail::invalid_argument("service"),
+            Code::InvalidArgument,
+            ""
+        )));
+        let timeout = ErrorDetail::new(Reason::Timeout, Retry::Here, Applied::Maybe);
+        assert!(!never_applied(&received(timeout, Code::Unavailable, "")));
+    }
+
+    #[test]
+    fn message_text_proves_nothing() {
+        // The texts the harness used to match: without a detail, they are `info`.
+        for text in ["no leader is known to node 2", "tcp connect error"] {
+            assert!(!never_applied(&tonic::Status::unavailable(text)), "{text}");
+        }
+        assert!(!never_applied(&tonic::Status::invalid_argument("bad")));
     }
 }

@@ -139,12 +139,7 @@ async fn read(
 
 async fn write(env: &ClientEnv, process: &mut Process, key: &str, value: i64) -> Outcome {
     let start = env.recorder.now();
-    let reply = call(
-        env,
-        &[Code::InvalidArgument],
-        process.client.register(registration(key, value, None)),
-    )
-    .await;
+    let reply = call(env, process.client.register(registration(key, value, None))).await;
     let op = |index| Op::Write {
         key: key.into(),
         value,
@@ -164,7 +159,6 @@ async fn cas(
     let start = env.recorder.now();
     let reply = call(
         env,
-        &[Code::InvalidArgument, Code::FailedPrecondition],
         process
             .client
             .register(registration(key, to, Some(expected_index))),

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::Code;
 use waymark_proto::pb::{DeregisterRequest, RegisterRequest};
 
 use super::{call, pace, record, ClientEnv, Process, Reply};
@@ -67,12 +66,11 @@ async fn add(env: &ClientEnv, process: &Process, id: &str) -> Outcome {
         ..Default::default()
     };
     let mut client = process.client.clone();
-    let (index, outcome, error) =
-        match call(env, &[Code::InvalidArgument], client.register(request)).await {
-            Reply::Ok(r) => (Some(r.index), Outcome::Ok, None),
-            Reply::Fail(e) => (None, Outcome::Fail, Some(e)),
-            Reply::Info(e) => (None, Outcome::Info, Some(e)),
-        };
+    let (index, outcome, error) = match call(env, client.register(request)).await {
+        Reply::Ok(r) => (Some(r.index), Outcome::Ok, None),
+        Reply::Fail(e) => (None, Outcome::Fail, Some(e)),
+        Reply::Info(e) => (None, Outcome::Info, Some(e)),
+    };
     let op = Op::Add {
         id: id.into(),
         index,
@@ -88,12 +86,11 @@ async fn remove(env: &ClientEnv, process: &Process, id: &str) -> Outcome {
         id: id.into(),
     };
     let mut client = process.client.clone();
-    let (removed, index, outcome, error) =
-        match call(env, &[Code::InvalidArgument], client.deregister(request)).await {
-            Reply::Ok(r) => (Some(r.removed), Some(r.index), Outcome::Ok, None),
-            Reply::Fail(e) => (None, None, Outcome::Fail, Some(e)),
-            Reply::Info(e) => (None, None, Outcome::Info, Some(e)),
-        };
+    let (removed, index, outcome, error) = match call(env, client.deregister(request)).await {
+        Reply::Ok(r) => (Some(r.removed), Some(r.index), Outcome::Ok, None),
+        Reply::Fail(e) => (None, None, Outcome::Fail, Some(e)),
+        Reply::Info(e) => (None, None, Outcome::Info, Some(e)),
+    };
     let op = Op::Remove {
         id: id.into(),
         removed,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::{self, watch_response, WatchRequest};
 
 use super::{status_text, ClientEnv};
@@ -119,11 +118,11 @@ async fn follow(
     last_index: &mut u64,
     mut on_event: impl FnMut(WatchEvent),
 ) -> String {
-    let channel = match cluster::channel(addr) {
+    let channel = match waymark_client::Client::lazy_channel(addr, &cluster::CONNECT) {
         Ok(c) => c,
         Err(e) => return format!("{e:#}"),
     };
-    let mut client = CatalogClient::new(channel).max_decoding_message_size(256 << 20);
+    let mut client = waymark_client::catalog(channel);
     let request = WatchRequest {
         services: vec![REGISTER_SERVICE.into(), SET_SERVICE.into()],
         all: false,

@@ -1,23 +1,18 @@
-//! The client commands: build the request from flags, call the node at `--addr`, and
-//! hand the response to `output`. gRPC failures become `CODE: message` errors.
+//! The client commands: build the request from flags, call the nodes at `--addr`
+//! (through `waymark-client`, which fails over between them), and hand the response to
+//! `output`. gRPC failures become `CODE: message` errors.
 
-use std::time::Duration;
+use std::future::Future;
 
 use anyhow::Context;
 use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+use waymark_client::{catalog, cluster, duration_to_ms, CallPolicy};
 use waymark_proto::pb;
-use waymark_proto::pb::catalog_client::CatalogClient;
-use waymark_proto::pb::cluster_client::ClusterClient;
-use waymark_proto::pb::leases_client::LeasesClient;
 
 use super::output::{self, emit};
-use super::parse::duration_to_ms;
-use super::{health, lease, register, watch};
+use super::{config, health, lease, register, watch};
 use super::{ClientCommand, ClientOpts, ReadArgs, ReadMode, UsageError};
-
-/// Long enough for a loaded node, short enough that a wrong address fails fast.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(super) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     // One request per process: a single-threaded runtime is all it needs.
@@ -34,17 +29,17 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Watch(a) => watch::run(a).await?,
         ClientCommand::Lease(c) => lease::run(c).await?,
         ClientCommand::Health(c) => health::run(c).await?,
+        ClientCommand::Config(c) => config::run(c).await?,
         ClientCommand::Deregister(a) => {
             let request = pb::DeregisterRequest {
                 service: a.service.clone(),
                 id: a.id.clone(),
             };
-            let resp = catalog(&a.client)
-                .await?
-                .deregister(request)
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let resp = write(&a.client, |ch| {
+                let request = request.clone();
+                async move { catalog(ch).deregister(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || json!({ "removed": resp.removed, "index": resp.index }),
@@ -66,12 +61,11 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
                 id: a.id,
                 read: Some(read_options(&a.read).map_err(UsageError)?),
             };
-            let resp = catalog(&a.client)
-                .await?
-                .get_instance(request)
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let resp = read(&a.client, |ch| {
+                let request = request.clone();
+                async move { catalog(ch).get_instance(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || {
@@ -93,12 +87,11 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
             let request = pb::ListServicesRequest {
                 read: Some(read_options(&a.read).map_err(UsageError)?),
             };
-            let resp = catalog(&a.client)
-                .await?
-                .list_services(request)
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let resp = read(&a.client, |ch| {
+                let request = request;
+                async move { catalog(ch).list_services(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || {
@@ -116,12 +109,11 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
                 read: Some(read_options(&a.read).map_err(UsageError)?),
                 passing_only: a.passing_only,
             };
-            let resp = catalog(&a.client)
-                .await?
-                .list_instances(request)
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let resp = read(&a.client, |ch| {
+                let request = request.clone();
+                async move { catalog(ch).list_instances(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || {
@@ -134,12 +126,10 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
             );
         }
         ClientCommand::Members(a) => {
-            let resp = cluster(&a.client)
-                .await?
-                .members(pb::MembersRequest {})
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let resp = read(&a.client, |ch| async move {
+                cluster(ch).members(pb::MembersRequest {}).await
+            })
+            .await?;
             emit(
                 a.client.json,
                 || {
@@ -163,12 +153,11 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
             );
         }
         ClientCommand::Status(a) => {
-            let resp = cluster(&a.client)
-                .await?
-                .status(pb::StatusRequest {})
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            // The Raft status of one node: the first in --addr, never another.
+            let resp = once(&a.client, |ch| async move {
+                cluster(ch).status(pb::StatusRequest {}).await
+            })
+            .await?;
             emit(
                 a.client.json,
                 || output::status_json(&resp),
@@ -181,12 +170,11 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
                 api_addr: a.api_addr,
                 raft_addr: a.raft_addr,
             };
-            let resp = cluster(&a.client)
-                .await?
-                .add_member(request)
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let resp = write(&a.client, |ch| {
+                let request = request.clone();
+                async move { cluster(ch).add_member(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || json!({ "members": output::members_json(&resp.members), "index": resp.index }),
@@ -201,12 +189,12 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
             );
         }
         ClientCommand::RemoveMember(a) => {
-            let resp = cluster(&a.client)
-                .await?
-                .remove_member(pb::RemoveMemberRequest { node_id: a.id })
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let request = pb::RemoveMemberRequest { node_id: a.id };
+            let resp = write(&a.client, |ch| {
+                let request = request;
+                async move { cluster(ch).remove_member(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || json!({ "members": output::members_json(&resp.members), "index": resp.index }),
@@ -227,7 +215,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
 /// Maps `--consistency`/`--max-stale` to the wire options. `--max-stale` alone means
 /// a bounded stale read; with `--consistency consistent` it is a contradiction (the
 /// server would reject it too, but less clearly).
-fn read_options(read: &ReadArgs) -> Result<pb::ReadOptions, String> {
+pub(super) fn read_options(read: &ReadArgs) -> Result<pb::ReadOptions, String> {
     let mode = match (read.consistency, read.max_stale) {
         (Some(ReadMode::Consistent), Some(_)) => {
             return Err("--max-stale only applies to --consistency stale".into())
@@ -246,120 +234,45 @@ fn read_options(read: &ReadArgs) -> Result<pb::ReadOptions, String> {
     })
 }
 
-/// Connects eagerly, so an unreachable node is reported as such (with its address)
-/// rather than as an `UNAVAILABLE` from the first call.
-pub(super) async fn connect(opts: &ClientOpts) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(opts.addr.clone())
-        .with_context(|| format!("invalid --addr {}", display_addr(&opts.addr)))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(opts.timeout);
-    endpoint.connect().await.with_context(|| {
-        format!(
-            "could not reach a waymark node at {}",
-            display_addr(&opts.addr)
-        )
-    })
+/// A read: tried on each node of `--addr` in turn until one answers.
+pub(super) async fn read<T, F, Fut>(opts: &ClientOpts, rpc: F) -> anyhow::Result<T>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let client = opts.client();
+    let policy = CallPolicy::read(client.endpoints().len());
+    Ok(client.call(policy, rpc).await?)
 }
 
-/// Largest response the CLI accepts. tonic's 4 MiB default is too small for listing or
-/// watching a large service (a snapshot carries every instance).
-pub(super) const MAX_RESPONSE_BYTES: usize = 256 << 20;
-
-pub(super) async fn catalog(opts: &ClientOpts) -> anyhow::Result<CatalogClient<Channel>> {
-    Ok(CatalogClient::new(connect(opts).await?).max_decoding_message_size(MAX_RESPONSE_BYTES))
+/// A write: moved to another node of `--addr` only when it certainly did not apply.
+pub(super) async fn write<T, F, Fut>(opts: &ClientOpts, rpc: F) -> anyhow::Result<T>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let client = opts.client();
+    let policy = CallPolicy::write(client.endpoints().len());
+    Ok(client.call(policy, rpc).await?)
 }
 
-pub(super) async fn leases(opts: &ClientOpts) -> anyhow::Result<LeasesClient<Channel>> {
-    Ok(LeasesClient::new(connect(opts).await?))
-}
-
-async fn cluster(opts: &ClientOpts) -> anyhow::Result<ClusterClient<Channel>> {
-    Ok(ClusterClient::new(connect(opts).await?))
-}
-
-/// The address as the user typed it, without the `http://` we add for tonic.
-pub(super) fn display_addr(uri: &str) -> &str {
-    uri.strip_prefix("http://").unwrap_or(uri)
-}
-
-/// `CODE: message` for answers from the server. A status made on this side (it has a
-/// source error: connection lost, timeout) also says which node was being talked to.
-pub(super) fn rpc_error(opts: &ClientOpts, status: tonic::Status) -> anyhow::Error {
-    let mut text = code_name(status.code()).to_string();
-    if !status.message().is_empty() {
-        text.push_str(": ");
-        text.push_str(status.message());
-    }
-    if let Some(source) = std::error::Error::source(&status) {
-        let mut cause = format!("request to {} failed: {text}", display_addr(&opts.addr));
-        let mut last = String::new();
-        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(source);
-        while let Some(e) = next {
-            // Transport errors nest the same text more than once; show it once.
-            let part = e.to_string();
-            if part != last {
-                cause.push_str(": ");
-                cause.push_str(&part);
-            }
-            last = part;
-            next = e.source();
-        }
-        return anyhow::anyhow!(cause);
-    }
-    anyhow::anyhow!(text)
-}
-
-/// Whether a long-running stream should be reopened after this error: the node is
-/// unavailable (no leader, shutting down), the connection dropped, or the call was cut
-/// short. Answers about the request itself (bad argument, unknown lease) are final.
-pub(super) fn is_retryable(status: &tonic::Status) -> bool {
-    use tonic::Code as C;
-    // A status made on this side wraps the transport error that caused it.
-    std::error::Error::source(status).is_some()
-        || matches!(
-            status.code(),
-            C::Unavailable | C::Unknown | C::Cancelled | C::DeadlineExceeded | C::Aborted
-        )
-}
-
-/// A failed stream call: `Ok(explanation)` when the stream is worth reopening,
-/// `Err` when the failure is final.
-pub(super) fn retry_reason(opts: &ClientOpts, status: tonic::Status) -> anyhow::Result<String> {
-    let retry = is_retryable(&status);
-    let e = rpc_error(opts, status);
-    if retry {
-        Ok(super::error_chain(&e))
-    } else {
-        Err(e)
-    }
-}
-
-/// The canonical gRPC code names, as in the API docs (tonic's `Display` gives prose).
-fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code as C;
-    match code {
-        C::Ok => "OK",
-        C::Cancelled => "CANCELLED",
-        C::Unknown => "UNKNOWN",
-        C::InvalidArgument => "INVALID_ARGUMENT",
-        C::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        C::NotFound => "NOT_FOUND",
-        C::AlreadyExists => "ALREADY_EXISTS",
-        C::PermissionDenied => "PERMISSION_DENIED",
-        C::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        C::FailedPrecondition => "FAILED_PRECONDITION",
-        C::Aborted => "ABORTED",
-        C::OutOfRange => "OUT_OF_RANGE",
-        C::Unimplemented => "UNIMPLEMENTED",
-        C::Internal => "INTERNAL",
-        C::Unavailable => "UNAVAILABLE",
-        C::DataLoss => "DATA_LOSS",
-        C::Unauthenticated => "UNAUTHENTICATED",
-    }
+/// A call to the first node of `--addr` only.
+async fn once<T, F, Fut>(opts: &ClientOpts, rpc: F) -> anyhow::Result<T>
+where
+    F: FnMut(Channel) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let policy = CallPolicy {
+        attempts: 1,
+        idempotent: true,
+    };
+    Ok(opts.client().call(policy, rpc).await?)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn read(consistency: Option<ReadMode>, max_stale: Option<Duration>) -> ReadArgs {
@@ -387,24 +300,5 @@ mod tests {
             Some(Duration::from_secs(1)),
         ));
         assert!(err.is_err());
-    }
-
-    #[test]
-    fn server_errors_show_the_code() {
-        let opts = ClientOpts {
-            addr: "http://127.0.0.1:8500".into(),
-            json: false,
-            timeout: Duration::from_secs(1),
-        };
-        let e = rpc_error(&opts, tonic::Status::not_found("no instance web/web-1"));
-        assert_eq!(e.to_string(), "NOT_FOUND: no instance web/web-1");
-    }
-
-    #[test]
-    fn only_transient_failures_are_retried() {
-        assert!(is_retryable(&tonic::Status::unavailable("no leader")));
-        assert!(is_retryable(&tonic::Status::cancelled("stream reset")));
-        assert!(!is_retryable(&tonic::Status::invalid_argument("bad")));
-        assert!(!is_retryable(&tonic::Status::not_found("no lease")));
     }
 }

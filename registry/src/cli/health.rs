@@ -5,7 +5,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use waymark_proto::pb;
 
-use super::client::{catalog, rpc_error};
+use waymark_client::catalog;
+
+use super::client::write;
 use super::output::{self, emit, health_name};
 use super::ClientOpts;
 
@@ -61,12 +63,11 @@ pub(super) async fn run(cmd: HealthCommand) -> anyhow::Result<()> {
         status: a.status.wire() as i32,
         output: a.output,
     };
-    let resp = catalog(&a.client)
-        .await?
-        .update_health(request)
-        .await
-        .map_err(|s| rpc_error(&a.client, s))?
-        .into_inner();
+    let resp = write(&a.client, |ch| {
+        let request = request.clone();
+        async move { catalog(ch).update_health(request).await }
+    })
+    .await?;
     emit(
         a.client.json,
         || json!({ "instance": resp.instance.as_ref().map(output::instance_json), "index": resp.index }),

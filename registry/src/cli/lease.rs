@@ -5,12 +5,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
+use waymark_client::{duration_to_ms, keep_alive, leases, parse_duration, KeepAliveEvent};
 use waymark_proto::pb;
 
-use super::client::{leases, rpc_error};
-use super::keepalive::keep_alive;
+use super::client::write;
 use super::output::{emit, ms_text, print_line};
-use super::parse::{duration_to_ms, parse_duration};
 use super::signals::StopSignals;
 use super::ClientOpts;
 
@@ -45,14 +44,14 @@ pub(super) struct LeaseIdArgs {
 pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
     match cmd {
         LeaseCommand::Create(a) => {
-            let resp = leases(&a.client)
-                .await?
-                .create_lease(pb::CreateLeaseRequest {
-                    ttl_ms: duration_to_ms(a.ttl),
-                })
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let request = pb::CreateLeaseRequest {
+                ttl_ms: duration_to_ms(a.ttl),
+            };
+            let resp = write(&a.client, |ch| {
+                let request = request;
+                async move { leases(ch).create_lease(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || json!({ "lease_id": resp.lease_id, "ttl_ms": resp.ttl_ms, "index": resp.index }),
@@ -67,12 +66,12 @@ pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
             );
         }
         LeaseCommand::Revoke(a) => {
-            let resp = leases(&a.client)
-                .await?
-                .revoke_lease(pb::RevokeLeaseRequest { lease_id: a.id })
-                .await
-                .map_err(|s| rpc_error(&a.client, s))?
-                .into_inner();
+            let request = pb::RevokeLeaseRequest { lease_id: a.id };
+            let resp = write(&a.client, |ch| {
+                let request = request;
+                async move { leases(ch).revoke_lease(request).await }
+            })
+            .await?;
             emit(
                 a.client.json,
                 || json!({ "revoked": resp.revoked, "index": resp.index }),
@@ -91,7 +90,22 @@ pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
         LeaseCommand::KeepAlive(a) => {
             let mut stop = StopSignals::install()?;
             let (id, as_json) = (a.id, a.client.json);
-            let first_grant = move |ttl: Duration| {
+            let on_event = move |event: KeepAliveEvent| {
+                let ttl = match event {
+                    KeepAliveEvent::Granted { ttl, first: true } => ttl,
+                    KeepAliveEvent::Granted { .. } => return,
+                    KeepAliveEvent::Reconnecting {
+                        reason,
+                        addr,
+                        delay,
+                    } => {
+                        eprintln!(
+                            "note: keeping lease {id} alive: {reason}; reconnecting to {addr} in {} ms",
+                            delay.as_millis()
+                        );
+                        return;
+                    }
+                };
                 let ttl_ms = duration_to_ms(ttl);
                 let line = if as_json {
                     json!({ "lease_id": id, "ttl_ms": ttl_ms }).to_string()
@@ -104,8 +118,9 @@ pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
                 // Nobody reading stdout is no reason to stop renewing.
                 let _ = print_line(&line);
             };
+            let client = a.client.client();
             tokio::select! {
-                e = keep_alive(&a.client, id, None, first_grant) => return Err(e),
+                e = keep_alive(&client, id, None, on_event) => return Err(e.into()),
                 _ = stop.recv() => {
                     eprintln!("stopped renewing lease {id}; it expires after its TTL");
                 }

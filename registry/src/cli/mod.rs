@@ -3,9 +3,9 @@
 //! The `watch`, `lease` and `health` commands define their flags in their own modules.
 
 mod client;
+mod config;
 mod dev;
 mod health;
-mod keepalive;
 mod lease;
 mod output;
 mod parse;
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use waymark_client::{parse_duration, Client, ConnectOptions, Endpoints};
 
 use crate::config::{LogFormat, ServerArgs};
 
@@ -61,17 +62,40 @@ struct DevArgs {
 /// Flags every client command takes.
 #[derive(Debug, Clone, Args)]
 struct ClientOpts {
-    /// Node to talk to: HOST:PORT or http://HOST:PORT. Any node will do.
+    /// Nodes to talk to: HOST:PORT or http://HOST:PORT, comma-separated. Any node will
+    /// do; with several, a node that cannot answer is skipped for the next.
     #[arg(long, env = "WAYMARK_ADDR", default_value = "127.0.0.1:8500",
-          value_parser = parse::normalize_addr, value_name = "HOST:PORT")]
-    addr: String,
+          value_parser = parse_endpoints, value_name = "HOST:PORT[,HOST:PORT...]")]
+    addr: Endpoints,
     /// Print JSON with every field instead of a table: one document, or for `watch`
     /// one object per line.
     #[arg(long)]
     json: bool,
     /// Give up on the request after this long (e.g. 30s, 500ms).
-    #[arg(long, default_value = "30s", value_parser = parse::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
+}
+
+/// Long enough for a loaded node, short enough that a wrong address fails fast.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl ClientOpts {
+    /// A client for the `--addr` nodes. Each command makes one call (or one stream),
+    /// so nothing is gained by sharing it.
+    fn client(&self) -> Client {
+        Client::new(
+            self.addr.clone(),
+            ConnectOptions {
+                connect_timeout: CONNECT_TIMEOUT,
+                request_timeout: Some(self.timeout),
+            },
+        )
+    }
+}
+
+/// `--addr`: the list, each address checked (the error names the bad one).
+fn parse_endpoints(s: &str) -> Result<Endpoints, String> {
+    Endpoints::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,7 +114,7 @@ struct ReadArgs {
     consistency: Option<ReadMode>,
     /// Stale reads only: fail rather than answer if the node last heard from a leader
     /// longer ago than this (e.g. 5s, 500ms). Implies --consistency stale.
-    #[arg(long, value_parser = parse::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     max_stale: Option<Duration>,
 }
 
@@ -114,6 +138,9 @@ enum ClientCommand {
     /// Set the health status of instances.
     #[command(subcommand)]
     Health(health::HealthCommand),
+    /// Put, get, list or delete replicated config entries.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// List the cluster members.
     Members(PlainArgs),
     /// Show the Raft status of the node at --addr.
@@ -149,13 +176,13 @@ struct RegisterArgs {
     /// Register under a new lease with this time to live (at least 2s) and keep it
     /// alive until Ctrl-C or SIGTERM, which revoke it. Without it the instance stays
     /// until deregistered.
-    #[arg(long, value_parser = parse::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     ttl: Option<Duration>,
     /// With --ttl: what happens to the instance when the lease ends [default: remove].
     #[arg(long, value_enum, requires = "ttl", value_name = "ACTION")]
     on_lease_expiry: Option<LeaseExpiry>,
     /// Deregister the instance once it has been critical this long (at least 1s).
-    #[arg(long, value_parser = parse::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     deregister_critical_after: Option<Duration>,
     /// Compare-and-set: register only if the instance's current modify index is INDEX;
     /// 0 = only if the instance does not exist yet. A mismatch changes nothing.
@@ -354,7 +381,7 @@ mod tests {
         assert_eq!(r.meta, [("v".to_string(), "1".to_string())]);
         assert_eq!(r.weight, Some(5));
         assert_eq!(r.cas, Some(42));
-        assert_eq!(r.client.addr, "http://127.0.0.1:8501");
+        assert_eq!(r.client.addr.uris(), ["http://127.0.0.1:8501"]);
     }
 
     #[test]
@@ -463,6 +490,34 @@ mod tests {
                 "{argv:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn addr_takes_a_list_of_nodes() {
+        let parse = |addr: &str| {
+            Cli::try_parse_from(["waymark", "members", "--addr", addr]).map(|cli| {
+                match cli.command {
+                    Command::Client(ClientCommand::Members(a)) => a.client.addr,
+                    other => panic!("unexpected parse: {other:?}"),
+                }
+            })
+        };
+        assert_eq!(
+            parse("127.0.0.1:8500").unwrap().uris(),
+            ["http://127.0.0.1:8500"]
+        );
+        assert_eq!(
+            parse("10.0.0.1:8500,http://10.0.0.2:8500").unwrap().uris(),
+            ["http://10.0.0.1:8500", "http://10.0.0.2:8500"]
+        );
+        let err = parse("10.0.0.1:8500,https://10.0.0.2:8500")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("https://10.0.0.2:8500") && err.contains("TLS"),
+            "{err}"
+        );
+        assert!(parse("10.0.0.1:8500,").is_err());
     }
 
     #[test]

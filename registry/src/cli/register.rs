@@ -1,19 +1,17 @@
 //! `waymark register`: one Register call; or, with `--ttl`, a lease created first,
-//! the instance registered under it, and the lease kept alive until Ctrl-C or
-//! SIGTERM, which revoke it (so the instance leaves, or turns critical, at once).
+//! the instance registered under it, and the lease kept alive (`waymark-client`'s
+//! `LeaseKeeper`) until Ctrl-C or SIGTERM, which revoke it (so the instance leaves, or
+//! turns critical, at once).
 
 use std::time::Duration;
 
 use serde_json::json;
-use tonic::transport::Channel;
+use waymark_client::{catalog, duration_to_ms, KeepAliveEvent, LeaseKeeper};
 use waymark_proto::pb;
-use waymark_proto::pb::catalog_client::CatalogClient;
-use waymark_proto::pb::leases_client::LeasesClient;
 
-use super::client::{connect, rpc_error};
-use super::keepalive::keep_alive;
+use super::client::write;
 use super::output::{self, emit, ms_text};
-use super::parse::{collect_meta, duration_to_ms};
+use super::parse::collect_meta;
 use super::signals::StopSignals;
 use super::{ClientOpts, LeaseExpiry, RegisterArgs, UsageError};
 
@@ -69,11 +67,11 @@ fn registered_text(request: &pb::RegisterRequest, resp: &pb::RegisterResponse) -
 }
 
 async fn register_once(opts: &ClientOpts, request: pb::RegisterRequest) -> anyhow::Result<()> {
-    let resp = CatalogClient::new(connect(opts).await?)
-        .register(request.clone())
-        .await
-        .map_err(|s| rpc_error(opts, s))?
-        .into_inner();
+    let resp = write(opts, |ch| {
+        let request = request.clone();
+        async move { catalog(ch).register(request).await }
+    })
+    .await?;
     emit(
         opts.json,
         || json!({ "instance": resp.instance.as_ref().map(output::instance_json), "index": resp.index }),
@@ -84,90 +82,83 @@ async fn register_once(opts: &ClientOpts, request: pb::RegisterRequest) -> anyho
 
 async fn register_with_lease(
     opts: &ClientOpts,
-    mut request: pb::RegisterRequest,
+    request: pb::RegisterRequest,
     ttl: Duration,
 ) -> anyhow::Result<()> {
     // Installed first, so a Ctrl-C from here on cleans up instead of killing us.
     let mut stop = StopSignals::install()?;
-    let channel = connect(opts).await?;
-    let mut leases = LeasesClient::new(channel.clone());
-    let mut catalog =
-        CatalogClient::new(channel).max_decoding_message_size(super::client::MAX_RESPONSE_BYTES);
-
-    let created = tokio::select! {
-        r = leases.create_lease(pb::CreateLeaseRequest { ttl_ms: duration_to_ms(ttl) }) => {
-            r.map_err(|s| rpc_error(opts, s))?.into_inner()
+    let client = opts.client();
+    let on_event = |event: KeepAliveEvent| {
+        if let KeepAliveEvent::Reconnecting {
+            reason,
+            addr,
+            delay,
+        } = event
+        {
+            eprintln!(
+                "note: keeping the lease alive: {reason}; reconnecting to {addr} in {} ms",
+                delay.as_millis()
+            );
         }
+    };
+
+    let mut keeper = tokio::select! {
+        r = LeaseKeeper::create(&client, ttl, on_event) => r?,
         // Nothing registered yet; a lease created anyway just expires.
         _ = stop.recv() => return Ok(()),
     };
-    let lease_id = created.lease_id;
-    request.lease_id = lease_id;
+    let lease_id = keeper.lease_id();
 
     let registered = tokio::select! {
-        r = catalog.register(request.clone()) => r.map_err(|s| rpc_error(opts, s)),
-        _ = stop.recv() => {
-            revoke(&mut leases, opts, lease_id, &request).await?;
-            return Ok(());
-        }
+        r = keeper.register(request.clone()) => r,
+        _ = stop.recv() => return revoke(keeper, opts, &request).await,
     };
     let resp = match registered {
-        Ok(r) => r.into_inner(),
+        Ok(r) => r,
         Err(e) => {
             // Do not leave an unused lease behind; it would expire anyway.
-            if let Err(re) = revoke_quietly(&mut leases, opts, lease_id).await {
-                eprintln!("note: could not revoke the unused lease {lease_id}: {re:#}");
+            if let Err(re) = keeper.revoke().await {
+                eprintln!("note: could not revoke the unused lease {lease_id}: {re}");
             }
-            return Err(e);
+            return Err(e.into());
         }
     };
+    let granted_ms = duration_to_ms(keeper.ttl());
     emit(
         opts.json,
         || {
             json!({
                 "instance": resp.instance.as_ref().map(output::instance_json),
                 "index": resp.index,
-                "lease": { "id": lease_id, "ttl_ms": created.ttl_ms },
+                "lease": { "id": lease_id, "ttl_ms": granted_ms },
             })
         },
         || {
             format!(
                 "{}\nunder lease {lease_id} (ttl {}), kept alive until Ctrl-C",
                 registered_text(&request, &resp),
-                ms_text(created.ttl_ms)
+                ms_text(granted_ms)
             )
         },
     );
 
-    let granted = Duration::from_millis(created.ttl_ms);
     tokio::select! {
-        e = keep_alive(opts, lease_id, Some(granted), |_| {}) => Err(e),
-        _ = stop.recv() => revoke(&mut leases, opts, lease_id, &request).await,
+        e = keeper.lost() => Err(e.into()),
+        _ = stop.recv() => revoke(keeper, opts, &request).await,
     }
-}
-
-async fn revoke_quietly(
-    leases: &mut LeasesClient<Channel>,
-    opts: &ClientOpts,
-    lease_id: u64,
-) -> anyhow::Result<pb::RevokeLeaseResponse> {
-    Ok(leases
-        .revoke_lease(pb::RevokeLeaseRequest { lease_id })
-        .await
-        .map_err(|s| rpc_error(opts, s))?
-        .into_inner())
 }
 
 /// Revokes the lease on the way out and says what became of the instance.
 async fn revoke(
-    leases: &mut LeasesClient<Channel>,
+    keeper: LeaseKeeper,
     opts: &ClientOpts,
-    lease_id: u64,
     request: &pb::RegisterRequest,
 ) -> anyhow::Result<()> {
-    let resp = revoke_quietly(leases, opts, lease_id)
+    let lease_id = keeper.lease_id();
+    let resp = keeper
+        .revoke()
         .await
-        .map_err(|e| e.context(format!("revoking lease {lease_id}")))?;
+        .map_err(|e| anyhow::Error::new(e).context(format!("revoking lease {lease_id}")))?;
     let text = revoked_text(lease_id, request, &resp);
     // stdout carries one JSON document with --json; this goes beside it.
     if opts.json {

@@ -1,29 +1,20 @@
-//! `waymark watch`: follows a Watch stream from the node at `--addr` until Ctrl-C,
+//! `waymark watch`: follows a Watch stream from the `--addr` nodes until Ctrl-C,
 //! printing every message as it arrives. A stream lost to a transient failure is
-//! reopened on the same node from the last index printed, so the output continues
-//! exactly after it (no gap, no repeat).
+//! resumed (by `waymark-client`'s follower, on the next node) from the last index
+//! printed, so the output continues exactly after it (no gap, no repeat).
 
 use std::time::Duration;
 
 use clap::{ArgGroup, Args};
+use waymark_client::{duration_to_ms, parse_duration, WatchFollower, WatchItem};
 use waymark_proto::pb;
-use waymark_proto::pb::watch_response::Event;
 
-use super::client::{catalog, display_addr, retry_reason};
 use super::output::print_line;
-use super::parse::{duration_to_ms, parse_duration};
 use super::signals::StopSignals;
-use super::{error_chain, watch_fmt, ClientOpts};
-
-/// The server's progress interval when none is asked for.
-const SERVER_DEFAULT_PROGRESS: Duration = Duration::from_secs(2);
-/// Reconnect attempts in a row (without a message in between) before giving up.
-const MAX_RECONNECTS: u32 = 10;
-const BACKOFF_START: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+use super::{watch_fmt, ClientOpts};
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("selection").required(true).args(["services", "all"])))]
+#[command(group(ArgGroup::new("selection").required(true).multiple(true).args(["services", "all", "config_prefixes"])))]
 pub(super) struct WatchArgs {
     /// Services to watch.
     #[arg(value_name = "SERVICE")]
@@ -31,6 +22,10 @@ pub(super) struct WatchArgs {
     /// Watch every service instead.
     #[arg(long, conflicts_with = "services")]
     all: bool,
+    /// Also (or only) watch the config entries under this key prefix (whole segments;
+    /// "" = every entry); repeat for more.
+    #[arg(long = "config-prefix", value_name = "PREFIX")]
+    config_prefixes: Vec<String>,
     /// Everything up to this catalog index was already seen: print only the changes
     /// after it (a reset and a snapshot if the node no longer has them).
     /// Default: start with a snapshot of the current instances.
@@ -56,254 +51,136 @@ pub(super) async fn run(args: WatchArgs) -> anyhow::Result<()> {
     }
 }
 
-/// How far the output has got.
-#[derive(Debug, Default)]
-struct Position {
-    /// Everything up to this index has been printed (or was given as `--from-index`);
-    /// a reopened stream asks for what comes after it.
-    seen: u64,
-    /// A Reset waiting for the Snapshot that always follows it. The two are printed
-    /// together, so a stream cut between them leaves the output consistent with
-    /// `seen` (the reopened stream sends its own reset if it needs one).
-    reset: Option<pb::WatchResponse>,
-}
-
-impl Position {
-    /// Takes one message from the stream and returns what to print now, in order.
-    fn accept(&mut self, msg: pb::WatchResponse) -> Vec<pb::WatchResponse> {
-        match &msg.event {
-            Some(Event::Reset(_)) => {
-                self.reset = Some(msg);
-                return Vec::new();
-            }
-            // Already printed; a correct server never repeats an index.
-            Some(Event::Changes(_)) if msg.index <= self.seen => return Vec::new(),
-            // An event this version does not know: nothing to print, not a position.
-            None => return Vec::new(),
-            Some(Event::Snapshot(_) | Event::Changes(_) | Event::Progress(_)) => {}
-        }
-        self.seen = self.seen.max(msg.index);
-        let mut out: Vec<_> = self.reset.take().into_iter().collect();
-        out.push(msg);
-        out
+/// The Watch request from the flags. Instance-only watches keep the old request
+/// fields, so they work against every server; config prefixes need topics, and then
+/// the instances go in a topic too (a request uses one form or the other).
+fn build_request(args: &WatchArgs) -> pb::WatchRequest {
+    let progress_interval_ms = args.progress_interval.map_or(0, duration_to_ms);
+    if args.config_prefixes.is_empty() {
+        return pb::WatchRequest {
+            services: args.services.clone(),
+            all: args.all,
+            from_index: args.from_index,
+            passing_only: args.passing_only,
+            progress_interval_ms,
+            ..Default::default()
+        };
     }
-}
-
-/// How one stream ended.
-enum End {
-    /// Transient: worth reopening (with this explanation).
-    Lost(String),
-    /// Final: exit with this error.
-    Fatal(anyhow::Error),
-    /// Whoever reads stdout went away (e.g. `| head`): stop quietly.
-    OutputClosed,
+    use pb::watch_topic::Topic;
+    let mut topics = Vec::new();
+    if args.all || !args.services.is_empty() {
+        topics.push(pb::WatchTopic {
+            topic: Some(Topic::Instances(pb::InstancesTopic {
+                services: args.services.clone(),
+                all: args.all,
+                passing_only: args.passing_only,
+            })),
+        });
+    }
+    topics.extend(args.config_prefixes.iter().map(|prefix| pb::WatchTopic {
+        topic: Some(Topic::Config(pb::ConfigTopic {
+            prefix: prefix.clone(),
+        })),
+    }));
+    pb::WatchRequest {
+        from_index: args.from_index,
+        progress_interval_ms,
+        topics,
+        ..Default::default()
+    }
 }
 
 async fn follow(args: &WatchArgs) -> anyhow::Result<()> {
-    let mut pos = Position {
-        seen: args.from_index,
-        reset: None,
-    };
-    let mut ever_received = false;
-    let mut failures = 0;
-    let mut backoff = BACKOFF_START;
+    let mut follower = WatchFollower::new(args.client.client(), build_request(args));
     loop {
-        let mut received = false;
-        match session(args, &mut pos, &mut received).await {
-            End::OutputClosed => return Ok(()),
-            End::Fatal(e) => return Err(e),
-            End::Lost(reason) => {
-                ever_received |= received;
-                // A first stream that never worked is a plain error (wrong address…).
-                if !ever_received {
-                    anyhow::bail!(reason);
-                }
-                if received {
-                    failures = 0;
-                    backoff = BACKOFF_START;
-                }
-                failures += 1;
-                if failures > MAX_RECONNECTS {
-                    anyhow::bail!(
-                        "{reason} (gave up after {MAX_RECONNECTS} attempts to reconnect)"
-                    );
-                }
+        let msg = match follower.next().await? {
+            WatchItem::Message(msg) => msg,
+            WatchItem::Reconnecting {
+                reason,
+                addr,
+                delay,
+                from_index,
+            } => {
                 eprintln!(
-                    "note: {reason}; reconnecting to {} in {} ms, resuming after index {}",
-                    display_addr(&args.client.addr),
-                    backoff.as_millis(),
-                    pos.seen
+                    "note: {reason}; reconnecting to {addr} in {} ms, resuming after index {from_index}",
+                    delay.as_millis()
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-            }
-        }
-    }
-}
-
-/// Opens one stream from `pos.seen` and prints it until it ends.
-async fn session(args: &WatchArgs, pos: &mut Position, received: &mut bool) -> End {
-    let opts = &args.client;
-    let mut client = match catalog(opts).await {
-        Ok(c) => c,
-        Err(e) => return End::Lost(error_chain(&e)),
-    };
-    let request = pb::WatchRequest {
-        services: args.services.clone(),
-        all: args.all,
-        from_index: pos.seen,
-        passing_only: args.passing_only,
-        progress_interval_ms: args.progress_interval.map_or(0, duration_to_ms),
-        ..Default::default()
-    };
-    let mut stream = match client.watch(request).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => return status_end(opts, status),
-    };
-    let idle = idle_limit(args.progress_interval);
-    loop {
-        let msg = match tokio::time::timeout(idle, stream.message()).await {
-            Err(_) => {
-                return End::Lost(format!(
-                    "no message from {} for {} s (progress is due every {} ms)",
-                    display_addr(&opts.addr),
-                    idle.as_secs(),
-                    progress_every(args.progress_interval).as_millis()
-                ))
-            }
-            Ok(Err(status)) => return status_end(opts, status),
-            Ok(Ok(None)) => {
-                return End::Lost(format!(
-                    "{} ended the watch stream",
-                    display_addr(&opts.addr)
-                ))
-            }
-            Ok(Ok(Some(msg))) => msg,
-        };
-        *received = true;
-        for out in pos.accept(msg) {
-            let Some(text) = watch_fmt::render(&out, opts.json) else {
                 continue;
-            };
-            if let Err(e) = print_line(&text) {
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return End::OutputClosed;
-                }
-                return End::Fatal(anyhow::Error::new(e).context("writing to stdout"));
             }
+        };
+        let Some(text) = watch_fmt::render(&msg, args.client.json) else {
+            continue;
+        };
+        if let Err(e) = print_line(&text) {
+            // Whoever reads stdout went away (e.g. `| head`): stop quietly.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(anyhow::Error::new(e).context("writing to stdout"));
         }
     }
-}
-
-fn status_end(opts: &ClientOpts, status: tonic::Status) -> End {
-    retry_reason(opts, status).map_or_else(End::Fatal, End::Lost)
-}
-
-fn progress_every(asked: Option<Duration>) -> Duration {
-    asked.unwrap_or(SERVER_DEFAULT_PROGRESS)
-}
-
-/// Silence longer than this means the stream is dead even if the connection looks
-/// open: an idle node sends progress every interval.
-fn idle_limit(asked: Option<Duration>) -> Duration {
-    progress_every(asked) * 3 + Duration::from_secs(5)
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn msg(index: u64, event: Event) -> pb::WatchResponse {
-        pb::WatchResponse {
-            index,
-            event: Some(event),
-        }
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        watch: WatchArgs,
     }
 
-    fn snapshot(index: u64) -> pb::WatchResponse {
-        msg(index, Event::Snapshot(pb::WatchSnapshot::default()))
-    }
-
-    fn changes(index: u64) -> pb::WatchResponse {
-        msg(index, Event::Changes(pb::WatchChanges::default()))
-    }
-
-    fn progress(index: u64) -> pb::WatchResponse {
-        msg(index, Event::Progress(pb::WatchProgress::default()))
-    }
-
-    fn reset(index: u64) -> pb::WatchResponse {
-        msg(
-            index,
-            Event::Reset(pb::WatchReset {
-                reason: pb::ResetReason::SlowConsumer as i32,
-            }),
-        )
-    }
-
-    fn indexes(v: &[pb::WatchResponse]) -> Vec<u64> {
-        v.iter().map(|m| m.index).collect()
+    fn request(argv: &[&str]) -> pb::WatchRequest {
+        let cli = Cli::try_parse_from(std::iter::once("watch").chain(argv.iter().copied()))
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        build_request(&cli.watch)
     }
 
     #[test]
-    fn position_follows_snapshot_changes_and_progress() {
-        let mut pos = Position::default();
-        assert_eq!(indexes(&pos.accept(snapshot(42))), [42]);
-        assert_eq!(pos.seen, 42);
-        assert_eq!(indexes(&pos.accept(changes(43))), [43]);
-        assert_eq!(indexes(&pos.accept(progress(45))), [45]);
-        assert_eq!(pos.seen, 45);
+    fn instance_watches_keep_the_old_fields() {
+        let r = request(&["web", "api", "--passing-only", "--from-index", "42"]);
+        assert_eq!(r.services, ["web", "api"]);
+        assert!(r.passing_only && !r.all);
+        assert_eq!(r.from_index, 42);
+        assert!(r.topics.is_empty());
     }
 
     #[test]
-    fn repeated_changes_are_not_printed_twice() {
-        let mut pos = Position {
-            seen: 45,
-            reset: None,
-        };
-        assert!(pos.accept(changes(45)).is_empty());
-        assert!(pos.accept(changes(44)).is_empty());
-        assert_eq!(indexes(&pos.accept(changes(46))), [46]);
-    }
-
-    #[test]
-    fn reset_waits_for_its_snapshot() {
-        let mut pos = Position {
-            seen: 45,
-            reset: None,
-        };
-        assert!(pos.accept(reset(50)).is_empty());
-        // Cut here: a reopened stream resumes after 45, not 50.
-        assert_eq!(pos.seen, 45);
-        let out = pos.accept(snapshot(50));
-        assert_eq!(indexes(&out), [50, 50]);
-        assert!(matches!(out[0].event, Some(Event::Reset(_))));
-        assert!(matches!(out[1].event, Some(Event::Snapshot(_))));
-        assert_eq!(pos.seen, 50);
-        assert!(pos.reset.is_none());
-    }
-
-    #[test]
-    fn unknown_events_do_not_move_the_position() {
-        let mut pos = Position {
-            seen: 45,
-            reset: None,
-        };
-        assert!(pos
-            .accept(pb::WatchResponse {
-                index: 99,
-                event: None
-            })
-            .is_empty());
-        assert_eq!(pos.seen, 45);
-    }
-
-    #[test]
-    fn idle_limit_allows_missed_progress() {
-        assert_eq!(idle_limit(None), Duration::from_secs(11));
+    fn config_prefixes_become_topics() {
+        use pb::watch_topic::Topic;
+        let r = request(&[
+            "web",
+            "--config-prefix",
+            "proxy/web",
+            "--config-prefix",
+            "mesh",
+        ]);
+        assert!(r.services.is_empty() && !r.all, "one form or the other");
+        let topics: Vec<_> = r.topics.into_iter().filter_map(|t| t.topic).collect();
         assert_eq!(
-            idle_limit(Some(Duration::from_millis(500))),
-            Duration::from_millis(6500)
+            topics,
+            [
+                Topic::Instances(pb::InstancesTopic {
+                    services: vec!["web".into()],
+                    all: false,
+                    passing_only: false,
+                }),
+                Topic::Config(pb::ConfigTopic {
+                    prefix: "proxy/web".into()
+                }),
+                Topic::Config(pb::ConfigTopic {
+                    prefix: "mesh".into()
+                }),
+            ]
+        );
+        let only_config = request(&["--config-prefix", "proxy"]);
+        assert_eq!(only_config.topics.len(), 1);
+        assert!(
+            Cli::try_parse_from(["watch"]).is_err(),
+            "something must be watched"
         );
     }
 }

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tonic::transport::Endpoint;
+use waymark_client::ConnectOptions;
 use waymark_proto::pb;
-use waymark_proto::pb::cluster_client::ClusterClient;
 
 use super::output::Table;
 use super::DevArgs;
@@ -69,14 +68,12 @@ impl StopSignals {
 
 /// One node's status, or None while it is not answering yet.
 async fn node_status(api_addr: &str) -> Option<pb::StatusResponse> {
-    let channel = Endpoint::from_shared(format!("http://{api_addr}"))
-        .ok()?
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .ok()?;
-    let resp = ClusterClient::new(channel)
+    let options = ConnectOptions {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Some(Duration::from_secs(1)),
+    };
+    let channel = options.connect(api_addr).await.ok()?;
+    let resp = waymark_client::cluster(channel)
         .status(pb::StatusRequest {})
         .await
         .ok()?;
