@@ -12,8 +12,8 @@ use waymark_proto::errors::{ErrorDetail, Reason};
 use waymark_proto::pb;
 use waymark_proto::pb::config_client::ConfigClient;
 
-fn config_client(addr: &str) -> impl std::future::Future<Output = ConfigClient<Channel>> + '_ {
-    async move { ConfigClient::new(channel(addr).await) }
+async fn config_client(addr: &str) -> ConfigClient<Channel> {
+    ConfigClient::new(channel(addr).await)
 }
 
 fn put(key: &str, value: &str, cas: Option<u64>) -> pb::PutConfigRequest {

@@ -88,7 +88,6 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
                 read: Some(read_options(&a.read).map_err(UsageError)?),
             };
             let resp = read(&a.client, |ch| {
-                let request = request;
                 async move { catalog(ch).list_services(request).await }
             })
             .await?;
@@ -191,7 +190,6 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::RemoveMember(a) => {
             let request = pb::RemoveMemberRequest { node_id: a.id };
             let resp = write(&a.client, |ch| {
-                let request = request;
                 async move { cluster(ch).remove_member(request).await }
             })
             .await?;

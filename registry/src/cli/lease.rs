@@ -48,7 +48,6 @@ pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
                 ttl_ms: duration_to_ms(a.ttl),
             };
             let resp = write(&a.client, |ch| {
-                let request = request;
                 async move { leases(ch).create_lease(request).await }
             })
             .await?;
@@ -68,7 +67,6 @@ pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
         LeaseCommand::Revoke(a) => {
             let request = pb::RevokeLeaseRequest { lease_id: a.id };
             let resp = write(&a.client, |ch| {
-                let request = request;
                 async move { leases(ch).revoke_lease(request).await }
             })
             .await?;

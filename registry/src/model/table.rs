@@ -107,6 +107,9 @@ impl<R: Record> Table<R> {
     }
 }
 
+/// Rows as a table hands them out: (storage key, encoded record), in key order.
+pub type Rows<'a> = Box<dyn Iterator<Item = serde_json::Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+
 /// A table seen without its record type: what every kind must support for the
 /// catalog's kind-agnostic walks. Encodings are serde JSON of the record (canonical:
 /// fixed field order, sorted maps).
@@ -115,9 +118,12 @@ pub trait AnyTable: Send + Sync {
     fn store(&self) -> &'static str;
     fn snapshot_field(&self) -> &'static str;
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn clear(&mut self);
     /// Each row as (storage key, encoded record), in key order.
-    fn rows(&self) -> Box<dyn Iterator<Item = serde_json::Result<(Vec<u8>, Vec<u8>)>> + '_>;
+    fn rows(&self) -> Rows<'_>;
     /// Appends the records as one JSON array.
     fn write_json_array(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
     /// Adds one encoded record (from the storage mirror).
@@ -147,7 +153,7 @@ impl<R: Record> AnyTable for Table<R> {
         self.rows.clear();
     }
 
-    fn rows(&self) -> Box<dyn Iterator<Item = serde_json::Result<(Vec<u8>, Vec<u8>)>> + '_> {
+    fn rows(&self) -> Rows<'_> {
         Box::new(
             self.rows
                 .iter()
