@@ -4,6 +4,8 @@
 #          types (libprotobuf-dev: etcd-client in benches needs google/protobuf/*.proto)
 #   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches),
 #          nft + ip (the Jepsen harness: partitions in network namespaces)
+#          + Python grpcio, grpcio-health-checking, grpcio-reflection (real gRPC clients
+#          for the health and reflection tests), from PyPI
 #   bench: build + etcd, knot, dnsperf (baselines measured in the same run)
 set -euo pipefail
 
@@ -14,6 +16,13 @@ case "${1:-build}" in
   bench) need_pkgs+=(protobuf-compiler etcd-server etcd-client knot dnsperf) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
+
+# Python packages the tests use as independent clients.
+if [ "${1:-build}" = test ] &&
+  ! python3 -c 'import grpc, grpc_health.v1.health_pb2, grpc_reflection.v1alpha.reflection_pb2' 2>/dev/null; then
+  echo "installing Python packages: grpcio grpcio-health-checking grpcio-reflection" >&2
+  python3 -m pip install -q grpcio grpcio-health-checking grpcio-reflection
+fi
 
 missing=()
 for p in "${need_pkgs[@]}"; do

@@ -10,7 +10,9 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "error: the Jepsen smoke needs root (network namespaces and nftables); run it as root" >&2
   exit 1
 fi
-cargo build -q -p waymark-registry -p waymark-jepsen
+# The whole workspace, as `cargo test` built it: a narrower -p set unifies features
+# differently and would rebuild RocksDB.
+cargo build -q --workspace
 jepsen="${CARGO_TARGET_DIR:-target}/debug/waymark-jepsen"
 results="${JEPSEN_RESULTS:-jepsen-results/smoke}"
 time_limit="${JEPSEN_TIME_LIMIT:-30}"

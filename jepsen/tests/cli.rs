@@ -26,7 +26,10 @@ fn stdout(output: &Output) -> Vec<String> {
 
 #[test]
 fn reports_each_file_then_the_counts_and_fails_on_a_violation() {
-    let dir = fixtures().join("etcd-register");
+    let Some(root) = fixtures("reports_each_file_then_the_counts_and_fails_on_a_violation") else {
+        return;
+    };
+    let dir = root.join("etcd-register");
     // Verdicts from VERDICTS.tsv: 000 is not linearizable, 002 is.
     let files = [dir.join("etcd_000.log"), dir.join("etcd_002.log")];
     let output = run(&["--model", "register", "--format", "jepsen-log"], &files);
@@ -43,7 +46,10 @@ fn reports_each_file_then_the_counts_and_fails_on_a_violation() {
 
 #[test]
 fn succeeds_when_every_history_is_linearizable() {
-    let dir = fixtures().join("kv");
+    let Some(root) = fixtures("succeeds_when_every_history_is_linearizable") else {
+        return;
+    };
+    let dir = root.join("kv");
     let ok = [dir.join("c01-ok.txt"), dir.join("c10-ok.txt")];
     // The format follows from the model when not given. Without the split only the
     // small history, to keep the debug-build test quick.
@@ -72,7 +78,10 @@ fn succeeds_when_every_history_is_linearizable() {
 
 #[test]
 fn bad_input_names_file_and_line_and_prints_no_verdicts() {
-    let dir = fixtures();
+    let Some(root) = fixtures("bad_input_names_file_and_line_and_prints_no_verdicts") else {
+        return;
+    };
+    let dir = root;
     let good = dir.join("etcd-register/etcd_002.log");
     // The README is no Jepsen log.
     let bad = dir.join("README.md");
@@ -88,7 +97,10 @@ fn bad_input_names_file_and_line_and_prints_no_verdicts() {
 
 #[test]
 fn model_and_format_must_agree() {
-    let file = fixtures().join("kv/c01-ok.txt");
+    let Some(root) = fixtures("model_and_format_must_agree") else {
+        return;
+    };
+    let file = root.join("kv/c01-ok.txt");
     let output = run(&["--model", "kv", "--format", "jepsen-log"], &[file]);
     assert_eq!(output.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&output.stderr).contains("use --model register"));

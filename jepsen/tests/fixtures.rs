@@ -32,7 +32,10 @@ fn expected(linearizable: bool) -> CheckResult {
 
 #[test]
 fn etcd_register_histories_reproduce_every_verdict() {
-    let dir = fixtures().join("etcd-register");
+    let Some(root) = fixtures("etcd_register_histories_reproduce_every_verdict") else {
+        return;
+    };
+    let dir = root.join("etcd-register");
     let verdicts = fs::read_to_string(dir.join("VERDICTS.tsv")).expect("reading VERDICTS.tsv");
     let mut listed = BTreeSet::new();
     let mut wrong = Vec::new();
@@ -69,7 +72,11 @@ fn etcd_register_histories_reproduce_every_verdict() {
 
 #[test]
 fn kv_histories_reproduce_every_verdict_with_and_without_the_split() {
-    let dir = fixtures().join("kv");
+    let Some(root) = fixtures("kv_histories_reproduce_every_verdict_with_and_without_the_split")
+    else {
+        return;
+    };
+    let dir = root.join("kv");
     let mut checked = 0;
     for clients in ["c01", "c10"] {
         for (suffix, linearizable) in [("ok", true), ("bad", false)] {

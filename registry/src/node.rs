@@ -40,7 +40,7 @@ pub enum NodeError {
         last_contact: String,
         max_stale_ms: u64,
     },
-    #[error("node {node_id} has applied up to index {applied}, behind index {wanted}, and did not catch up within {waited:?}; try another node")]
+    #[error("node {node_id} has applied up to index {applied}, behind from_index {wanted}, and did not catch up within {waited:?}; try another node")]
     Behind {
         node_id: NodeId,
         applied: u64,

@@ -1,5 +1,6 @@
 //! Snapshots: enough writes trigger a snapshot and a log purge, and a fourth node
-//! added with AddMember catches up through InstallSnapshot and serves consistent reads.
+//! added with AddMember catches up through InstallSnapshot and serves consistent reads;
+//! a catalog holding every record kind arrives whole and survives a restart.
 
 mod common;
 
@@ -30,7 +31,33 @@ async fn new_member_catches_up_from_a_snapshot_after_the_log_was_purged() {
     })
     .await;
 
-    // Start a fourth, empty node and add it through a follower.
+    let (fourth, api) = add_fourth_node(&cluster, leader).await;
+
+    // It could only have caught up through InstallSnapshot: the log prefix is gone.
+    let node4 = fourth.node.clone();
+    wait_for("node 4 to install a snapshot", || {
+        let n = node4.metrics.snapshots_installed.get();
+        async move { (n >= 1).then_some(()) }
+    })
+    .await;
+    let mut c4 = catalog_client(&api).await;
+    let (ids, meta) = list_ids(&mut c4, "store", consistent()).await.unwrap();
+    assert_eq!(ids, expected);
+    assert_eq!(meta.node_id, 4);
+    let status = cluster_client(&api)
+        .await
+        .status(pb::StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.snapshot_index > 0);
+    assert_eq!(status.role, "follower");
+    cluster.nodes.push(Some(fourth));
+    cluster.shutdown().await;
+}
+
+/// Starts a fourth, empty node and adds it through a follower.
+async fn add_fourth_node(cluster: &TestCluster, leader: u64) -> (TestNode, String) {
     let (listeners, api, raft, admin) = bind_listeners().await;
     let mut cfg = ServerConfig::new(4, cluster.dir.path().join("node-4"));
     cfg.api_addr = api.clone();
@@ -61,26 +88,111 @@ async fn new_member_catches_up_from_a_snapshot_after_the_log_was_purged() {
         .map(|m| m.node_id)
         .collect();
     assert_eq!(voters, vec![1, 2, 3, 4]);
+    (fourth, api)
+}
 
-    // It could only have caught up through InstallSnapshot: the log prefix is gone.
+/// (state digest, index it is at) of every running node.
+async fn digests(cluster: &TestCluster) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for id in cluster.running_ids() {
+        let s = cluster
+            .cluster(id)
+            .await
+            .status(pb::StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        out.push((s.state_digest, s.digest_index));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_record_kind_survives_snapshot_install_and_restart() {
+    let mut cluster = TestCluster::start(3, |c| {
+        c.snapshot_threshold = 40;
+        c.logs_to_keep = 0;
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let addr = cluster.node(leader).config.api_addr.clone();
+    let mut c = cluster.catalog(leader).await;
+    let mut leases = pb::leases_client::LeasesClient::new(channel(&addr).await);
+    let mut config = pb::config_client::ConfigClient::new(channel(&addr).await);
+    let lease = leases
+        .create_lease(pb::CreateLeaseRequest { ttl_ms: 600_000 })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease_id;
+    for i in 0..30 {
+        let mut r = registration("api", &format!("i-{i:02}"), 9000);
+        if i % 2 == 0 {
+            r.lease_id = lease;
+        }
+        c.register(r).await.unwrap();
+        config
+            .put(pb::PutConfigRequest {
+                key: format!("proxy/api/k{i:02}"),
+                value: format!("v{i}").into_bytes(),
+                expected_modify_index: None,
+            })
+            .await
+            .unwrap();
+    }
+    let leader_node = cluster.node(leader).node.clone();
+    wait_for("a snapshot and a purge on the leader", || {
+        let v = leader_node.view();
+        async move { (v.snapshot_index > 0 && v.purged_index > 0).then_some(()) }
+    })
+    .await;
+
+    let (fourth, api) = add_fourth_node(&cluster, leader).await;
     let node4 = fourth.node.clone();
+    let config4 = fourth.config.clone();
+    cluster.nodes.push(Some(fourth));
     wait_for("node 4 to install a snapshot", || {
         let n = node4.metrics.snapshots_installed.get();
         async move { (n >= 1).then_some(()) }
     })
     .await;
-    let mut c4 = catalog_client(&api).await;
-    let (ids, meta) = list_ids(&mut c4, "store", consistent()).await.unwrap();
-    assert_eq!(ids, expected);
-    assert_eq!(meta.node_id, 4);
-    let status = cluster_client(&api)
-        .await
-        .status(pb::StatusRequest {})
+    let agreed = wait_for("every node at one digest", || async {
+        let d = digests(&cluster).await;
+        d.iter().all(|x| *x == d[0]).then(|| d[0].clone())
+    })
+    .await;
+    // The snapshot carried each kind: leases (the instances under one still say so)
+    // and config entries.
+    let mut config4_client = pb::config_client::ConfigClient::new(channel(&api).await);
+    let listed = config4_client
+        .list(pb::ListConfigRequest {
+            prefix: "proxy/api".into(),
+            read: stale(0),
+        })
         .await
         .unwrap()
         .into_inner();
-    assert!(status.snapshot_index > 0);
-    assert_eq!(status.role, "follower");
-    cluster.nodes.push(Some(fourth));
+    assert_eq!(listed.entries.len(), 30);
+    let a = catalog_client(&api)
+        .await
+        .get_instance(pb::GetInstanceRequest {
+            service: "api".into(),
+            id: "i-00".into(),
+            read: stale(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.instance.unwrap().lease_id, lease);
+
+    // Restarted on its data dir, node 4 comes back to the same state.
+    cluster.stop(4).await;
+    cluster.restart(4, config4).await;
+    let after = wait_for("every node at one digest after the restart", || async {
+        let d = digests(&cluster).await;
+        d.iter().all(|x| *x == d[0]).then(|| d[0].clone())
+    })
+    .await;
+    assert_eq!(after, agreed, "the state changed across the restart");
     cluster.shutdown().await;
 }

@@ -423,7 +423,11 @@ fn every_kind_a_command_changes_is_in_the_table_list() {
     }
     // Every kind holds data now, and each one is walked by the digest.
     for (kind, table) in c.tables().each() {
-        assert!(!table.is_empty(), "no {} record in the fixture", kind.name());
+        assert!(
+            !table.is_empty(),
+            "no {} record in the fixture",
+            kind.name()
+        );
         assert!(kinds.contains(&kind), "no command changed {}", kind.name());
         let mut without = c.tables().clone();
         without

@@ -87,8 +87,8 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
             let request = pb::ListServicesRequest {
                 read: Some(read_options(&a.read).map_err(UsageError)?),
             };
-            let resp = read(&a.client, |ch| {
-                async move { catalog(ch).list_services(request).await }
+            let resp = read(&a.client, |ch| async move {
+                catalog(ch).list_services(request).await
             })
             .await?;
             emit(
@@ -189,8 +189,8 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::RemoveMember(a) => {
             let request = pb::RemoveMemberRequest { node_id: a.id };
-            let resp = write(&a.client, |ch| {
-                async move { cluster(ch).remove_member(request).await }
+            let resp = write(&a.client, |ch| async move {
+                cluster(ch).remove_member(request).await
             })
             .await?;
             emit(

@@ -47,8 +47,8 @@ pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
             let request = pb::CreateLeaseRequest {
                 ttl_ms: duration_to_ms(a.ttl),
             };
-            let resp = write(&a.client, |ch| {
-                async move { leases(ch).create_lease(request).await }
+            let resp = write(&a.client, |ch| async move {
+                leases(ch).create_lease(request).await
             })
             .await?;
             emit(
@@ -66,8 +66,8 @@ pub(super) async fn run(cmd: LeaseCommand) -> anyhow::Result<()> {
         }
         LeaseCommand::Revoke(a) => {
             let request = pb::RevokeLeaseRequest { lease_id: a.id };
-            let resp = write(&a.client, |ch| {
-                async move { leases(ch).revoke_lease(request).await }
+            let resp = write(&a.client, |ch| async move {
+                leases(ch).revoke_lease(request).await
             })
             .await?;
             emit(
