@@ -10,9 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "error: the Jepsen smoke needs root (network namespaces and nftables); run it as root" >&2
   exit 1
 fi
-# The whole workspace, as `cargo test` built it: a narrower -p set unifies features
-# differently and would rebuild RocksDB.
-cargo build -q --workspace
+# The binaries exactly as `cargo test --workspace` builds them (with dev-dependency
+# features unified): a plain `cargo build` resolves features differently and would
+# compile RocksDB a second time (7 minutes on 2 cores).
+cargo test -q --workspace --no-run
 jepsen="${CARGO_TARGET_DIR:-target}/debug/waymark-jepsen"
 results="${JEPSEN_RESULTS:-jepsen-results/smoke}"
 time_limit="${JEPSEN_TIME_LIMIT:-30}"

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use waymark_proto::errors::{Applied, ErrorDetail, Reason, Retry};
-use waymark_proto::pb;
 
 fn detail(status: &tonic::Status) -> ErrorDetail {
     ErrorDetail::from_status(status)
