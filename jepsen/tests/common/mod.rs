@@ -5,6 +5,7 @@
 //! that they were not run, and pass. CI sets `WAYMARK_FIXTURES_REQUIRED=1` (in
 //! `.ci/run`), so there a missing fixtures folder fails instead of skipping silently.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// `WAYMARK_FIXTURES` (the shared fixtures directory, or its `linearizability`
@@ -32,7 +33,10 @@ pub fn fixtures(test: &str) -> Option<PathBuf> {
         "no linearizability fixtures at {} (set WAYMARK_FIXTURES); they are required here",
         dir.display()
     );
-    eprintln!(
+    // Written to stderr directly: libtest captures `eprintln!` of passing tests, and
+    // this must be seen in a normal `cargo test` run.
+    let _ = writeln!(
+        std::io::stderr(),
         "NOT RUN: {test} needs the linearizability fixtures, which are not at {} \
          (set WAYMARK_FIXTURES to run it)",
         dir.display()
