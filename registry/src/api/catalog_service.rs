@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 use waymark_proto::{check_health_update, check_instance_key, pb, Registration, WatchSelection};
 
-use super::errors::ApiError;
+use super::errors::{respond, ApiError};
 use super::watch_stream::{self, WatchFilter, DEFAULT_PROGRESS_INTERVAL};
 use super::{convert, read, Tasks};
 use crate::model::{Command, Deregistered, Health, HealthOutcome, RegisterOutcome};
@@ -23,18 +23,6 @@ pub struct CatalogService {
 impl CatalogService {
     pub fn new(node: Arc<Node>, tasks: Tasks) -> Self {
         Self { node, tasks }
-    }
-
-    /// Counts the call and maps its failure to a status, at the one error edge.
-    fn finish<T>(
-        &self,
-        method: &'static str,
-        result: Result<T, ApiError>,
-    ) -> Result<Response<T>, Status> {
-        self.node.metrics.observe(
-            method,
-            result.map_err(|e| super::errors::status(&self.node, e)),
-        )
     }
 }
 
@@ -66,7 +54,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        self.finish("Register", result)
+        respond(&self.node, "Register", result)
     }
 
     async fn deregister(
@@ -87,7 +75,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             })
         }
         .await;
-        self.finish("Deregister", result)
+        respond(&self.node, "Deregister", result)
     }
 
     async fn get_instance(
@@ -113,7 +101,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        self.finish("GetInstance", result)
+        respond(&self.node, "GetInstance", result)
     }
 
     async fn list_services(
@@ -129,7 +117,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             })
         }
         .await;
-        self.finish("ListServices", result)
+        respond(&self.node, "ListServices", result)
     }
 
     async fn list_instances(
@@ -152,7 +140,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             })
         }
         .await;
-        self.finish("ListInstances", result)
+        respond(&self.node, "ListInstances", result)
     }
 
     async fn update_health(
@@ -185,7 +173,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        self.finish("UpdateHealth", result)
+        respond(&self.node, "UpdateHealth", result)
     }
 
     type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
@@ -218,6 +206,6 @@ impl pb::catalog_server::Catalog for CatalogService {
             Ok(ReceiverStream::new(rx))
         }
         .await;
-        self.finish("Watch", result)
+        respond(&self.node, "Watch", result)
     }
 }

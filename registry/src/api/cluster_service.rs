@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use waymark_proto::{check_host_port, check_node_id, pb};
 
 use super::convert;
-use super::errors::{status, ApiError};
+use super::errors::respond;
 use crate::node::Node;
 use crate::raft_types::Member;
 
@@ -18,16 +18,6 @@ pub struct ClusterService {
 impl ClusterService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
-    }
-
-    fn finish<T>(
-        &self,
-        method: &'static str,
-        result: Result<T, ApiError>,
-    ) -> Result<Response<T>, Status> {
-        self.node
-            .metrics
-            .observe(method, result.map_err(|e| status(&self.node, e)))
     }
 
     fn members_now(&self) -> (Vec<pb::Member>, u64) {
@@ -69,7 +59,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             Ok(pb::AddMemberResponse { members, index })
         }
         .await;
-        self.finish("AddMember", result)
+        respond(&self.node, "AddMember", result)
     }
 
     async fn remove_member(
@@ -84,7 +74,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             Ok(pb::RemoveMemberResponse { members, index })
         }
         .await;
-        self.finish("RemoveMember", result)
+        respond(&self.node, "RemoveMember", result)
     }
 
     async fn status(

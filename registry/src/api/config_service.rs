@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use waymark_proto::{check_config_key, check_config_prefix, check_config_value, pb};
 
-use super::errors::ApiError;
+use super::errors::{respond, ApiError};
 use super::{convert, read};
 use crate::model::{Command, ConfigCommand, ConfigDeleteOutcome, ConfigPutOutcome};
 use crate::node::Node;
@@ -18,17 +18,6 @@ pub struct ConfigService {
 impl ConfigService {
     pub fn new(node: Arc<Node>) -> Self {
         Self { node }
-    }
-
-    fn finish<T>(
-        &self,
-        method: &'static str,
-        result: Result<T, ApiError>,
-    ) -> Result<Response<T>, Status> {
-        self.node.metrics.observe(
-            method,
-            result.map_err(|e| super::errors::status(&self.node, e)),
-        )
     }
 }
 
@@ -62,7 +51,7 @@ impl pb::config_server::Config for ConfigService {
             }
         }
         .await;
-        self.finish("ConfigPut", result)
+        respond(&self.node, "ConfigPut", result)
     }
 
     async fn get(
@@ -88,7 +77,7 @@ impl pb::config_server::Config for ConfigService {
             }
         }
         .await;
-        self.finish("ConfigGet", result)
+        respond(&self.node, "ConfigGet", result)
     }
 
     async fn list(
@@ -110,7 +99,7 @@ impl pb::config_server::Config for ConfigService {
             })
         }
         .await;
-        self.finish("ConfigList", result)
+        respond(&self.node, "ConfigList", result)
     }
 
     async fn delete(
@@ -142,6 +131,6 @@ impl pb::config_server::Config for ConfigService {
             }
         }
         .await;
-        self.finish("ConfigDelete", result)
+        respond(&self.node, "ConfigDelete", result)
     }
 }

@@ -127,6 +127,17 @@ pub fn status(node: &Node, e: impl Into<ApiError>) -> Status {
     detail.status(code, e.to_string())
 }
 
+/// Counts the call in the metrics and turns its failure into a status: how every
+/// unary handler of the client API ends.
+pub fn respond<T>(
+    node: &Node,
+    method: &'static str,
+    result: Result<T, ApiError>,
+) -> Result<tonic::Response<T>, Status> {
+    node.metrics
+        .observe(method, result.map_err(|e| status(node, e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

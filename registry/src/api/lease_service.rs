@@ -10,7 +10,7 @@ use waymark_proto::{check_lease_id, check_lease_ttl, pb};
 
 use tracing::Instrument;
 
-use super::errors::{status, ApiError};
+use super::errors::{respond, status};
 use super::Tasks;
 use crate::model::{Command, LeaseEnded, LeaseRecord};
 use crate::node::Node;
@@ -24,16 +24,6 @@ pub struct LeaseService {
 impl LeaseService {
     pub fn new(node: Arc<Node>, tasks: Tasks) -> Self {
         Self { node, tasks }
-    }
-
-    fn finish<T>(
-        &self,
-        method: &'static str,
-        result: Result<T, ApiError>,
-    ) -> Result<Response<T>, Status> {
-        self.node
-            .metrics
-            .observe(method, result.map_err(|e| status(&self.node, e)))
     }
 }
 
@@ -57,7 +47,7 @@ impl pb::leases_server::Leases for LeaseService {
             })
         }
         .await;
-        self.finish("CreateLease", result)
+        respond(&self.node, "CreateLease", result)
     }
 
     type KeepAliveStream = ReceiverStream<Result<pb::KeepAliveResponse, Status>>;
@@ -126,6 +116,6 @@ impl pb::leases_server::Leases for LeaseService {
             })
         }
         .await;
-        self.finish("RevokeLease", result)
+        respond(&self.node, "RevokeLease", result)
     }
 }
