@@ -46,12 +46,16 @@ impl WatchFilter {
         Self { selection }
     }
 
-    fn selecting(&self, service: &str) -> impl Iterator<Item = &InstanceSelection> + '_ {
-        let service = service.to_string();
+    /// The instance topics that select `service` (no allocation: this runs for every
+    /// change on every stream).
+    fn selecting<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> impl Iterator<Item = &'a InstanceSelection> + 'a {
         self.selection
             .instances
             .iter()
-            .filter(move |t| t.services.as_ref().is_none_or(|s| s.contains(&service)))
+            .filter(move |t| t.services.as_ref().is_none_or(|s| s.contains(service)))
     }
 
     fn visibility(&self, r: &InstanceRecord) -> Visibility {
