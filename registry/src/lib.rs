@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod raft_types;
 pub mod server;
 pub mod store;

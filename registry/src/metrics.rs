@@ -13,7 +13,10 @@ pub struct Counter(AtomicU64);
 
 impl Counter {
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -79,6 +82,9 @@ impl Histogram {
     }
 }
 
+/// Buckets for counts of commands per log entry (group commit).
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+
 /// Counters and histograms of one node.
 pub struct Metrics {
     /// Time to apply one log entry to the state machine (including its RocksDB write,
@@ -88,6 +94,11 @@ pub struct Metrics {
     pub snapshots_installed: Counter,
     /// Watch streams reset because they fell behind.
     pub watch_resets: Counter,
+    /// Commands per log entry this node proposed as leader (group commit).
+    pub proposal_batch_size: Histogram,
+    /// Synced (fsynced) writes of log entries, and the entries they carried.
+    pub log_syncs: Counter,
+    pub log_entries_appended: Counter,
     /// gRPC requests served on the client API, by (method, status code).
     grpc_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -99,6 +110,9 @@ impl Default for Metrics {
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
             watch_resets: Counter::default(),
+            proposal_batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
+            log_syncs: Counter::default(),
+            log_entries_appended: Counter::default(),
             grpc_requests: Mutex::new(BTreeMap::new()),
         }
     }
@@ -171,6 +185,23 @@ impl Metrics {
             "waymark_watch_resets_total",
             "Watch streams reset (Reset + Snapshot) because the watcher fell behind.",
             self.watch_resets.get(),
+        );
+        self.proposal_batch_size.render(
+            out,
+            "waymark_proposal_batch_size",
+            "Client writes per log entry proposed by this node as leader (group commit).",
+        );
+        render_counter(
+            out,
+            "waymark_log_syncs_total",
+            "Synced writes of Raft log entries to disk (one fsync each).",
+            self.log_syncs.get(),
+        );
+        render_counter(
+            out,
+            "waymark_log_entries_appended_total",
+            "Raft log entries written to disk.",
+            self.log_entries_appended.get(),
         );
         let _ = writeln!(
             out,

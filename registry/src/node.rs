@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult};
 use crate::network::peers::PeerChannels;
 use crate::network::{decode, encode};
+use crate::proposer::{Proposer, WriteError};
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::store::state_machine::{SharedCatalog, StateMachineStore};
 use crate::unsafe_control::{self, UnsafeControl};
@@ -124,6 +125,8 @@ pub struct Node {
     pub catalog: SharedCatalog,
     pub metrics: Arc<Metrics>,
     pub peers: PeerChannels,
+    /// Gathers this node's writes as leader into shared log entries (group commit).
+    proposer: Proposer,
     /// Highest committed index this node has heard of (saved by the log store).
     committed: Arc<AtomicU64>,
     /// When this node last accepted a message from a leader (followers and learners).
@@ -150,6 +153,7 @@ impl Node {
     ) -> Self {
         Self {
             id,
+            proposer: Proposer::start(raft.clone(), metrics.clone()),
             raft,
             catalog: state_machine.catalog(),
             hub: state_machine.hub(),
@@ -367,36 +371,68 @@ impl Node {
 
     /// Proposes `cmd` and waits until it is committed and applied, forwarding it to the
     /// leader when this node is not the leader.
+    ///
+    /// A follower that knows the leader forwards at once, without asking its own Raft
+    /// core first; the leader still refuses a write if it has been deposed, so a stale
+    /// view of who leads costs a retry, never a wrong answer.
     pub async fn write(&self, cmd: Command) -> Result<(u64, CommandResult), NodeError> {
         if let Some(acked) = self.early_ack(&cmd).await? {
             return Ok(acked);
         }
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            let attempt =
-                tokio::time::timeout_at(deadline.into(), self.raft.client_write(cmd.clone()));
-            match attempt.await {
-                Err(_) => {
-                    return Err(NodeError::timeout(
-                        self.request_timeout,
-                        "the write to commit",
-                        Applied::Maybe,
-                    ))
+            let leader = match self.leader_hint() {
+                Some((id, _)) if id == self.id => None,
+                Some((id, Some(member))) => Some((id, member)),
+                Some((_, None)) | None => {
+                    self.wait_for_leader(deadline).await?;
+                    continue;
                 }
-                Ok(Ok(resp)) => return Ok((resp.log_id.index, resp.data)),
-                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                    match (f.leader_id, f.leader_node) {
-                        (Some(id), Some(node)) if id != self.id => {
-                            return self.forward_write(id, &node, &cmd, deadline).await
-                        }
-                        _ => self.wait_for_leader(deadline).await?,
+            };
+            if let Some((id, member)) = leader {
+                return self.forward_write(id, &member, &cmd, deadline).await;
+            }
+            match self.propose_here(cmd.clone(), deadline).await? {
+                Ok(written) => return Ok(written),
+                Err(ClientWriteError::ForwardToLeader(f)) => match (f.leader_id, f.leader_node) {
+                    (Some(id), Some(node)) if id != self.id => {
+                        return self.forward_write(id, &node, &cmd, deadline).await
                     }
-                }
-                Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                    _ => self.wait_for_leader(deadline).await?,
+                },
+                Err(ClientWriteError::ChangeMembershipError(e)) => {
                     return Err(NodeError::Internal(e.to_string()))
                 }
-                Ok(Err(RaftError::Fatal(e))) => return Err(fatal(e)),
             }
+        }
+    }
+
+    /// The leader this node knows of, if any, with its address when it is a member.
+    fn leader_hint(&self) -> Option<(NodeId, Option<Member>)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        Some((id, m.membership_config.membership().get_node(&id).cloned()))
+    }
+
+    /// Hands `cmd` to this node's Raft through the group-commit proposer, bounded by
+    /// `deadline`. The inner error is Raft refusing the write (not the leader, ...).
+    async fn propose_here(
+        &self,
+        cmd: Command,
+        deadline: Instant,
+    ) -> Result<Result<(u64, CommandResult), ClientWriteError<NodeId, Member>>, NodeError> {
+        let answer = tokio::time::timeout_at(deadline.into(), self.proposer.write(cmd)).await;
+        match answer {
+            Err(_) => Err(NodeError::timeout(
+                self.request_timeout,
+                "the write to commit",
+                Applied::Maybe,
+            )),
+            Ok(None) => Err(NodeError::ShuttingDown),
+            Ok(Some(Ok(written))) => Ok(Ok(written)),
+            Ok(Some(Err(WriteError::APIError(e)))) => Ok(Err(e)),
+            Ok(Some(Err(WriteError::Fatal(e)))) => Err(fatal(e)),
         }
     }
 
@@ -428,19 +464,13 @@ impl Node {
         if let Some(acked) = self.early_ack(&cmd).await? {
             return Ok(acked);
         }
-        let attempt = tokio::time::timeout(self.request_timeout, self.raft.client_write(cmd));
-        match attempt.await {
-            Err(_) => Err(NodeError::timeout(
-                self.request_timeout,
-                "the write to commit",
-                Applied::Maybe,
-            )),
-            Ok(Ok(resp)) => Ok((resp.log_id.index, resp.data)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+        let deadline = Instant::now() + self.request_timeout;
+        match self.propose_here(cmd, deadline).await? {
+            Ok(written) => Ok(written),
+            Err(ClientWriteError::ForwardToLeader(_)) => {
                 Err(NodeError::NoLeader { node_id: self.id })
             }
-            Ok(Err(RaftError::APIError(e))) => Err(NodeError::Internal(e.to_string())),
-            Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
+            Err(e) => Err(NodeError::Internal(e.to_string())),
         }
     }
 

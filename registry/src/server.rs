@@ -113,6 +113,10 @@ fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
         max_in_snapshot_log_to_keep: config.logs_to_keep,
         install_snapshot_timeout: config.install_snapshot_timeout_ms,
+        // Entries may be group-commit batches of up to `proposer::MAX_BATCH` writes:
+        // keep one AppendEntries near a megabyte so it finishes well within its
+        // deadline (one heartbeat interval).
+        max_payload_entries: 16,
         ..Default::default()
     };
     raft_config
@@ -167,7 +171,7 @@ async fn run_inner(
     config.validate()?;
     let metrics = Arc::new(Metrics::default());
     let db = open_db(&config.data_dir)?;
-    let log_store = LogStore::new(db.clone());
+    let log_store = LogStore::new(db.clone(), metrics.clone());
     let committed = log_store.committed_index();
     let state_machine = StateMachineStore::open(
         db.clone(),

@@ -108,7 +108,8 @@ pub fn early_ack_result(cmd: &Command, catalog: &Catalog, index: u64) -> Option<
         Command::CreateLease { .. }
         | Command::EndLease { .. }
         | Command::ReapCritical { .. }
-        | Command::Config(_) => None,
+        | Command::Config(_)
+        | Command::Batch(_) => None,
     }
 }
 

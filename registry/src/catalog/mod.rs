@@ -99,6 +99,23 @@ impl Catalog {
                 if_modify_index,
             } => self.reap_critical(service, id, *if_modify_index),
             Command::Config(cmd) => self.apply_config(index, cmd),
+            Command::Batch(cmds) => self.apply_batch(index, cmds),
+        }
+    }
+
+    /// A group-committed entry: each command applied in order at the same index; the
+    /// changes of all of them form this index's one atomic set of changes.
+    fn apply_batch(&mut self, index: u64, cmds: &[Command]) -> Effects {
+        let mut changes = Vec::new();
+        let mut results = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let effects = self.apply(index, cmd);
+            changes.extend(effects.changes);
+            results.push(effects.result);
+        }
+        Effects {
+            result: CommandResult::Batch(results),
+            changes,
         }
     }
 

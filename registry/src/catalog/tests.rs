@@ -397,6 +397,7 @@ fn one_of_each_command() -> Vec<Command> {
             reason: "revoked".into(),
         },
         delete("nope", None),
+        Command::Batch(vec![reg("db", "c", 5432), put("proxy/db", "y", None)]),
     ];
     for cmd in &all {
         match cmd {
@@ -406,10 +407,39 @@ fn one_of_each_command() -> Vec<Command> {
             | Command::CreateLease { .. }
             | Command::EndLease { .. }
             | Command::ReapCritical { .. }
-            | Command::Config(_) => {}
+            | Command::Config(_)
+            | Command::Batch(_) => {}
         }
     }
     all
+}
+
+#[test]
+fn a_batch_applies_its_commands_in_order_at_one_index_each_with_its_own_result() {
+    let cmds = vec![
+        reg("web", "a", 80),
+        reg("web", "b", 81),
+        put("proxy/web", "x", Some(0)),
+        Command::Deregister {
+            service: "web".into(),
+            id: "gone".into(),
+        },
+    ];
+    let mut one_by_one = Catalog::default();
+    let mut expected_results = Vec::new();
+    let mut expected_changes = Vec::new();
+    for cmd in &cmds {
+        let effects = one_by_one.apply(7, cmd);
+        expected_results.push(effects.result);
+        expected_changes.extend(effects.changes);
+    }
+    let mut batched = Catalog::default();
+    let effects = batched.apply(7, &Command::Batch(cmds));
+    assert_eq!(effects.result, CommandResult::Batch(expected_results));
+    assert_eq!(effects.changes, expected_changes);
+    assert_eq!(batched, one_by_one);
+    assert_eq!(batched.applied_index(), 7);
+    assert_eq!(batched.get("web", "b").unwrap().modify_index, 7);
 }
 
 #[test]

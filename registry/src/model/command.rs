@@ -45,6 +45,25 @@ pub enum Command {
         if_modify_index: u64,
     },
     Config(ConfigCommand),
+    /// Several concurrent client writes sharing one log entry (group commit, see
+    /// `proposer.rs`). Applied in order, all at the entry's index; each has its own
+    /// result in `CommandResult::Batch`. A batch never holds two commands with the
+    /// same `Footprint` or an exclusive one, so per-record modify indexes stay unique.
+    Batch(Vec<Command>),
+}
+
+/// What a command touches, for deciding which commands may share a log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Footprint<'a> {
+    /// One instance (`service`, `id`).
+    Instance(&'a str, &'a str),
+    /// One config entry.
+    Config(&'a str),
+    /// Creating a lease: its id is the entry's index, so one per entry.
+    NewLease,
+    /// Touches records it cannot name in advance (ending a lease removes or changes
+    /// every instance bound to it): it goes in an entry of its own.
+    Exclusive,
 }
 
 impl Command {
@@ -59,6 +78,22 @@ impl Command {
             Command::ReapCritical { .. } => "ReapCritical",
             Command::Config(ConfigCommand::Put { .. }) => "ConfigPut",
             Command::Config(ConfigCommand::Delete { .. }) => "ConfigDelete",
+            Command::Batch(_) => "Batch",
+        }
+    }
+
+    /// What this command touches (see `Footprint`).
+    pub fn footprint(&self) -> Footprint<'_> {
+        match self {
+            Command::Register(new) => Footprint::Instance(&new.service, &new.id),
+            Command::Deregister { service, id }
+            | Command::UpdateHealth { service, id, .. }
+            | Command::ReapCritical { service, id, .. } => Footprint::Instance(service, id),
+            Command::Config(ConfigCommand::Put { key, .. } | ConfigCommand::Delete { key, .. }) => {
+                Footprint::Config(key)
+            }
+            Command::CreateLease { .. } => Footprint::NewLease,
+            Command::EndLease { .. } | Command::Batch(_) => Footprint::Exclusive,
         }
     }
 }
@@ -143,6 +178,8 @@ pub enum CommandResult {
     ReapCritical(Reaped),
     ConfigPut(ConfigPutOutcome),
     ConfigDelete(ConfigDeleteOutcome),
+    /// One result per command of a `Command::Batch`, in order.
+    Batch(Vec<CommandResult>),
 }
 
 /// `TryFrom<CommandResult>` for each outcome type, so a proposer names the outcome it

@@ -17,7 +17,7 @@ mod table;
 
 pub use command::{
     CasMismatch, Command, CommandResult, ConfigDeleteOutcome, ConfigPutOutcome, Deregistered,
-    HealthOutcome, LeaseEnded, Reaped, RegisterOutcome,
+    Footprint, HealthOutcome, LeaseEnded, Reaped, RegisterOutcome,
 };
 pub use config::{key_in_prefix, ConfigCommand, ConfigEntry};
 pub use instance::{Health, InstanceKey, InstanceRecord, LeaseExpiry, NewInstance};

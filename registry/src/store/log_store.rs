@@ -12,6 +12,7 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, S
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::{blocking, cf, CF_LOGS, CF_RAFT_META};
+use crate::metrics::Metrics;
 use crate::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -40,13 +41,15 @@ pub struct LogStore {
     db: Arc<DB>,
     /// Highest committed index this node has heard of, for status and readiness.
     committed: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Self {
+    pub fn new(db: Arc<DB>, metrics: Arc<Metrics>) -> Self {
         let store = Self {
             db,
             committed: Arc::new(AtomicU64::new(0)),
+            metrics,
         };
         if let Ok(Some(c)) = store.get_meta::<LogId>(KEY_COMMITTED) {
             store.committed.store(c.index, Ordering::Relaxed);
@@ -182,15 +185,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         let logs = cf(&self.db, CF_LOGS);
+        let mut appended = 0;
         for entry in entries {
             let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
             batch.put_cf(logs, index_key(entry.log_id.index), bytes);
+            appended += 1;
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         let result = blocking(|| self.db.write_opt(batch, &opts));
         match result {
             Ok(()) => {
+                self.metrics.log_syncs.inc();
+                self.metrics.log_entries_appended.add(appended);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
