@@ -73,7 +73,7 @@ fn default_snapshot_threshold() -> u64 {
     10_000
 }
 fn default_logs_to_keep() -> u64 {
-    1_000
+    10_000
 }
 fn default_read_timeout_ms() -> u64 {
     5_000

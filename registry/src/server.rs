@@ -28,7 +28,8 @@ use crate::network::raft_client::NetworkFactory;
 use crate::network::raft_service::RaftService;
 use crate::node::Node;
 use crate::raft_types::{Member, Raft};
-use crate::store::{open_db, LogStore, StateMachineStore};
+use crate::store::snapshot_file::SnapshotDir;
+use crate::store::{open_db, snapshot_dir, LogStore, StateMachineStore};
 
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -104,13 +105,21 @@ async fn wait_for_signal() {
     }
 }
 
+/// The configured snapshot threshold plus a per-node share of up to 18 % of it, so the
+/// members of a cluster (which apply the same entries at about the same time) do not
+/// all build a snapshot at once. `7 * id mod 10` differs for any ten consecutive ids.
+fn snapshot_threshold(config: &ServerConfig) -> u64 {
+    let base = config.snapshot_threshold;
+    base + base / 50 * ((config.node_id * 7) % 10)
+}
+
 fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
     let raft_config = openraft::Config {
         cluster_name: "waymark".into(),
         heartbeat_interval: config.heartbeat_interval_ms,
         election_timeout_min: config.election_timeout_min_ms,
         election_timeout_max: config.election_timeout_max_ms,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_threshold(config)),
         max_in_snapshot_log_to_keep: config.logs_to_keep,
         install_snapshot_timeout: config.install_snapshot_timeout_ms,
         // Entries may be group-commit batches of up to `proposer::MAX_BATCH` writes:
@@ -175,6 +184,7 @@ async fn run_inner(
     let committed = log_store.committed_index();
     let state_machine = StateMachineStore::open(
         db.clone(),
+        SnapshotDir::new(snapshot_dir(&config.data_dir)),
         metrics.clone(),
         config.watch_history,
         config.watch_queue,
@@ -184,6 +194,7 @@ async fn run_inner(
     let views = state_machine.clone();
     let peers = PeerChannels::default();
     let network = NetworkFactory {
+        node_id: config.node_id,
         peers: peers.clone(),
     };
     let raft = Raft::new(
@@ -373,6 +384,17 @@ pub fn init_logging(format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_snapshot_at_different_points() {
+        let thresholds: std::collections::BTreeSet<u64> = (1..=5)
+            .map(|id| snapshot_threshold(&ServerConfig::new(id, "/tmp/x")))
+            .collect();
+        assert_eq!(thresholds.len(), 5, "{thresholds:?}");
+        for t in thresholds {
+            assert!((10_000..=11_800).contains(&t), "{t}");
+        }
+    }
 
     #[test]
     fn raft_gets_the_configured_install_snapshot_timeout() {

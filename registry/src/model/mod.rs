@@ -47,6 +47,13 @@ macro_rules! record_kinds {
                     $(Kind::$variant => <$record as Record>::STORE),+
                 }
             }
+
+            /// Its section's name in a snapshot image.
+            pub fn snapshot_field(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => <$record as Record>::SNAPSHOT_FIELD),+
+                }
+            }
         }
 
         /// One table per record kind: the replicated state besides the applied index.

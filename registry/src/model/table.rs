@@ -124,12 +124,8 @@ pub trait AnyTable: Send + Sync {
     fn clear(&mut self);
     /// Each row as (storage key, encoded record), in key order.
     fn rows(&self) -> Rows<'_>;
-    /// Appends the records as one JSON array.
-    fn write_json_array(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
-    /// Adds one encoded record (from the storage mirror).
+    /// Adds one encoded record (from the storage mirror or a snapshot image).
     fn load_row(&mut self, value: &[u8]) -> serde_json::Result<()>;
-    /// Adds the records of a JSON array (from a snapshot).
-    fn load_json_array(&mut self, json: &str) -> serde_json::Result<()>;
 }
 
 impl<R: Record> AnyTable for Table<R> {
@@ -161,27 +157,8 @@ impl<R: Record> AnyTable for Table<R> {
         )
     }
 
-    fn write_json_array(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        out.push(b'[');
-        for (i, r) in self.rows.values().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut *out, r)?;
-        }
-        out.push(b']');
-        Ok(())
-    }
-
     fn load_row(&mut self, value: &[u8]) -> serde_json::Result<()> {
         self.put(serde_json::from_slice::<R>(value)?);
-        Ok(())
-    }
-
-    fn load_json_array(&mut self, json: &str) -> serde_json::Result<()> {
-        for r in serde_json::from_str::<Vec<R>>(json)? {
-            self.put(r);
-        }
         Ok(())
     }
 }

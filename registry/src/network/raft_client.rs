@@ -1,13 +1,18 @@
 //! openraft's view of the network: sends AppendEntries, Vote and InstallSnapshot to
-//! a peer's Raft listener and maps transport failures to the errors openraft expects
-//! (unreachable → back off; remote Raft errors passed through).
+//! a peer's Raft listener and maps transport failures to the errors openraft expects.
+//!
+//! The mapping matters for liveness: openraft stops sending to a peer (heartbeats
+//! included) for a whole backoff after `Unreachable`, but retries at once after
+//! `Timeout`. So a slow answer is a timeout, only a refused or broken connection is
+//! unreachable, and the backoff is short and bounded (`BACKOFF_*`): a follower busy
+//! for 100 ms must not be cut off for half a second and then look dead.
 
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -19,9 +24,15 @@ use super::peers::PeerChannels;
 use super::{decode, encode};
 use crate::raft_types::{Member, NodeId, TypeConfig};
 
+/// First wait after a peer could not be reached; doubled per failure up to the cap.
+const BACKOFF_FIRST: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_millis(200);
+
 /// Creates one `PeerConnection` per replication target.
 #[derive(Clone)]
 pub struct NetworkFactory {
+    /// This node, named in timeout errors.
+    pub node_id: NodeId,
     pub peers: PeerChannels,
 }
 
@@ -30,6 +41,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         PeerConnection {
+            from: self.node_id,
             target,
             addr: node.raft_addr.clone(),
             peers: self.peers.clone(),
@@ -38,6 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 pub struct PeerConnection {
+    from: NodeId,
     target: NodeId,
     addr: String,
     peers: PeerChannels,
@@ -46,19 +59,36 @@ pub struct PeerConnection {
 type RpcErr<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
 
 /// Why a transport call failed: the peer could not be reached, or the call broke.
+/// (A slow call is a `Timeout`, made by `PeerConnection::timed_out`.)
 fn transport_error<E: std::error::Error>(status: tonic::Status) -> RpcErr<E> {
     match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
-            RPCError::Unreachable(Unreachable::new(&status))
-        }
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&status)),
         _ => RPCError::Network(NetworkError::new(&status)),
     }
 }
 
+/// Backoff after `Unreachable`: 20, 40, 80, 160, 200, 200, ... ms.
+fn short_backoff() -> impl Iterator<Item = Duration> + Send + 'static {
+    (0u32..).map(|n| {
+        BACKOFF_FIRST
+            .saturating_mul(1 << n.min(16))
+            .min(BACKOFF_MAX)
+    })
+}
+
 impl PeerConnection {
+    fn timed_out<E: std::error::Error>(&self, action: RPCTypes, ttl: Duration) -> RpcErr<E> {
+        RPCError::Timeout(Timeout {
+            action,
+            id: self.from,
+            target: self.target,
+            timeout: ttl,
+        })
+    }
+
     async fn call<Req, Resp, E>(
         &self,
-        method: &'static str,
+        method: RPCTypes,
         req: &Req,
         ttl: Duration,
     ) -> Result<Resp, RpcErr<E>>
@@ -76,25 +106,23 @@ impl PeerConnection {
             .map_err(transport_error)?;
         let fut = async {
             match method {
-                "append_entries" => client.append_entries(payload).await,
-                "vote" => client.vote(payload).await,
-                _ => client.install_snapshot(payload).await,
+                RPCTypes::AppendEntries => client.append_entries(payload).await,
+                RPCTypes::Vote => client.vote(payload).await,
+                RPCTypes::InstallSnapshot => client.install_snapshot(payload).await,
             }
         };
         let reply = match tokio::time::timeout(ttl, fut).await {
             Ok(Ok(reply)) => reply.into_inner(),
-            Ok(Err(status)) => return Err(transport_error(status)),
-            Err(_) => {
-                return Err(RPCError::Unreachable(Unreachable::new(
-                    &std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "{method} to node {} at {} timed out",
-                            self.target, self.addr
-                        ),
-                    ),
-                )))
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+                ) =>
+            {
+                return Err(self.timed_out(method, ttl))
             }
+            Ok(Err(status)) => return Err(transport_error(status)),
+            Err(_) => return Err(self.timed_out(method, ttl)),
         };
         let result: Result<Resp, RaftError<NodeId, E>> =
             decode(&reply.data).map_err(transport_error)?;
@@ -108,7 +136,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call("append_entries", &rpc, option.hard_ttl()).await
+        self.call(RPCTypes::AppendEntries, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn install_snapshot(
@@ -116,7 +145,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.call("install_snapshot", &rpc, option.hard_ttl()).await
+        self.call(RPCTypes::InstallSnapshot, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn vote(
@@ -124,6 +154,42 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
-        self.call("vote", &rpc, option.hard_ttl()).await
+        self.call(RPCTypes::Vote, &rpc, option.hard_ttl()).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(short_backoff())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_20ms_and_stays_at_200ms() {
+        let waits: Vec<u64> = short_backoff()
+            .take(7)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [20, 40, 80, 160, 200, 200, 200]);
+        assert_eq!(short_backoff().nth(1000), Some(BACKOFF_MAX));
+    }
+
+    #[test]
+    fn only_a_refused_connection_counts_as_unreachable() {
+        type E = RpcErr<openraft::error::Infallible>;
+        let refused: E = transport_error(tonic::Status::unavailable("connection refused"));
+        assert!(matches!(refused, RPCError::Unreachable(_)));
+        let broken: E = transport_error(tonic::Status::internal("bad frame"));
+        assert!(matches!(broken, RPCError::Network(_)));
+        let conn = PeerConnection {
+            from: 1,
+            target: 2,
+            addr: "127.0.0.1:1".into(),
+            peers: PeerChannels::default(),
+        };
+        let slow: E = conn.timed_out(RPCTypes::AppendEntries, Duration::from_millis(100));
+        assert!(matches!(slow, RPCError::Timeout(t) if t.target == 2 && t.id == 1));
     }
 }

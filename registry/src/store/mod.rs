@@ -1,11 +1,11 @@
-//! Durable storage on one RocksDB instance: the Raft log and vote (`log_store`), the
-//! state machine and its snapshots (`state_machine`).
+//! Durable storage in a data dir: the Raft log and vote (`log_store`) and the state
+//! machine's mirror (`state_machine`) in one RocksDB instance, the current snapshot as
+//! a file beside it (`snapshot_file`), and the dir's format version (`format`).
 //!
 //! Column families:
 //! - `logs`: log index (big-endian u64) → entry;
 //! - `raft_meta`: vote, committed log id, last purged log id;
 //! - `sm_meta`: last applied log id, last membership;
-//! - `snapshot`: the current snapshot (meta + data);
 //! - one per record kind (`model::Kind::store`), mirrored on every apply:
 //!   `sm_records` (`service/id` → instance), `sm_leases` (id, big-endian u64 → lease),
 //!   `sm_config` (key → config entry).
@@ -15,7 +15,9 @@
 // openraft's storage traits fix `StorageError` (a large type) as the error type.
 #![allow(clippy::result_large_err)]
 
+pub mod format;
 pub mod log_store;
+pub mod snapshot_file;
 pub mod state_machine;
 
 use std::path::Path;
@@ -32,19 +34,25 @@ pub use state_machine::StateMachineStore;
 pub(crate) const CF_LOGS: &str = "logs";
 pub(crate) const CF_RAFT_META: &str = "raft_meta";
 pub(crate) const CF_SM_META: &str = "sm_meta";
-pub(crate) const CF_SNAPSHOT: &str = "snapshot";
 
-/// Opens (or creates) the node's database under `dir`.
+/// Where the current snapshot image is kept, under the data dir.
+pub fn snapshot_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("snapshots")
+}
+
+/// Opens (or creates) the node's database under `dir`, after checking that the dir
+/// is in this build's storage format.
 pub fn open_db(dir: &Path) -> anyhow::Result<Arc<DB>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    format::check_or_init(dir)?;
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     // The busy `logs` column family would otherwise keep old WAL files alive for the
-    // rarely written ones (vote, snapshot): cap the WAL so RocksDB flushes those and
+    // rarely written ones (vote, metadata): cap the WAL so RocksDB flushes those and
     // deletes old segments (without this, data dirs grew by GBs under load).
     opts.set_max_total_wal_size(128 << 20);
-    let cfs = [CF_LOGS, CF_RAFT_META, CF_SM_META, CF_SNAPSHOT]
+    let cfs = [CF_LOGS, CF_RAFT_META, CF_SM_META]
         .into_iter()
         .chain(Kind::ALL.iter().map(|k| k.store()))
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));

@@ -1,6 +1,11 @@
 //! The replicated state machine: applies committed entries to the in-memory catalog
 //! (which serves reads) and mirrors every change into RocksDB in the same step, builds
 //! and installs snapshots, and restores itself from disk on start.
+//!
+//! A snapshot is built from a RocksDB point-in-time view of the mirror, on a blocking
+//! thread: the mirror's rows and its applied index are written in one atomic batch,
+//! so the view is exactly the state at that index, read without the catalog lock and
+//! copied into the image without re-encoding a record.
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,58 +18,22 @@ use openraft::{
     StorageIOError,
 };
 use rocksdb::{WriteBatch, DB};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{blocking, cf, CF_SM_META, CF_SNAPSHOT};
+use super::snapshot_file::{self, ImageWriter, SnapshotDir};
+use super::{blocking, cf, CF_SM_META};
 use crate::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::model::{CommandResult, Tables};
+use crate::model::{CommandResult, Kind, Tables};
 use crate::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::watch::hub::WatchHub;
 
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
-const KEY_CURRENT_SNAPSHOT: &[u8] = b"current";
 
 /// The catalog as readers see it: always a state that was reached by applying a
 /// prefix of the committed log.
 pub type SharedCatalog = Arc<RwLock<Catalog>>;
-
-/// Snapshot contents as stored and as sent to other nodes: one JSON object with a
-/// field per record kind (`Record::SNAPSHOT_FIELD`) holding that table's records as an
-/// array. A field a snapshot lacks (written before the kind existed) is an empty table.
-fn encode_snapshot(tables: &Tables) -> serde_json::Result<Vec<u8>> {
-    let mut out = b"{".to_vec();
-    for (i, (_, table)) in tables.each().into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut out, table.snapshot_field())?;
-        out.push(b':');
-        table.write_json_array(&mut out)?;
-    }
-    out.push(b'}');
-    Ok(out)
-}
-
-fn decode_snapshot(data: &[u8]) -> serde_json::Result<Tables> {
-    let fields: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
-        serde_json::from_slice(data)?;
-    let mut tables = Tables::default();
-    for (_, table) in tables.each_mut() {
-        if let Some(raw) = fields.get(table.snapshot_field()) {
-            table.load_json_array(raw.get())?;
-        }
-    }
-    Ok(tables)
-}
-
-/// A snapshot as kept in the `snapshot` column family.
-#[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
-}
 
 /// Deletes every row of a column family in `batch`.
 fn clear_cf(db: &DB, batch: &mut WriteBatch, cf_name: &str) -> Result<(), StorageError> {
@@ -98,6 +67,7 @@ fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl Into<AnyError>
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<DB>,
+    snapshots: SnapshotDir,
     catalog: SharedCatalog,
     last_applied: Arc<RwLock<(Option<LogId>, StoredMembership)>>,
     snapshot_seq: Arc<AtomicU64>,
@@ -110,6 +80,7 @@ impl StateMachineStore {
     /// snapshot if that is newer (the mirror is written without fsync; the snapshot is).
     pub fn open(
         db: Arc<DB>,
+        snapshots: SnapshotDir,
         metrics: Arc<Metrics>,
         watch_history: usize,
         watch_queue: usize,
@@ -136,15 +107,18 @@ impl StateMachineStore {
             hub: Arc::new(WatchHub::new(applied_index, watch_history, watch_queue)),
             last_applied: Arc::new(RwLock::new((applied, membership))),
             db,
+            snapshots,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             metrics,
         };
-        if let Some(snap) =
-            get_json::<StoredSnapshot>(&store.db, CF_SNAPSHOT, KEY_CURRENT_SNAPSHOT)?
-        {
-            if snap.meta.last_log_id > applied {
+        if let Some(image) = store.snapshots.load()? {
+            // After a purge the snapshot is the only copy of the purged prefix: a
+            // damaged one stops the node rather than starting it with state missing.
+            let (meta, tables) = snapshot_file::decode(&image)
+                .map_err(|e| anyhow::anyhow!("reading this node's stored snapshot: {e}"))?;
+            if meta.last_log_id > applied {
                 store
-                    .replace_state(&snap.meta, &snap.data)
+                    .replace_state(&meta, tables)
                     .map_err(|e| anyhow::anyhow!("restoring state from snapshot: {e}"))?;
             }
         }
@@ -162,9 +136,7 @@ impl StateMachineStore {
     }
 
     /// Replaces the whole state with a snapshot's contents, on disk and in memory.
-    fn replace_state(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let tables =
-            decode_snapshot(data).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+    fn replace_state(&self, meta: &SnapshotMeta, tables: Tables) -> Result<(), StorageError> {
         let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         let mut batch = WriteBatch::default();
         for (kind, table) in tables.each() {
@@ -191,26 +163,48 @@ impl StateMachineStore {
         Ok(())
     }
 
-    fn save_snapshot(&self, meta: &SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        let bytes =
-            serde_json::to_vec(&stored).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
-        let mut opts = rocksdb::WriteOptions::default();
-        // Synced: after a purge, the snapshot is the only copy of the purged prefix.
-        opts.set_sync(true);
-        blocking(|| {
-            self.db.put_cf_opt(
-                cf(&self.db, CF_SNAPSHOT),
-                KEY_CURRENT_SNAPSHOT,
-                bytes,
-                &opts,
-            )
-        })
-        .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+    /// Keeps `image` as this node's current snapshot, durably (synced file).
+    fn save_snapshot(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<(), StorageError> {
+        let snapshots = self.snapshots.clone();
+        blocking(|| snapshots.store(image)).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
     }
+}
+
+/// Builds a snapshot image of the mirror as of one atomic point in time.
+fn build_image(db: &DB, seq: u64) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
+    let view = db.snapshot();
+    let read = |e: rocksdb::Error| snap_err(None, ErrorVerb::Read, &e);
+    let meta_json = |key: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
+        view.get_cf(cf(db, CF_SM_META), key).map_err(read)
+    };
+    let decode_meta = |e: serde_json::Error| snap_err(None, ErrorVerb::Read, &e);
+    let last_log_id: Option<LogId> = match meta_json(KEY_APPLIED)? {
+        Some(b) => serde_json::from_slice(&b).map_err(decode_meta)?,
+        None => None,
+    };
+    let last_membership: StoredMembership = match meta_json(KEY_MEMBERSHIP)? {
+        Some(b) => serde_json::from_slice(&b).map_err(decode_meta)?,
+        None => StoredMembership::default(),
+    };
+    let snapshot_id = match last_log_id {
+        Some(l) => format!("{}-{}-{}", l.leader_id, l.index, seq),
+        None => format!("none-{seq}"),
+    };
+    let meta = SnapshotMeta {
+        last_log_id,
+        last_membership,
+        snapshot_id,
+    };
+    let mut image = ImageWriter::new(&meta);
+    for kind in Kind::ALL {
+        let rows = view
+            .iterator_cf(cf(db, kind.store()), rocksdb::IteratorMode::Start)
+            .map(|item| item.map(|(_, value)| value))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(read)?;
+        image.section(kind.snapshot_field(), rows.iter().map(|r| &r[..]));
+    }
+    Ok((meta, image.finish()))
 }
 
 fn get_json<T: serde::de::DeserializeOwned>(
@@ -230,28 +224,29 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        // Copy the state and its applied log id under the locks, serialize outside them.
-        let (tables, last_log_id, last_membership) = {
-            let catalog = self.catalog.read().expect("catalog lock poisoned");
-            let applied = self.last_applied.read().expect("applied lock poisoned");
-            (catalog.tables().clone(), applied.0, applied.1.clone())
-        };
-        let data = encode_snapshot(&tables).map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
+        let started = Instant::now();
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let snapshot_id = match last_log_id {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, seq),
-            None => format!("none-{seq}"),
-        };
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
-            snapshot_id,
-        };
-        self.save_snapshot(&meta, data.clone())?;
+        let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
+        // All O(catalog) work runs on a blocking thread, never on an async worker.
+        let (meta, image) = tokio::task::spawn_blocking(move || {
+            let (meta, image) = build_image(&db, seq)?;
+            snapshots
+                .store(&image)
+                .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
+            Ok::<_, StorageError>((meta, image))
+        })
+        .await
+        .map_err(|e| snap_err(None, ErrorVerb::Write, AnyError::error(e)))??;
         self.metrics.snapshots_built.inc();
+        tracing::info!(
+            snapshot_id = %meta.snapshot_id,
+            bytes = image.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "built snapshot"
+        );
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(Cursor::new(image)),
         })
     }
 }
@@ -343,20 +338,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        self.replace_state(meta, &data)?;
-        self.save_snapshot(meta, data)?;
+        let image = snapshot.into_inner();
+        let (_, tables) =
+            snapshot_file::decode(&image).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+        // Durable first: once the state is replaced the log before it may be purged.
+        self.save_snapshot(meta, &image)?;
+        self.replace_state(meta, tables)?;
         self.metrics.snapshots_installed.inc();
         tracing::info!(snapshot_id = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let stored: Option<StoredSnapshot> = get_json(&self.db, CF_SNAPSHOT, KEY_CURRENT_SNAPSHOT)
-            .map_err(|e| snap_err(None, ErrorVerb::Read, AnyError::error(e)))?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        let snapshots = self.snapshots.clone();
+        let Some(image) =
+            blocking(|| snapshots.load()).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?
+        else {
+            return Ok(None);
+        };
+        let meta =
+            snapshot_file::read_meta(&image).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(image)),
         }))
     }
 }
