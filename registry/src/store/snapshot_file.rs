@@ -306,7 +306,7 @@ mod tests {
         assert_eq!(back, tables);
         let (_, counts) = counts(&image).unwrap();
         for (_, t) in tables.each() {
-            assert!(t.len() > 0, "{} has a record", t.kind());
+            assert!(!t.is_empty(), "{} has a record", t.kind());
             assert!(counts.contains(&(t.snapshot_field().to_string(), t.len() as u64)));
         }
     }
