@@ -24,7 +24,7 @@ async fn a_data_dir_of_the_old_format_is_refused_with_a_clear_message() {
     let outcome = run_with(config, listeners, CancellationToken::new(), started).await;
     let err = format!(
         "{:#}",
-        outcome.err().expect("an old data dir must be refused")
+        outcome.expect_err("an old data dir must be refused")
     );
     assert!(err.contains("storage format 1"), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
