@@ -15,6 +15,7 @@ pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod raft_types;
+pub mod read_index;
 pub mod server;
 pub mod store;
 pub mod unsafe_control;

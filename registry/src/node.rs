@@ -19,12 +19,14 @@ use crate::network::peers::PeerChannels;
 use crate::network::{decode, encode};
 use crate::proposer::{Proposer, WriteError};
 use crate::raft_types::{Member, NodeId, Raft};
+use crate::read_index::Coalescer;
 use crate::store::state_machine::{SharedCatalog, StateMachineStore};
 use crate::unsafe_control::{self, UnsafeControl};
 use crate::watch::hub::WatchHub;
 
 /// Why a node could not serve a request. Mapped to a gRPC status once, at the API edge.
-#[derive(Debug, thiserror::Error)]
+/// (Clone: one batched ReadIndex answers many callers, failures included.)
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum NodeError {
     #[error("no leader is known to node {node_id}; the cluster may be electing one or may have lost quorum (retry, or check `waymark status` on each node)")]
     NoLeader { node_id: NodeId },
@@ -127,6 +129,10 @@ pub struct Node {
     pub peers: PeerChannels,
     /// Gathers this node's writes as leader into shared log entries (group commit).
     proposer: Proposer,
+    /// Batched ReadIndex: as leader, the quorum confirmations; as follower, the calls
+    /// for the leader's read index.
+    leader_reads: Coalescer<Result<u64, NodeError>>,
+    forwarded_reads: Coalescer<Result<u64, NodeError>>,
     /// Highest committed index this node has heard of (saved by the log store).
     committed: Arc<AtomicU64>,
     /// When this node last accepted a message from a leader (followers and learners).
@@ -154,6 +160,8 @@ impl Node {
         Self {
             id,
             proposer: Proposer::start(raft.clone(), metrics.clone()),
+            leader_reads: Coalescer::default(),
+            forwarded_reads: Coalescer::default(),
             raft,
             catalog: state_machine.catalog(),
             hub: state_machine.hub(),
@@ -508,7 +516,8 @@ impl Node {
 
     /// Linearizable read barrier (ReadIndex): returns once this node's applied state
     /// includes every write committed before the call began. On a follower the read
-    /// index comes from the leader; the read is still answered locally.
+    /// index comes from the leader; the read is still answered locally. Concurrent
+    /// reads share confirmations (`read_index.rs`).
     pub async fn read_barrier(&self) -> Result<u64, NodeError> {
         if self.unsafe_control == Some(UnsafeControl::StaleReads) {
             // UNSAFE CONTROL (`stale-reads`): no ReadIndex, no leader confirmation;
@@ -521,31 +530,48 @@ impl Node {
         }
         let deadline = Instant::now() + self.request_timeout;
         loop {
-            let attempt = tokio::time::timeout_at(deadline.into(), self.raft.get_read_log_id());
-            let read_index = match attempt.await {
-                Err(_) => {
-                    return Err(NodeError::timeout(
-                        self.request_timeout,
-                        "a quorum to confirm the leader",
-                        Applied::No,
-                    ))
-                }
-                Ok(Ok((read_log_id, _))) => read_log_id.map(|l| l.index).unwrap_or(0),
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
-                    match (f.leader_id, f.leader_node) {
-                        (Some(id), Some(node)) if id != self.id => {
-                            self.remote_read_index(id, &node, deadline).await?
-                        }
-                        _ => {
+            let read_index = match self.leader_hint() {
+                Some((id, _)) if id == self.id => {
+                    let confirmed =
+                        tokio::time::timeout_at(deadline.into(), self.read_index_as_leader());
+                    match confirmed.await {
+                        // Deposed since: find the new leader and ask again.
+                        Ok(Err(NodeError::NoLeader { .. })) => {
                             self.wait_for_leader(deadline).await?;
                             continue;
                         }
+                        Ok(other) => other?,
+                        Err(_) => {
+                            return Err(NodeError::timeout(
+                                self.request_timeout,
+                                "a quorum to confirm the leader",
+                                Applied::No,
+                            ))
+                        }
                     }
                 }
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-                    return Err(NodeError::QuorumLost(e.to_string()))
+                Some((id, Some(leader))) => {
+                    match self.remote_read_index(id, &leader, deadline).await {
+                        // The leader this node knew of is gone (killed, partitioned):
+                        // a read is safe to retry, so wait out the election instead.
+                        Err(NodeError::Leader { status, .. })
+                            if status.code() == tonic::Code::Unavailable
+                                && Instant::now() < deadline =>
+                        {
+                            self.wait_for_leader(deadline).await?;
+                            continue;
+                        }
+                        Err(NodeError::LeaderUnreachable { .. }) if Instant::now() < deadline => {
+                            self.wait_for_leader(deadline).await?;
+                            continue;
+                        }
+                        other => other?,
+                    }
                 }
-                Ok(Err(RaftError::Fatal(e))) => return Err(fatal(e)),
+                Some((_, None)) | None => {
+                    self.wait_for_leader(deadline).await?;
+                    continue;
+                }
             };
             self.wait_applied(read_index, deadline).await?;
             return Ok(read_index);
@@ -553,7 +579,12 @@ impl Node {
     }
 
     /// Leader side of ReadIndex: confirm leadership with a quorum, return the index.
+    /// One confirmation serves every caller that arrived before it started.
     pub async fn read_index_as_leader(&self) -> Result<u64, NodeError> {
+        self.leader_reads.run(|| self.confirm_leadership()).await
+    }
+
+    async fn confirm_leadership(&self) -> Result<u64, NodeError> {
         let attempt = tokio::time::timeout(self.request_timeout, self.raft.get_read_log_id());
         match attempt.await {
             Err(_) => Err(NodeError::timeout(
@@ -572,24 +603,38 @@ impl Node {
         }
     }
 
+    /// The leader's read index, asked once for every caller that arrived before the
+    /// call started (any leader's answer confirmed after that is a valid one).
     async fn remote_read_index(
         &self,
         leader_id: NodeId,
         leader: &Member,
         deadline: Instant,
     ) -> Result<u64, NodeError> {
-        let call = |mut c: RaftClient| async move { c.read_index(pb::ReadIndexRequest {}).await };
-        let reply = self
-            .call_leader(
-                leader_id,
-                leader,
-                deadline,
-                "the leader's read index",
-                Applied::No,
-                call,
-            )
-            .await?;
-        Ok(reply.read_index)
+        let ask = || async {
+            let call =
+                |mut c: RaftClient| async move { c.read_index(pb::ReadIndexRequest {}).await };
+            let reply = self
+                .call_leader(
+                    leader_id,
+                    leader,
+                    deadline,
+                    "the leader's read index",
+                    Applied::No,
+                    call,
+                )
+                .await?;
+            Ok(reply.read_index)
+        };
+        tokio::time::timeout_at(deadline.into(), self.forwarded_reads.run(ask))
+            .await
+            .unwrap_or_else(|_| {
+                Err(NodeError::timeout(
+                    self.request_timeout,
+                    "the leader's read index",
+                    Applied::No,
+                ))
+            })
     }
 
     async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), NodeError> {
