@@ -310,6 +310,15 @@ impl pb::catalog_server::Catalog for Svc {
 
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for Svc {
+    type SaveSnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotChunk, Status>> + Send>>;
+
+    async fn save_snapshot(
+        &self,
+        _: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<Self::SaveSnapshotStream>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
     async fn members(
         &self,
         _: Request<pb::MembersRequest>,

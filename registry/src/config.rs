@@ -354,7 +354,7 @@ pub struct ServerArgs {
     /// Build a snapshot after this many log entries [default: 10000].
     #[arg(long)]
     pub snapshot_threshold: Option<u64>,
-    /// Log entries kept behind a snapshot [default: 1000].
+    /// Log entries kept behind a snapshot [default: 10000].
     #[arg(long)]
     pub logs_to_keep: Option<u64>,
     /// Log output on stderr [default: text].

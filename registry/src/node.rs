@@ -20,7 +20,7 @@ use crate::network::{decode, encode};
 use crate::proposer::{Proposer, WriteError};
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::read_index::Coalescer;
-use crate::store::state_machine::{SharedCatalog, StateMachineStore};
+use crate::store::state_machine::{BackupSource, SharedCatalog, StateMachineStore};
 use crate::unsafe_control::{self, UnsafeControl};
 use crate::watch::hub::WatchHub;
 
@@ -144,6 +144,8 @@ pub struct Node {
     pub timers: std::sync::Mutex<LeaderTimers>,
     /// A deliberately unsafe behaviour for the Jepsen harness (normally `None`).
     pub unsafe_control: Option<UnsafeControl>,
+    /// Reads backups from the state machine's storage.
+    backups: BackupSource,
 }
 
 impl Node {
@@ -172,6 +174,7 @@ impl Node {
             request_timeout,
             timers: std::sync::Mutex::new(LeaderTimers::default()),
             unsafe_control: None,
+            backups: state_machine.backup_source(),
         }
     }
 
@@ -685,6 +688,39 @@ impl Node {
         tokio::time::sleep(Duration::from_millis(20).min(remaining)).await;
         res.map(|_| ())
             .map_err(|_| NodeError::NoLeader { node_id: self.id })
+    }
+
+    /// A backup image of the replicated state, with the index it is at. `consistent`:
+    /// it includes every write committed before the call (a ReadIndex first).
+    pub async fn backup(&self, consistent: bool) -> Result<(u64, Vec<u8>), NodeError> {
+        let wanted = if consistent {
+            self.read_barrier().await?
+        } else {
+            0
+        };
+        let deadline = Instant::now() + self.request_timeout;
+        loop {
+            let (meta, image) = self
+                .backups
+                .image()
+                .await
+                .ok_or(NodeError::ShuttingDown)?
+                .map_err(|e| NodeError::Internal(format!("building the backup: {e}")))?;
+            let index = meta.last_log_id.map_or(0, |l| l.index);
+            // The in-memory catalog (which the barrier waited on) is updated just
+            // before the storage mirror the image is read from: wait for the mirror.
+            if index >= wanted {
+                return Ok((index, image));
+            }
+            if Instant::now() >= deadline {
+                return Err(NodeError::timeout(
+                    self.request_timeout,
+                    "the storage mirror to reach the read index",
+                    Applied::No,
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     /// Adds a node as a learner, waits for it to catch up, then promotes it to voter.

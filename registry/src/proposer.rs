@@ -32,9 +32,11 @@ use crate::raft_types::{Member, NodeId, Raft};
 /// with it each AppendEntries (`MAX_PAYLOAD_ENTRIES` entries).
 pub const MAX_BATCH: usize = 128;
 
-/// Entries handed to Raft and not yet answered. Enough to keep the leader's log
-/// writer and replication busy; while all are out, new writes gather for the next.
-const MAX_IN_FLIGHT: usize = 4;
+/// Entries handed to Raft and not yet answered: one being appended (openraft 0.9
+/// appends one at a time, each with its fsync) and one replicating. More only split
+/// the waiting writes into smaller entries queued behind the same fsyncs: measured
+/// with 16 clients, 4 gave 1,305 writes/s at 2.7 per entry, 2 gave 1,630 at 4.9.
+const MAX_IN_FLIGHT: usize = 2;
 
 /// Writes waiting for the batching task. A full queue makes callers wait (back
 /// pressure) rather than grow memory without bound.

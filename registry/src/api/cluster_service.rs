@@ -1,6 +1,7 @@
-//! The `Cluster` gRPC service: membership listing and changes, and node status
-//! (including the state digest used to compare replicas).
+//! The `Cluster` gRPC service: membership listing and changes, node status
+//! (including the state digest used to compare replicas), and backups.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -10,6 +11,12 @@ use super::convert;
 use super::errors::respond;
 use crate::node::Node;
 use crate::raft_types::Member;
+
+/// Bytes per `SnapshotChunk`: well under gRPC's default 4 MiB message limit.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+type ChunkStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotChunk, Status>> + Send>>;
 
 pub struct ClusterService {
     node: Arc<Node>,
@@ -28,6 +35,40 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl pb::cluster_server::Cluster for ClusterService {
+    type SaveSnapshotStream = ChunkStream;
+
+    async fn save_snapshot(
+        &self,
+        req: Request<pb::SaveSnapshotRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        let result = async {
+            let options = req.into_inner().read.unwrap_or_default();
+            let consistent = match waymark_proto::validate::read_consistency(&options)? {
+                pb::Consistency::Stale => {
+                    self.node
+                        .check_staleness(&self.node.view(), options.max_stale_ms)?;
+                    false
+                }
+                _ => true,
+            };
+            let (index, image) = self.node.backup(consistent).await?;
+            let total_bytes = image.len() as u64;
+            let chunks: Vec<Result<pb::SnapshotChunk, Status>> = image
+                .chunks(SNAPSHOT_CHUNK)
+                .map(|data| {
+                    Ok(pb::SnapshotChunk {
+                        data: data.to_vec(),
+                        index,
+                        total_bytes,
+                    })
+                })
+                .collect();
+            Ok(Box::pin(tokio_stream::iter(chunks)) as ChunkStream)
+        }
+        .await;
+        respond(&self.node, "SaveSnapshot", result)
+    }
+
     async fn members(
         &self,
         _req: Request<pb::MembersRequest>,

@@ -11,6 +11,7 @@ mod output;
 mod parse;
 mod register;
 mod signals;
+mod snapshot;
 mod watch;
 mod watch_fmt;
 
@@ -41,6 +42,10 @@ enum Command {
     Server(ServerArgs),
     /// Run a local cluster of N nodes (child processes) for trying Waymark out.
     Dev(DevArgs),
+    /// Back up the replicated state, inspect a backup, or restore one into a new
+    /// cluster.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -293,6 +298,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Server(args) => run_server(args).map(|()| ExitCode::SUCCESS),
         Command::Dev(args) => dev::run(args),
+        Command::Snapshot(cmd) => snapshot::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Client(cmd) => client::run(cmd).map(|()| ExitCode::SUCCESS),
     };
     match result {

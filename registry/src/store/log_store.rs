@@ -57,6 +57,15 @@ impl LogStore {
         store
     }
 
+    /// Makes an empty log start right after `last`, as if every entry up to it had
+    /// been committed and purged behind a snapshot (a restored backup), with `vote`
+    /// as the node's vote. Synced.
+    pub fn seed_restored(&self, last: LogId, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta(KEY_LAST_PURGED, &last, true)?;
+        self.put_meta(KEY_COMMITTED, &Some(last), true)?;
+        self.put_meta(KEY_VOTE, vote, true)
+    }
+
     /// Shared view of the committed index (updated whenever openraft saves it).
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()

@@ -163,10 +163,37 @@ impl StateMachineStore {
         Ok(())
     }
 
+    /// Where backups are read from. It does not keep the database open: a stopped
+    /// node's data dir must be free for the next process (or test) to open.
+    pub fn backup_source(&self) -> BackupSource {
+        BackupSource {
+            db: Arc::downgrade(&self.db),
+            seq: self.snapshot_seq.clone(),
+        }
+    }
+
     /// Keeps `image` as this node's current snapshot, durably (synced file).
     fn save_snapshot(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<(), StorageError> {
         let snapshots = self.snapshots.clone();
         blocking(|| snapshots.store(image)).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+    }
+}
+
+/// Builds backup images of a running node's state (`StateMachineStore::backup_source`).
+#[derive(Clone)]
+pub struct BackupSource {
+    db: std::sync::Weak<DB>,
+    seq: Arc<AtomicU64>,
+}
+
+impl BackupSource {
+    /// A snapshot image of the state as now persisted, for a backup. Independent of
+    /// Raft's own snapshots (nothing is stored or purged). `None`: the node stopped.
+    pub async fn image(&self) -> Option<Result<(SnapshotMeta, Vec<u8>), StorageError>> {
+        let db = self.db.upgrade()?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let built = tokio::task::spawn_blocking(move || build_image(&db, seq)).await;
+        Some(built.unwrap_or_else(|e| Err(snap_err(None, ErrorVerb::Read, AnyError::error(e)))))
     }
 }
 
