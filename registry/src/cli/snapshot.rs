@@ -31,7 +31,7 @@ pub(super) enum SnapshotCommand {
     /// Write a new member's data dir from a snapshot file. Run it once per member of
     /// the new cluster, each with its own --node-id and --data-dir and the same file
     /// and --initial-cluster; then start the members with `waymark server`.
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -93,9 +93,8 @@ async fn save(a: SaveArgs) -> anyhow::Result<()> {
     let request = pb::SaveSnapshotRequest {
         read: Some(options),
     };
-    let mut stream = read(&a.client, |ch| {
-        let request = request.clone();
-        async move { cluster(ch).save_snapshot(request).await }
+    let mut stream = read(&a.client, |ch| async move {
+        cluster(ch).save_snapshot(request).await
     })
     .await?;
     let mut image = Vec::new();

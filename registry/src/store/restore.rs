@@ -55,7 +55,7 @@ pub fn restore(config: &ServerConfig, image: &[u8]) -> anyhow::Result<Restored> 
         );
     }
     let dir = &config.data_dir;
-    let in_use = std::fs::read_dir(dir).map_or(false, |mut entries| entries.next().is_some());
+    let in_use = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
     if in_use {
         bail!(
             "restoring writes a new data dir, and {} is not empty (a restore never \
