@@ -198,7 +198,7 @@ fn kind_name(section: &str) -> &str {
 fn counts_text(counts: &[(String, u64)]) -> String {
     counts
         .iter()
-        .map(|(section, n)| format!("{n} {}", kind_name(section)))
+        .map(|(section, n)| format!("{}: {n}", kind_name(section)))
         .collect::<Vec<_>>()
         .join(", ")
 }
