@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::raft_types::{Member, NodeId};
 use crate::unsafe_control::{self, UnsafeControl};
 
 /// One voter of the initial cluster, as given by `--initial-cluster` or the config file.
@@ -158,6 +159,22 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// `initial_cluster` as Raft membership: node id → where to reach it.
+    pub fn initial_members(&self) -> std::collections::BTreeMap<NodeId, Member> {
+        self.initial_cluster
+            .iter()
+            .map(|p| {
+                (
+                    p.node_id,
+                    Member {
+                        api_addr: p.api_addr.clone(),
+                        raft_addr: p.raft_addr.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// A config with every default, for tests and `waymark dev`.
     pub fn new(node_id: u64, data_dir: impl Into<PathBuf>) -> Self {
         Self {

@@ -2,7 +2,6 @@
 //! transport, the client API and the admin endpoint on their own listeners, joins the
 //! initial cluster, and shuts down in order (drain servers, stop Raft, flush RocksDB).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use crate::network::peers::PeerChannels;
 use crate::network::raft_client::NetworkFactory;
 use crate::network::raft_service::RaftService;
 use crate::node::Node;
-use crate::raft_types::{Member, Raft};
+use crate::raft_types::Raft;
 use crate::store::snapshot_file::SnapshotDir;
 use crate::store::{open_db, snapshot_dir, LogStore, StateMachineStore};
 
@@ -311,19 +310,7 @@ async fn run_inner(
     tracing::info!(%api_addr, %raft_addr, %admin_addr, %dns_addr, data_dir = %config.data_dir.display(), "node started");
 
     if !config.initial_cluster.is_empty() && !raft.is_initialized().await? {
-        let voters: BTreeMap<_, _> = config
-            .initial_cluster
-            .iter()
-            .map(|p| {
-                (
-                    p.node_id,
-                    Member {
-                        api_addr: p.api_addr.clone(),
-                        raft_addr: p.raft_addr.clone(),
-                    },
-                )
-            })
-            .collect();
+        let voters = config.initial_members();
         node.initialize(voters)
             .await
             .context("initializing the cluster")?;

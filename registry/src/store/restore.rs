@@ -9,7 +9,7 @@
 //! snapshot, and the node votes in the backup's last term, so the first election of
 //! the new cluster is in a later term than any entry it holds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -19,7 +19,7 @@ use super::snapshot_file::{self, SnapshotDir};
 use super::{open_db, snapshot_dir, LogStore};
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
-use crate::raft_types::{Member, NodeId, SnapshotMeta, StoredMembership, Vote};
+use crate::raft_types::{NodeId, SnapshotMeta, StoredMembership, Vote};
 
 /// What a restore wrote.
 #[derive(Debug)]
@@ -63,19 +63,7 @@ pub fn restore(config: &ServerConfig, image: &[u8]) -> anyhow::Result<Restored> 
             dir.display()
         );
     }
-    let members: BTreeMap<NodeId, Member> = config
-        .initial_cluster
-        .iter()
-        .map(|p| {
-            (
-                p.node_id,
-                Member {
-                    api_addr: p.api_addr.clone(),
-                    raft_addr: p.raft_addr.clone(),
-                },
-            )
-        })
-        .collect();
+    let members = config.initial_members();
     let voters: BTreeSet<NodeId> = members.keys().copied().collect();
     let membership_at = meta.last_membership.log_id().or(Some(last));
     let meta = SnapshotMeta {
