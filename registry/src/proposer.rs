@@ -186,23 +186,10 @@ async fn commit(raft: &Raft, mut batch: Vec<Proposal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ConfigCommand, Health, LeaseExpiry, NewInstance};
+    use crate::model::{ConfigCommand, Health, NewInstance};
 
     fn register(service: &str, id: &str) -> Command {
-        Command::Register(NewInstance {
-            service: service.into(),
-            id: id.into(),
-            address: "10.0.0.1".into(),
-            port: 80,
-            tags: vec![],
-            meta: Default::default(),
-            weight_passing: 1,
-            weight_warning: 1,
-            lease_id: None,
-            on_lease_expiry: LeaseExpiry::Remove,
-            deregister_critical_after_ms: 0,
-            if_modify_index: None,
-        })
+        Command::Register(NewInstance::example(service, id, 80))
     }
 
     fn health(service: &str, id: &str) -> Command {

@@ -118,7 +118,7 @@ mod tests {
     use clap::ValueEnum;
 
     use super::*;
-    use crate::model::{Health, LeaseExpiry, NewInstance};
+    use crate::model::{Health, NewInstance};
 
     #[test]
     fn names_round_trip_through_clap_and_serde() {
@@ -148,20 +148,7 @@ mod tests {
 
     #[test]
     fn early_ack_makes_up_the_applied_result() {
-        let new = NewInstance {
-            service: "web".into(),
-            id: "a".into(),
-            address: "10.0.0.1".into(),
-            port: 80,
-            tags: Vec::new(),
-            meta: Default::default(),
-            weight_passing: 1,
-            weight_warning: 1,
-            lease_id: None,
-            on_lease_expiry: LeaseExpiry::Remove,
-            deregister_critical_after_ms: 0,
-            if_modify_index: None,
-        };
+        let new = NewInstance::example("web", "a", 80);
         let mut catalog = Catalog::default();
         let Some(CommandResult::Register(RegisterOutcome::Registered(r))) =
             early_ack_result(&Command::Register(new.clone()), &catalog, 5)

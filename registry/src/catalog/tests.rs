@@ -1,26 +1,13 @@
 //! Unit tests of the catalog: every command's effects, compare-and-set, leases,
 //! config entries, the reapable index, the digest, and the table list.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::*;
 use crate::model::*;
 
 fn reg(service: &str, id: &str, port: u16) -> Command {
-    Command::Register(NewInstance {
-        service: service.into(),
-        id: id.into(),
-        address: "10.0.0.1".into(),
-        port,
-        tags: vec!["v1".into()],
-        meta: BTreeMap::new(),
-        weight_passing: 1,
-        weight_warning: 1,
-        lease_id: None,
-        on_lease_expiry: LeaseExpiry::Remove,
-        deregister_critical_after_ms: 0,
-        if_modify_index: None,
-    })
+    Command::Register(NewInstance::example(service, id, port))
 }
 
 fn reg_cas(id: &str, port: u16, expected: u64) -> Command {

@@ -30,6 +30,27 @@ pub struct NewInstance {
     pub if_modify_index: Option<u64>,
 }
 
+#[cfg(test)]
+impl NewInstance {
+    /// A plain registration for unit tests: 10.0.0.1:`port`, tag `v1`, no lease.
+    pub fn example(service: &str, id: &str, port: u16) -> Self {
+        Self {
+            service: service.into(),
+            id: id.into(),
+            address: "10.0.0.1".into(),
+            port,
+            tags: vec!["v1".into()],
+            meta: BTreeMap::new(),
+            weight_passing: 1,
+            weight_warning: 1,
+            lease_id: None,
+            on_lease_expiry: LeaseExpiry::Remove,
+            deregister_critical_after_ms: 0,
+            if_modify_index: None,
+        }
+    }
+}
+
 impl NewInstance {
     /// The record this registration makes: a (re)registered instance starts passing.
     pub fn record(&self, create_index: u64, modify_index: u64) -> InstanceRecord {

@@ -257,7 +257,7 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::model::{Command, ConfigCommand, LeaseExpiry, NewInstance};
+    use crate::model::{Command, ConfigCommand, NewInstance};
 
     fn some_tables() -> Tables {
         let mut c = Catalog::default();
@@ -265,18 +265,8 @@ mod tests {
         c.apply(
             2,
             &Command::Register(NewInstance {
-                service: "web".into(),
-                id: "a".into(),
-                address: "10.0.0.1".into(),
-                port: 80,
-                tags: vec!["v1".into()],
-                meta: Default::default(),
-                weight_passing: 1,
-                weight_warning: 1,
                 lease_id: Some(1),
-                on_lease_expiry: LeaseExpiry::Remove,
-                deregister_critical_after_ms: 0,
-                if_modify_index: None,
+                ..NewInstance::example("web", "a", 80)
             }),
         );
         c.apply(
