@@ -175,6 +175,8 @@ pub struct Registration {
     /// Compare-and-set on the instance's modify index: `Some(0)` = only if absent,
     /// `Some(n)` = only if its modify index is `n`, `None` = unconditional.
     pub expected_modify_index: Option<u64>,
+    /// PASSING, WARNING or CRITICAL (UNSPECIFIED in the request means PASSING).
+    pub initial_status: pb::HealthStatus,
 }
 
 impl TryFrom<pb::RegisterRequest> for Registration {
@@ -282,7 +284,21 @@ impl TryFrom<pb::RegisterRequest> for Registration {
                 "MARK_CRITICAL needs a lease_id",
             ));
         }
+        let initial_status = match pb::HealthStatus::try_from(req.initial_status) {
+            Ok(pb::HealthStatus::Unspecified) => pb::HealthStatus::Passing,
+            Ok(s) => s,
+            Err(_) => {
+                return Err(ValidationError::new(
+                    "initial_status",
+                    format!(
+                        "must be PASSING, WARNING or CRITICAL (got {})",
+                        req.initial_status
+                    ),
+                ))
+            }
+        };
         Ok(Registration {
+            initial_status,
             lease_id: (req.lease_id != 0).then_some(req.lease_id),
             mark_critical_on_lease_expiry,
             deregister_critical_after_ms: dca,
@@ -425,6 +441,20 @@ mod tests {
         assert_eq!(r.port, 8080);
         assert_eq!(r.weights, Weights::default());
         assert_eq!(r.tags, vec!["v1", "primary"]);
+        assert_eq!(r.initial_status, pb::HealthStatus::Passing);
+    }
+
+    #[test]
+    fn initial_status_is_a_known_status() {
+        let mut r = valid();
+        r.initial_status = pb::HealthStatus::Critical as i32;
+        assert_eq!(
+            Registration::try_from(r).unwrap().initial_status,
+            pb::HealthStatus::Critical
+        );
+        let mut r = valid();
+        r.initial_status = 9;
+        assert_eq!(field_of(r), "initial_status");
     }
 
     #[test]

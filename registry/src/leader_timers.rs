@@ -160,6 +160,7 @@ mod tests {
                 on_lease_expiry: LeaseExpiry::Remove,
                 deregister_critical_after_ms: 1_000,
                 if_modify_index: None,
+                initial_health: None,
             }),
         );
         c.apply(3, &critical());

@@ -1,86 +1,12 @@
-//! Process metrics kept by the node (counters and histograms) and rendered in the
-//! Prometheus text exposition format. Gauges that mirror Raft state are read at scrape
-//! time by the admin endpoint instead of being stored here.
+//! Process metrics kept by the node (counters and histograms from `waymark-metrics`)
+//! and rendered in the Prometheus text exposition format. Gauges that mirror Raft
+//! state are read at scrape time by the admin endpoint instead of being stored here.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// A monotonically increasing counter.
-#[derive(Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// A histogram with fixed buckets (upper bounds in seconds).
-pub struct Histogram {
-    bounds: &'static [f64],
-    inner: Mutex<HistogramState>,
-}
-
-#[derive(Default)]
-struct HistogramState {
-    /// Non-cumulative count per bucket; the last slot is +Inf.
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-/// Buckets from 10 µs to 2.5 s, suited to apply and request latencies.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5,
-];
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            inner: Mutex::new(HistogramState {
-                counts: vec![0; bounds.len() + 1],
-                ..Default::default()
-            }),
-        }
-    }
-
-    pub fn observe(&self, value: f64) {
-        let slot = self
-            .bounds
-            .iter()
-            .position(|b| value <= *b)
-            .unwrap_or(self.bounds.len());
-        let mut s = self.inner.lock().expect("histogram lock poisoned");
-        s.counts[slot] += 1;
-        s.sum += value;
-        s.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let s = self.inner.lock().expect("histogram lock poisoned");
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, count) in self.bounds.iter().zip(&s.counts) {
-            cumulative += count;
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += s.counts[self.bounds.len()];
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {}", s.sum);
-        let _ = writeln!(out, "{name}_count {}", s.count);
-    }
-}
+pub use waymark_metrics::{render_counter, render_gauge, Counter, Histogram, LATENCY_BUCKETS};
 
 /// Buckets for counts of commands per log entry (group commit).
 pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
@@ -222,35 +148,9 @@ impl Metrics {
     }
 }
 
-pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    let _ = writeln!(out, "{name} {value}");
-}
-
-pub fn render_gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} gauge");
-    let _ = writeln!(out, "{name} {value}");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::new(&[0.1, 1.0]);
-        h.observe(0.05);
-        h.observe(0.5);
-        h.observe(5.0);
-        let mut out = String::new();
-        h.render(&mut out, "x", "help");
-        assert!(out.contains("x_bucket{le=\"0.1\"} 1\n"));
-        assert!(out.contains("x_bucket{le=\"1\"} 2\n"));
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"));
-        assert!(out.contains("x_count 3\n"));
-    }
 
     #[test]
     fn grpc_counter_by_method_and_code() {

@@ -27,6 +27,11 @@ pub fn new_instance(r: Registration) -> NewInstance {
         },
         deregister_critical_after_ms: r.deregister_critical_after_ms,
         if_modify_index: r.expected_modify_index,
+        initial_health: match r.initial_status {
+            pb::HealthStatus::Warning => Some(Health::Warning),
+            pb::HealthStatus::Critical => Some(Health::Critical),
+            _ => None,
+        },
     }
 }
 

@@ -27,6 +27,15 @@ fn reg_leased(id: &str, lease: u64, action: LeaseExpiry) -> Command {
     Command::Register(new)
 }
 
+fn health(id: &str, health: Health) -> Command {
+    Command::UpdateHealth {
+        service: "web".into(),
+        id: id.into(),
+        health,
+        output: String::new(),
+    }
+}
+
 #[test]
 fn register_sets_indexes_and_update_keeps_create_index() {
     let mut c = Catalog::default();
@@ -249,6 +258,26 @@ fn new_instance_without_the_cas_field_still_decodes() {
         "on_lease_expiry":"Remove","deregister_critical_after_ms":0}"#;
     let new: NewInstance = serde_json::from_str(old).unwrap();
     assert_eq!(new.if_modify_index, None);
+    assert_eq!(new.initial_health, None);
+    assert_eq!(new.record(1, 1).health, Health::Passing);
+}
+
+#[test]
+fn registration_starts_with_its_initial_health_and_reregistering_resets_it() {
+    let mut c = Catalog::default();
+    let Command::Register(mut new) = reg("web", "a", 80) else {
+        unreachable!()
+    };
+    new.initial_health = Some(Health::Critical);
+    c.apply(1, &Command::Register(new.clone()));
+    assert_eq!(c.get("web", "a").unwrap().health, Health::Critical);
+    c.apply(2, &health("a", Health::Passing));
+    assert_eq!(c.get("web", "a").unwrap().health, Health::Passing);
+    c.apply(3, &Command::Register(new));
+    assert_eq!(c.get("web", "a").unwrap().health, Health::Critical);
+    // A registration that says nothing starts passing, as before the field existed.
+    c.apply(4, &reg("web", "a", 80));
+    assert_eq!(c.get("web", "a").unwrap().health, Health::Passing);
 }
 
 fn put(key: &str, value: &str, cas: Option<u64>) -> Command {
@@ -329,12 +358,6 @@ fn reapable_index_follows_health_and_removal() {
     new.deregister_critical_after_ms = 5_000;
     c.apply(1, &Command::Register(new.clone()));
     c.apply(2, &reg("web", "b", 80));
-    let health = |id: &str, health| Command::UpdateHealth {
-        service: "web".into(),
-        id: id.into(),
-        health,
-        output: String::new(),
-    };
     assert_eq!(c.reapable().count(), 0);
     c.apply(3, &health("a", Health::Critical));
     // b has no deregister_critical_after: critical, but never reaped.

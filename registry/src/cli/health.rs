@@ -17,15 +17,16 @@ pub(super) enum HealthCommand {
     Set(SetArgs),
 }
 
+/// A health status as a flag value (`--status`, `register --initial-status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Status {
+pub(super) enum Status {
     Passing,
     Warning,
     Critical,
 }
 
 impl Status {
-    fn wire(self) -> pb::HealthStatus {
+    pub(super) fn wire(self) -> pb::HealthStatus {
         match self {
             Status::Passing => pb::HealthStatus::Passing,
             Status::Warning => pb::HealthStatus::Warning,

@@ -193,6 +193,9 @@ struct RegisterArgs {
     /// 0 = only if the instance does not exist yet. A mismatch changes nothing.
     #[arg(long, value_name = "INDEX")]
     cas: Option<u64>,
+    /// The status the instance starts with [default: passing].
+    #[arg(long, value_enum, value_name = "STATUS")]
+    initial_status: Option<health::Status>,
     #[command(flatten)]
     client: ClientOpts,
 }

@@ -49,6 +49,9 @@ fn build_request(args: &RegisterArgs) -> anyhow::Result<pb::RegisterRequest> {
         on_lease_expiry: on_lease_expiry as i32,
         deregister_critical_after_ms: args.deregister_critical_after.map_or(0, duration_to_ms),
         expected_modify_index: args.cas,
+        initial_status: args
+            .initial_status
+            .map_or(pb::HealthStatus::Unspecified, |s| s.wire()) as i32,
     })
 }
 

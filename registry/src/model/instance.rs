@@ -28,6 +28,10 @@ pub struct NewInstance {
     /// that log entries written before the field existed still decode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub if_modify_index: Option<u64>,
+    /// The status the record starts with; `None` (and entries written before the
+    /// field existed) means passing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_health: Option<Health>,
 }
 
 #[cfg(test)]
@@ -47,12 +51,14 @@ impl NewInstance {
             on_lease_expiry: LeaseExpiry::Remove,
             deregister_critical_after_ms: 0,
             if_modify_index: None,
+            initial_health: None,
         }
     }
 }
 
 impl NewInstance {
-    /// The record this registration makes: a (re)registered instance starts passing.
+    /// The record this registration makes: a (re)registered instance starts with its
+    /// initial health (passing unless the registration said otherwise).
     pub fn record(&self, create_index: u64, modify_index: u64) -> InstanceRecord {
         InstanceRecord {
             service: self.service.clone(),
@@ -63,7 +69,7 @@ impl NewInstance {
             meta: self.meta.clone(),
             weight_passing: self.weight_passing,
             weight_warning: self.weight_warning,
-            health: Health::Passing,
+            health: self.initial_health.unwrap_or(Health::Passing),
             health_output: String::new(),
             create_index,
             modify_index,
@@ -82,7 +88,8 @@ pub enum LeaseExpiry {
     MarkCritical,
 }
 
-/// Health of an instance. Registration starts an instance as passing.
+/// Health of an instance. Registration starts an instance as passing unless it asks
+/// for another initial status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Health {
     Passing,

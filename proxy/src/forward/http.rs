@@ -1,0 +1,371 @@
+//! HTTP forwarding, balanced per request: the local app speaks HTTP/1.1 or h2 (gRPC
+//! included) to the upstream's listener; each request goes to an endpoint chosen by
+//! the policy, over a pooled connection of the same version (one multiplexed h2
+//! connection per endpoint; idle HTTP/1.1 connections kept for reuse). A failed
+//! connect, or a pooled connection that closed before the request went out, is
+//! retried on another endpoint. With no endpoint the answer is 503 with a body saying
+//! why; all connects failing is 502; no response headers within the request timeout
+//! is 504. 5xx and gRPC UNAVAILABLE count as endpoint failures for outlier detection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use super::{connect_any, dial, used, Connections, NoConnection};
+use crate::endpoints::Endpoint;
+use crate::upstream::Upstream;
+
+/// A response body: the endpoint's, streamed through, or the proxy's own.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Idle HTTP/1.1 connections kept per endpoint.
+const MAX_IDLE_H1: usize = 256;
+
+/// Pooled connections to one endpoint.
+#[derive(Default)]
+pub struct Conns {
+    h1: std::sync::Mutex<Vec<http1::SendRequest<Incoming>>>,
+    /// Held across the connect so concurrent requests share one new connection.
+    h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
+}
+
+impl std::fmt::Debug for Conns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.h1.lock().map(|v| v.len()).unwrap_or(0);
+        f.debug_struct("Conns").field("idle_h1", &idle).finish()
+    }
+}
+
+/// A connection ready to take one request.
+enum Sender {
+    H1(http1::SendRequest<Incoming>),
+    H2(http2::SendRequest<Incoming>),
+}
+
+impl Conns {
+    async fn get(&self, addr: &str, version: Version) -> Result<Sender, String> {
+        if version == Version::HTTP_2 {
+            let mut h2 = self.h2.lock().await;
+            if let Some(s) = h2.as_ref().filter(|s| !s.is_closed()) {
+                return Ok(Sender::H2(s.clone()));
+            }
+            let stream = dial(addr).await?;
+            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                .handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("h2 handshake: {e}"))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            *h2 = Some(sender.clone());
+            return Ok(Sender::H2(sender));
+        }
+        if let Some(s) = self.take_idle_h1() {
+            return Ok(Sender::H1(s));
+        }
+        let stream: TcpStream = dial(addr).await?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Sender::H1(sender))
+    }
+
+    fn take_idle_h1(&self) -> Option<http1::SendRequest<Incoming>> {
+        let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|s| !s.is_closed());
+        let ready = idle.iter().rposition(|s| s.is_ready())?;
+        Some(idle.swap_remove(ready))
+    }
+
+    /// Back to the pool once the response headers are in; it is taken again only when
+    /// ready (its previous body fully read).
+    fn put_h1(&self, sender: http1::SendRequest<Incoming>) {
+        let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= MAX_IDLE_H1 {
+            idle.remove(0);
+        }
+        idle.push(sender);
+    }
+}
+
+/// Serves HTTP/1.1 and h2 from the local app on one accepted connection.
+pub async fn upstream_connection(
+    stream: TcpStream,
+    upstream: Arc<Upstream>,
+    connections: Connections,
+) {
+    upstream.metrics.open_connections.inc();
+    let open = upstream.clone();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let service = hyper::service::service_fn(move |req| {
+        let upstream = upstream.clone();
+        async move { Ok::<_, Infallible>(forward(req, &upstream).await) }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .into_owned();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = connections.closing.cancelled() => {
+            // Draining: finish what is in flight, then close (h2 GOAWAY, h1 keep-alive off).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream HTTP connection ended with an error");
+    }
+    open.metrics.open_connections.dec();
+}
+
+/// Forwards one request; always answers (errors become 502/503/504 responses).
+async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let m = &upstream.metrics;
+    m.requests.inc();
+    let version = req.version();
+    let mut pending = Some(prepare(req, version));
+    let response = loop {
+        let Some(req) = pending.take() else {
+            break local(StatusCode::BAD_GATEWAY, "the request could not be resent");
+        };
+        let addr_version = if version == Version::HTTP_2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let connected = connect_any(upstream, |e: Arc<Endpoint>| async move {
+            e.conns.get(&e.addr, addr_version).await
+        })
+        .await;
+        let (endpoint, sender) = match connected {
+            Ok(c) => c,
+            Err(NoConnection::NoEndpoint(why)) => {
+                break local(StatusCode::SERVICE_UNAVAILABLE, &why)
+            }
+            Err(e) => break local(StatusCode::BAD_GATEWAY, &e.to_string()),
+        };
+        used(&endpoint);
+        let in_flight = endpoint.load.start();
+        let sent = send(&endpoint, sender, req);
+        let outcome = match upstream.config.request_timeout {
+            Some(t) => tokio::time::timeout(t, sent).await.ok(),
+            None => Some(sent.await),
+        };
+        match outcome {
+            None => {
+                m.timeouts.inc();
+                upstream.failed(&endpoint, "request timeout");
+                break local(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &format!(
+                        "{} ({}) sent no response within {} ms",
+                        endpoint.id,
+                        endpoint.addr,
+                        upstream.config.request_timeout.map_or(0, |t| t.as_millis())
+                    ),
+                );
+            }
+            Some(Ok(resp)) => {
+                in_flight.responded();
+                if is_failure(&resp) {
+                    upstream.failed(&endpoint, &format!("answered {}", resp.status()));
+                } else {
+                    upstream.succeeded(&endpoint);
+                }
+                break resp.map(Either::Left);
+            }
+            Some(Err(SendError::NotSent(req))) => {
+                // A pooled connection closed under us: nothing went out, go again.
+                m.retries.inc();
+                pending = Some(req);
+            }
+            Some(Err(SendError::Failed(e))) => {
+                upstream.failed(&endpoint, &e);
+                break local(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("{} ({}) failed: {e}", endpoint.id, endpoint.addr),
+                );
+            }
+        }
+    };
+    let mut response = response;
+    strip_hop_by_hop(response.headers_mut());
+    m.response(response.status());
+    m.latency.observe(started.elapsed().as_secs_f64());
+    response
+}
+
+enum SendError {
+    /// The connection was not usable; the request comes back unsent.
+    NotSent(Request<Incoming>),
+    Failed(String),
+}
+
+async fn send(
+    endpoint: &Endpoint,
+    sender: Sender,
+    req: Request<Incoming>,
+) -> Result<Response<Incoming>, SendError> {
+    let result = match sender {
+        Sender::H2(mut s) => s.try_send_request(req).await,
+        Sender::H1(mut s) => {
+            let sent = s.try_send_request(req);
+            let result = sent.await;
+            if result.is_ok() {
+                endpoint.conns.put_h1(s);
+            }
+            result
+        }
+    };
+    result.map_err(|mut e| match e.take_message() {
+        Some(req) => SendError::NotSent(req),
+        None => SendError::Failed(e.into_error().to_string()),
+    })
+}
+
+/// 5xx, or a gRPC UNAVAILABLE in the headers (a trailers-only response).
+fn is_failure(resp: &Response<Incoming>) -> bool {
+    resp.status().is_server_error()
+        || resp
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes() == b"14")
+}
+
+/// The proxy's own answer, with a body saying why.
+fn local(status: StatusCode, why: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
+        "waymark-proxy: {why}\n"
+    )))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Makes the app's request into the one sent on: hop-by-hop headers removed, the
+/// URI in the form the outgoing version needs (origin-form for HTTP/1.1 with a Host
+/// header; scheme and authority for h2).
+fn prepare(mut req: Request<Incoming>, version: Version) -> Request<Incoming> {
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    strip_hop_by_hop(req.headers_mut());
+    if version == Version::HTTP_2 {
+        if let Ok(uri) = Uri::builder()
+            .scheme("http")
+            .authority(authority.as_str())
+            .path_and_query(path.as_str())
+            .build()
+        {
+            *req.uri_mut() = uri;
+        }
+        req.headers_mut().remove(header::HOST);
+    } else {
+        if let Ok(uri) = path.parse() {
+            *req.uri_mut() = uri;
+        }
+        if !req.headers().contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&authority) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        *req.version_mut() = Version::HTTP_11;
+    }
+    req
+}
+
+/// Removes the headers that describe one connection, not the message (RFC 9110 7.6.1),
+/// keeping `te: trailers` (gRPC needs it).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    headers.remove(header::TE);
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_but_te_trailers_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers, deflate"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn local_answers_say_why() {
+        let r = local(StatusCode::SERVICE_UNAVAILABLE, "no passing instance");
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    }
+}
