@@ -286,7 +286,14 @@ impl ProxyMetrics {
 }
 
 fn render_upstreams(out: &mut String, upstreams: &[Arc<Upstream>]) {
-    let label = |u: &Upstream| format!("upstream=\"{}\"", escape_label(u.name()));
+    // The listen address tells apart two upstreams of one service.
+    let label = |u: &Upstream| {
+        format!(
+            "upstream=\"{}\",listen=\"{}\"",
+            escape_label(u.name()),
+            u.config.listen
+        )
+    };
     type Get = fn(&Upstream) -> u64;
     let counters: [(&str, &str, Get); 9] = [
         (
