@@ -12,7 +12,13 @@ use common::*;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-const POLICIES: [&str; 5] = ["round_robin", "random", "weighted", "least_request", "peak_ewma"];
+const POLICIES: [&str; 5] = [
+    "round_robin",
+    "random",
+    "weighted",
+    "least_request",
+    "peak_ewma",
+];
 
 /// Fields drop in order: processes first (printing their logs on failure), the
 /// directory holding the logs last.
@@ -111,10 +117,16 @@ fn share(counts: &BTreeMap<String, usize>, name: &str) -> f64 {
 /// Every instance got at least `min` of the requests, and every request was answered
 /// by an instance with 200.
 fn assert_spread(what: &str, replies: &[Reply], min: f64) -> BTreeMap<String, usize> {
-    assert!(replies.iter().all(|r| r.status == 200), "{what}: a request failed");
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "{what}: a request failed"
+    );
     let counts = tally(replies);
     for name in ["api-a", "api-b", "api-c"] {
-        assert!(share(&counts, name) >= min, "{what}: {name} got too little: {counts:?}");
+        assert!(
+            share(&counts, name) >= min,
+            "{what}: {name} got too little: {counts:?}"
+        );
     }
     counts
 }
@@ -168,16 +180,19 @@ async fn http1_h2_grpc_and_tcp_spread_over_every_instance_by_every_policy() {
     }
 
     // gRPC: grpc.health.v1 Check over one channel; the instance is in the headers.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.http["round_robin"]))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", mesh.http["round_robin"]))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
     let mut health = HealthClient::new(channel);
     let mut replies = Vec::new();
     for _ in 0..60 {
         let resp = health
-            .check(HealthCheckRequest { service: String::new() })
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .expect("gRPC through the proxies");
         let served_by = resp
@@ -193,7 +208,10 @@ async fn http1_h2_grpc_and_tcp_spread_over_every_instance_by_every_policy() {
         });
     }
     let counts = assert_spread("gRPC", &replies, 0.30);
-    assert!(counts.values().all(|n| *n == 20), "round robin over gRPC: {counts:?}");
+    assert!(
+        counts.values().all(|n| *n == 20),
+        "round robin over gRPC: {counts:?}"
+    );
 
     // TCP: balanced per connection.
     let mut replies = Vec::new();
@@ -202,7 +220,10 @@ async fn http1_h2_grpc_and_tcp_spread_over_every_instance_by_every_policy() {
         replies.push(c.get("/").await.unwrap());
     }
     let counts = assert_spread("TCP", &replies, 0.30);
-    assert!(counts.values().all(|n| *n == 10), "round robin over TCP: {counts:?}");
+    assert!(
+        counts.values().all(|n| *n == 10),
+        "round robin over TCP: {counts:?}"
+    );
 
     // The metrics count what happened and pass promtool.
     let rr = format!("upstream=\"api\",listen=\"{}\"", mesh.http["round_robin"]);
@@ -216,8 +237,12 @@ async fn http1_h2_grpc_and_tcp_spread_over_every_instance_by_every_policy() {
         .await
         .unwrap();
     assert_eq!(status, 200);
-    assert!(text.contains(&format!("waymark_proxy_upstream_responses_total{{{rr},class=\"2xx\"}}")));
-    assert!(text.contains(&format!("waymark_proxy_upstream_endpoints{{{rr},state=\"ready\"}} 3")));
+    assert!(text.contains(&format!(
+        "waymark_proxy_upstream_responses_total{{{rr},class=\"2xx\"}}"
+    )));
+    assert!(text.contains(&format!(
+        "waymark_proxy_upstream_endpoints{{{rr},state=\"ready\"}} 3"
+    )));
     let promtool = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -226,7 +251,12 @@ async fn http1_h2_grpc_and_tcp_spread_over_every_instance_by_every_policy() {
         .spawn();
     let mut promtool = promtool.expect("promtool (installed by scripts/install-deps.sh test)");
     use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),

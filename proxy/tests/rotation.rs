@@ -6,106 +6,21 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-
 use common::*;
 use waymark_proto::pb;
-
-/// Requests sent in a loop over 4 kept-alive connections until stopped: (ok, failed,
-/// first failures seen).
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
-}
-
-impl Traffic {
-    fn start(addr: &str) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(AtomicU64::new(0));
-        let tasks = (0..4)
-            .map(|_| {
-                let (addr, stop, ok, failed) = (addr.to_string(), stop.clone(), ok.clone(), failed.clone());
-                tokio::spawn(async move {
-                    let mut errors = Vec::new();
-                    let mut conn = None;
-                    while !stop.load(Ordering::Relaxed) {
-                        if conn.is_none() {
-                            conn = H1::connect(&addr).await.ok();
-                        }
-                        let Some(c) = conn.as_mut() else { continue };
-                        match c.get("/").await {
-                            Ok(r) if r.status == 200 => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok(r) => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                                errors.push(format!("{}: {}", r.status, r.body.trim()));
-                            }
-                            Err(e) => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                                errors.push(e);
-                                conn = None;
-                            }
-                        }
-                    }
-                    errors
-                })
-            })
-            .collect();
-        Self { stop, ok, failed, tasks }
-    }
-
-    /// Waits until `n` more requests have succeeded.
-    async fn progress(&self, n: u64) {
-        let target = self.ok.load(Ordering::Relaxed) + n;
-        wait_for("requests to keep succeeding", || async {
-            (self.ok.load(Ordering::Relaxed) >= target).then_some(())
-        })
-        .await;
-    }
-
-    async fn stop(self) -> (u64, u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut errors = Vec::new();
-        for t in self.tasks {
-            errors.extend(t.await.unwrap());
-        }
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), errors)
-    }
-}
-
-/// A client proxy with one HTTP upstream (`policy`) to `api`; (proxy, admin, listen).
-fn client_proxy(registry: &Registry, dir: &std::path::Path, policy: &str, extra: &str) -> (Proc, u16, String) {
-    let admin = free_port();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        "{}\n[service]\nname = \"web\"\nport = {}\n\n[inbound]\nlisten = \"127.0.0.1:{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[upstreams]]\nservice = \"api\"\nlisten = \"{listen}\"\nprotocol = \"http\"\npolicy = \"{policy}\"\n{extra}\n",
-        registry_table(registry),
-        free_port(),
-        free_port()
-    );
-    (proxy("web", &config, dir), admin, listen)
-}
-
-async fn wait_endpoints(admin: u16, listen: &str, want: &[&str]) {
-    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-    want.sort();
-    wait_for(&format!("endpoints {want:?}"), || async {
-        let ids = endpoint_ids(admin, listen).await?;
-        (ids == want).then_some(())
-    })
-    .await;
-}
 
 /// SRV targets' ports for `api` from a registry node's DNS, with `dig`.
 fn dns_ports(dns: &str) -> Vec<u16> {
     let (host, port) = dns.rsplit_once(':').unwrap();
     let out = std::process::Command::new("dig")
-        .args([&format!("@{host}"), "-p", port, "+short", "api.service.waymark", "SRV"])
+        .args([
+            &format!("@{host}"),
+            "-p",
+            port,
+            "+short",
+            "api.service.waymark",
+            "SRV",
+        ])
         .output()
         .expect("dig (installed by scripts/install-deps.sh test)");
     let mut ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
@@ -126,7 +41,10 @@ async fn a_failing_check_leaves_rotation_and_dns_and_changes_under_traffic_fail_
     wait_endpoints(admin, &listen, &["api-a", "api-b"]).await;
     let mut both = vec![a.app_port, b.app_port];
     both.sort();
-    wait_for("DNS to list both apps", || async { (dns_ports(&registry.dns[1]) == both).then_some(()) }).await;
+    wait_for("DNS to list both apps", || async {
+        (dns_ports(&registry.dns[1]) == both).then_some(())
+    })
+    .await;
 
     let traffic = Traffic::start(&listen);
     traffic.progress(50).await;
@@ -134,7 +52,12 @@ async fn a_failing_check_leaves_rotation_and_dns_and_changes_under_traffic_fail_
     // b's app starts failing its check: critical in the registry, out of rotation and DNS.
     post(&format!("127.0.0.1:{}", b.app_port), "/fail").await;
     wait_endpoints(admin, &listen, &["api-a"]).await;
-    let passing: Vec<String> = registry.passing("api").await.into_iter().map(|i| i.id).collect();
+    let passing: Vec<String> = registry
+        .passing("api")
+        .await
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     assert_eq!(passing, ["api-a"]);
     let client = registry.client();
     let b_record = client
@@ -152,7 +75,11 @@ async fn a_failing_check_leaves_rotation_and_dns_and_changes_under_traffic_fail_
         .instance
         .unwrap();
     assert_eq!(b_record.status, pb::HealthStatus::Critical as i32);
-    assert!(b_record.status_output.contains("503"), "{}", b_record.status_output);
+    assert!(
+        b_record.status_output.contains("503"),
+        "{}",
+        b_record.status_output
+    );
     wait_for("DNS to drop the failing app", || async {
         (dns_ports(&registry.dns[2]) == vec![a.app_port]).then_some(())
     })
@@ -172,13 +99,30 @@ async fn a_failing_check_leaves_rotation_and_dns_and_changes_under_traffic_fail_
     c.proxy.signal(nix::sys::signal::Signal::SIGTERM);
     wait_endpoints(admin, &listen, &["api-a", "api-b"]).await;
     let status = c.proxy.wait_exit().await;
-    assert!(status.success(), "the drained proxy exits cleanly: {status:?}");
+    assert!(
+        status.success(),
+        "the drained proxy exits cleanly: {status:?}"
+    );
     traffic.progress(50).await;
 
     let (ok, failed, errors) = traffic.stop().await;
-    assert_eq!(failed, 0, "{failed} of {} requests failed: {errors:?}", ok + failed);
-    let ids: Vec<String> = registry.passing("api").await.into_iter().map(|i| i.id).collect();
-    assert_eq!(ids, ["api-a", "api-b"], "a drained instance leaves the catalog");
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed: {errors:?}",
+        ok + failed
+    );
+    let ids: Vec<String> = registry
+        .passing("api")
+        .await
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["api-a", "api-b"],
+        "a drained instance leaves the catalog"
+    );
     drop((a, b));
 }
 
@@ -206,7 +150,7 @@ async fn a_backend_killed_with_sigkill_is_retried_elsewhere_and_ejected() {
     b.app.kill9();
     let traffic = Traffic::start(&listen);
     traffic.progress(200).await;
-    let ejected = wait_for("b to be ejected", || async {
+    wait_for("b to be ejected", || async {
         let json = endpoints_json(admin).await?;
         let eps = json["upstreams"][0]["endpoints"].as_array()?.clone();
         eps.iter()
@@ -214,10 +158,24 @@ async fn a_backend_killed_with_sigkill_is_retried_elsewhere_and_ejected() {
             .then_some(())
     })
     .await;
-    let _ = ejected;
-    let connect_errors = metric(admin, &format!("waymark_proxy_upstream_connect_errors_total{{upstream=\"api\",listen=\"{listen}\"}}")).await.unwrap();
-    let retries = metric(admin, &format!("waymark_proxy_upstream_retries_total{{upstream=\"api\",listen=\"{listen}\"}}")).await.unwrap();
-    assert!(connect_errors >= 1.0 && retries >= 1.0, "connect errors {connect_errors}, retries {retries}");
+    let connect_errors = metric(
+        admin,
+        &format!(
+            "waymark_proxy_upstream_connect_errors_total{{upstream=\"api\",listen=\"{listen}\"}}"
+        ),
+    )
+    .await
+    .unwrap();
+    let retries = metric(
+        admin,
+        &format!("waymark_proxy_upstream_retries_total{{upstream=\"api\",listen=\"{listen}\"}}"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        connect_errors >= 1.0 && retries >= 1.0,
+        "connect errors {connect_errors}, retries {retries}"
+    );
     // Then its lease expires and it leaves the set altogether.
     wait_endpoints(admin, &listen, &["api-a"]).await;
     traffic.progress(50).await;
@@ -226,7 +184,10 @@ async fn a_backend_killed_with_sigkill_is_retried_elsewhere_and_ejected() {
     // Nothing was in flight when b died; a request could only fail by taking a pooled
     // connection to b in the moment before its close was seen (at most one per
     // traffic connection). Every refused connect was retried elsewhere.
-    eprintln!("after SIGKILL of a backend: {failed} of {} requests failed: {errors:?}", ok + failed);
+    eprintln!(
+        "after SIGKILL of a backend: {failed} of {} requests failed: {errors:?}",
+        ok + failed
+    );
     assert!(failed <= 4, "{failed} failed: {errors:?}");
     assert!(
         errors.iter().all(|e| !e.contains("connect")),

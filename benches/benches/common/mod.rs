@@ -23,5 +23,6 @@ pub fn new_instance(service: &str, id: &str, n: u32) -> NewInstance {
         on_lease_expiry: LeaseExpiry::Remove,
         deregister_critical_after_ms: 0,
         if_modify_index: None,
+        initial_health: None,
     }
 }

@@ -191,7 +191,7 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
             Some(Err(SendError::NotSent(req))) => {
                 // A pooled connection closed under us: nothing went out, go again.
                 m.retries.inc();
-                pending = Some(req);
+                pending = Some(*req);
             }
             Some(Err(SendError::Failed(e))) => {
                 upstream.failed(&endpoint, &e);
@@ -211,7 +211,7 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
 
 enum SendError {
     /// The connection was not usable; the request comes back unsent.
-    NotSent(Request<Incoming>),
+    NotSent(Box<Request<Incoming>>),
     Failed(String),
 }
 
@@ -232,7 +232,7 @@ async fn send(
         }
     };
     result.map_err(|mut e| match e.take_message() {
-        Some(req) => SendError::NotSent(req),
+        Some(req) => SendError::NotSent(Box::new(req)),
         None => SendError::Failed(e.into_error().to_string()),
     })
 }

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -146,7 +147,12 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("===== {} log ({}) =====\n{}", self.name, self.log.display(), self.log_text());
+            eprintln!(
+                "===== {} log ({}) =====\n{}",
+                self.name,
+                self.log.display(),
+                self.log_text()
+            );
         }
     }
 }
@@ -194,8 +200,14 @@ impl Registry {
         }
         let registry = Self {
             nodes,
-            apis: ports.iter().map(|p| format!("127.0.0.1:{}", p[0])).collect(),
-            dns: ports.iter().map(|p| format!("127.0.0.1:{}", p[3])).collect(),
+            apis: ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{}", p[0]))
+                .collect(),
+            dns: ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{}", p[3]))
+                .collect(),
         };
         registry.wait_leader().await;
         registry
@@ -287,7 +299,12 @@ pub fn proxy(name: &str, config: &str, dir: &Path) -> Proc {
     let mut p = Proc::new(
         &format!("proxy-{name}"),
         env!("CARGO_BIN_EXE_waymark-proxy").into(),
-        vec!["--config".into(), path.display().to_string(), "--log-format".into(), "text".into()],
+        vec![
+            "--config".into(),
+            path.display().to_string(),
+            "--log-format".into(),
+            "text".into(),
+        ],
         dir,
     );
     p.spawn();
@@ -301,7 +318,8 @@ pub fn registry_table(registry: &Registry) -> String {
 }
 
 /// A server-side proxy config for instance `id` of `service`, its app on `app_port`,
-/// an HTTP check of `/health` every 100 ms.
+/// an HTTP check of `/health` every 100 ms, a 3 s lease and a 500 ms drain grace
+/// unless `extra_service` (more `[service]` keys) or `drain` say otherwise.
 pub fn server_proxy_config(
     registry: &Registry,
     service: &str,
@@ -311,13 +329,18 @@ pub fn server_proxy_config(
     admin: u16,
     extra_service: &str,
 ) -> String {
+    let lease = if extra_service.contains("lease_ttl") {
+        ""
+    } else {
+        "lease_ttl = \"3s\""
+    };
     format!(
         r#"{}
 [service]
 name = "{service}"
 id = "{id}"
 port = {app_port}
-lease_ttl = "3s"
+{lease}
 {extra_service}
 
 [[service.checks]]
@@ -396,7 +419,9 @@ pub struct H1 {
 
 impl H1 {
     pub async fn connect(addr: &str) -> Result<Self, String> {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;
@@ -419,7 +444,11 @@ impl H1 {
             .header("host", &self.host)
             .body(Empty::new())
             .unwrap();
-        let resp = self.sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
         reply(resp).await
     }
 }
@@ -433,10 +462,13 @@ pub struct H2 {
 
 impl H2 {
     pub async fn connect(addr: &str) -> Result<Self, String> {
-        let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        let stream = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| e.to_string())?;
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         Ok(Self {
             sender,
@@ -478,7 +510,9 @@ async fn reply(resp: http::Response<hyper::body::Incoming>) -> Result<Reply, Str
 
 /// The proxy's `/endpoints` JSON.
 pub async fn endpoints_json(admin: u16) -> Option<serde_json::Value> {
-    let (status, body) = get_once(&format!("127.0.0.1:{admin}"), "/endpoints").await.ok()?;
+    let (status, body) = get_once(&format!("127.0.0.1:{admin}"), "/endpoints")
+        .await
+        .ok()?;
     (status == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
@@ -501,7 +535,9 @@ pub async fn endpoint_ids(admin: u16, listen: &str) -> Option<Vec<String>> {
 
 /// One sample from the proxy's `/metrics`: the value of the line starting `series `.
 pub async fn metric(admin: u16, series: &str) -> Option<f64> {
-    let (_, body) = get_once(&format!("127.0.0.1:{admin}"), "/metrics").await.ok()?;
+    let (_, body) = get_once(&format!("127.0.0.1:{admin}"), "/metrics")
+        .await
+        .ok()?;
     body.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
@@ -515,4 +551,108 @@ pub fn tally(replies: &[Reply]) -> BTreeMap<String, usize> {
             .or_default() += 1;
     }
     counts
+}
+
+/// Requests sent in a loop over 4 kept-alive connections until stopped: (ok, failed,
+/// first failures seen).
+pub struct Traffic {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl Traffic {
+    pub fn start(addr: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let tasks = (0..4)
+            .map(|_| {
+                let (addr, stop, ok, failed) =
+                    (addr.to_string(), stop.clone(), ok.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let mut errors = Vec::new();
+                    let mut conn = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        if conn.is_none() {
+                            conn = H1::connect(&addr).await.ok();
+                        }
+                        let Some(c) = conn.as_mut() else { continue };
+                        match c.get("/").await {
+                            Ok(r) if r.status == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                errors.push(format!("{}: {}", r.status, r.body.trim()));
+                            }
+                            Err(e) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                errors.push(e);
+                                conn = None;
+                            }
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Waits until `n` more requests have succeeded.
+    pub async fn progress(&self, n: u64) {
+        let target = self.ok.load(Ordering::Relaxed) + n;
+        wait_for("requests to keep succeeding", || async {
+            (self.ok.load(Ordering::Relaxed) >= target).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn stop(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for t in self.tasks {
+            errors.extend(t.await.unwrap());
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
+    }
+}
+
+/// A client proxy with one HTTP upstream (`policy`) to `api`; (proxy, admin, listen).
+pub fn client_proxy(
+    registry: &Registry,
+    dir: &std::path::Path,
+    policy: &str,
+    extra: &str,
+) -> (Proc, u16, String) {
+    let admin = free_port();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "{}\n[service]\nname = \"web\"\nport = {}\n\n[inbound]\nlisten = \"127.0.0.1:{}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[[upstreams]]\nservice = \"api\"\nlisten = \"{listen}\"\nprotocol = \"http\"\npolicy = \"{policy}\"\n{extra}\n",
+        registry_table(registry),
+        free_port(),
+        free_port()
+    );
+    (proxy("web", &config, dir), admin, listen)
+}
+
+pub async fn wait_endpoints(admin: u16, listen: &str, want: &[&str]) {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    wait_for(&format!("endpoints {want:?}"), || async {
+        let ids = endpoint_ids(admin, listen).await?;
+        (ids == want).then_some(())
+    })
+    .await;
 }
