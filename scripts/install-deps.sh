@@ -3,7 +3,8 @@
 #   build: a C++ toolchain, libclang (RocksDB bindgen), protoc and the protobuf well-known
 #          types (libprotobuf-dev: etcd-client in benches needs google/protobuf/*.proto)
 #   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches),
-#          nft + ip (the Jepsen harness: partitions in network namespaces)
+#          nft + ip (the Jepsen harness: partitions in network namespaces), curl (the
+#          mesh demo's check)
 #          + Python grpcio, grpcio-health-checking, grpcio-reflection (real gRPC clients
 #          for the health and reflection tests), from PyPI
 #   bench: build + etcd, knot, dnsperf (baselines measured in the same run)
@@ -12,7 +13,7 @@ set -euo pipefail
 need_pkgs=(libclang-dev g++ make protobuf-compiler libprotobuf-dev)
 case "${1:-build}" in
   build) ;;
-  test) need_pkgs+=(prometheus dnsutils protobuf-compiler nftables iproute2) ;;
+  test) need_pkgs+=(prometheus dnsutils protobuf-compiler nftables iproute2 curl) ;;
   bench) need_pkgs+=(protobuf-compiler etcd-server etcd-client knot dnsperf) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
