@@ -184,6 +184,9 @@ impl Registrar {
 
     /// Reports health changes and serves drain/finish until the lease is lost.
     async fn registered(&mut self, mut keeper: LeaseKeeper, draining: &mut bool) -> End {
+        // With no checks configured nothing ever sends: the channel is closed at once,
+        // and polling it again would spin.
+        let mut checks_running = true;
         loop {
             tokio::select! {
                 lost = keeper.lost() => {
@@ -192,8 +195,9 @@ impl Registrar {
                     self.metrics.registration.registered.set(0);
                     return End::Again;
                 }
-                changed = self.health.changed(), if !*draining => {
+                changed = self.health.changed(), if !*draining && checks_running => {
                     if changed.is_err() {
+                        checks_running = false;
                         continue;
                     }
                     let health = self.health.borrow_and_update().clone();
