@@ -3,6 +3,7 @@
 
 pub mod config_key;
 pub mod errors;
+pub mod mesh;
 pub mod validate;
 pub mod watch_selection;
 

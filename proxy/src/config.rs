@@ -10,9 +10,7 @@ use serde::Deserialize;
 use waymark_client::{parse_duration, Endpoints};
 use waymark_proto::{pb, Registration};
 
-/// Meta key under which an instance says where its proxy's inbound (mesh) port is.
-/// Peers dial `address:<this>`; DNS clients outside the mesh see the app's own port.
-pub const MESH_PORT_META: &str = "waymark-mesh-port";
+pub use waymark_proto::mesh::{MESH_PORT_META, PROXY_ADMIN_META};
 
 /// A configuration error: the key and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -343,14 +341,29 @@ impl Config {
 
     /// The Register request for this proxy's instance (lease and status set later).
     pub fn registration(&self) -> pb::RegisterRequest {
-        registration_request(&self.service, self.inbound.advertise_port)
+        registration_request(
+            &self.service,
+            self.inbound.advertise_port,
+            self.admin.listen,
+        )
     }
 }
 
-fn registration_request(s: &ServiceConfig, mesh_port: u16) -> pb::RegisterRequest {
+fn registration_request(
+    s: &ServiceConfig,
+    mesh_port: u16,
+    admin: SocketAddr,
+) -> pb::RegisterRequest {
     let mut meta: std::collections::HashMap<String, String> =
         s.meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     meta.insert(MESH_PORT_META.into(), mesh_port.to_string());
+    // An admin listener on every interface is reached at the advertised address.
+    let admin = if admin.ip().is_unspecified() {
+        format!("{}:{}", bracket_v6(&s.advertise_address), admin.port())
+    } else {
+        admin.to_string()
+    };
+    meta.insert(PROXY_ADMIN_META.into(), admin);
     pb::RegisterRequest {
         service: s.name.clone(),
         id: s.id.clone(),
@@ -464,11 +477,6 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
     };
 
     let service = validate_service(raw.service, o, &inbound)?;
-    // The registry's own rules (names, tags, meta, weights), checked now and reported
-    // under this file's keys instead of failing at the first Register.
-    if let Err(e) = Registration::try_from(registration_request(&service, advertise_port)) {
-        return Err(ConfigError::new(service_key(&e.field), e.rule));
-    }
 
     let mut upstreams: Vec<UpstreamConfig> = Vec::new();
     for (i, u) in raw.upstreams.into_iter().enumerate() {
@@ -493,6 +501,13 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
     let admin = AdminConfig {
         listen: socket_addr("admin.listen", &admin_listen)?,
     };
+    // The registry's own rules (names, tags, meta, weights), checked now and reported
+    // under this file's keys instead of failing at the first Register.
+    if let Err(e) =
+        Registration::try_from(registration_request(&service, advertise_port, admin.listen))
+    {
+        return Err(ConfigError::new(service_key(&e.field), e.rule));
+    }
     let mut taken = vec![("inbound.listen".to_string(), inbound.listen)];
     taken.extend(
         upstreams
@@ -559,11 +574,16 @@ fn validate_service(
         None if !inbound.listen.ip().is_unspecified() => inbound.listen.ip().to_string(),
         None => address.clone(),
     };
-    if s.meta.contains_key(MESH_PORT_META) {
-        return Err(ConfigError::new(
-            format!("service.meta.{MESH_PORT_META}"),
-            "is set by the proxy from inbound.advertise_port",
-        ));
+    for (key, from) in [
+        (MESH_PORT_META, "inbound.advertise_port"),
+        (PROXY_ADMIN_META, "admin.listen"),
+    ] {
+        if s.meta.contains_key(key) {
+            return Err(ConfigError::new(
+                format!("service.meta.{key}"),
+                format!("is set by the proxy from {from}"),
+            ));
+        }
     }
     let weights = s.weights.unwrap_or(RawWeights {
         passing: None,

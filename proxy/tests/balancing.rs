@@ -25,7 +25,7 @@ const POLICIES: [&str; 5] = [
 struct Mesh {
     _client: Proc,
     _instances: Vec<Instance>,
-    _registry: Registry,
+    registry: Registry,
     client_admin: u16,
     /// Listen address per policy, then the TCP upstream's.
     http: BTreeMap<&'static str, String>,
@@ -79,7 +79,7 @@ async fn mesh() -> Mesh {
     }
     Mesh {
         _dir: dir,
-        _registry: registry,
+        registry,
         _instances: instances,
         _client: client,
         client_admin,
@@ -224,6 +224,24 @@ async fn http1_h2_grpc_and_tcp_spread_over_every_instance_by_every_policy() {
         counts.values().all(|n| *n == 10),
         "round robin over TCP: {counts:?}"
     );
+
+    // `waymark proxies` lists every proxied instance and what each routes to.
+    let out = Command::new(waymark_bin())
+        .args(["proxies", "--addr", &mesh.registry.apis.join(",")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for id in ["api/api-a", "api/api-b", "api/api-c", "web/web"] {
+        assert!(text.contains(id), "{id} missing:\n{text}");
+    }
+    let web = text.lines().find(|l| l.starts_with("web/web")).unwrap();
+    assert_eq!(web.matches("api: 3 endpoints at index").count(), 6, "{web}");
+    assert!(text.contains("passing"), "{text}");
 
     // The metrics count what happened and pass promtool.
     let rr = format!("upstream=\"api\",listen=\"{}\"", mesh.http["round_robin"]);

@@ -39,6 +39,7 @@ fn minimal_config_gets_the_documented_defaults() {
     let r = c.registration();
     assert_eq!((r.port, r.address.as_str()), (8080, "127.0.0.1"));
     assert_eq!(r.meta[MESH_PORT_META], "21000");
+    assert_eq!(r.meta[PROXY_ADMIN_META], DEFAULT_ADMIN_LISTEN);
 }
 
 #[test]
@@ -102,6 +103,16 @@ fn flags_override_the_file() {
         "the inbound IP is advertised"
     );
     assert_eq!(c.log, LogFormat::Text);
+}
+
+#[test]
+fn an_admin_listener_on_every_interface_is_advertised_at_the_service_address() {
+    let text = format!("{MINIMAL}\n[admin]\nlisten = \"0.0.0.0:19100\"\n").replace(
+        "port = 8080",
+        "port = 8080\nadvertise_address = \"10.1.2.3\"",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.registration().meta[PROXY_ADMIN_META], "10.1.2.3:19100");
 }
 
 #[test]
@@ -176,6 +187,10 @@ fn each_rule_names_its_key() {
         (
             format!("{MINIMAL}\n[service.meta]\nwaymark-mesh-port = \"1\"\n"),
             "service.meta.waymark-mesh-port",
+        ),
+        (
+            format!("{MINIMAL}\n[service.meta]\nwaymark-proxy-admin = \"x\"\n"),
+            "service.meta.waymark-proxy-admin",
         ),
         (upstream("policy = \"fastest\""), "proxy.toml"),
         (

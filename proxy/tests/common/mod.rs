@@ -56,7 +56,7 @@ pub fn free_port() -> u16 {
 
 /// The `waymark` server binary: built by `cargo test --workspace` next to this
 /// test's own binary (`target/<profile>/deps/..`).
-fn waymark_bin() -> PathBuf {
+pub fn waymark_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("waymark");

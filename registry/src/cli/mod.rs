@@ -9,6 +9,7 @@ mod health;
 mod lease;
 mod output;
 mod parse;
+mod proxies;
 mod register;
 mod signals;
 mod snapshot;
@@ -135,6 +136,8 @@ enum ClientCommand {
     Services(ServicesArgs),
     /// List the instances of a service.
     Instances(InstancesArgs),
+    /// List the instances run by waymark-proxy, with what each proxy routes to.
+    Proxies(proxies::ProxiesArgs),
     /// Stream the instances of services and every change to them until Ctrl-C.
     Watch(watch::WatchArgs),
     /// Create, keep alive or revoke leases.
