@@ -1,8 +1,10 @@
 //! `waymark-sample-app`: a small service to put behind the proxy in demos, tests and
 //! benchmarks. HTTP/1.1 and h2 on one port: `/` answers with the instance name (also
 //! in the `x-served-by` header), `/health` passes or fails as toggled by `POST /fail`
-//! and `POST /recover`, `/slow?ms=N` answers after N ms; gRPC requests are served by
-//! grpc.health.v1 (SERVING or NOT_SERVING with the same toggle).
+//! and `POST /recover`, `/slow?ms=N` answers after N ms, `POST /errors/on` makes
+//! every other request answer 500 (the health check still passes) until
+//! `POST /errors/off`; gRPC requests are served by grpc.health.v1 (SERVING or
+//! NOT_SERVING with the health toggle).
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +38,7 @@ struct Args {
 struct App {
     name: HeaderValue,
     failing: AtomicBool,
+    erroring: AtomicBool,
     reporter: HealthReporter,
 }
 
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let app = Arc::new(App {
         name: HeaderValue::from_str(&args.name)?,
         failing: AtomicBool::new(false),
+        erroring: AtomicBool::new(false),
         reporter,
     });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -124,6 +128,18 @@ async fn plain(req: Request<Incoming>, app: &App) -> Response<tonic::body::Body>
                 format!("{name} now passing its health check\n"),
             )
         }
+        (&Method::POST, "/errors/on") => {
+            app.erroring.store(true, Ordering::Relaxed);
+            text(StatusCode::OK, format!("{name} now answers 500\n"))
+        }
+        (&Method::POST, "/errors/off") => {
+            app.erroring.store(false, Ordering::Relaxed);
+            text(StatusCode::OK, format!("{name} answers normally again\n"))
+        }
+        _ if app.erroring.load(Ordering::Relaxed) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{name} erroring\n"),
+        ),
         (_, "/slow") => {
             let ms = req
                 .uri()

@@ -29,6 +29,8 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
 /// Idle HTTP/1.1 connections kept per endpoint.
 const MAX_IDLE_H1: usize = 256;
+/// Pooled connections that may close under one request before it gives up.
+const MAX_UNSENT_RETRIES: u32 = 3;
 
 /// Pooled connections to one endpoint.
 #[derive(Default)]
@@ -138,6 +140,7 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
     m.requests.inc();
     let version = req.version();
     let mut pending = Some(prepare(req, version));
+    let mut unsent_retries = 0;
     let response = loop {
         let Some(req) = pending.take() else {
             break local(StatusCode::BAD_GATEWAY, "the request could not be resent");
@@ -188,9 +191,18 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
                 }
                 break resp.map(Either::Left);
             }
+            Some(Err(SendError::NotSent(_))) if unsent_retries == MAX_UNSENT_RETRIES => {
+                break local(
+                    StatusCode::BAD_GATEWAY,
+                    &format!(
+                        "{MAX_UNSENT_RETRIES} connections closed before the request could be sent"
+                    ),
+                );
+            }
             Some(Err(SendError::NotSent(req))) => {
                 // A pooled connection closed under us: nothing went out, go again.
                 m.retries.inc();
+                unsent_retries += 1;
                 pending = Some(*req);
             }
             Some(Err(SendError::Failed(e))) => {
