@@ -42,29 +42,22 @@ impl Balancer {
     /// An endpoint not in `tried`, or `None` when there is none to try.
     pub fn pick(&self, set: &EndpointSet, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
         let now = Instant::now();
-        let untried: Vec<&Arc<Endpoint>> = set
+        let ejected: Vec<bool> = set.endpoints.iter().map(|e| e.is_ejected(now)).collect();
+        let healthy = ejected.iter().filter(|ejected| !**ejected).count();
+        let panic = (healthy as u64) * 100
+            < (set.endpoints.len() as u64) * u64::from(self.panic_threshold_percent);
+        let candidates: Vec<&Arc<Endpoint>> = set
             .endpoints
             .iter()
-            .filter(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)))
+            .zip(&ejected)
+            .filter(|(e, ejected)| {
+                (panic || !**ejected) && !tried.iter().any(|t| Arc::ptr_eq(t, e))
+            })
+            .map(|(e, _)| e)
             .collect();
-        if untried.is_empty() {
+        if candidates.is_empty() {
             return None;
         }
-        let healthy: Vec<&Arc<Endpoint>> = untried
-            .iter()
-            .copied()
-            .filter(|e| !e.is_ejected(now))
-            .collect();
-        let healthy_total = set.endpoints.iter().filter(|e| !e.is_ejected(now)).count();
-        let panic = (healthy_total as u64) * 100
-            < (set.endpoints.len() as u64) * u64::from(self.panic_threshold_percent);
-        let candidates = if panic {
-            untried
-        } else if healthy.is_empty() {
-            return None;
-        } else {
-            healthy
-        };
         let chosen = match self.policy {
             Policy::RoundRobin => {
                 candidates[self.next.fetch_add(1, Ordering::Relaxed) % candidates.len()]
