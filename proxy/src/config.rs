@@ -39,6 +39,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub drain: DrainConfig,
     pub log: LogFormat,
+    /// Threads that run the proxy; 1 (the default, as Linkerd's proxy) is a
+    /// single-threaded runtime, 0 one thread per CPU the process may use.
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -203,6 +206,8 @@ struct RawConfig {
     drain: RawDrain,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    runtime: RawRuntime,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +312,12 @@ struct RawDrain {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawRuntime {
+    worker_threads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawLog {
     format: Option<LogFormat>,
 }
@@ -326,6 +337,7 @@ const DEFAULT_EJECTION_MAX: Duration = Duration::from_secs(300);
 const DEFAULT_PANIC_THRESHOLD: u32 = 50;
 const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_WORKER_THREADS: usize = 256;
 /// A lease shorter than this cannot be renewed reliably across a leader change.
 const MIN_LEASE_TTL: Duration = Duration::from_secs(1);
 
@@ -538,7 +550,15 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
         timeout: duration("drain.timeout", &raw.drain.timeout, DEFAULT_DRAIN_TIMEOUT)?,
     };
     let log = o.log_format.or(raw.log.format).unwrap_or(LogFormat::Json);
+    let worker_threads = raw.runtime.worker_threads.unwrap_or(1);
+    if worker_threads > MAX_WORKER_THREADS {
+        return Err(ConfigError::new(
+            "runtime.worker_threads",
+            format!("must be 0 (one per CPU) to {MAX_WORKER_THREADS} (got {worker_threads})"),
+        ));
+    }
     Ok(Config {
+        worker_threads,
         registry,
         service,
         inbound,

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(config.log);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(config.worker_threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("waymark-proxy: cannot start the runtime: {e}");
@@ -85,6 +85,24 @@ fn main() -> ExitCode {
             eprintln!("waymark-proxy: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One thread: a current-thread runtime (no work stealing, no cross-thread wakeups:
+/// the cheapest per request, and what a sidecar beside one app needs). More: a
+/// multi-thread runtime with that many workers (0: one per CPU).
+fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
     }
 }
 

@@ -36,6 +36,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.admin.listen.to_string(), DEFAULT_ADMIN_LISTEN);
     assert_eq!(c.drain.grace, Duration::from_secs(5));
     assert_eq!(c.log, LogFormat::Json);
+    assert_eq!(c.worker_threads, 1);
     let r = c.registration();
     assert_eq!((r.port, r.address.as_str()), (8080, "127.0.0.1"));
     assert_eq!(r.meta[MESH_PORT_META], "21000");
@@ -191,6 +192,10 @@ fn each_rule_names_its_key() {
         (
             format!("{MINIMAL}\n[service.meta]\nwaymark-proxy-admin = \"x\"\n"),
             "service.meta.waymark-proxy-admin",
+        ),
+        (
+            format!("{MINIMAL}\n[runtime]\nworker_threads = 1000\n"),
+            "runtime.worker_threads",
         ),
         (upstream("policy = \"fastest\""), "proxy.toml"),
         (
