@@ -17,11 +17,16 @@ When a proxy applied a change is taken from its own log line `endpoints updated`
 installed, with the proxy's wall-clock timestamp): nothing polls the proxies while a
 change propagates, so the measurement does not load them. `--method poll` polls every
 proxy's `/endpoints` instead (every --poll-interval seconds, concurrently), for a
-proxy build without that log line.
+proxy build without that log line; its polling starts once the write's response has
+arrived, so its times are late by up to that and a poll interval (and "first proxy ->
+last proxy" is then no strict lower bound).
 
-The change's reference time is when the Deregister/Register response arrived (the
-commit is acknowledged then); the time the request was sent is recorded too, so the
-results give both "from the commit's acknowledgement" and "from the request".
+No log line or response says when the entry committed, but the commit comes after the
+request was sent and before the first proxy applied the change (the leader answers and
+notifies its watchers only after committing and applying it), so "request sent -> last
+proxy" bounds "commit -> last proxy" from above and "first proxy -> last proxy" from
+below; "response received -> last proxy" is given too (the response can arrive after
+some proxies already applied the change).
 
 Prints a JSON summary to stdout (and writes it to --json-out); writes a markdown
 fragment to --md-out. Exit status 0 on success, 1 on an error or if a change did not
@@ -368,17 +373,16 @@ def main():
 
     def stats(kind):
         sel = [d if kind == "deregister" else r for d, r in rounds]
-        last_ack = [max(x["times"]) - x["acked"] for x in sel]
-        last_sent = [max(x["times"]) - x["sent"] for x in sel]
-        first_ack = [min(x["times"]) - x["acked"] for x in sel]
-        all_ack = [t - x["acked"] for x in sel for t in x["times"]]
-        rpc = [x["acked"] - x["sent"] for x in sel]
         return {
-            "last_proxy_from_ack": summary_ms(last_ack),
-            "last_proxy_from_send": summary_ms(last_sent),
-            "first_proxy_from_ack": summary_ms(first_ack),
-            "all_proxies_from_ack": summary_ms(all_ack),
-            "write_rpc": summary_ms(rpc),
+            # The commit happens after the request was sent and before the first proxy
+            # applied it, so these two bound commit -> last proxy from above and below.
+            "sent_to_last": summary_ms([max(x["times"]) - x["sent"] for x in sel]),
+            "first_to_last": summary_ms([max(x["times"]) - min(x["times"]) for x in sel]),
+            "ack_to_last": summary_ms([max(x["times"]) - x["acked"] for x in sel]),
+            "sent_to_each": summary_ms([t - x["sent"] for x in sel for t in x["times"]]),
+            "first_to_each": summary_ms([t - min(x["times"]) for x in sel for t in x["times"]]),
+            "sent_to_first": summary_ms([min(x["times"]) - x["sent"] for x in sel]),
+            "write_rpc": summary_ms([x["acked"] - x["sent"] for x in sel]),
         }
 
     out = {
@@ -400,11 +404,13 @@ def main():
         for kind, label in (("deregister", "deregistration"), ("register", "re-registration")):
             s = out[kind]
             for key, what in (
-                ("last_proxy_from_ack", f"{label}: commit acknowledged → last of {len(ports)} proxies"),
-                ("last_proxy_from_send", f"{label}: request sent → last proxy"),
-                ("first_proxy_from_ack", f"{label}: commit acknowledged → first proxy"),
-                ("all_proxies_from_ack", f"{label}: commit acknowledged → each proxy (all samples)"),
-                ("write_rpc", f"{label}: the write RPC itself (sent → acknowledged)"),
+                ("sent_to_last", f"{label}: request sent → last of {len(ports)} proxies (upper bound)"),
+                ("first_to_last", f"{label}: first proxy → last proxy (lower bound)"),
+                ("ack_to_last", f"{label}: response received → last proxy"),
+                ("sent_to_each", f"{label}: request sent → each proxy (all samples)"),
+                ("first_to_each", f"{label}: first proxy → each proxy (all samples)"),
+                ("sent_to_first", f"{label}: request sent → first proxy"),
+                ("write_rpc", f"{label}: the write RPC (request sent → response received)"),
             ):
                 v = s[key]
                 rows.append(f"| {what} | {v['n']} | {v['p50_ms']} | {v['p99_ms']} | {v['max_ms']} | {v['min_ms']} |")
