@@ -138,20 +138,16 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
     let started = Instant::now();
     let m = &upstream.metrics;
     m.requests.inc();
-    let version = req.version();
-    let mut pending = Some(prepare(req, version));
+    let version = if req.version() == Version::HTTP_2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let mut req = prepare(req, version);
     let mut unsent_retries = 0;
-    let response = loop {
-        let Some(req) = pending.take() else {
-            break local(StatusCode::BAD_GATEWAY, "the request could not be resent");
-        };
-        let addr_version = if version == Version::HTTP_2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
-        };
+    let mut response = loop {
         let connected = connect_any(upstream, |e: Arc<Endpoint>| async move {
-            e.conns.get(&e.addr, addr_version).await
+            e.conns.get(&e.addr, version).await
         })
         .await;
         let (endpoint, sender) = match connected {
@@ -199,11 +195,11 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
                     ),
                 );
             }
-            Some(Err(SendError::NotSent(req))) => {
+            Some(Err(SendError::NotSent(unsent))) => {
                 // A pooled connection closed under us: nothing went out, go again.
                 m.retries.inc();
                 unsent_retries += 1;
-                pending = Some(*req);
+                req = *unsent;
             }
             Some(Err(SendError::Failed(e))) => {
                 upstream.failed(&endpoint, &e);
@@ -214,7 +210,6 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
             }
         }
     };
-    let mut response = response;
     strip_hop_by_hop(response.headers_mut());
     m.response(response.status());
     m.latency.observe(started.elapsed().as_secs_f64());
@@ -273,52 +268,61 @@ fn local(status: StatusCode, why: &str) -> Response<ProxyBody> {
 
 /// Makes the app's request into the one sent on: hop-by-hop headers removed, the
 /// URI in the form the outgoing version needs (origin-form for HTTP/1.1 with a Host
-/// header; scheme and authority for h2).
-fn prepare(mut req: Request<Incoming>, version: Version) -> Request<Incoming> {
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "localhost".into());
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+/// header; scheme and authority for h2). The usual requests (origin-form with a Host
+/// over HTTP/1.1, absolute over h2) keep their URI as it is.
+fn prepare<B>(mut req: Request<B>, version: Version) -> Request<B> {
     strip_hop_by_hop(req.headers_mut());
+    let uri = req.uri();
     if version == Version::HTTP_2 {
-        if let Ok(uri) = Uri::builder()
-            .scheme("http")
-            .authority(authority.as_str())
-            .path_and_query(path.as_str())
-            .build()
-        {
-            *req.uri_mut() = uri;
+        if uri.scheme().is_none() || uri.authority().is_none() {
+            let authority = host_header(&req).unwrap_or_else(|| "localhost".into());
+            let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+            if let Ok(uri) = Uri::builder()
+                .scheme("http")
+                .authority(authority.as_str())
+                .path_and_query(path.as_str())
+                .build()
+            {
+                *req.uri_mut() = uri;
+            }
         }
         req.headers_mut().remove(header::HOST);
-    } else {
-        if let Ok(uri) = path.parse() {
-            *req.uri_mut() = uri;
+        return req;
+    }
+    if let Some(authority) = uri.authority().map(|a| a.to_string()) {
+        // Absolute-form: HTTP/1.1 sends origin-form with the authority as Host.
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        if let Ok(origin) = path.parse() {
+            *req.uri_mut() = origin;
         }
         if !req.headers().contains_key(header::HOST) {
             if let Ok(v) = HeaderValue::from_str(&authority) {
                 req.headers_mut().insert(header::HOST, v);
             }
         }
-        *req.version_mut() = Version::HTTP_11;
     }
+    if !req.headers().contains_key(header::HOST) {
+        req.headers_mut()
+            .insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+    *req.version_mut() = Version::HTTP_11;
     req
+}
+
+fn host_header<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 7.6.1),
 /// keeping `te: trailers` (gRPC needs it).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none of them: one pass over the names, no removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -353,6 +357,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == header::TE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +387,53 @@ mod tests {
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn requests_get_the_uri_form_their_outgoing_version_needs() {
+        // HTTP/1.1 origin-form with a Host: unchanged.
+        let r = prepare(
+            Request::get("/a?b=1")
+                .header("host", "api")
+                .body(())
+                .unwrap(),
+            Version::HTTP_11,
+        );
+        assert_eq!(
+            (r.uri().to_string(), r.headers()["host"].to_str().unwrap()),
+            ("/a?b=1".to_string(), "api")
+        );
+        // Absolute-form (as to a forward proxy): origin-form, authority as Host.
+        let r = prepare(
+            Request::get("http://api:80/a").body(()).unwrap(),
+            Version::HTTP_11,
+        );
+        assert_eq!(
+            (r.uri().to_string(), r.headers()["host"].to_str().unwrap()),
+            ("/a".to_string(), "api:80")
+        );
+        // HTTP/1.0 without a Host: one is supplied, and it goes out as HTTP/1.1.
+        let r = prepare(
+            Request::get("/")
+                .version(Version::HTTP_10)
+                .body(())
+                .unwrap(),
+            Version::HTTP_11,
+        );
+        assert_eq!(
+            (r.version(), r.headers()["host"].to_str().unwrap()),
+            (Version::HTTP_11, "localhost")
+        );
+        // h2 keeps its absolute URI and carries no Host header.
+        let r = prepare(
+            Request::get("http://api/x")
+                .header("host", "api")
+                .body(())
+                .unwrap(),
+            Version::HTTP_2,
+        );
+        assert_eq!(r.uri().to_string(), "http://api/x");
+        assert!(!r.headers().contains_key("host"));
     }
 
     #[test]
