@@ -59,12 +59,7 @@ async fn sigterm_leaves_the_rotation_before_the_listener_closes_and_finishes_in_
             .is_err(),
         "the listener is closed after the drain"
     );
-    let ids: Vec<String> = registry
-        .passing("api")
-        .await
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
+    let ids = registry.passing_ids("api").await;
     assert_eq!(ids, ["api-b"]);
     let log = a_proxy.log_text();
     let marked = log.find("marked critical").expect("drain logged");

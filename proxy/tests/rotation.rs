@@ -52,12 +52,7 @@ async fn a_failing_check_leaves_rotation_and_dns_and_changes_under_traffic_fail_
     // b's app starts failing its check: critical in the registry, out of rotation and DNS.
     post(&format!("127.0.0.1:{}", b.app_port), "/fail").await;
     wait_endpoints(admin, &listen, &["api-a"]).await;
-    let passing: Vec<String> = registry
-        .passing("api")
-        .await
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
+    let passing = registry.passing_ids("api").await;
     assert_eq!(passing, ["api-a"]);
     let client = registry.client();
     let b_record = client
@@ -112,12 +107,7 @@ async fn a_failing_check_leaves_rotation_and_dns_and_changes_under_traffic_fail_
         "{failed} of {} requests failed: {errors:?}",
         ok + failed
     );
-    let ids: Vec<String> = registry
-        .passing("api")
-        .await
-        .into_iter()
-        .map(|i| i.id)
-        .collect();
+    let ids = registry.passing_ids("api").await;
     assert_eq!(
         ids,
         ["api-a", "api-b"],

@@ -247,6 +247,15 @@ impl Registry {
         .await
     }
 
+    /// Ids of the passing instances of `service`, sorted (consistent read).
+    pub async fn passing_ids(&self, service: &str) -> Vec<String> {
+        self.passing(service)
+            .await
+            .into_iter()
+            .map(|i| i.id)
+            .collect()
+    }
+
     /// Passing instances of `service` as the registry has them (consistent read).
     pub async fn passing(&self, service: &str) -> Vec<pb::Instance> {
         let client = self.client();
