@@ -18,6 +18,7 @@ use waymark_registry::node::Node;
 use waymark_registry::server::{run_with, Listeners, Stopped};
 use waymark_registry::ServerConfig;
 
+pub mod process;
 pub mod watch;
 
 pub const DEADLINE: Duration = Duration::from_secs(30);
