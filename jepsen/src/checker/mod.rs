@@ -5,14 +5,24 @@
 //! of a history when the model can split it (P-compositionality: a history is
 //! linearizable if and only if every per-key sub-history is), under an optional time
 //! limit after which the verdict is [`CheckResult::Unknown`] instead of a guess.
+//! The parts take turns ([`schedule`]) under one deadline for the whole check, and
+//! an illegal history can be narrowed to the shortest prefix of one part that is
+//! already illegal ([`explain`], [`prefix`]).
 
+mod cache;
 pub mod models;
 pub mod parse;
+mod prefix;
+mod schedule;
 mod search;
 
 use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+pub use prefix::{shortest_failing_prefix, Prefix};
+use schedule::Until;
+use search::PartOp;
 
 /// A point in a history's timeline. Only the order of times matters, so any
 /// monotonic clock (or simply the index of the event in a log) will do.
@@ -147,28 +157,133 @@ pub fn check<M: Model>(
     history: &[Operation<M::Input, M::Output>],
     options: &CheckOptions,
 ) -> CheckResult {
-    // A limit too large to add to the clock is as good as none.
-    let deadline = options
-        .time_limit
-        .and_then(|limit| Instant::now().checked_add(limit));
-    let parts = if options.split {
+    let deadline = deadline(options.time_limit);
+    let parts = split(model, history, options);
+    verdict(&decide_parts(model, history, &parts, deadline))
+}
+
+/// A verdict with, for an illegal history, where it fails.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub result: CheckResult,
+    /// Set exactly when `result` is [`CheckResult::Illegal`].
+    pub failure: Option<Failure>,
+}
+
+/// Where an illegal history fails: one illegal part, narrowed to its shortest
+/// illegal prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The operations of the part (indices into the history, in history order).
+    pub part: Vec<usize>,
+    /// The prefix of the part that is already illegal, and the operation (an index
+    /// into the history) that cannot be placed in it.
+    pub end: Time,
+    pub culprit: usize,
+    /// Whether `end` is proved shortest (see [`Prefix::shortest`]).
+    pub shortest: bool,
+}
+
+/// [`check`], and for an illegal history the part that fails and its shortest
+/// illegal prefix ([`shortest_failing_prefix`]). The time limit covers both: what
+/// the search leaves of it goes to the narrowing, and a narrowing cut short
+/// reports the earliest failing prefix it found.
+pub fn explain<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    options: &CheckOptions,
+) -> Report {
+    let deadline = deadline(options.time_limit);
+    let parts = split(model, history, options);
+    let verdicts = decide_parts(model, history, &parts, deadline);
+    let result = verdict(&verdicts);
+    let failed = verdicts.iter().position(|&v| v == CheckResult::Illegal);
+    let failure = failed.and_then(|p| {
+        let part: Vec<usize> = parts[p].clone();
+        let ops: Vec<_> = part.iter().map(|&i| &history[i]).collect();
+        let prefix = shortest_failing_prefix(model, &ops, deadline)?;
+        Some(Failure {
+            culprit: part[prefix.culprit],
+            part,
+            end: prefix.end,
+            shortest: prefix.shortest,
+        })
+    });
+    Report { result, failure }
+}
+
+/// Checks each of `parts` as a history of its own, every one to its verdict, with
+/// one time limit for them all: the parts take turns, so that one hard part does
+/// not leave the others undecided. For callers that split a history themselves
+/// and report on every part.
+pub fn check_each<M: Model>(
+    model: &M,
+    parts: &[Vec<Operation<M::Input, M::Output>>],
+    deadline: Option<Instant>,
+) -> Vec<CheckResult> {
+    let parts = parts
+        .iter()
+        .map(|ops| ops.iter().map(part_op).collect())
+        .collect();
+    schedule::decide(model, parts, deadline, Until::AllDecided)
+}
+
+/// The instant a time limit from now runs out; a limit too large to add to the
+/// clock is as good as none.
+pub fn deadline(time_limit: Option<Duration>) -> Option<Instant> {
+    time_limit.and_then(|limit| Instant::now().checked_add(limit))
+}
+
+fn split<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    options: &CheckOptions,
+) -> Vec<Vec<usize>> {
+    if options.split {
         model.partition(history)
     } else {
         vec![(0..history.len()).collect()]
-    };
-    let mut verdict = CheckResult::Ok;
-    for part in parts {
-        let ops: Vec<_> = part.iter().filter_map(|&i| history.get(i)).collect();
-        match search::check_part(model, &ops, deadline) {
-            // One illegal part makes the whole history illegal, whatever the others
-            // would say, so there is no point in going on.
-            CheckResult::Illegal => return CheckResult::Illegal,
-            // Keep going: a later part may still prove the history illegal.
-            CheckResult::Unknown => verdict = CheckResult::Unknown,
-            CheckResult::Ok => {}
-        }
     }
-    verdict
+}
+
+/// Every part's verdict, stopping at the first illegal one: it makes the whole
+/// history illegal whatever the others would say.
+fn decide_parts<M: Model>(
+    model: &M,
+    history: &[Operation<M::Input, M::Output>],
+    parts: &[Vec<usize>],
+    deadline: Option<Instant>,
+) -> Vec<CheckResult> {
+    let parts = parts
+        .iter()
+        .map(|part| {
+            part.iter()
+                .filter_map(|&i| history.get(i))
+                .map(part_op)
+                .collect()
+        })
+        .collect();
+    schedule::decide(model, parts, deadline, Until::FirstIllegal)
+}
+
+/// Illegal if any part is, else unknown if any part is undecided.
+fn verdict(parts: &[CheckResult]) -> CheckResult {
+    if parts.contains(&CheckResult::Illegal) {
+        CheckResult::Illegal
+    } else if parts.contains(&CheckResult::Unknown) {
+        CheckResult::Unknown
+    } else {
+        CheckResult::Ok
+    }
+}
+
+fn part_op<I, O>(op: &Operation<I, O>) -> PartOp<'_, I, O> {
+    PartOp {
+        input: &op.input,
+        output: op.output.as_ref(),
+        call: op.call_time,
+        ret: op.return_time,
+    }
 }
 
 #[cfg(test)]

@@ -10,99 +10,13 @@
 //! this from being hopeless: two orders that linearize the same operations and end
 //! in the same state have the same future, so only the first one is explored.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
-use std::time::Instant;
-
-use super::{CheckResult, Model, Operation, Time};
+use super::cache::{Full, Linearized, Seen, States};
+use super::{CheckResult, Model, Time};
 
 /// The head sentinel of the event list.
 const HEAD: usize = 0;
 /// "No node": the end of the list, or the missing match of a return node.
 const NIL: usize = usize::MAX;
-/// How many search steps to take between looks at the clock, so that reading it
-/// costs next to nothing while a time limit still ends the search promptly.
-const STEPS_PER_CLOCK_READ: u64 = 1024;
-
-/// The set of operations linearized so far, one bit per operation of the part.
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Bitset(Box<[u64]>);
-
-impl Bitset {
-    fn new(bits: usize) -> Self {
-        Self(vec![0; bits.div_ceil(64)].into_boxed_slice())
-    }
-
-    fn set(&mut self, bit: usize) {
-        self.0[bit / 64] |= 1 << (bit % 64);
-    }
-
-    fn clear(&mut self, bit: usize) {
-        self.0[bit / 64] &= !(1 << (bit % 64));
-    }
-}
-
-/// The (linearized operations, state) pairs the search has already been through.
-/// Buckets by hash rather than a set of owned pairs so that a lookup that finds the
-/// pair costs no clone; only new pairs are copied in.
-struct Cache<S> {
-    buckets: HashMap<u64, Vec<(Bitset, S)>, BuildHasherDefault<FxHasher>>,
-}
-
-impl<S: Clone + Eq + Hash> Cache<S> {
-    fn new() -> Self {
-        Self {
-            buckets: HashMap::default(),
-        }
-    }
-
-    /// Records the pair unless it is there already; says whether it was new.
-    fn insert(&mut self, linearized: &Bitset, state: &S) -> bool {
-        let mut hasher = FxHasher::default();
-        linearized.hash(&mut hasher);
-        state.hash(&mut hasher);
-        let bucket = self.buckets.entry(hasher.finish()).or_default();
-        if bucket.iter().any(|(l, s)| l == linearized && s == state) {
-            return false;
-        }
-        bucket.push((linearized.clone(), state.clone()));
-        true
-    }
-}
-
-/// The multiply-rotate hash of rustc (FxHash). The cache hashes a bitset and a state
-/// on every step of the search, where SipHash's flooding resistance buys nothing and
-/// costs a large share of the run time.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
 
 /// A doubly linked list of events in index vectors: node 0 is the head sentinel and
 /// nodes `1..` are the call and return events in time order.
@@ -116,16 +30,16 @@ struct Events {
 }
 
 impl Events {
-    fn new<I, O>(ops: &[&Operation<I, O>]) -> Self {
+    fn new<I, O>(ops: &[PartOp<I, O>]) -> Self {
         // (time, is_return, op): at equal times calls sort before returns, since an
         // operation that returns when another is called still overlaps it.
         let mut events: Vec<(Time, bool, usize)> = Vec::with_capacity(2 * ops.len());
         for (i, op) in ops.iter().enumerate() {
-            events.push((op.call_time, false, i));
+            events.push((op.call, false, i));
             // An operation cannot return before it is called; treating a malformed
             // one as returning at its call keeps each call ahead of its return, which
             // the list manipulation below relies on.
-            events.push((op.return_time.max(op.call_time), true, i));
+            events.push((op.ret.max(op.call), true, i));
         }
         events.sort_unstable();
 
@@ -180,57 +94,110 @@ impl Events {
     }
 }
 
-/// Checks one independent part of a history.
-pub(super) fn check_part<M: Model>(
-    model: &M,
-    ops: &[&Operation<M::Input, M::Output>],
-    deadline: Option<Instant>,
-) -> CheckResult {
-    let mut events = Events::new(ops);
-    let mut state = model.init();
-    let mut linearized = Bitset::new(ops.len());
-    let mut cache = Cache::new();
-    // The calls linearized so far, in order, with the state from before each: the
-    // stack to backtrack on.
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
+/// One operation as the search sees it, borrowed from the history. The outcome may
+/// be forgotten: a cut of a history makes the operations still running at the cut
+/// indeterminate.
+pub(super) struct PartOp<'a, I, O> {
+    pub input: &'a I,
+    pub output: Option<&'a O>,
+    pub call: Time,
+    pub ret: Time,
+}
 
-    let mut node = events.next[HEAD];
-    let mut steps: u64 = 0;
-    while events.next[HEAD] != NIL {
-        if steps % STEPS_PER_CLOCK_READ == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-            return CheckResult::Unknown;
+/// The search over one independent part of a history, resumable: [`Search::run`]
+/// takes a number of steps, so that a scheduler can take turns between parts and
+/// read the clock between turns.
+pub(super) struct Search<'a, M: Model> {
+    model: &'a M,
+    ops: Vec<PartOp<'a, M::Input, M::Output>>,
+    events: Events,
+    states: States<M::State>,
+    seen: Seen,
+    linearized: Linearized,
+    /// The number of the current state in `states`.
+    state: u32,
+    /// The calls linearized so far, in order, with the state from before each: the
+    /// stack to backtrack on.
+    stack: Vec<(usize, u32)>,
+    /// Where the walk along the event list is.
+    node: usize,
+    /// The verdict, once there is one.
+    done: Option<CheckResult>,
+}
+
+impl<'a, M: Model> Search<'a, M> {
+    pub(super) fn new(model: &'a M, ops: Vec<PartOp<'a, M::Input, M::Output>>) -> Self {
+        let events = Events::new(&ops);
+        let mut states = States::new();
+        // The first state of an empty table always gets a number.
+        let state = states.intern(model.init()).unwrap_or(0);
+        Self {
+            model,
+            linearized: Linearized::new(ops.len()),
+            seen: Seen::new(ops.len()),
+            node: events.next[HEAD],
+            events,
+            ops,
+            states,
+            state,
+            stack: Vec::new(),
+            done: None,
         }
-        steps += 1;
+    }
 
+    /// Takes up to `steps` steps of the search; the verdict once there is one. A
+    /// search whose memory is full ends as [`CheckResult::Unknown`].
+    pub(super) fn run(&mut self, steps: u64) -> Option<CheckResult> {
+        for _ in 0..steps {
+            if self.done.is_some() {
+                break;
+            }
+            self.done = match self.step() {
+                Ok(done) => done,
+                Err(Full) => Some(CheckResult::Unknown),
+            };
+        }
+        self.done
+    }
+
+    fn step(&mut self) -> Result<Option<CheckResult>, Full> {
+        let events = &mut self.events;
+        if events.next[HEAD] == NIL {
+            return Ok(Some(CheckResult::Ok));
+        }
         // Every call precedes its return, so the walk meets a return before the end
         // of the list; `NIL` is handled like a return all the same.
+        let node = self.node;
         let is_call = node != NIL && events.return_of[node] != NIL;
         if is_call {
             let index = events.op[node];
-            let op = ops[index];
-            if let Some(next_state) = model.step(&state, &op.input, op.output.as_ref()) {
-                linearized.set(index);
-                if cache.insert(&linearized, &next_state) {
-                    stack.push((node, std::mem::replace(&mut state, next_state)));
+            let op = &self.ops[index];
+            let current = self.states.get(self.state);
+            if let Some(next) = self.model.step(current, op.input, op.output) {
+                let next = self.states.intern(next)?;
+                self.linearized.flip(index);
+                if self.seen.insert(&self.linearized, next)? {
+                    self.stack.push((node, self.state));
+                    self.state = next;
                     events.lift(node);
-                    node = events.next[HEAD];
-                    continue;
+                    self.node = events.next[HEAD];
+                    return Ok(None);
                 }
                 // Been here by another order: nothing new down this way.
-                linearized.clear(index);
+                self.linearized.flip(index);
             }
-            node = events.next[node];
+            self.node = events.next[node];
         } else {
             // The operation this return belongs to should have been linearized by
             // now: undo the latest choice and try the call after it instead.
-            let Some((call, before)) = stack.pop() else {
-                return CheckResult::Illegal;
+            let Some((call, before)) = self.stack.pop() else {
+                return Ok(Some(CheckResult::Illegal));
             };
-            state = before;
-            linearized.clear(events.op[call]);
+            self.state = before;
+            self.linearized.flip(events.op[call]);
             events.unlift(call);
-            node = events.next[call];
+            self.node = events.next[call];
         }
+        Ok(None)
     }
-    CheckResult::Ok
 }

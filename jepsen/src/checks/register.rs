@@ -6,15 +6,15 @@
 //! not, the checker looks for the shortest stretch of the run that already shows it,
 //! so that a person reads a few dozen lines instead of the whole key.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
 use super::{
     evidence_line, op_events, secs, Anomaly, CheckContext, CheckerReport, REGISTER_SERVICE,
     UNDECIDED,
 };
 use crate::checker::models::{RegisterInput, RegisterModel, RegisterOutput};
-use crate::checker::{self, CheckOptions, CheckResult, Operation, INFINITY};
+use crate::checker::{self, shortest_failing_prefix, CheckResult, Operation};
 use crate::history::{Event, InstanceState, Nanos, Op, OpRecord, Outcome};
 
 type RegisterOp = Operation<RegisterInput, RegisterOutput>;
@@ -39,18 +39,21 @@ pub fn check(events: &[Event], ctx: &CheckContext) -> CheckerReport {
     let keys = key_histories(events, &mut stats, &mut anomalies);
     stats.insert("keys".to_string(), keys.len() as u64);
 
-    let options = CheckOptions {
-        split: true,
-        time_limit: Some(ctx.linearizability_time_limit),
-    };
+    // One time limit for the whole check, search and narrowing together; the keys
+    // take turns, so a hard key does not leave the easy ones undecided.
+    let deadline = checker::deadline(Some(ctx.linearizability_time_limit));
+    let histories: Vec<Vec<RegisterOp>> = keys
+        .values()
+        .map(|ops| ops.iter().map(|k| k.op.clone()).collect())
+        .collect();
+    let verdicts = checker::check_each(&RegisterModel, &histories, deadline);
     let (mut invalid, mut undecided) = (0, 0);
-    for (key, ops) in &keys {
-        let history: Vec<RegisterOp> = ops.iter().map(|k| k.op.clone()).collect();
-        match checker::check(&RegisterModel, &history, &options) {
+    for (((key, ops), history), verdict) in keys.iter().zip(&histories).zip(verdicts) {
+        match verdict {
             CheckResult::Ok => {}
             CheckResult::Illegal => {
                 invalid += 1;
-                anomalies.push(not_linearizable(key, ops, ctx.linearizability_time_limit));
+                anomalies.push(not_linearizable(key, ops, history, deadline));
             }
             CheckResult::Unknown => {
                 undecided += 1;
@@ -58,7 +61,8 @@ pub fn check(events: &[Event], ctx: &CheckContext) -> CheckerReport {
                     kind: UNDECIDED.to_string(),
                     description: format!(
                         "key {key}: the linearizability search over its {} operations gave \
-                         up after {:?}; raise the time limit or run a shorter test",
+                         up after {:?} (for all keys together); raise the time limit or run \
+                         a shorter test",
                         ops.len(),
                         ctx.linearizability_time_limit
                     ),
@@ -300,17 +304,17 @@ fn count(stats: &mut BTreeMap<String, u64>, f: &str, outcome: Outcome) {
 }
 
 /// The anomaly for a key that is not linearizable, narrowed to the shortest stretch of
-/// the run that already shows it.
-fn not_linearizable(key: &str, ops: &[KeyOp], time_limit: Duration) -> Anomaly {
-    let cut = shortest_failing_cut(ops, time_limit);
-    // The operation that completes the failing stretch: the latest-starting one that
-    // returned exactly at the cut.
-    let last = ops
-        .iter()
-        .filter(|k| k.op.return_time == cut)
-        .max_by_key(|k| k.op.call_time);
-    let Some(last) = last else {
-        // Cannot happen (the cut is some operation's return time), but a report
+/// the run that already shows it (see [`shortest_failing_prefix`]); a narrowing cut
+/// short by the deadline gives a longer stretch.
+fn not_linearizable(
+    key: &str,
+    ops: &[KeyOp],
+    history: &[RegisterOp],
+    deadline: Option<Instant>,
+) -> Anomaly {
+    let refs: Vec<&RegisterOp> = history.iter().collect();
+    let Some(prefix) = shortest_failing_prefix(&RegisterModel, &refs, deadline) else {
+        // Cannot happen (an illegal key has a completed operation), but a report
         // without a window is better than no report.
         return Anomaly {
             kind: "not-linearizable".to_string(),
@@ -322,6 +326,8 @@ fn not_linearizable(key: &str, ops: &[KeyOp], time_limit: Duration) -> Anomaly {
             evidence: Vec::new(),
         };
     };
+    let cut = prefix.end;
+    let last = &ops[prefix.culprit];
     let window = failing_window(ops, last);
     let evidence = window_evidence(ops, last, window);
     let in_prefix = ops.iter().filter(|k| k.op.call_time <= cut).count();
@@ -341,61 +347,6 @@ fn not_linearizable(key: &str, ops: &[KeyOp], time_limit: Duration) -> Anomaly {
         window: Some(window),
         evidence,
     }
-}
-
-/// The earliest time `t` such that the history cut at `t` is already not linearizable.
-///
-/// The cut at `t` keeps the operations that started by `t`; those still running at `t`
-/// become indeterminate. Any linearization of the whole history, restricted to the
-/// operations it places by `t`, followed by the rest as indeterminate operations at
-/// the end (which the model always accepts), is a linearization of the cut. So a cut
-/// that fails proves the whole history fails, and a later cut of a failing cut fails
-/// too: the failing cuts are a suffix of the candidates, found by binary search.
-fn shortest_failing_cut(ops: &[KeyOp], time_limit: Duration) -> Nanos {
-    let cuts: Vec<Nanos> = ops
-        .iter()
-        .map(|k| k.op.return_time)
-        .filter(|&t| t != INFINITY)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let whole = cuts.last().copied().unwrap_or(0);
-    // The narrowing shares one time budget; running out just means a longer window.
-    let deadline = Instant::now().checked_add(time_limit);
-    let (mut lo, mut hi) = (0, cuts.len().saturating_sub(1));
-    while lo < hi {
-        let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if remaining == Some(Duration::ZERO) {
-            break;
-        }
-        let mid = lo + (hi - lo) / 2;
-        let options = CheckOptions {
-            split: true,
-            time_limit: remaining,
-        };
-        if checker::check(&RegisterModel, &cut_at(ops, cuts[mid]), &options) == CheckResult::Illegal
-        {
-            hi = mid;
-        } else {
-            // Legal, or undecided in the time left: either way not shown to fail.
-            lo = mid + 1;
-        }
-    }
-    cuts.get(hi).copied().unwrap_or(whole)
-}
-
-/// The operations that started by `t`, those still running at `t` made indeterminate.
-fn cut_at(ops: &[KeyOp], t: Nanos) -> Vec<RegisterOp> {
-    ops.iter()
-        .filter(|k| k.op.call_time <= t)
-        .map(|k| {
-            if k.op.return_time <= t {
-                k.op.clone()
-            } else {
-                Operation::indeterminate(k.op.client_id, k.op.input, k.op.call_time)
-            }
-        })
-        .collect()
 }
 
 /// The window to show: from the latest acknowledged write the failing operation must
@@ -482,6 +433,7 @@ mod tests {
     use super::*;
     use crate::checks::test_support::kinds;
     use crate::checks::Verdict;
+    use std::time::Duration;
 
     const MS: Nanos = 1_000_000;
 
