@@ -38,11 +38,21 @@ pub struct LeaderTimers {
 }
 
 impl LeaderTimers {
-    /// Renews `lease_id` (with TTL `ttl_ms`) from `now`. The caller must have confirmed
-    /// its leadership with a quorum first.
-    pub fn renew(&mut self, lease_id: u64, ttl_ms: u64, now: Instant) {
+    /// Renews `lease_id` (with TTL `ttl_ms`) from `now`, and says whether it did. The
+    /// caller must have confirmed its leadership with a quorum first, and may grant
+    /// the client time only on `true`.
+    ///
+    /// A lease whose deadline has already passed is not renewed: this leader has
+    /// decided to end it (or will at its next pass), and an `EndLease` it proposed may
+    /// still be on its way to commit; renewing would let that commit remove the lease
+    /// within the TTL just granted (an early expiry).
+    pub fn renew(&mut self, lease_id: u64, ttl_ms: u64, now: Instant) -> bool {
+        if self.deadlines.get(&lease_id).is_some_and(|d| *d <= now) {
+            return false;
+        }
         self.deadlines
             .insert(lease_id, now + Duration::from_millis(ttl_ms));
+        true
     }
 
     /// One pass at `now`: the commands to propose. `leader_term` is this node's term
@@ -128,133 +138,4 @@ impl LeaderTimers {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use super::*;
-    use crate::model::{Health, LeaseExpiry, NewInstance};
-
-    const TTL: u64 = 5_000;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    /// A catalog with lease 1 (TTL 5 s) and instance web/a, critical since index 3,
-    /// reaped after 1 s critical.
-    fn catalog() -> Catalog {
-        let mut c = Catalog::default();
-        c.apply(1, &Command::CreateLease { ttl_ms: TTL });
-        c.apply(
-            2,
-            &Command::Register(NewInstance {
-                service: "web".into(),
-                id: "a".into(),
-                address: "10.0.0.1".into(),
-                port: 80,
-                tags: vec![],
-                meta: BTreeMap::new(),
-                weight_passing: 1,
-                weight_warning: 1,
-                lease_id: None,
-                on_lease_expiry: LeaseExpiry::Remove,
-                deregister_critical_after_ms: 1_000,
-                if_modify_index: None,
-                initial_health: None,
-            }),
-        );
-        c.apply(3, &critical());
-        c
-    }
-
-    fn critical() -> Command {
-        Command::UpdateHealth {
-            service: "web".into(),
-            id: "a".into(),
-            health: Health::Critical,
-            output: "down".into(),
-        }
-    }
-
-    fn ends_lease(cmds: &[Command]) -> bool {
-        cmds.iter()
-            .any(|c| matches!(c, Command::EndLease { lease_id: 1, .. }))
-    }
-
-    fn reaps(cmds: &[Command]) -> bool {
-        cmds.iter()
-            .any(|c| matches!(c, Command::ReapCritical { id, .. } if id == "a"))
-    }
-
-    #[test]
-    fn a_lease_never_expires_before_its_last_renewal_plus_ttl() {
-        let c = catalog();
-        let t0 = Instant::now();
-        let mut timers = LeaderTimers::default();
-        assert!(!ends_lease(&timers.due(t0, Some(1), &c)));
-        timers.renew(1, TTL, t0 + ms(3_000));
-        for at in [4_000, 7_000, 7_999] {
-            assert!(
-                !ends_lease(&timers.due(t0 + ms(at), Some(1), &c)),
-                "at {at}"
-            );
-        }
-        assert!(ends_lease(&timers.due(t0 + ms(8_000), Some(1), &c)));
-    }
-
-    #[test]
-    fn a_new_term_extends_every_lease_by_its_ttl() {
-        let c = catalog();
-        let t0 = Instant::now();
-        let mut timers = LeaderTimers::default();
-        timers.due(t0, Some(1), &c);
-        // Due at t0 + 5 s in term 1; term 2 begins at t0 + 4 s with no keep-alive seen.
-        assert!(!ends_lease(&timers.due(t0 + ms(4_000), Some(2), &c)));
-        assert!(!ends_lease(&timers.due(t0 + ms(5_000), Some(2), &c)));
-        assert!(!ends_lease(&timers.due(t0 + ms(8_999), Some(2), &c)));
-        assert!(ends_lease(&timers.due(t0 + ms(9_000), Some(2), &c)));
-    }
-
-    #[test]
-    fn a_follower_decides_nothing_and_forgets() {
-        let c = catalog();
-        let t0 = Instant::now();
-        let mut timers = LeaderTimers::default();
-        timers.due(t0, Some(1), &c);
-        assert!(timers.due(t0 + ms(60_000), None, &c).is_empty());
-        // Leader again later: the lease gets a full TTL from then.
-        assert!(!ends_lease(&timers.due(t0 + ms(61_000), Some(3), &c)));
-        assert!(ends_lease(&timers.due(t0 + ms(66_000), Some(3), &c)));
-    }
-
-    #[test]
-    fn reaping_comes_after_exactly_the_configured_critical_time() {
-        let mut c = catalog();
-        let t0 = Instant::now();
-        let mut timers = LeaderTimers::default();
-        assert!(!reaps(&timers.due(t0, Some(1), &c)));
-        assert!(!reaps(&timers.due(t0 + ms(999), Some(1), &c)));
-        let cmds = timers.due(t0 + ms(1_000), Some(1), &c);
-        assert!(cmds.contains(&Command::ReapCritical {
-            service: "web".into(),
-            id: "a".into(),
-            if_modify_index: 3,
-        }));
-        // A change to the instance restarts its clock.
-        c.apply(4, &critical());
-        assert!(!reaps(&timers.due(t0 + ms(1_500), Some(1), &c)));
-        assert!(!reaps(&timers.due(t0 + ms(2_499), Some(1), &c)));
-        assert!(reaps(&timers.due(t0 + ms(2_500), Some(1), &c)));
-    }
-
-    #[test]
-    fn a_decision_is_not_repeated_until_the_retry_interval() {
-        let c = catalog();
-        let t0 = Instant::now();
-        let mut timers = LeaderTimers::default();
-        timers.due(t0, Some(1), &c);
-        assert!(ends_lease(&timers.due(t0 + ms(5_000), Some(1), &c)));
-        assert!(!ends_lease(&timers.due(t0 + ms(5_500), Some(1), &c)));
-        assert!(ends_lease(&timers.due(t0 + ms(6_000), Some(1), &c)));
-    }
-}
+mod tests;

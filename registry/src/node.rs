@@ -190,7 +190,8 @@ impl Node {
 
     /// Renews a lease from now: on the leader after confirming its leadership with a
     /// quorum (so a deposed leader cannot promise time it does not have), elsewhere by
-    /// forwarding to the leader. Returns the TTL granted, 0 if the lease is gone.
+    /// forwarding to the leader. Returns the TTL granted, 0 if the lease is gone (or
+    /// expired on the leader's clock, its end decided).
     pub async fn keep_alive(&self, lease_id: u64) -> Result<u64, NodeError> {
         let view = self.view();
         match view.leader {
@@ -227,12 +228,15 @@ impl Node {
             .lease(lease_id)
             .map(|l| l.ttl_ms);
         let Some(ttl) = ttl else { return Ok(0) };
-        // Renewed only now, after the quorum check: never promise time not held.
-        self.timers
-            .lock()
-            .expect("timers lock poisoned")
-            .renew(lease_id, ttl, Instant::now());
-        Ok(ttl)
+        // Renewed only now, after the quorum check: never promise time not held. A
+        // lease this leader already found expired is gone for the client (its end
+        // may be committing), so it is answered as gone.
+        let renewed =
+            self.timers
+                .lock()
+                .expect("timers lock poisoned")
+                .renew(lease_id, ttl, Instant::now());
+        Ok(if renewed { ttl } else { 0 })
     }
 
     /// Calls the leader's Raft listener, bounded by `deadline`. `applied` says whether

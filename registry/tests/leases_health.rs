@@ -83,6 +83,23 @@ fn keep_alive(
     })
 }
 
+/// One keep-alive round trip on a fresh stream: the server's answer for `lease_id`.
+async fn keep_alive_once(addr: &str, lease_id: u64) -> pb::KeepAliveResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(pb::KeepAliveRequest { lease_id }).await.unwrap();
+    let mut replies = leases(addr)
+        .await
+        .keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("keep-alive stream")
+        .into_inner();
+    tokio::time::timeout(DEADLINE, replies.message())
+        .await
+        .expect("a keep-alive answer within the deadline")
+        .expect("keep-alive answer")
+        .expect("the stream answers before it ends")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leases_expire_without_keep_alive_and_survive_a_leader_kill_with_it() {
     let mut cluster = TestCluster::start(3, |_| {}).await;
@@ -158,6 +175,9 @@ async fn leases_expire_without_keep_alive_and_survive_a_leader_kill_with_it() {
         }
     })
     .await;
+    // An expired lease is gone: a keep-alive for it is answered with TTL 0.
+    let reply = keep_alive_once(&api, idle).await;
+    assert_eq!((reply.lease_id, reply.ttl_ms), (idle, 0));
 
     // Kill the leader; the kept lease must outlive the election and several TTLs.
     cluster.stop(leader).await;
@@ -293,5 +313,74 @@ async fn critical_instances_are_hidden_from_passing_reads_and_watches_then_reape
     })
     .await;
     assert!(get(&mut f, "y").await.is_some());
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoke_lease_ends_its_instances_at_once_and_keep_alive_then_answers_gone() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    // Through a follower: revoke and keep-alive are forwarded to the leader.
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .unwrap();
+    let api = cluster.node(follower).config.api_addr.clone();
+    let mut l = leases(&api).await;
+    let mut c = cluster.catalog(follower).await;
+    // A TTL far longer than the test: only the revoke can end this lease.
+    let lease = l
+        .create_lease(pb::CreateLeaseRequest { ttl_ms: 600_000 })
+        .await
+        .unwrap()
+        .into_inner()
+        .lease_id;
+    c.register(leased("a", lease, pb::LeaseExpiryAction::Remove))
+        .await
+        .unwrap();
+    c.register(leased("b", lease, pb::LeaseExpiryAction::MarkCritical))
+        .await
+        .unwrap();
+    c.register(registration("web", "free", 80)).await.unwrap();
+    let reply = keep_alive_once(&api, lease).await;
+    assert_eq!((reply.lease_id, reply.ttl_ms), (lease, 600_000));
+
+    let revoked = l
+        .revoke_lease(pb::RevokeLeaseRequest { lease_id: lease })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked);
+    // Acknowledged, so a consistent read right after reflects it: a is removed, b is
+    // critical and no longer under the lease, the unleased instance is untouched.
+    assert!(get(&mut c, "a").await.is_none());
+    let b = get(&mut c, "b").await.expect("b stays, marked critical");
+    assert_eq!(b.status, pb::HealthStatus::Critical as i32);
+    assert_eq!(b.lease_id, 0);
+    assert_eq!(b.modify_index, revoked.index);
+    assert!(get(&mut c, "free").await.is_some());
+
+    // Revoking again changes nothing and says so; keep-alives answer "gone".
+    let again = l
+        .revoke_lease(pb::RevokeLeaseRequest { lease_id: lease })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.revoked);
+    let reply = keep_alive_once(&api, lease).await;
+    assert_eq!((reply.lease_id, reply.ttl_ms), (lease, 0));
+    let reply = keep_alive_once(&api, 999_999).await;
+    assert_eq!((reply.lease_id, reply.ttl_ms), (999_999, 0));
+    let err = l
+        .revoke_lease(pb::RevokeLeaseRequest { lease_id: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("invalid lease_id:"),
+        "{}",
+        err.message()
+    );
     cluster.shutdown().await;
 }
