@@ -33,10 +33,16 @@ fn reports_each_file_then_the_counts_and_fails_on_a_violation() {
     // Verdicts from VERDICTS.tsv: 000 is not linearizable, 002 is.
     let files = [dir.join("etcd_000.log"), dir.join("etcd_002.log")];
     let output = run(&["--model", "register", "--format", "jepsen-log"], &files);
+    // The illegal one is followed by where it fails: its shortest failing prefix
+    // ends at line 86, with a read of 2 (the line is in the fixture).
     assert_eq!(
         stdout(&output),
         [
             format!("{}: not linearizable", files[0].display()),
+            "  the history (85 operations): the 44 called by line 86 already cannot be \
+             linearized (the shortest such prefix); the operation that cannot be placed: \
+             Read -> Read(Some(2)) by process 11, lines 85-86"
+                .to_owned(),
             format!("{}: linearizable", files[1].display()),
             "1 linearizable, 1 not linearizable, 0 unknown".to_owned(),
         ]

@@ -7,9 +7,11 @@
 //! limit after which the verdict is [`CheckResult::Unknown`] instead of a guess.
 //! The parts take turns ([`schedule`]) under one deadline for the whole check, and
 //! an illegal history can be narrowed to the shortest prefix of one part that is
-//! already illegal ([`explain`], [`prefix`]).
+//! already illegal ([`explain`], [`prefix`]). [`generate`] makes histories whose
+//! verdict is known by construction, to test and measure all this.
 
 mod cache;
+pub mod generate;
 pub mod models;
 pub mod parse;
 mod prefix;
@@ -108,6 +110,12 @@ pub trait Model {
     fn partition(&self, history: &[Operation<Self::Input, Self::Output>]) -> Vec<Vec<usize>> {
         vec![(0..history.len()).collect()]
     }
+
+    /// What to call the part of [`Model::partition`] that holds `input`, in a
+    /// report; `None` when the history is not split.
+    fn part_name(&self, _input: &Self::Input) -> Option<String> {
+        None
+    }
 }
 
 /// The verdict on a history.
@@ -130,6 +138,10 @@ impl fmt::Display for CheckResult {
         })
     }
 }
+
+/// The time limit `waymark-jepsen check` and the harness's checkers use unless
+/// told otherwise.
+pub const DEFAULT_TIME_LIMIT: Duration = Duration::from_secs(60);
 
 /// How to run a check.
 #[derive(Clone, Debug)]

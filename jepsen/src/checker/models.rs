@@ -245,6 +245,10 @@ impl Model for KvModel {
         }
         parts
     }
+
+    fn part_name(&self, input: &KvInput) -> Option<String> {
+        Some(format!("key {:?}", input.key))
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub struct CheckContext {
 impl Default for CheckContext {
     fn default() -> Self {
         Self {
-            linearizability_time_limit: Duration::from_secs(60),
+            linearizability_time_limit: crate::checker::DEFAULT_TIME_LIMIT,
         }
     }
 }
