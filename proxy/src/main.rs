@@ -7,6 +7,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use waymark_proxy::config::{Config, LogFormat, Overrides};
 
+/// mimalloc instead of glibc's malloc: a proxy allocates and frees small blocks for
+/// every request and stream (hyper, h2, tokio tasks), and glibc's bins and
+/// consolidation were a tenth of the forwarding CPU in profiles. (Transparent huge
+/// pages are turned off in `main`: with them mimalloc's arenas grow RSS in 2 MiB
+/// steps, 17 MB instead of 11 MB per proxy under load.)
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "waymark-proxy", version, about = "Waymark sidecar proxy")]
 struct Args {
@@ -40,6 +48,9 @@ enum LogFormatArg {
 }
 
 fn main() -> ExitCode {
+    // Best effort: a kernel without THP, or one refusing the flag, changes only RSS.
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let args = Args::parse();
     let overrides = Overrides {
         registry_addrs: args.registry.clone(),

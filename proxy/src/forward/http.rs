@@ -8,6 +8,8 @@
 //! is 504. 5xx and gRPC UNAVAILABLE count as endpoint failures for outlier detection.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,8 +38,10 @@ const MAX_UNSENT_RETRIES: u32 = 3;
 #[derive(Default)]
 pub struct Conns {
     h1: std::sync::Mutex<Vec<http1::SendRequest<Incoming>>>,
-    /// Held across the connect so concurrent requests share one new connection.
-    h2: tokio::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
+    /// The endpoint's h2 connection, shared by every h2 request.
+    h2: std::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
+    /// Held across an h2 connect so concurrent requests share one new connection.
+    h2_connecting: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Conns {
@@ -54,34 +58,43 @@ enum Sender {
 }
 
 impl Conns {
+    /// A pooled connection when there is one; otherwise a new one. The connect is
+    /// boxed: its futures (dial, handshake) are large and rare, and every request's
+    /// future would otherwise carry them (and be copied with them) on each move.
     async fn get(&self, addr: &str, version: Version) -> Result<Sender, String> {
         if version == Version::HTTP_2 {
-            let mut h2 = self.h2.lock().await;
-            if let Some(s) = h2.as_ref().filter(|s| !s.is_closed()) {
-                return Ok(Sender::H2(s.clone()));
+            if let Some(s) = self.open_h2() {
+                return Ok(Sender::H2(s));
             }
-            let stream = dial(addr).await?;
-            let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("h2 handshake: {e}"))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            *h2 = Some(sender.clone());
-            return Ok(Sender::H2(sender));
+            return Box::pin(self.connect_h2(addr)).await.map(Sender::H2);
         }
         if let Some(s) = self.take_idle_h1() {
             return Ok(Sender::H1(s));
         }
-        let stream: TcpStream = dial(addr).await?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        Box::pin(connect_h1(addr)).await.map(Sender::H1)
+    }
+
+    fn open_h2(&self) -> Option<http2::SendRequest<Incoming>> {
+        let h2 = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        h2.as_ref().filter(|s| !s.is_closed()).cloned()
+    }
+
+    async fn connect_h2(&self, addr: &str) -> Result<http2::SendRequest<Incoming>, String> {
+        let _connecting = self.h2_connecting.lock().await;
+        // Another request may have connected while this one waited.
+        if let Some(s) = self.open_h2() {
+            return Ok(s);
+        }
+        let stream = dial(addr).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
+            .map_err(|e| format!("h2 handshake: {e}"))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Sender::H1(sender))
+        *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        Ok(sender)
     }
 
     fn take_idle_h1(&self) -> Option<http1::SendRequest<Incoming>> {
@@ -102,6 +115,17 @@ impl Conns {
     }
 }
 
+async fn connect_h1(addr: &str) -> Result<http1::SendRequest<Incoming>, String> {
+    let stream: TcpStream = dial(addr).await?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
 /// Serves HTTP/1.1 and h2 from the local app on one accepted connection.
 pub async fn upstream_connection(
     stream: TcpStream,
@@ -113,7 +137,12 @@ pub async fn upstream_connection(
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let service = hyper::service::service_fn(move |req| {
         let upstream = upstream.clone();
-        async move { Ok::<_, Infallible>(forward(req, &upstream).await) }
+        // Boxed: hyper moves the service future (into each h2 stream's spawned task,
+        // into the h1 dispatcher's slot); a pointer moves for free, the ~1.4 KB
+        // forwarding state machine would be copied at every step.
+        let forwarded: Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> =
+            Box::pin(async move { forward(req, &upstream).await });
+        async move { Ok::<_, Infallible>(forwarded.await) }
     });
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
