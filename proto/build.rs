@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/waymark/v1/cluster.proto",
         "proto/waymark/v1/lease.proto",
         "proto/waymark/v1/raft.proto",
+        "proto/waymark/v1/acl.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

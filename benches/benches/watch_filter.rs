@@ -11,6 +11,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use prost::Message;
 use waymark_proto::{pb, InstanceSelection, WatchSelection};
 use waymark_registry::api::convert;
+use waymark_registry::acl::Authorizer;
 use waymark_registry::api::watch_stream::WatchFilter;
 use waymark_registry::model::{Change, InstanceRecord, RecordChange};
 
@@ -25,15 +26,18 @@ fn put(service: &str) -> Change {
 }
 
 /// A watcher of one service (`svc-050`), all instances (not passing-only): the
-/// commonest watch, a client following the service it calls.
+/// commonest watch, a client following the service it calls (ACLs off).
 fn one_service_watcher() -> WatchFilter {
-    WatchFilter::new(WatchSelection {
-        instances: vec![InstanceSelection {
-            services: Some(BTreeSet::from(["svc-050".to_string()])),
-            passing_only: false,
-        }],
-        config_prefixes: Vec::new(),
-    })
+    WatchFilter::new(
+        WatchSelection {
+            instances: vec![InstanceSelection {
+                services: Some(BTreeSet::from(["svc-050".to_string()])),
+                passing_only: false,
+            }],
+            config_prefixes: Vec::new(),
+        },
+        Authorizer::everything(),
+    )
 }
 
 /// The Changes message a stream sends for one index holding these changes.

@@ -39,10 +39,19 @@ pub enum Reason {
     ShuttingDown,
     /// A bug or storage failure on the server.
     Internal,
+    /// The request carried no token where one is required, or an unknown or expired
+    /// one.
+    Unauthenticated,
+    /// The token is valid but its policies do not allow the call (the message names
+    /// the rule that is missing).
+    PermissionDenied,
+    /// The request conflicts with what exists and cannot succeed as it is (ACLs
+    /// already bootstrapped).
+    Conflict,
 }
 
 impl Reason {
-    const ALL: [Reason; 11] = [
+    const ALL: [Reason; 14] = [
         Reason::NoLeader,
         Reason::LeaderUnavailable,
         Reason::Timeout,
@@ -54,6 +63,9 @@ impl Reason {
         Reason::Membership,
         Reason::ShuttingDown,
         Reason::Internal,
+        Reason::Unauthenticated,
+        Reason::PermissionDenied,
+        Reason::Conflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +81,9 @@ impl Reason {
             Reason::Membership => "MEMBERSHIP",
             Reason::ShuttingDown => "SHUTTING_DOWN",
             Reason::Internal => "INTERNAL",
+            Reason::Unauthenticated => "UNAUTHENTICATED",
+            Reason::PermissionDenied => "PERMISSION_DENIED",
+            Reason::Conflict => "CONFLICT",
         }
     }
 

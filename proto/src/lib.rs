@@ -1,6 +1,7 @@
 //! Waymark's wire format: the generated `waymark.v1` gRPC/protobuf code and the
 //! validated value types that the registry accepts from it.
 
+pub mod acl;
 pub mod config_key;
 pub mod errors;
 pub mod mesh;

@@ -112,6 +112,9 @@ pub struct ServerConfig {
     /// DNS settings (`[dns]` table): domain, TTLs, max_stale_ms, admit_warning, udp_sockets.
     #[serde(default)]
     pub dns: waymark_dns::DnsConfig,
+    /// Access control (`[acl]` table): enabled, default_policy, dns_token.
+    #[serde(default)]
+    pub acl: crate::acl::AclConfig,
     /// API address other nodes and clients should use; defaults to `api_addr`.
     #[serde(default)]
     pub advertise_api_addr: Option<String>,
@@ -185,6 +188,7 @@ impl ServerConfig {
             admin_addr: default_admin_addr(),
             dns_addr: default_dns_addr(),
             dns: waymark_dns::DnsConfig::default(),
+            acl: crate::acl::AclConfig::default(),
             advertise_api_addr: None,
             advertise_raft_addr: None,
             initial_cluster: Vec::new(),

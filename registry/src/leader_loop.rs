@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::model::Command;
 use crate::node::{Node, NodeError};
 
-/// How often the leader looks for expired leases and instances to reap.
+/// How often the leader looks for expired leases and tokens, and instances to reap.
 pub const TICK: Duration = Duration::from_millis(100);
 
 /// Runs until `shutdown`.
@@ -29,11 +29,13 @@ pub async fn run(node: Arc<Node>, tracker: TaskTracker, shutdown: CancellationTo
         let leader_term = (view.state == ServerState::Leader).then_some(view.term);
         let due = {
             let catalog = node.catalog.read().expect("catalog lock poisoned");
-            node.timers.lock().expect("timers lock poisoned").due(
-                Instant::now(),
-                leader_term,
-                &catalog,
-            )
+            let mut timers = node.timers.lock().expect("timers lock poisoned");
+            let now = Instant::now();
+            let mut due = timers.due(now, leader_term, &catalog);
+            if leader_term.is_some() {
+                due.extend(timers.expired_tokens(now, crate::acl::now_unix_ms(), &catalog));
+            }
+            due
         };
         for cmd in due {
             let span = tracing::info_span!("leader_decision", command = cmd.name());

@@ -2,7 +2,7 @@
 //! how long reapable instances have been critical. Events and `now` in, commands out;
 //! no clocks, locks or I/O here (the server's `leader_loop` drives it). Time never
 //! enters the state machine: when a deadline passes, the leader proposes an ordinary
-//! command (`EndLease`, `ReapCritical`) through Raft.
+//! command (`EndLease`, `ReapCritical`, `DeleteToken`) through Raft.
 //!
 //! Never early: a lease's deadline is only ever set to "now + TTL" on the leader, after
 //! the keep-alive's leadership was confirmed by a quorum, and a node that becomes
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
-use crate::model::{Command, InstanceKey};
+use crate::model::{AclCommand, Command, InstanceKey};
 
 /// How long to wait before proposing the same decision again if the first try failed.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -24,6 +24,7 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 enum Decision {
     EndLease(u64),
     Reap(InstanceKey, u64),
+    ExpireToken(String),
 }
 
 /// Lease deadlines and critical timers of this node (meaningful only while leader).
@@ -123,6 +124,31 @@ impl LeaderTimers {
         let forget_before = now.checked_sub(RETRY_AFTER * 10).unwrap_or(now);
         self.proposed.retain(|_, at| *at > forget_before);
         commands
+    }
+
+    /// The ACL tokens to delete at `now_unix_ms` (their wall-clock expiry has passed;
+    /// every node already refuses them on use). Call after `due` in the same pass,
+    /// only while leader.
+    pub fn expired_tokens(
+        &mut self,
+        now: Instant,
+        now_unix_ms: u64,
+        catalog: &Catalog,
+    ) -> Vec<Command> {
+        let expired: Vec<String> = catalog
+            .expired_tokens(now_unix_ms)
+            .map(str::to_string)
+            .collect();
+        expired
+            .into_iter()
+            .filter(|a| self.try_propose(Decision::ExpireToken(a.clone()), now))
+            .map(|accessor_id| {
+                Command::Acl(AclCommand::DeleteToken {
+                    accessor_id,
+                    reason: "expired".into(),
+                })
+            })
+            .collect()
     }
 
     /// True if `decision` may be proposed now (not proposed within `RETRY_AFTER`).

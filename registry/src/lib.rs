@@ -1,6 +1,7 @@
 //! Waymark registry: the Raft-replicated service catalog on RocksDB, its gRPC API,
 //! admin HTTP endpoint, and the `waymark` command line (server, dev cluster, client).
 
+pub mod acl;
 pub mod admin;
 pub mod api;
 pub mod catalog;

@@ -12,6 +12,7 @@ use openraft::{ChangeMembers, ServerState};
 use waymark_proto::errors::Applied;
 use waymark_proto::pb;
 
+use crate::acl::AclConfig;
 use crate::leader_timers::LeaderTimers;
 use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult};
@@ -71,6 +72,9 @@ pub enum NodeError {
     ShuttingDown,
     #[error("internal error: {0}")]
     Internal(String),
+    /// A command the leader refused to propose (`api/admission.rs`).
+    #[error(transparent)]
+    Invalid(#[from] waymark_proto::ValidationError),
 }
 
 impl NodeError {
@@ -146,6 +150,8 @@ pub struct Node {
     pub unsafe_control: Option<UnsafeControl>,
     /// Reads backups from the state machine's storage.
     backups: BackupSource,
+    /// The `[acl]` settings the API edge authenticates callers by.
+    pub acl: AclConfig,
 }
 
 impl Node {
@@ -175,7 +181,14 @@ impl Node {
             timers: std::sync::Mutex::new(LeaderTimers::default()),
             unsafe_control: None,
             backups: state_machine.backup_source(),
+            acl: AclConfig::default(),
         }
+    }
+
+    /// Sets how callers are authenticated and authorized (`[acl]`).
+    pub fn with_acl(mut self, acl: AclConfig) -> Self {
+        self.acl = acl;
+        self
     }
 
     /// Turns on a deliberately unsafe behaviour (see `unsafe_control.rs`).
@@ -437,6 +450,7 @@ impl Node {
         cmd: Command,
         deadline: Instant,
     ) -> Result<Result<(u64, CommandResult), ClientWriteError<NodeId, Member>>, NodeError> {
+        crate::api::admission::check_command(&cmd)?;
         let answer = tokio::time::timeout_at(deadline.into(), self.proposer.write(cmd)).await;
         match answer {
             Err(_) => Err(NodeError::timeout(
@@ -728,16 +742,26 @@ impl Node {
     }
 
     /// Adds a node as a learner, waits for it to catch up, then promotes it to voter.
-    pub async fn add_member(&self, id: NodeId, member: Member) -> Result<u64, NodeError> {
+    /// `token`: the caller's secret, passed on when the call is forwarded to the leader.
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        member: Member,
+        token: Option<&str>,
+    ) -> Result<u64, NodeError> {
         if let Some(fwd) = self.leader_api_if_not_leader()? {
+            let req = with_token(
+                pb::AddMemberRequest {
+                    node_id: id,
+                    api_addr: member.api_addr,
+                    raft_addr: member.raft_addr,
+                },
+                token,
+            );
             return self
                 .forward_membership(fwd, |mut c| async move {
-                    c.add_member(pb::AddMemberRequest {
-                        node_id: id,
-                        api_addr: member.api_addr,
-                        raft_addr: member.raft_addr,
-                    })
-                    .await
+                    c.add_member(req)
+                        .await
                     .map(|r| r.into_inner().index)
                 })
                 .await;
@@ -755,11 +779,12 @@ impl Node {
     }
 
     /// Removes a voter or learner from the cluster.
-    pub async fn remove_member(&self, id: NodeId) -> Result<u64, NodeError> {
+    pub async fn remove_member(&self, id: NodeId, token: Option<&str>) -> Result<u64, NodeError> {
         if let Some(fwd) = self.leader_api_if_not_leader()? {
+            let req = with_token(pb::RemoveMemberRequest { node_id: id }, token);
             return self
                 .forward_membership(fwd, |mut c| async move {
-                    c.remove_member(pb::RemoveMemberRequest { node_id: id })
+                    c.remove_member(req)
                         .await
                         .map(|r| r.into_inner().index)
                 })
@@ -861,6 +886,15 @@ pub async fn wait_for_index(node: &Node, index: u64) -> Result<(), NodeError> {
             waited,
         }),
     }
+}
+
+/// A request carrying the caller's token (for calls forwarded to the leader's API).
+fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    if let Some(value) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
+        req.metadata_mut().insert("authorization", value);
+    }
+    req
 }
 
 fn fatal(e: openraft::error::Fatal<NodeId>) -> NodeError {

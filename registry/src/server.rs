@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use waymark_proto::pb;
 
+use crate::api::acl_service::AclService;
 use crate::api::catalog_service::CatalogService;
 use crate::api::cluster_service::ClusterService;
 use crate::api::config_service::ConfigService;
@@ -215,8 +216,15 @@ async fn run_inner(
             committed,
             config.request_timeout(),
         )
-        .with_unsafe_control(config.unsafe_control),
+        .with_unsafe_control(config.unsafe_control)
+        .with_acl(config.acl.clone()),
     );
+    if !config.acl.enabled {
+        tracing::warn!(
+            "ACLs are off: anyone who can reach the client API can change the catalog. \
+             Set [acl] enabled = true (default_policy = \"deny\") in production."
+        );
+    }
     if let Some(control) = config.unsafe_control {
         tracing::warn!(
             unsafe_control = control.name(),
@@ -269,6 +277,7 @@ async fn run_inner(
             .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
                 node.clone(),
             )))
+            .add_service(pb::acl_server::AclServer::new(AclService::new(node.clone())))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -109,6 +109,7 @@ pub fn early_ack_result(cmd: &Command, catalog: &Catalog, index: u64) -> Option<
         | Command::EndLease { .. }
         | Command::ReapCritical { .. }
         | Command::Config(_)
+        | Command::Acl(_)
         | Command::Batch(_) => None,
     }
 }

@@ -125,6 +125,21 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
         .unwrap()
         .into_inner()
         .lease_id;
+    // ACL records too (ACLs are off here, so no token is needed to write them).
+    let mut acl = pb::acl_client::AclClient::new(channel(&addr).await);
+    acl.bootstrap(pb::BootstrapAclRequest {}).await.unwrap();
+    acl.put_policy(pb::PutPolicyRequest {
+        name: "api-read".into(),
+        description: String::new(),
+        rules: vec![pb::AclRule {
+            resource: pb::AclResource::Service as i32,
+            name: "api".into(),
+            prefix: false,
+            access: pb::AclAccess::Read as i32,
+        }],
+    })
+    .await
+    .unwrap();
     for i in 0..30 {
         let mut r = registration("api", &format!("i-{i:02}"), 9000);
         if i % 2 == 0 {
@@ -161,8 +176,8 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
         d.iter().all(|x| *x == d[0]).then(|| d[0].clone())
     })
     .await;
-    // The snapshot carried each kind: leases (the instances under one still say so)
-    // and config entries.
+    // The snapshot carried each kind: leases (the instances under one still say so),
+    // config entries, ACL tokens, policies and the bootstrap marker.
     let mut config4_client = pb::config_client::ConfigClient::new(channel(&api).await);
     let listed = config4_client
         .list(pb::ListConfigRequest {
@@ -184,6 +199,20 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
         .unwrap()
         .into_inner();
     assert_eq!(a.instance.unwrap().lease_id, lease);
+    let mut acl4 = pb::acl_client::AclClient::new(channel(&api).await);
+    let tokens = acl4
+        .list_tokens(pb::ListTokensRequest { read: stale(0) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tokens.tokens.len(), 1);
+    assert_eq!(tokens.tokens[0].origin, "bootstrap");
+    let policies = acl4
+        .list_policies(pb::ListPoliciesRequest { read: stale(0) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(policies.policies.len(), 1);
 
     // Restarted on its data dir, node 4 comes back to the same state.
     cluster.stop(4).await;
@@ -194,5 +223,9 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
     })
     .await;
     assert_eq!(after, agreed, "the state changed across the restart");
+    // Bootstrap stays done through the new node too (the refusal is itself an entry,
+    // so this comes after the digests are compared).
+    let again = acl4.bootstrap(pb::BootstrapAclRequest {}).await;
+    assert_eq!(again.unwrap_err().code(), tonic::Code::FailedPrecondition);
     cluster.shutdown().await;
 }

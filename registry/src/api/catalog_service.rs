@@ -10,8 +10,9 @@ use waymark_proto::{check_health_update, check_instance_key, pb, Registration, W
 
 use super::errors::{respond, ApiError};
 use super::watch_stream::{self, WatchFilter, DEFAULT_PROGRESS_INTERVAL};
-use super::{convert, read, Tasks};
-use crate::model::{Command, Deregistered, Health, HealthOutcome, RegisterOutcome};
+use super::{auth, convert, read, Tasks};
+use crate::acl::Need;
+use crate::model::{AclAccess, Command, Deregistered, Health, HealthOutcome, RegisterOutcome};
 use crate::node::{self, Node};
 
 pub struct CatalogService {
@@ -38,7 +39,9 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let registration = Registration::try_from(req.into_inner())?;
+            caller.require(Need::service(&registration.service, AclAccess::Write))?;
             let name = instance_name(&registration.service, &registration.id);
             let cmd = Command::Register(convert::new_instance(registration));
             let written = self.node.propose::<RegisterOutcome>(cmd).await?;
@@ -62,8 +65,10 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             check_instance_key(&req.service, &req.id)?;
+            caller.require(Need::service(&req.service, AclAccess::Write))?;
             let cmd = Command::Deregister {
                 service: req.service,
                 id: req.id,
@@ -83,8 +88,10 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::GetInstanceRequest>,
     ) -> Result<Response<pb::GetInstanceResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             check_instance_key(&req.service, &req.id)?;
+            caller.require(Need::service(&req.service, AclAccess::Read))?;
             let (found, meta) = read(&self.node, req.read, |c| {
                 c.get(&req.service, &req.id).map(convert::instance)
             })
@@ -109,10 +116,16 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let (services, meta) =
                 read(&self.node, req.into_inner().read, |c| c.services()).await?;
             Ok(pb::ListServicesResponse {
-                services: services.into_iter().map(convert::service_summary).collect(),
+                // Like Consul, a list shows what the token may read and hides the rest.
+                services: services
+                    .into_iter()
+                    .filter(|s| caller.may_read_service(&s.name))
+                    .map(convert::service_summary)
+                    .collect(),
                 meta: Some(meta),
             })
         }
@@ -125,8 +138,10 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::ListInstancesRequest>,
     ) -> Result<Response<pb::ListInstancesResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             waymark_proto::validate::check_dns_label("service", &req.service)?;
+            caller.require(Need::service(&req.service, AclAccess::Read))?;
             let (instances, meta) = read(&self.node, req.read, |c| {
                 c.service_records(&req.service)
                     .filter(|r| !req.passing_only || r.is_passing())
@@ -148,12 +163,14 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::UpdateHealthRequest>,
     ) -> Result<Response<pb::UpdateHealthResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             let health = match check_health_update(&req)? {
                 pb::HealthStatus::Warning => Health::Warning,
                 pb::HealthStatus::Critical => Health::Critical,
                 _ => Health::Passing,
             };
+            caller.require(Need::service(&req.service, AclAccess::Write))?;
             let cmd = Command::UpdateHealth {
                 service: req.service.clone(),
                 id: req.id.clone(),
@@ -183,8 +200,18 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let secret = auth::presented(req.metadata())?;
             let req = req.into_inner();
-            let filter = WatchFilter::new(WatchSelection::try_from(&req)?);
+            let selection = WatchSelection::try_from(&req)?;
+            // Named services must each be readable; watching everything (or a config
+            // prefix) shows only what the token may read.
+            for topic in &selection.instances {
+                for service in topic.services.iter().flatten() {
+                    caller.require(Need::service(service, AclAccess::Read))?;
+                }
+            }
+            let filter = WatchFilter::new(selection, caller);
             let interval =
                 waymark_proto::watch_selection::progress_interval(req.progress_interval_ms)?
                     .unwrap_or(DEFAULT_PROGRESS_INTERVAL);
@@ -196,6 +223,7 @@ impl pb::catalog_server::Catalog for CatalogService {
                 watch_stream::run(
                     self.node.clone(),
                     filter,
+                    secret,
                     req.from_index,
                     interval,
                     tx,

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use waymark_proto::{check_host_port, check_node_id, pb};
 
-use super::convert;
-use super::errors::respond;
+use super::errors::{respond, ApiError};
+use super::{auth, convert};
+use crate::acl::Need;
+use crate::model::{AclAccess, AclResource};
 use crate::node::Node;
 use crate::raft_types::Member;
 
@@ -42,6 +44,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::SaveSnapshotRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         let result = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require(Need::global(AclResource::Operator, AclAccess::Read))?;
             let options = req.into_inner().read.unwrap_or_default();
             let consistent = match waymark_proto::validate::read_consistency(&options)? {
                 pb::Consistency::Stale => {
@@ -71,15 +76,21 @@ impl pb::cluster_server::Cluster for ClusterService {
 
     async fn members(
         &self,
-        _req: Request<pb::MembersRequest>,
+        req: Request<pb::MembersRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
-        let view = self.node.view();
-        let result = Ok(pb::MembersResponse {
-            members: convert::members(&view),
-            leader_id: view.leader.map(|(id, _)| id),
-            index: view.membership_index,
-        });
-        self.node.metrics.observe("Members", result)
+        let result = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require(Need::global(AclResource::Node, AclAccess::Read))?;
+            let view = self.node.view();
+            Ok(pb::MembersResponse {
+                members: convert::members(&view),
+                leader_id: view.leader.map(|(id, _)| id),
+                index: view.membership_index,
+            })
+        }
+        .await;
+        respond(&self.node, "Members", result)
     }
 
     async fn add_member(
@@ -87,6 +98,10 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::AddMemberRequest>,
     ) -> Result<Response<pb::AddMemberResponse>, Status> {
         let result = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require(Need::global(AclResource::Operator, AclAccess::Write))?;
+            let token = auth::presented(req.metadata())?;
             let req = req.into_inner();
             check_node_id(req.node_id)?;
             check_host_port("api_addr", &req.api_addr)?;
@@ -95,7 +110,10 @@ impl pb::cluster_server::Cluster for ClusterService {
                 api_addr: req.api_addr,
                 raft_addr: req.raft_addr,
             };
-            let index = self.node.add_member(req.node_id, member).await?;
+            let index = self
+                .node
+                .add_member(req.node_id, member, token.as_deref())
+                .await?;
             let (members, _) = self.members_now();
             Ok(pb::AddMemberResponse { members, index })
         }
@@ -108,9 +126,16 @@ impl pb::cluster_server::Cluster for ClusterService {
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
         let result = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require(Need::global(AclResource::Operator, AclAccess::Write))?;
+            let token = auth::presented(req.metadata())?;
             let req = req.into_inner();
             check_node_id(req.node_id)?;
-            let index = self.node.remove_member(req.node_id).await?;
+            let index = self
+                .node
+                .remove_member(req.node_id, token.as_deref())
+                .await?;
             let (members, _) = self.members_now();
             Ok(pb::RemoveMemberResponse { members, index })
         }
@@ -120,8 +145,18 @@ impl pb::cluster_server::Cluster for ClusterService {
 
     async fn status(
         &self,
-        _req: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        if let Err(e) = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require(Need::global(AclResource::Node, AclAccess::Read))
+                .map_err(ApiError::from)
+        }
+        .await
+        {
+            return respond(&self.node, "Status", Err(e));
+        }
         let view = self.node.view();
         let (state_digest, digest_index) = {
             let catalog = self.node.catalog.read().expect("catalog lock poisoned");

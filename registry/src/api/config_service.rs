@@ -7,8 +7,9 @@ use tonic::{Request, Response, Status};
 use waymark_proto::{check_config_key, check_config_prefix, check_config_value, pb};
 
 use super::errors::{respond, ApiError};
-use super::{convert, read};
-use crate::model::{Command, ConfigCommand, ConfigDeleteOutcome, ConfigPutOutcome};
+use super::{auth, convert, read};
+use crate::acl::Need;
+use crate::model::{AclAccess, Command, ConfigCommand, ConfigDeleteOutcome, ConfigPutOutcome};
 use crate::node::Node;
 
 pub struct ConfigService {
@@ -32,9 +33,11 @@ impl pb::config_server::Config for ConfigService {
         req: Request<pb::PutConfigRequest>,
     ) -> Result<Response<pb::PutConfigResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             check_config_key("key", &req.key)?;
             check_config_value(&req.value)?;
+            caller.require(Need::config(&req.key, AclAccess::Write))?;
             let name = entry_name(&req.key);
             let cmd = Command::Config(ConfigCommand::Put {
                 key: req.key,
@@ -59,8 +62,10 @@ impl pb::config_server::Config for ConfigService {
         req: Request<pb::GetConfigRequest>,
     ) -> Result<Response<pb::GetConfigResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             check_config_key("key", &req.key)?;
+            caller.require(Need::config(&req.key, AclAccess::Read))?;
             let (found, meta) = read(&self.node, req.read, |c| {
                 c.config_entry(&req.key).map(convert::config_entry)
             })
@@ -85,10 +90,13 @@ impl pb::config_server::Config for ConfigService {
         req: Request<pb::ListConfigRequest>,
     ) -> Result<Response<pb::ListConfigResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             check_config_prefix("prefix", &req.prefix)?;
             let (entries, meta) = read(&self.node, req.read, |c| {
                 c.config_entries(&req.prefix)
+                    // What the token may not read is left out, as in Consul.
+                    .filter(|e| caller.may_read_config(&e.key))
                     .map(convert::config_entry)
                     .collect()
             })
@@ -107,8 +115,10 @@ impl pb::config_server::Config for ConfigService {
         req: Request<pb::DeleteConfigRequest>,
     ) -> Result<Response<pb::DeleteConfigResponse>, Status> {
         let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
             let req = req.into_inner();
             check_config_key("key", &req.key)?;
+            caller.require(Need::config(&req.key, AclAccess::Write))?;
             if req.expected_modify_index == Some(0) {
                 return Err(waymark_proto::ValidationError::new(
                     "expected_modify_index",

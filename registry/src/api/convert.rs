@@ -5,7 +5,10 @@
 use waymark_proto::{pb, Registration};
 
 use crate::catalog::ServiceSummary;
-use crate::model::{ConfigEntry, Health, InstanceRecord, LeaseExpiry, NewInstance};
+use crate::model::{
+    AclAccess, AclPolicy, AclResource, AclRule, AclToken, ConfigEntry, Health, InstanceRecord,
+    LeaseExpiry, NewInstance, TokenOrigin,
+};
 use crate::node::{Node, RaftView};
 
 /// A validated registration as it travels in the log.
@@ -116,4 +119,103 @@ pub fn members(view: &RaftView) -> Vec<pb::Member> {
             },
         })
         .collect()
+}
+
+/// A registration in the log as the request that would make it, so commands entering
+/// the log are checked by the very rules the API applies (`api/admission.rs`).
+pub fn register_request(n: &NewInstance) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        service: n.service.clone(),
+        id: n.id.clone(),
+        address: n.address.clone(),
+        port: n.port.into(),
+        tags: n.tags.clone(),
+        meta: n.meta.clone().into_iter().collect(),
+        weights: Some(pb::Weights {
+            passing: n.weight_passing.into(),
+            warning: n.weight_warning.into(),
+        }),
+        lease_id: n.lease_id.unwrap_or(0),
+        on_lease_expiry: match n.on_lease_expiry {
+            LeaseExpiry::MarkCritical => pb::LeaseExpiryAction::MarkCritical,
+            LeaseExpiry::Remove => pb::LeaseExpiryAction::Remove,
+        } as i32,
+        deregister_critical_after_ms: n.deregister_critical_after_ms,
+        expected_modify_index: n.if_modify_index,
+        initial_status: match n.initial_health {
+            None => pb::HealthStatus::Unspecified,
+            Some(h) => health(h),
+        } as i32,
+    }
+}
+
+pub fn acl_token(t: &AclToken) -> pb::AclToken {
+    pb::AclToken {
+        accessor_id: t.accessor_id.clone(),
+        description: t.description.clone(),
+        policies: t.policies.clone(),
+        expires_at_unix_ms: t.expires_at_unix_ms.unwrap_or(0),
+        create_index: t.create_index,
+        origin: match &t.origin {
+            TokenOrigin::Bootstrap => "bootstrap".into(),
+            TokenOrigin::Create => "create".into(),
+            TokenOrigin::Login(method) => format!("login:{method}"),
+        },
+    }
+}
+
+pub fn acl_policy(p: &AclPolicy) -> pb::AclPolicy {
+    pb::AclPolicy {
+        name: p.name.clone(),
+        description: p.description.clone(),
+        rules: p.rules.iter().map(acl_rule_to_wire).collect(),
+        create_index: p.create_index,
+        modify_index: p.modify_index,
+    }
+}
+
+pub fn acl_rule_to_wire(r: &AclRule) -> pb::AclRule {
+    pb::AclRule {
+        resource: match r.resource {
+            AclResource::Service => pb::AclResource::Service,
+            AclResource::Config => pb::AclResource::Config,
+            AclResource::Intention => pb::AclResource::Intention,
+            AclResource::Node => pb::AclResource::Node,
+            AclResource::Operator => pb::AclResource::Operator,
+            AclResource::Acl => pb::AclResource::Acl,
+        } as i32,
+        name: r.name.clone(),
+        prefix: r.prefix,
+        access: match r.access {
+            AclAccess::Read => pb::AclAccess::Read,
+            AclAccess::Write => pb::AclAccess::Write,
+            AclAccess::Deny => pb::AclAccess::Deny,
+        } as i32,
+    }
+}
+
+/// A rule from the wire; `None` for an unknown resource or access (validation
+/// refuses those first, with the field named).
+pub fn acl_rule_from_wire(r: &pb::AclRule) -> Option<AclRule> {
+    let resource = match pb::AclResource::try_from(r.resource).ok()? {
+        pb::AclResource::Unspecified => return None,
+        pb::AclResource::Service => AclResource::Service,
+        pb::AclResource::Config => AclResource::Config,
+        pb::AclResource::Intention => AclResource::Intention,
+        pb::AclResource::Node => AclResource::Node,
+        pb::AclResource::Operator => AclResource::Operator,
+        pb::AclResource::Acl => AclResource::Acl,
+    };
+    let access = match pb::AclAccess::try_from(r.access).ok()? {
+        pb::AclAccess::Unspecified => return None,
+        pb::AclAccess::Read => AclAccess::Read,
+        pb::AclAccess::Write => AclAccess::Write,
+        pb::AclAccess::Deny => AclAccess::Deny,
+    };
+    Some(AclRule {
+        resource,
+        name: r.name.clone(),
+        prefix: r.prefix,
+        access,
+    })
 }

@@ -8,6 +8,7 @@ use tonic::{Code, Status};
 use waymark_proto::errors::{Applied, ErrorDetail, Reason, Retry};
 use waymark_proto::ValidationError;
 
+use crate::acl::AclError;
 use crate::model::CasMismatch;
 use crate::node::{Node, NodeError};
 
@@ -27,6 +28,15 @@ pub enum ApiError {
     /// The named record does not exist (`what` says which, and at what index).
     #[error("{0}")]
     NotFound(String),
+    /// The caller is not authenticated, or not allowed the call.
+    #[error(transparent)]
+    Acl(#[from] AclError),
+    /// A watch's token was deleted or expired while the stream was open.
+    #[error("{0}")]
+    TokenRevoked(String),
+    /// The request cannot succeed as things are (ACLs already bootstrapped).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl ApiError {
@@ -94,6 +104,7 @@ fn node_error_detail(e: &NodeError) -> (Code, ErrorDetail) {
             d(Reason::ShuttingDown, Retry::OtherNode, Maybe),
         ),
         NodeError::Internal(_) => (Code::Internal, d(Reason::Internal, Retry::Never, Maybe)),
+        NodeError::Invalid(v) => (Code::InvalidArgument, ErrorDetail::invalid_argument(&v.field)),
     }
 }
 
@@ -113,6 +124,22 @@ pub fn status(node: &Node, e: impl Into<ApiError>) -> Status {
         ApiError::NotFound(_) => (
             Code::NotFound,
             ErrorDetail::new(Reason::NotFound, Retry::Never, Applied::No),
+        ),
+        ApiError::Acl(AclError::Unauthenticated(_)) => (
+            Code::Unauthenticated,
+            ErrorDetail::new(Reason::Unauthenticated, Retry::Never, Applied::No),
+        ),
+        ApiError::Acl(AclError::Denied { .. }) => (
+            Code::PermissionDenied,
+            ErrorDetail::new(Reason::PermissionDenied, Retry::Never, Applied::No),
+        ),
+        ApiError::TokenRevoked(_) => (
+            Code::PermissionDenied,
+            ErrorDetail::new(Reason::PermissionDenied, Retry::Never, Applied::No),
+        ),
+        ApiError::Conflict(_) => (
+            Code::FailedPrecondition,
+            ErrorDetail::new(Reason::Conflict, Retry::Never, Applied::No),
         ),
     };
     let detail = if detail.leader_id.is_some() {

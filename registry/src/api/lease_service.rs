@@ -10,8 +10,8 @@ use waymark_proto::{check_lease_id, check_lease_ttl, pb};
 
 use tracing::Instrument;
 
-use super::errors::{respond, status};
-use super::Tasks;
+use super::errors::{respond, status, ApiError};
+use super::{auth, Tasks};
 use crate::model::{Command, LeaseEnded, LeaseRecord};
 use crate::node::Node;
 
@@ -34,6 +34,9 @@ impl pb::leases_server::Leases for LeaseService {
         req: Request<pb::CreateLeaseRequest>,
     ) -> Result<Response<pb::CreateLeaseResponse>, Status> {
         let result = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require_known()?;
             let ttl_ms = req.into_inner().ttl_ms;
             check_lease_ttl(ttl_ms)?;
             let written = self
@@ -56,6 +59,16 @@ impl pb::leases_server::Leases for LeaseService {
         &self,
         req: Request<Streaming<pb::KeepAliveRequest>>,
     ) -> Result<Response<Self::KeepAliveStream>, Status> {
+        let known = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require_known()
+                .map_err(ApiError::from)
+        }
+        .await;
+        if let Err(e) = known {
+            return Err(status(&self.node, e));
+        }
         let mut requests = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let node = self.node.clone();
@@ -103,6 +116,9 @@ impl pb::leases_server::Leases for LeaseService {
         req: Request<pb::RevokeLeaseRequest>,
     ) -> Result<Response<pb::RevokeLeaseResponse>, Status> {
         let result = async {
+            auth::caller(&self.node, req.metadata())
+                .await?
+                .require_known()?;
             let lease_id = req.into_inner().lease_id;
             check_lease_id(lease_id)?;
             let cmd = Command::EndLease {

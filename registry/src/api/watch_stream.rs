@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use waymark_proto::{pb, InstanceSelection, WatchSelection};
 
-use super::convert;
+use super::errors::{status, ApiError};
+use super::{auth, convert};
+use crate::acl::{Authorizer, Resolved};
 use crate::model::{key_in_prefix, Change, ConfigEntry, InstanceRecord, RecordChange};
 use crate::node::Node;
 use crate::unsafe_control::UnsafeControl;
@@ -29,6 +31,8 @@ type Tx = mpsc::Sender<Result<pb::WatchResponse, Status>>;
 #[derive(Debug, Clone)]
 pub struct WatchFilter {
     selection: WatchSelection,
+    /// What the watcher's token may read: records it may not are never selected.
+    authz: Authorizer,
 }
 
 /// How an instance appears to a watcher.
@@ -42,8 +46,8 @@ enum Visibility {
 }
 
 impl WatchFilter {
-    pub fn new(selection: WatchSelection) -> Self {
-        Self { selection }
+    pub fn new(selection: WatchSelection, authz: Authorizer) -> Self {
+        Self { selection, authz }
     }
 
     /// The instance topics that select `service` (no allocation: this runs for every
@@ -52,10 +56,11 @@ impl WatchFilter {
         &'a self,
         service: &'a str,
     ) -> impl Iterator<Item = &'a InstanceSelection> + 'a {
+        let readable = self.authz.may_read_service(service);
         self.selection
             .instances
             .iter()
-            .filter(move |t| t.services.as_ref().is_none_or(|s| s.contains(service)))
+            .filter(move |t| readable && t.services.as_ref().is_none_or(|s| s.contains(service)))
     }
 
     fn visibility(&self, r: &InstanceRecord) -> Visibility {
@@ -78,6 +83,7 @@ impl WatchFilter {
             .config_prefixes
             .iter()
             .any(|p| key_in_prefix(key, p))
+            && self.authz.may_read_config(key)
     }
 
     /// The change as this watcher sees it, or `None` if it does not match.
@@ -106,7 +112,11 @@ impl WatchFilter {
             Change::Config(RecordChange::Delete(key)) if self.wants_config(key) => {
                 Wire::ConfigRemove(key.clone())
             }
-            Change::Config(_) | Change::Lease(_) => return None,
+            Change::Config(_)
+            | Change::Lease(_)
+            | Change::AclToken(_)
+            | Change::AclPolicy(_)
+            | Change::AclBootstrap(_) => return None,
         };
         Some(pb::RecordChange { change: Some(wire) })
     }
@@ -158,6 +168,7 @@ fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchRespon
         .config_prefixes
         .iter()
         .flat_map(|p| catalog.config_entries(p))
+        .filter(|e| filter.authz.may_read_config(&e.key))
         .map(|e| (e.key.as_str(), e))
         .collect();
     let config_entries = config.into_values().map(convert::config_entry).collect();
@@ -195,11 +206,16 @@ struct Stream {
     sent_since_tick: bool,
     /// UNSAFE CONTROL (`watch-skip`): drop the next Changes message unsent.
     skip_next_changes: bool,
+    /// The secret the watch was opened with, to resolve its rights again when tokens
+    /// or policies change.
+    secret: Option<String>,
 }
 
 /// Why the stream ended.
 enum End {
     ClientGone,
+    /// The watcher's token was deleted or expired (the client gets PERMISSION_DENIED).
+    TokenGone(String),
 }
 
 impl Stream {
@@ -222,6 +238,33 @@ impl Stream {
         self.send(msg).await
     }
 
+    /// When an index changes tokens or policies, resolves the watcher's rights again
+    /// (in log order, before that index's own changes are filtered): a deleted or
+    /// expired token ends the stream, a changed policy applies from that index on.
+    fn recheck_token(&mut self, entry: &IndexChanges) -> Result<(), End> {
+        let Some(accessor) = self.filter.authz.accessor.clone() else {
+            return Ok(());
+        };
+        let touches_acl = entry
+            .changes
+            .iter()
+            .any(|c| matches!(c, Change::AclToken(_) | Change::AclPolicy(_)));
+        if !touches_acl {
+            return Ok(());
+        }
+        match auth::resolve_here(&self.node, self.secret.as_deref()) {
+            Ok(Resolved::Known(authz)) => {
+                self.filter.authz = authz;
+                Ok(())
+            }
+            Ok(Resolved::Unknown) => Err(End::TokenGone(format!(
+                "the watch's ACL token {accessor} was deleted at index {}",
+                entry.index
+            ))),
+            Err(e) => Err(End::TokenGone(e.to_string())),
+        }
+    }
+
     async fn restart(&mut self, reason: pb::ResetReason) -> Result<Subscription, End> {
         self.skip_next_changes = false;
         let (snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
@@ -237,6 +280,7 @@ impl Stream {
     ) -> Result<Option<Subscription>, End> {
         match event {
             Ok(HubEvent::Changes(entry)) => {
+                self.recheck_token(&entry)?;
                 if entry.index > self.last_index {
                     self.send_changes(&entry).await?;
                 }
@@ -296,9 +340,11 @@ impl Stream {
 }
 
 /// Runs one watch stream until the client goes away or `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     node: Arc<Node>,
     filter: WatchFilter,
+    secret: Option<String>,
     from_index: u64,
     progress_interval: Duration,
     tx: Tx,
@@ -311,6 +357,7 @@ pub async fn run(
         last_index: from_index,
         sent_since_tick: false,
         skip_next_changes: false,
+        secret,
     };
     let result = async {
         let mut sub = if from_index == 0 {
@@ -347,7 +394,15 @@ pub async fn run(
         }
     }
     .await;
-    if let Err(End::ClientGone) = result {
-        tracing::debug!("watch client went away");
+    match result {
+        Err(End::ClientGone) => tracing::debug!("watch client went away"),
+        Err(End::TokenGone(why)) => {
+            tracing::info!(%why, "watch ended: its token is gone");
+            let _ = stream
+                .tx
+                .send(Err(status(&node, ApiError::TokenRevoked(why))))
+                .await;
+        }
+        Ok(()) => {}
     }
 }

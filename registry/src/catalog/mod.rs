@@ -6,11 +6,12 @@
 //! commands at the same indexes always yields the same catalog on every node.
 //! Architecture invariant: the catalog imports only `model` from this crate.
 
+mod acl;
 mod config;
 mod instances;
 mod leases;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sha2::{Digest, Sha256};
 
@@ -44,6 +45,12 @@ pub struct Catalog {
     /// (critical, with a `deregister_critical_after`), so its timer does not scan
     /// every record.
     reapable: BTreeSet<InstanceKey>,
+    /// Derived from `tables.acl_tokens`: accessor id by secret hash (authentication
+    /// looks tokens up by what the caller presents).
+    tokens_by_secret: HashMap<String, String>,
+    /// Derived from `tables.acl_tokens`: (expiry, accessor id) of expiring tokens, for
+    /// the leader's expiry timer.
+    token_expiry: BTreeSet<(u64, String)>,
 }
 
 impl Catalog {
@@ -55,11 +62,18 @@ impl Catalog {
             .filter(|r| r.is_reapable())
             .map(|r| (r.service.clone(), r.id.clone()))
             .collect();
-        Self {
+        let tokens: Vec<_> = tables.acl_tokens.iter().cloned().collect();
+        let mut catalog = Self {
             tables,
             applied_index,
             reapable,
+            tokens_by_secret: HashMap::new(),
+            token_expiry: BTreeSet::new(),
+        };
+        for token in &tokens {
+            catalog.index_token(token);
         }
+        catalog
     }
 
     /// The tables, for the kind-agnostic walks (snapshots, storage).
@@ -100,6 +114,7 @@ impl Catalog {
             } => self.reap_critical(service, id, *if_modify_index),
             Command::Config(cmd) => self.apply_config(index, cmd),
             Command::Batch(cmds) => self.apply_batch(index, cmds),
+            Command::Acl(cmd) => self.apply_acl(index, cmd),
         }
     }
 

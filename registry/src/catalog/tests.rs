@@ -379,6 +379,17 @@ fn reapable_index_follows_health_and_removal() {
     assert_eq!(c.reapable().count(), 0);
 }
 
+fn token(accessor: &str, hash: &str, policy: &str) -> NewToken {
+    NewToken {
+        accessor_id: accessor.into(),
+        secret_hash: hash.into(),
+        description: String::new(),
+        policies: vec![policy.into()],
+        expires_at_unix_ms: Some(10),
+        origin: TokenOrigin::Create,
+    }
+}
+
 /// One command of every kind (the match makes adding a `Command` variant fail to
 /// compile until it is covered here).
 fn one_of_each_command() -> Vec<Command> {
@@ -408,6 +419,26 @@ fn one_of_each_command() -> Vec<Command> {
         },
         delete("nope", None),
         Command::Batch(vec![reg("db", "c", 5432), put("proxy/db", "y", None)]),
+        Command::Acl(AclCommand::PutPolicy {
+            name: "web-read".into(),
+            description: String::new(),
+            rules: vec![AclRule {
+                resource: AclResource::Service,
+                name: "web".into(),
+                prefix: false,
+                access: AclAccess::Read,
+            }],
+        }),
+        Command::Acl(AclCommand::Bootstrap(token("a1", "h1", "global-management"))),
+        Command::Acl(AclCommand::CreateToken(token("a2", "h2", "web-read"))),
+        Command::Acl(AclCommand::CreateToken(token("a3", "h3", "web-read"))),
+        Command::Acl(AclCommand::DeleteToken {
+            accessor_id: "a3".into(),
+            reason: "deleted".into(),
+        }),
+        Command::Acl(AclCommand::DeletePolicy {
+            name: "nope".into(),
+        }),
     ];
     for cmd in &all {
         match cmd {
@@ -418,6 +449,7 @@ fn one_of_each_command() -> Vec<Command> {
             | Command::EndLease { .. }
             | Command::ReapCritical { .. }
             | Command::Config(_)
+            | Command::Acl(_)
             | Command::Batch(_) => {}
         }
     }

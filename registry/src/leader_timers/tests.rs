@@ -353,3 +353,32 @@ fn a_simulated_minute_never_expires_early_and_always_retries() {
     // The run really went through expiries and refusals.
     assert!(refused > 0 && ended > 5, "refused {refused}, ended {ended}");
 }
+
+#[test]
+fn an_expired_token_is_deleted_once_per_retry_interval() {
+    use crate::model::{AclCommand, NewToken, TokenOrigin, GLOBAL_MANAGEMENT};
+    let mut c = Catalog::default();
+    let token = NewToken {
+        accessor_id: "a".repeat(32),
+        secret_hash: "0".repeat(64),
+        description: String::new(),
+        policies: vec![GLOBAL_MANAGEMENT.into()],
+        expires_at_unix_ms: Some(5_000),
+        origin: TokenOrigin::Create,
+    };
+    c.apply(1, &Command::Acl(AclCommand::CreateToken(token)));
+    let mut t = LeaderTimers::default();
+    let now = Instant::now();
+    assert!(t.expired_tokens(now, 4_999, &c).is_empty());
+    let due = t.expired_tokens(now, 5_000, &c);
+    assert_eq!(
+        due,
+        [Command::Acl(AclCommand::DeleteToken {
+            accessor_id: "a".repeat(32),
+            reason: "expired".into()
+        })]
+    );
+    // Not again while that proposal may still commit; again after RETRY_AFTER.
+    assert!(t.expired_tokens(now, 6_000, &c).is_empty());
+    assert_eq!(t.expired_tokens(now + RETRY_AFTER, 6_000, &c).len(), 1);
+}

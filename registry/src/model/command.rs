@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::acl::{AclCommand, AclDeleted, PolicyWritten, TokenOutcome};
 use super::config::{ConfigCommand, ConfigEntry};
 use super::instance::{Health, InstanceRecord, NewInstance};
 use super::lease::LeaseRecord;
@@ -50,6 +51,8 @@ pub enum Command {
     /// result in `CommandResult::Batch`. A batch never holds two commands with the
     /// same `Footprint` or an exclusive one, so per-record modify indexes stay unique.
     Batch(Vec<Command>),
+    /// Tokens and policies.
+    Acl(AclCommand),
 }
 
 /// What a command touches, for deciding which commands may share a log entry.
@@ -59,6 +62,10 @@ pub enum Footprint<'a> {
     Instance(&'a str, &'a str),
     /// One config entry.
     Config(&'a str),
+    /// One ACL token (by accessor id).
+    AclToken(&'a str),
+    /// One ACL policy.
+    AclPolicy(&'a str),
     /// Creating a lease: its id is the entry's index, so one per entry.
     NewLease,
     /// Touches records it cannot name in advance (ending a lease removes or changes
@@ -79,6 +86,11 @@ impl Command {
             Command::Config(ConfigCommand::Put { .. }) => "ConfigPut",
             Command::Config(ConfigCommand::Delete { .. }) => "ConfigDelete",
             Command::Batch(_) => "Batch",
+            Command::Acl(AclCommand::Bootstrap(_)) => "AclBootstrap",
+            Command::Acl(AclCommand::CreateToken(_)) => "AclCreateToken",
+            Command::Acl(AclCommand::DeleteToken { .. }) => "AclDeleteToken",
+            Command::Acl(AclCommand::PutPolicy { .. }) => "AclPutPolicy",
+            Command::Acl(AclCommand::DeletePolicy { .. }) => "AclDeletePolicy",
         }
     }
 
@@ -93,7 +105,17 @@ impl Command {
                 Footprint::Config(key)
             }
             Command::CreateLease { .. } => Footprint::NewLease,
-            Command::EndLease { .. } | Command::Batch(_) => Footprint::Exclusive,
+            Command::Acl(AclCommand::CreateToken(t)) => Footprint::AclToken(&t.accessor_id),
+            Command::Acl(AclCommand::DeleteToken { accessor_id, .. }) => {
+                Footprint::AclToken(accessor_id)
+            }
+            Command::Acl(
+                AclCommand::PutPolicy { name, .. } | AclCommand::DeletePolicy { name },
+            ) => Footprint::AclPolicy(name),
+            // Bootstrap writes the marker and a token: alone, it needs no finer footprint.
+            Command::EndLease { .. } | Command::Batch(_) | Command::Acl(AclCommand::Bootstrap(_)) => {
+                Footprint::Exclusive
+            }
         }
     }
 }
@@ -180,6 +202,9 @@ pub enum CommandResult {
     ConfigDelete(ConfigDeleteOutcome),
     /// One result per command of a `Command::Batch`, in order.
     Batch(Vec<CommandResult>),
+    AclToken(TokenOutcome),
+    AclDelete(AclDeleted),
+    AclPolicy(PolicyWritten),
 }
 
 /// `TryFrom<CommandResult>` for each outcome type, so a proposer names the outcome it
@@ -207,6 +232,9 @@ outcome_of! {
     ReapCritical => Reaped,
     ConfigPut => ConfigPutOutcome,
     ConfigDelete => ConfigDeleteOutcome,
+    AclToken => TokenOutcome,
+    AclDelete => AclDeleted,
+    AclPolicy => PolicyWritten,
 }
 
 #[cfg(test)]

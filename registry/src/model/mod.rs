@@ -9,12 +9,17 @@
 //! the RocksDB mirror and startup restore all walk `Tables::each`, so a kind cannot be
 //! left out of any of them.
 
+mod acl;
 mod command;
 mod config;
 mod instance;
 mod lease;
 mod table;
 
+pub use acl::{
+    AclAccess, AclBootstrap, AclCommand, AclDeleted, AclPolicy, AclResource, AclRule, AclToken,
+    NewToken, PolicyWritten, TokenOrigin, TokenOutcome, BOOTSTRAP_KEY, GLOBAL_MANAGEMENT,
+};
 pub use command::{
     CasMismatch, Command, CommandResult, ConfigDeleteOutcome, ConfigPutOutcome, Deregistered,
     Footprint, HealthOutcome, LeaseEnded, Reaped, RegisterOutcome,
@@ -111,4 +116,7 @@ record_kinds! {
     Instance => instances: InstanceRecord,
     Lease => leases: LeaseRecord,
     Config => config: ConfigEntry,
+    AclToken => acl_tokens: AclToken,
+    AclPolicy => acl_policies: AclPolicy,
+    AclBootstrap => acl_bootstrap: AclBootstrap,
 }

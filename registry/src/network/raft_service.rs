@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use waymark_proto::pb;
 
 use super::{decode, encode};
+use crate::api::admission;
 use crate::api::errors::status;
 use crate::model::Command;
 use crate::node::Node;
@@ -100,7 +101,12 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
+        let peer = req.remote_addr();
         let cmd: Command = decode(&req.into_inner().data)?;
+        if let Err(e) = admission::check_forwarded(&cmd) {
+            tracing::warn!(?peer, command = cmd.name(), error = %e, "refused a forwarded write");
+            return Err(status(&self.node, e));
+        }
         let result = self
             .node
             .write_as_leader(cmd)

@@ -257,7 +257,7 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::model::{Command, ConfigCommand, NewInstance};
+    use crate::model::{AclCommand, Command, ConfigCommand, NewInstance, NewToken, TokenOrigin};
 
     fn some_tables() -> Tables {
         let mut c = Catalog::default();
@@ -276,6 +276,25 @@ mod tests {
                 value: b"x".to_vec(),
                 if_modify_index: None,
             }),
+        );
+        c.apply(
+            4,
+            &Command::Acl(AclCommand::PutPolicy {
+                name: "p".into(),
+                description: String::new(),
+                rules: Vec::new(),
+            }),
+        );
+        c.apply(
+            5,
+            &Command::Acl(AclCommand::Bootstrap(NewToken {
+                accessor_id: "a".repeat(32),
+                secret_hash: "0".repeat(64),
+                description: String::new(),
+                policies: vec!["p".into()],
+                expires_at_unix_ms: None,
+                origin: TokenOrigin::Bootstrap,
+            })),
         );
         c.tables().clone()
     }

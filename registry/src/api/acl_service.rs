@@ -1,0 +1,311 @@
+//! The `Acl` gRPC service: bootstrap, tokens and policies. Secrets are made here, on
+//! the node that receives the request (randomness stays out of apply); only their
+//! hashes enter the log, and the secret is returned once, to the caller.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use waymark_proto::{acl as checks, pb};
+
+use super::errors::{respond, ApiError};
+use super::{auth, convert, read};
+use crate::acl::{self, secret, Need};
+use crate::model::{
+    AclAccess, AclCommand, AclDeleted, AclResource, Command, NewToken, PolicyWritten,
+    TokenOrigin, TokenOutcome, GLOBAL_MANAGEMENT,
+};
+use crate::node::Node;
+
+pub struct AclService {
+    node: Arc<Node>,
+}
+
+impl AclService {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+
+    async fn require(&self, metadata: &tonic::metadata::MetadataMap, access: AclAccess) -> Result<acl::Authorizer, ApiError> {
+        let caller = auth::caller(&self.node, metadata).await?;
+        caller.require(Need::global(AclResource::Acl, access))?;
+        Ok(caller)
+    }
+
+    /// Proposes a new token; returns it with its secret.
+    async fn create(
+        &self,
+        build: impl FnOnce(NewToken) -> AclCommand,
+        description: String,
+        policies: Vec<String>,
+        expires_at_unix_ms: Option<u64>,
+        origin: TokenOrigin,
+    ) -> Result<(pb::AclToken, String, u64), ApiError> {
+        let secret = secret::new_secret();
+        let new = NewToken {
+            accessor_id: secret::new_accessor_id(),
+            secret_hash: secret::hash_secret(&secret),
+            description,
+            policies,
+            expires_at_unix_ms,
+            origin,
+        };
+        let written = self
+            .node
+            .propose::<TokenOutcome>(Command::Acl(build(new)))
+            .await?;
+        match written.outcome {
+            TokenOutcome::Created(token) => Ok((convert::acl_token(&token), secret, written.index)),
+            TokenOutcome::AlreadyBootstrapped(at) => Err(ApiError::Conflict(format!(
+                "ACLs were already bootstrapped (at index {at}); bootstrap happens once per cluster: use a management token to create more"
+            ))),
+            TokenOutcome::UnknownPolicy(name) => Err(ApiError::NotFound(format!(
+                "policy {name:?} does not exist (at index {}); create it first",
+                written.index
+            ))),
+            TokenOutcome::Duplicate => Err(ApiError::Conflict(
+                "a token with this accessor id already exists; try again".into(),
+            )),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::acl_server::Acl for AclService {
+    async fn bootstrap(
+        &self,
+        _req: Request<pb::BootstrapAclRequest>,
+    ) -> Result<Response<pb::BootstrapAclResponse>, Status> {
+        let result = async {
+            let (token, secret, index) = self
+                .create(
+                    AclCommand::Bootstrap,
+                    "bootstrap management token".into(),
+                    vec![GLOBAL_MANAGEMENT.into()],
+                    None,
+                    TokenOrigin::Bootstrap,
+                )
+                .await?;
+            tracing::info!(accessor = %token.accessor_id, index, "ACLs bootstrapped");
+            Ok(pb::BootstrapAclResponse {
+                token: Some(token),
+                secret,
+                index,
+            })
+        }
+        .await;
+        respond(&self.node, "AclBootstrap", result)
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Write).await?;
+            let req = req.into_inner();
+            checks::check_create_token(&req)?;
+            let expires = (req.ttl_ms > 0).then(|| acl::now_unix_ms() + req.ttl_ms);
+            let (token, secret, index) = self
+                .create(
+                    AclCommand::CreateToken,
+                    req.description,
+                    req.policies,
+                    expires,
+                    TokenOrigin::Create,
+                )
+                .await?;
+            Ok(pb::CreateTokenResponse {
+                token: Some(token),
+                secret,
+                index,
+            })
+        }
+        .await;
+        respond(&self.node, "AclCreateToken", result)
+    }
+
+    async fn read_token(
+        &self,
+        req: Request<pb::ReadTokenRequest>,
+    ) -> Result<Response<pb::ReadTokenResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Read).await?;
+            let req = req.into_inner();
+            checks::check_accessor_id(&req.accessor_id)?;
+            let (found, meta) = read(&self.node, req.read, |c| {
+                c.token(&req.accessor_id).map(convert::acl_token)
+            })
+            .await?;
+            match found {
+                Some(token) => Ok(pb::ReadTokenResponse {
+                    token: Some(token),
+                    meta: Some(meta),
+                }),
+                None => Err(ApiError::NotFound(format!(
+                    "token {} not found (at index {})",
+                    req.accessor_id, meta.index
+                ))),
+            }
+        }
+        .await;
+        respond(&self.node, "AclReadToken", result)
+    }
+
+    async fn list_tokens(
+        &self,
+        req: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Read).await?;
+            let (tokens, meta) = read(&self.node, req.into_inner().read, |c| {
+                c.tokens().map(convert::acl_token).collect()
+            })
+            .await?;
+            Ok(pb::ListTokensResponse {
+                tokens,
+                meta: Some(meta),
+            })
+        }
+        .await;
+        respond(&self.node, "AclListTokens", result)
+    }
+
+    async fn delete_token(
+        &self,
+        req: Request<pb::DeleteTokenRequest>,
+    ) -> Result<Response<pb::DeleteTokenResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Write).await?;
+            let req = req.into_inner();
+            checks::check_accessor_id(&req.accessor_id)?;
+            let cmd = Command::Acl(AclCommand::DeleteToken {
+                accessor_id: req.accessor_id,
+                reason: "deleted".into(),
+            });
+            let written = self.node.propose::<AclDeleted>(cmd).await?;
+            Ok(pb::DeleteTokenResponse {
+                removed: written.outcome.removed,
+                index: written.index,
+            })
+        }
+        .await;
+        respond(&self.node, "AclDeleteToken", result)
+    }
+
+    async fn put_policy(
+        &self,
+        req: Request<pb::PutPolicyRequest>,
+    ) -> Result<Response<pb::PutPolicyResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Write).await?;
+            let req = req.into_inner();
+            checks::check_put_policy(&req)?;
+            let rules = req
+                .rules
+                .iter()
+                .map(|r| {
+                    convert::acl_rule_from_wire(r).ok_or_else(|| {
+                        waymark_proto::ValidationError::new("rules", "unknown resource or access")
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            let cmd = Command::Acl(AclCommand::PutPolicy {
+                name: req.name,
+                description: req.description,
+                rules,
+            });
+            let written = self.node.propose::<PolicyWritten>(cmd).await?;
+            Ok(pb::PutPolicyResponse {
+                policy: Some(convert::acl_policy(&written.outcome.0)),
+                index: written.index,
+            })
+        }
+        .await;
+        respond(&self.node, "AclPutPolicy", result)
+    }
+
+    async fn read_policy(
+        &self,
+        req: Request<pb::ReadPolicyRequest>,
+    ) -> Result<Response<pb::ReadPolicyResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Read).await?;
+            let req = req.into_inner();
+            checks::check_policy_name("name", &req.name)?;
+            let (found, meta) = read(&self.node, req.read, |c| {
+                c.policy(&req.name).map(convert::acl_policy)
+            })
+            .await?;
+            match found {
+                Some(policy) => Ok(pb::ReadPolicyResponse {
+                    policy: Some(policy),
+                    meta: Some(meta),
+                }),
+                None => Err(ApiError::NotFound(format!(
+                    "policy {:?} not found (at index {})",
+                    req.name, meta.index
+                ))),
+            }
+        }
+        .await;
+        respond(&self.node, "AclReadPolicy", result)
+    }
+
+    async fn list_policies(
+        &self,
+        req: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Read).await?;
+            let (policies, meta) = read(&self.node, req.into_inner().read, |c| {
+                c.policies().map(convert::acl_policy).collect()
+            })
+            .await?;
+            Ok(pb::ListPoliciesResponse {
+                policies,
+                meta: Some(meta),
+            })
+        }
+        .await;
+        respond(&self.node, "AclListPolicies", result)
+    }
+
+    async fn delete_policy(
+        &self,
+        req: Request<pb::DeletePolicyRequest>,
+    ) -> Result<Response<pb::DeletePolicyResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Write).await?;
+            let req = req.into_inner();
+            checks::check_policy_name("name", &req.name)?;
+            let cmd = Command::Acl(AclCommand::DeletePolicy { name: req.name });
+            let written = self.node.propose::<AclDeleted>(cmd).await?;
+            Ok(pb::DeletePolicyResponse {
+                removed: written.outcome.removed,
+                index: written.index,
+            })
+        }
+        .await;
+        respond(&self.node, "AclDeletePolicy", result)
+    }
+
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let token = caller.accessor.as_ref().and_then(|a| {
+                let catalog = self.node.catalog.read().expect("catalog lock poisoned");
+                catalog.token(a).map(convert::acl_token)
+            });
+            Ok::<_, ApiError>(pb::WhoAmIResponse {
+                token,
+                enabled: self.node.acl.enabled,
+                default_policy: self.node.acl.default_policy.name().into(),
+            })
+        }
+        .await;
+        respond(&self.node, "AclWhoAmI", result)
+    }
+}

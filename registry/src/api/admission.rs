@@ -1,0 +1,185 @@
+//! What may enter the log: every command the leader proposes is checked here first,
+//! forwarded ones included, by the same validators the client API applies to requests
+//! (each command is turned back into its request and checked as one), so no path —
+//! not a hand-made `ForwardWrite` on the Raft port either — can write what the API
+//! would refuse.
+
+use waymark_proto::{
+    acl, check_config_key, check_config_value, check_health_update, check_instance_key,
+    check_lease_id, check_lease_ttl, pb, Registration, ValidationError,
+};
+
+use super::convert;
+use crate::model::{AclCommand, Command, ConfigCommand, NewToken};
+
+/// Longest reason an `EndLease` or `DeleteToken` may carry, in bytes.
+const MAX_REASON_LEN: usize = 128;
+
+/// Checks a command about to be proposed on the leader.
+pub fn check_command(cmd: &Command) -> Result<(), ValidationError> {
+    match cmd {
+        Command::Register(new) => {
+            let again = convert::new_instance(Registration::try_from(convert::register_request(
+                new,
+            ))?);
+            if again != *new {
+                // Every field passed, but the command says something no request can
+                // (a default spelt out, say): refuse rather than store a second form.
+                return Err(ValidationError::new(
+                    "register",
+                    "not a registration the API would make",
+                ));
+            }
+            Ok(())
+        }
+        Command::Deregister { service, id } => check_instance_key(service, id),
+        Command::UpdateHealth {
+            service,
+            id,
+            health,
+            output,
+        } => check_health_update(&pb::UpdateHealthRequest {
+            service: service.clone(),
+            id: id.clone(),
+            status: convert::health(*health) as i32,
+            output: output.clone(),
+        })
+        .map(|_| ()),
+        Command::CreateLease { ttl_ms } => check_lease_ttl(*ttl_ms),
+        Command::EndLease { lease_id, reason } => {
+            check_lease_id(*lease_id)?;
+            check_reason(reason)
+        }
+        Command::ReapCritical { service, id, .. } => check_instance_key(service, id),
+        Command::Config(ConfigCommand::Put { key, value, .. }) => {
+            check_config_key("key", key)?;
+            check_config_value(value)
+        }
+        Command::Config(ConfigCommand::Delete { key, .. }) => check_config_key("key", key),
+        // Batches are made by the leader's proposer, after this check, from commands
+        // that each passed it.
+        Command::Batch(_) => Err(ValidationError::new(
+            "command",
+            "a batch is formed by the leader, never proposed",
+        )),
+        Command::Acl(cmd) => check_acl_command(cmd),
+    }
+}
+
+/// Checks a command a follower forwarded: a client's write, never one of the leader's
+/// own decisions.
+pub fn check_forwarded(cmd: &Command) -> Result<(), ValidationError> {
+    if let Command::ReapCritical { .. } = cmd {
+        return Err(ValidationError::new(
+            "command",
+            "ReapCritical is decided by the leader and never forwarded",
+        ));
+    }
+    check_command(cmd)
+}
+
+fn check_reason(reason: &str) -> Result<(), ValidationError> {
+    if reason.is_empty() || reason.len() > MAX_REASON_LEN {
+        return Err(ValidationError::new(
+            "reason",
+            format!("must be 1-{MAX_REASON_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_acl_command(cmd: &AclCommand) -> Result<(), ValidationError> {
+    match cmd {
+        AclCommand::Bootstrap(new) | AclCommand::CreateToken(new) => check_new_token(new),
+        AclCommand::DeleteToken {
+            accessor_id,
+            reason,
+        } => {
+            acl::check_accessor_id(accessor_id)?;
+            check_reason(reason)
+        }
+        AclCommand::PutPolicy {
+            name,
+            description,
+            rules,
+        } => acl::check_put_policy(&pb::PutPolicyRequest {
+            name: name.clone(),
+            description: description.clone(),
+            rules: rules.iter().map(convert::acl_rule_to_wire).collect(),
+        }),
+        AclCommand::DeletePolicy { name } => acl::check_policy_name("name", name),
+    }
+}
+
+fn check_new_token(new: &NewToken) -> Result<(), ValidationError> {
+    acl::check_accessor_id(&new.accessor_id)?;
+    let is_sha256_hex = new.secret_hash.len() == 64
+        && new
+            .secret_hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !is_sha256_hex {
+        return Err(ValidationError::new(
+            "secret_hash",
+            "must be a SHA-256 in lowercase hex",
+        ));
+    }
+    acl::check_description(&new.description)?;
+    acl::check_token_policies(&new.policies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Health, NewInstance};
+
+    #[test]
+    fn what_the_api_accepts_passes_and_what_it_refuses_is_refused() {
+        let good = NewInstance::example("web", "web-1", 80);
+        assert_eq!(check_command(&Command::Register(good.clone())), Ok(()));
+        // The forged write of the issue: a name, id, address, port and weight the API
+        // refuses.
+        let mut evil = good.clone();
+        evil.service = "Evil.Service".into();
+        assert_eq!(
+            check_command(&Command::Register(evil)).unwrap_err().field,
+            "service"
+        );
+        for (field, change) in [
+            ("id", Box::new(|n: &mut NewInstance| n.id = "../../x".into()) as Box<dyn Fn(&mut NewInstance)>),
+            ("address", Box::new(|n: &mut NewInstance| n.address = "not an address!!".into())),
+            ("port", Box::new(|n: &mut NewInstance| n.port = 0)),
+            ("weights.passing", Box::new(|n: &mut NewInstance| n.weight_passing = 0)),
+        ] {
+            let mut bad = good.clone();
+            change(&mut bad);
+            assert_eq!(
+                check_command(&Command::Register(bad)).unwrap_err().field,
+                field
+            );
+        }
+        // Spelling out the default status is a second form of the same request.
+        let mut spelt = good;
+        spelt.initial_health = Some(Health::Passing);
+        assert!(check_command(&Command::Register(spelt)).is_err());
+    }
+
+    #[test]
+    fn leader_only_commands_are_not_taken_from_followers() {
+        let reap = Command::ReapCritical {
+            service: "web".into(),
+            id: "a".into(),
+            if_modify_index: 3,
+        };
+        assert!(check_command(&reap).is_ok());
+        assert!(check_forwarded(&reap).is_err());
+        assert!(check_command(&Command::Batch(vec![])).is_err());
+        let health = Command::UpdateHealth {
+            service: "web".into(),
+            id: "a".into(),
+            health: Health::Passing,
+            output: "x".repeat(5000),
+        };
+        assert_eq!(check_forwarded(&health).unwrap_err().field, "output");
+    }
+}
