@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message;
 use waymark_proto::{pb, InstanceSelection, WatchSelection};
-use waymark_registry::api::convert;
 use waymark_registry::acl::Authorizer;
+use waymark_registry::api::convert;
 use waymark_registry::api::watch_stream::WatchFilter;
 use waymark_registry::model::{Change, InstanceRecord, RecordChange};
 

@@ -99,9 +99,11 @@ pub fn check_rules(rules: &[pb::AclRule]) -> Result<(), ValidationError> {
                 pb::AclResource::Service => check_dns_label(&field("name"), &rule.name)?,
                 _ => crate::check_config_key(&field("name"), &rule.name)?,
             }
-        } else if let Some(c) = rule.name.chars().find(|c| {
-            !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '/')
-        }) {
+        } else if let Some(c) = rule
+            .name
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '/'))
+        {
             return Err(ValidationError::new(
                 field("name"),
                 format!("a prefix of names or keys cannot contain {c:?}"),
@@ -169,7 +171,11 @@ pub fn check_create_token(req: &pb::CreateTokenRequest) -> Result<(), Validation
 
 /// An accessor id named in a request: 32 lowercase hex digits.
 pub fn check_accessor_id(id: &str) -> Result<(), ValidationError> {
-    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Ok(());
     }
     Err(ValidationError::new(
@@ -195,7 +201,9 @@ mod tests {
     fn rules_name_things_only_where_names_mean_something() {
         use pb::AclResource::*;
         assert!(check_rules(&[rule(Service, "web", false), rule(Service, "", true)]).is_ok());
-        assert!(check_rules(&[rule(Config, "proxy/web", false), rule(Operator, "", false)]).is_ok());
+        assert!(
+            check_rules(&[rule(Config, "proxy/web", false), rule(Operator, "", false)]).is_ok()
+        );
         let e = check_rules(&[rule(Operator, "x", false)]).unwrap_err();
         assert_eq!(e.field, "rules[0].name");
         let e = check_rules(&[rule(Service, "", false)]).unwrap_err();

@@ -760,9 +760,7 @@ impl Node {
             );
             return self
                 .forward_membership(fwd, |mut c| async move {
-                    c.add_member(req)
-                        .await
-                    .map(|r| r.into_inner().index)
+                    c.add_member(req).await.map(|r| r.into_inner().index)
                 })
                 .await;
         }
@@ -784,9 +782,7 @@ impl Node {
             let req = with_token(pb::RemoveMemberRequest { node_id: id }, token);
             return self
                 .forward_membership(fwd, |mut c| async move {
-                    c.remove_member(req)
-                        .await
-                        .map(|r| r.into_inner().index)
+                    c.remove_member(req).await.map(|r| r.into_inner().index)
                 })
                 .await;
         }

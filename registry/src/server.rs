@@ -277,7 +277,9 @@ async fn run_inner(
             .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
                 node.clone(),
             )))
-            .add_service(pb::acl_server::AclServer::new(AclService::new(node.clone())))
+            .add_service(pb::acl_server::AclServer::new(AclService::new(
+                node.clone(),
+            )))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -184,7 +184,11 @@ async fn default_deny_refuses_every_call_without_a_token_and_writes_nothing() {
             .await,
     );
     // A secret no token has is refused too, on the leader and on a follower.
-    let follower = cluster.running_ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|i| *i != leader)
+        .unwrap();
     let follower_addr = cluster.node(follower).config.api_addr.clone();
     assert_unauthenticated(
         "unknown token",
@@ -198,7 +202,10 @@ async fn default_deny_refuses_every_call_without_a_token_and_writes_nothing() {
     // one member set of three.
     let management = bootstrap(&addr).await;
     let services = catalog
-        .list_services(authed(pb::ListServicesRequest { read: consistent() }, &management))
+        .list_services(authed(
+            pb::ListServicesRequest { read: consistent() },
+            &management,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -227,7 +234,10 @@ async fn default_deny_refuses_every_call_without_a_token_and_writes_nothing() {
         .await
         .expect("register with the management token");
     let lease = leases
-        .create_lease(authed(pb::CreateLeaseRequest { ttl_ms: 10_000 }, &management))
+        .create_lease(authed(
+            pb::CreateLeaseRequest { ttl_ms: 10_000 },
+            &management,
+        ))
         .await
         .expect("lease with the management token")
         .into_inner();
@@ -267,7 +277,11 @@ async fn bootstrap_once_and_a_service_token_writes_only_its_service() {
     .await;
     // Created on the leader, used at once on a follower (which may not have applied
     // it yet: it waits for a read barrier before refusing).
-    let follower = cluster.running_ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|i| *i != leader)
+        .unwrap();
     let mut on_follower = cluster.catalog(follower).await;
     on_follower
         .register(authed(registration("web", "w1", 80), &web))
@@ -339,7 +353,11 @@ async fn a_deleted_token_ends_its_watch_and_an_expired_one_stops_working() {
         0,
     )
     .await;
-    let follower = cluster.running_ids().into_iter().find(|i| *i != leader).unwrap();
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|i| *i != leader)
+        .unwrap();
     let mut stream = cluster
         .catalog(follower)
         .await
@@ -415,7 +433,10 @@ async fn a_deleted_token_ends_its_watch_and_an_expired_one_stops_working() {
         let short = short.clone();
         async move {
             let tokens = acl
-                .list_tokens(authed(pb::ListTokensRequest { read: consistent() }, &management))
+                .list_tokens(authed(
+                    pb::ListTokensRequest { read: consistent() },
+                    &management,
+                ))
                 .await
                 .ok()?
                 .into_inner()
@@ -464,7 +485,10 @@ async fn secrets_appear_only_in_the_response_that_created_them() {
         .unwrap();
     let listed = acl_client(&addr)
         .await
-        .list_tokens(authed(pb::ListTokensRequest { read: consistent() }, &management))
+        .list_tokens(authed(
+            pb::ListTokensRequest { read: consistent() },
+            &management,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -485,8 +509,14 @@ async fn secrets_appear_only_in_the_response_that_created_them() {
     assert!(backup.contains("web-writer"), "the backup holds the tokens");
     let metrics = reqwest_metrics(&cluster.node(leader).config.admin_addr).await;
     for secret in [&management, &web] {
-        assert!(!listing.contains(secret.as_str()), "token list shows a secret");
-        assert!(!backup.contains(secret.as_str()), "the backup holds a secret");
+        assert!(
+            !listing.contains(secret.as_str()),
+            "token list shows a secret"
+        );
+        assert!(
+            !backup.contains(secret.as_str()),
+            "the backup holds a secret"
+        );
         assert!(!metrics.contains(secret.as_str()), "metrics show a secret");
     }
     cluster.shutdown().await;

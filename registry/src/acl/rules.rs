@@ -130,7 +130,11 @@ mod tests {
 
     #[test]
     fn exact_beats_any_prefix_and_longer_prefix_beats_shorter() {
-        let rules = [svc("", true, Write), svc("we", true, Deny), svc("web", false, Read)];
+        let rules = [
+            svc("", true, Write),
+            svc("we", true, Deny),
+            svc("web", false, Read),
+        ];
         assert_eq!(decide(&rules, &Need::service("web", Read)), Some(Read));
         assert_eq!(decide(&rules, &Need::service("west", Read)), Some(Deny));
         assert_eq!(decide(&rules, &Need::service("api", Read)), Some(Write));
@@ -149,7 +153,10 @@ mod tests {
 
     #[test]
     fn no_matching_rule_decides_nothing() {
-        let rules = [svc("web", false, Write), rule(AclResource::Config, "", true, Write)];
+        let rules = [
+            svc("web", false, Write),
+            rule(AclResource::Config, "", true, Write),
+        ];
         assert_eq!(decide(&rules, &Need::service("api", Write)), None);
         assert_eq!(
             decide(&rules, &Need::global(AclResource::Operator, Read)),

@@ -28,7 +28,9 @@ pub fn hash_secret(secret: &str) -> String {
 
 /// Whether `s` looks like an accessor id (so a typo is a clear error, not NotFound).
 pub fn is_accessor_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 #[cfg(test)]

@@ -56,7 +56,9 @@ fn acls_off_allow_everything_and_anonymous_follows_the_default() {
 
     let anon = known(resolve(&enabled(DefaultPolicy::Deny), &c, None, 0));
     let refused = anon.require(Need::service("api", AclAccess::Read));
-    assert!(matches!(refused, Err(AclError::Unauthenticated(m)) if m.contains("service \"api\" read")));
+    assert!(
+        matches!(refused, Err(AclError::Unauthenticated(m)) if m.contains("service \"api\" read"))
+    );
 }
 
 #[test]
@@ -66,7 +68,10 @@ fn a_token_gets_its_policies_rules_and_nothing_else_under_deny() {
     c.apply(
         2,
         &Command::Acl(AclCommand::CreateToken(new_token(
-            "a1", "s1", &["web-writer"], None,
+            "a1",
+            "s1",
+            &["web-writer"],
+            None,
         ))),
     );
     let cfg = enabled(DefaultPolicy::Deny);
@@ -153,7 +158,12 @@ fn a_token_naming_a_missing_policy_or_a_taken_id_is_not_created() {
     let mut c = Catalog::default();
     let r = c.apply(
         1,
-        &Command::Acl(AclCommand::CreateToken(new_token("a1", "s1", &["nope"], None))),
+        &Command::Acl(AclCommand::CreateToken(new_token(
+            "a1",
+            "s1",
+            &["nope"],
+            None,
+        ))),
     );
     assert_eq!(
         r.result,
@@ -171,5 +181,7 @@ fn a_token_naming_a_missing_policy_or_a_taken_id_is_not_created() {
     // Rebuilt from its tables, the catalog finds tokens by secret as before.
     let rebuilt = Catalog::from_tables(c.tables().clone(), c.applied_index());
     assert_eq!(rebuilt, c);
-    assert!(rebuilt.token_by_secret_hash(&secret::hash_secret("s1")).is_some());
+    assert!(rebuilt
+        .token_by_secret_hash(&secret::hash_secret("s1"))
+        .is_some());
 }

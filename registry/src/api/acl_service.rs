@@ -11,8 +11,8 @@ use super::errors::{respond, ApiError};
 use super::{auth, convert, read};
 use crate::acl::{self, secret, Need};
 use crate::model::{
-    AclAccess, AclCommand, AclDeleted, AclResource, Command, NewToken, PolicyWritten,
-    TokenOrigin, TokenOutcome, GLOBAL_MANAGEMENT,
+    AclAccess, AclCommand, AclDeleted, AclResource, Command, NewToken, PolicyWritten, TokenOrigin,
+    TokenOutcome, GLOBAL_MANAGEMENT,
 };
 use crate::node::Node;
 
@@ -25,7 +25,11 @@ impl AclService {
         Self { node }
     }
 
-    async fn require(&self, metadata: &tonic::metadata::MetadataMap, access: AclAccess) -> Result<acl::Authorizer, ApiError> {
+    async fn require(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        access: AclAccess,
+    ) -> Result<acl::Authorizer, ApiError> {
         let caller = auth::caller(&self.node, metadata).await?;
         caller.require(Need::global(AclResource::Acl, access))?;
         Ok(caller)

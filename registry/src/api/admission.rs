@@ -19,9 +19,8 @@ const MAX_REASON_LEN: usize = 128;
 pub fn check_command(cmd: &Command) -> Result<(), ValidationError> {
     match cmd {
         Command::Register(new) => {
-            let again = convert::new_instance(Registration::try_from(convert::register_request(
-                new,
-            ))?);
+            let again =
+                convert::new_instance(Registration::try_from(convert::register_request(new))?);
             if again != *new {
                 // Every field passed, but the command says something no request can
                 // (a default spelt out, say): refuse rather than store a second form.
@@ -146,10 +145,20 @@ mod tests {
             "service"
         );
         for (field, change) in [
-            ("id", Box::new(|n: &mut NewInstance| n.id = "../../x".into()) as Box<dyn Fn(&mut NewInstance)>),
-            ("address", Box::new(|n: &mut NewInstance| n.address = "not an address!!".into())),
+            (
+                "id",
+                Box::new(|n: &mut NewInstance| n.id = "../../x".into())
+                    as Box<dyn Fn(&mut NewInstance)>,
+            ),
+            (
+                "address",
+                Box::new(|n: &mut NewInstance| n.address = "not an address!!".into()),
+            ),
             ("port", Box::new(|n: &mut NewInstance| n.port = 0)),
-            ("weights.passing", Box::new(|n: &mut NewInstance| n.weight_passing = 0)),
+            (
+                "weights.passing",
+                Box::new(|n: &mut NewInstance| n.weight_passing = 0),
+            ),
         ] {
             let mut bad = good.clone();
             change(&mut bad);

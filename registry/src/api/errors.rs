@@ -104,7 +104,10 @@ fn node_error_detail(e: &NodeError) -> (Code, ErrorDetail) {
             d(Reason::ShuttingDown, Retry::OtherNode, Maybe),
         ),
         NodeError::Internal(_) => (Code::Internal, d(Reason::Internal, Retry::Never, Maybe)),
-        NodeError::Invalid(v) => (Code::InvalidArgument, ErrorDetail::invalid_argument(&v.field)),
+        NodeError::Invalid(v) => (
+            Code::InvalidArgument,
+            ErrorDetail::invalid_argument(&v.field),
+        ),
     }
 }
 

@@ -3,9 +3,9 @@
 //! wire messages, the read path shared by every read, and the one place errors become
 //! gRPC statuses.
 
+pub mod acl_service;
 pub mod admission;
 pub mod auth;
-pub mod acl_service;
 pub mod catalog_service;
 pub mod cluster_service;
 pub mod config_service;

@@ -429,7 +429,11 @@ fn one_of_each_command() -> Vec<Command> {
                 access: AclAccess::Read,
             }],
         }),
-        Command::Acl(AclCommand::Bootstrap(token("a1", "h1", "global-management"))),
+        Command::Acl(AclCommand::Bootstrap(token(
+            "a1",
+            "h1",
+            "global-management",
+        ))),
         Command::Acl(AclCommand::CreateToken(token("a2", "h2", "web-read"))),
         Command::Acl(AclCommand::CreateToken(token("a3", "h3", "web-read"))),
         Command::Acl(AclCommand::DeleteToken {

@@ -113,9 +113,9 @@ impl Command {
                 AclCommand::PutPolicy { name, .. } | AclCommand::DeletePolicy { name },
             ) => Footprint::AclPolicy(name),
             // Bootstrap writes the marker and a token: alone, it needs no finer footprint.
-            Command::EndLease { .. } | Command::Batch(_) | Command::Acl(AclCommand::Bootstrap(_)) => {
-                Footprint::Exclusive
-            }
+            Command::EndLease { .. }
+            | Command::Batch(_)
+            | Command::Acl(AclCommand::Bootstrap(_)) => Footprint::Exclusive,
         }
     }
 }
