@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tonic::transport::Channel;
+use waymark_client::Channel;
 use waymark_client::{parse_duration, Client, ConnectOptions, Endpoints};
 
 /// Which system a workload runs against.
@@ -65,6 +65,10 @@ pub struct ClientOpts {
     /// Deadline of each request; a request that misses it counts as an error.
     #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// Waymark ACL token secret sent with every request.
+    #[arg(long, global = true, env = "WAYMARK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Cleans the `--endpoints` list: trims entries and drops empty ones.
@@ -107,6 +111,7 @@ fn connect_options(opts: &ClientOpts) -> ConnectOptions {
     ConnectOptions {
         connect_timeout: opts.dial_timeout,
         request_timeout: Some(opts.request_timeout),
+        token: opts.token.clone(),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct RegistryConfig {
     pub addrs: Endpoints,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// ACL token secret for the registry: `registry.token`, else `WAYMARK_TOKEN`.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +218,7 @@ struct RawRegistry {
     addrs: Vec<String>,
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -464,6 +467,12 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
             &raw.registry.request_timeout,
             Duration::from_secs(10),
         )?,
+        token: raw
+            .registry
+            .token
+            .clone()
+            .or_else(|| std::env::var("WAYMARK_TOKEN").ok())
+            .filter(|t| !t.trim().is_empty()),
     };
 
     let inbound_listen = o.inbound_listen.clone().unwrap_or(raw.inbound.listen);

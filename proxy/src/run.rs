@@ -53,6 +53,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ConnectOptions {
             connect_timeout: config.registry.connect_timeout,
             request_timeout: Some(config.registry.request_timeout),
+            token: config.registry.token.clone(),
         },
     );
     let check_names: Vec<String> = config

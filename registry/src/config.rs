@@ -115,6 +115,9 @@ pub struct ServerConfig {
     /// Access control (`[acl]` table): enabled, default_policy, dns_token.
     #[serde(default)]
     pub acl: crate::acl::AclConfig,
+    /// Audit trail of writes (`[audit]` table): path.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// API address other nodes and clients should use; defaults to `api_addr`.
     #[serde(default)]
     pub advertise_api_addr: Option<String>,
@@ -189,6 +192,7 @@ impl ServerConfig {
             dns_addr: default_dns_addr(),
             dns: waymark_dns::DnsConfig::default(),
             acl: crate::acl::AclConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
             advertise_api_addr: None,
             advertise_raft_addr: None,
             initial_cluster: Vec::new(),

@@ -1,5 +1,7 @@
 //! The registry side of DNS: exposes this node's replica to the `dns` crate through
 //! its `CatalogView` trait. Every call reads local memory only (no Raft round trip).
+//! With ACLs on, a service resolves only if the `[acl] dns_token` may read it (DNS
+//! carries no credentials); a denied service looks like an unknown one.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -7,6 +9,7 @@ use std::time::Duration;
 
 use waymark_dns::{CatalogView, DnsInstance, DnsMember, Health as DnsHealth};
 
+use crate::acl::{self, Resolved};
 use crate::model::Health;
 use crate::node::Node;
 
@@ -20,9 +23,30 @@ impl DnsCatalogView {
     }
 }
 
+impl DnsCatalogView {
+    /// Whether DNS may answer for `service`: the dns token's rules, or, when it is
+    /// unset, unknown or expired, what an anonymous caller gets (nothing under
+    /// default deny: it fails closed).
+    fn may_resolve(&self, catalog: &crate::catalog::Catalog, service: &str) -> bool {
+        let config = &self.node.acl;
+        let now = acl::now_unix_ms();
+        let authorizer = match acl::resolve(config, catalog, config.dns_token.as_deref(), now) {
+            Ok(Resolved::Known(authorizer)) => authorizer,
+            Ok(Resolved::Unknown) | Err(_) => match acl::resolve(config, catalog, None, now) {
+                Ok(Resolved::Known(anonymous)) => anonymous,
+                Ok(Resolved::Unknown) | Err(_) => return false,
+            },
+        };
+        authorizer.may_read_service(service)
+    }
+}
+
 impl CatalogView for DnsCatalogView {
     fn instances(&self, service: &str) -> Vec<DnsInstance> {
         let catalog = self.node.catalog.read().expect("catalog lock poisoned");
+        if !self.may_resolve(&catalog, service) {
+            return Vec::new();
+        }
         catalog
             .service_records(service)
             .map(|r| DnsInstance {

@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -13,6 +13,7 @@ use waymark_proto::errors::Applied;
 use waymark_proto::pb;
 
 use crate::acl::AclConfig;
+use crate::audit::AuditLog;
 use crate::leader_timers::LeaderTimers;
 use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult};
@@ -152,6 +153,8 @@ pub struct Node {
     backups: BackupSource,
     /// The `[acl]` settings the API edge authenticates callers by.
     pub acl: AclConfig,
+    /// Where accepted and refused writes are recorded (`[audit]`; off by default).
+    pub audit: AuditLog,
 }
 
 impl Node {
@@ -182,12 +185,19 @@ impl Node {
             unsafe_control: None,
             backups: state_machine.backup_source(),
             acl: AclConfig::default(),
+            audit: AuditLog::default(),
         }
     }
 
     /// Sets how callers are authenticated and authorized (`[acl]`).
     pub fn with_acl(mut self, acl: AclConfig) -> Self {
         self.acl = acl;
+        self
+    }
+
+    /// Sets where writes are audited (`[audit]`).
+    pub fn with_audit(mut self, audit: AuditLog) -> Self {
+        self.audit = audit;
         self
     }
 

@@ -20,6 +20,7 @@ use crate::api::cluster_service::ClusterService;
 use crate::api::config_service::ConfigService;
 use crate::api::lease_service::LeaseService;
 use crate::api::{standard, Tasks};
+use crate::audit::AuditLog;
 use crate::config::{LogFormat, ServerConfig};
 use crate::dns_view::DnsCatalogView;
 use crate::metrics::Metrics;
@@ -197,6 +198,8 @@ async fn run_inner(
         node_id: config.node_id,
         peers: peers.clone(),
     };
+    // Before Raft starts, so a bad [audit] path fails the start cleanly.
+    let audit = AuditLog::open(&config.audit, config.node_id)?;
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config(&config)?),
@@ -217,7 +220,8 @@ async fn run_inner(
             config.request_timeout(),
         )
         .with_unsafe_control(config.unsafe_control)
-        .with_acl(config.acl.clone()),
+        .with_acl(config.acl.clone())
+        .with_audit(audit),
     );
     if !config.acl.enabled {
         tracing::warn!(

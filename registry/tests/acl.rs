@@ -2,13 +2,16 @@
 //! call refused without a token and nothing written; bootstrap once; a token allowed
 //! `service "web" write` cannot touch `api`; a new token works at once on a follower;
 //! a deleted token ends its watch and stops working; an expired one is refused and
-//! removed by the leader; secrets are nowhere but in the creating response; and a
-//! hand-made forwarded write on the Raft port is refused by the leader's validation.
+//! removed by the leader; secrets are nowhere but in the creating response; a
+//! hand-made forwarded write on the Raft port is refused by the leader's validation;
+//! DNS (the real `dig`) answers only what `[acl] dns_token` may read; and the audit
+//! log has a line per accepted or refused write, with accessor ids, never secrets.
 
 mod common;
 
 use std::time::Duration;
 
+use common::dig::dig;
 use common::*;
 use futures::StreamExt;
 use tonic::{Code, Request};
@@ -255,7 +258,14 @@ async fn default_deny_refuses_every_call_without_a_token_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bootstrap_once_and_a_service_token_writes_only_its_service() {
-    let cluster = TestCluster::start(3, |c| c.acl = deny()).await;
+    let cluster = TestCluster::start(3, |c| {
+        c.acl = deny();
+        c.audit.path = Some(
+            c.data_dir
+                .with_file_name(format!("audit-{}.log", c.node_id)),
+        );
+    })
+    .await;
     let leader = cluster.wait_for_leader().await;
     let addr = cluster.node(leader).config.api_addr.clone();
     let management = bootstrap(&addr).await;
@@ -267,7 +277,7 @@ async fn bootstrap_once_and_a_service_token_writes_only_its_service() {
     assert_eq!(again.code(), Code::FailedPrecondition);
     assert_eq!(reason(&again), Reason::Conflict);
 
-    let (_, web) = token_with_rules(
+    let (web_accessor, web) = token_with_rules(
         &addr,
         &management,
         "web-writer",
@@ -309,6 +319,33 @@ async fn bootstrap_once_and_a_service_token_writes_only_its_service() {
         .await
         .expect_err("the web token deregisters api");
     assert_eq!(denied.code(), Code::PermissionDenied);
+    // The follower's audit log has a line for each of those writes, naming the
+    // token by accessor id and never by secret.
+    let audit_path = cluster.node(follower).config.audit.path.clone().unwrap();
+    let audit = std::fs::read_to_string(&audit_path).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .map(|l| {
+            let field = |f: &str| l[f].as_str().unwrap_or("");
+            (field("method"), field("outcome"), field("code"))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("Register", "accepted", ""),
+            ("Register", "refused", "PERMISSION_DENIED"),
+            ("Deregister", "refused", "PERMISSION_DENIED"),
+        ],
+        "{audit}"
+    );
+    assert!(lines.iter().all(|l| l["accessor"] == web_accessor.as_str()));
+    assert!(lines[0]["index"].as_u64().unwrap() > 0);
+    assert!(!audit.contains(&web) && !audit.contains(&management));
     // A list shows only what the token may read.
     let mut catalog = cluster.catalog(leader).await;
     catalog
@@ -469,7 +506,7 @@ async fn secrets_appear_only_in_the_response_that_created_them() {
     let leader = cluster.wait_for_leader().await;
     let addr = cluster.node(leader).config.api_addr.clone();
     let management = bootstrap(&addr).await;
-    let (_, web) = token_with_rules(
+    let (web_accessor, web) = token_with_rules(
         &addr,
         &management,
         "web-writer",
@@ -494,6 +531,10 @@ async fn secrets_appear_only_in_the_response_that_created_them() {
         .into_inner();
     assert_eq!(listed.tokens.len(), 2);
     let listing = format!("{listed:?}");
+    assert!(
+        listing.contains(web_accessor.as_str()),
+        "token list shows accessors"
+    );
     let mut backup = Vec::new();
     let mut chunks = cluster
         .cluster(leader)
@@ -568,5 +609,71 @@ async fn a_hand_made_forwarded_write_is_refused_and_nothing_is_written() {
         .unwrap()
         .into_inner();
     assert!(services.services.is_empty(), "{services:?}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_answers_only_what_the_dns_token_may_read() {
+    let mut cluster = TestCluster::start(3, |c| c.acl = deny()).await;
+    let leader = cluster.wait_for_leader().await;
+    let addr = cluster.node(leader).config.api_addr.clone();
+    let management = bootstrap(&addr).await;
+    let mut catalog = catalog_client(&addr).await;
+    let mut index = 0;
+    for (service, ip) in [("api", "10.0.0.2"), ("web", "10.0.0.1")] {
+        let mut r = registration(service, &format!("{service}-1"), 8080);
+        r.address = ip.into();
+        index = catalog
+            .register(authed(r, &management))
+            .await
+            .expect("register with the management token")
+            .into_inner()
+            .index;
+    }
+    let (_, dns_secret) = token_with_rules(
+        &addr,
+        &management,
+        "dns",
+        vec![service_rule("web", pb::AclAccess::Read)],
+        0,
+    )
+    .await;
+
+    // A follower restarted with `[acl] dns_token` answers web, and only web.
+    let follower = cluster
+        .running_ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .unwrap();
+    let mut config = cluster.node(follower).config.clone();
+    cluster.stop(follower).await;
+    config.acl.dns_token = Some(dns_secret);
+    cluster.restart(follower, config.clone()).await;
+    wait_for("web in the dns token's view", || async {
+        let (status, a) = dig(&config.dns_addr, "web.service.waymark", "A");
+        (status == "NOERROR" && a == ["10.0.0.1"]).then_some(())
+    })
+    .await;
+    let (status, a) = dig(&config.dns_addr, "api.service.waymark", "A");
+    assert_eq!((status.as_str(), a.len()), ("NXDOMAIN", 0), "api: {a:?}");
+
+    // A node without a dns token, having applied both, answers neither: anonymous
+    // DNS under default deny sees nothing.
+    let other = cluster
+        .running_ids()
+        .into_iter()
+        .find(|&id| id != follower)
+        .unwrap();
+    let node = cluster.node(other);
+    wait_for("the other node to apply both registrations", || async {
+        let applied = node.node.catalog.read().unwrap().applied_index();
+        (applied >= index).then_some(())
+    })
+    .await;
+    for service in ["web", "api"] {
+        let name = format!("{service}.service.waymark");
+        let (status, a) = dig(&node.config.dns_addr, &name, "A");
+        assert_eq!((status.as_str(), a.len()), ("NXDOMAIN", 0), "{name}: {a:?}");
+    }
     cluster.shutdown().await;
 }

@@ -4,67 +4,9 @@
 
 mod common;
 
-use std::process::Command;
-
+use common::dig::*;
 use common::*;
 use waymark_proto::pb;
-
-/// Runs dig against `addr` (IP:PORT); returns (rcode, answer data).
-fn dig(addr: &str, name: &str, qtype: &str) -> (String, Vec<String>) {
-    dig_with(addr, name, qtype, &[])
-}
-
-/// The full dig output for `name`/`qtype` with extra options.
-fn dig_raw(addr: &str, name: &str, qtype: &str, extra: &[&str]) -> String {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let mut args = vec![
-        format!("@{host}"),
-        "-p".into(),
-        port.into(),
-        name.into(),
-        qtype.into(),
-    ];
-    args.extend(["+time=2", "+tries=1"].map(String::from));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let out = Command::new("dig")
-        .args(&args)
-        .output()
-        .expect("dig is needed (Debian package `dnsutils`; scripts/test.sh installs it)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn dig_with(addr: &str, name: &str, qtype: &str, extra: &[&str]) -> (String, Vec<String>) {
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let out = Command::new("dig")
-        .args(extra)
-        .args([
-            &format!("@{host}"),
-            "-p",
-            port,
-            name,
-            qtype,
-            "+time=1",
-            "+tries=1",
-            "+noall",
-            "+comments",
-            "+answer",
-        ])
-        .output()
-        .expect("dig is needed (Debian package `dnsutils`; scripts/test.sh installs it)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let status = text
-        .split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or("NO-ANSWER")
-        .to_string();
-    let answers = text
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
-        .collect();
-    (status, answers)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registrations_reach_every_nodes_dns_and_a_cut_off_node_goes_servfail() {

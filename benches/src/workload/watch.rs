@@ -311,7 +311,7 @@ pub fn on_waymark_message(
 }
 
 async fn waymark_watcher(
-    channel: tonic::transport::Channel,
+    channel: waymark_client::Channel,
     service: String,
     ctx: Ctx,
 ) -> WatcherStats {

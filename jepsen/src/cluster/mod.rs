@@ -169,6 +169,7 @@ fn server_command(
 pub const CONNECT: ConnectOptions = ConnectOptions {
     connect_timeout: Duration::from_millis(500),
     request_timeout: None,
+    token: None,
 };
 
 /// What one node says about the cluster.

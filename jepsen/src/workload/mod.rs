@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::Code;
+use waymark_client::Channel;
 use waymark_client::{classify, Client};
 use waymark_proto::pb::catalog_client::CatalogClient;
 

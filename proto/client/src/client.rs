@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 use waymark_proto::errors::Retry;
+use waymark_proto::pb::acl_client::AclClient;
 use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::cluster_client::ClusterClient;
 use waymark_proto::pb::config_client::ConfigClient;
 use waymark_proto::pb::leases_client::LeasesClient;
 
 use crate::backoff::Backoff;
+use crate::channel::{bearer, Channel};
 use crate::endpoints::Endpoints;
 use crate::error::ClientError;
 
@@ -29,6 +31,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Deadline of each unary call; `None` for none (streams should use none).
     pub request_timeout: Option<Duration>,
+    /// The ACL token's secret, sent on every call (`WAYMARK_TOKEN` in the CLI).
+    pub token: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -36,6 +40,7 @@ impl Default for ConnectOptions {
         Self {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Some(Duration::from_secs(30)),
+            token: None,
         }
     }
 }
@@ -45,10 +50,22 @@ impl ConnectOptions {
     /// node; this is for callers that want several (load generators).
     pub async fn connect(&self, uri: &str) -> Result<Channel, ClientError> {
         let uri = crate::endpoint_uri(uri)?;
-        self.endpoint(&uri)?
+        let authorization = self.authorization()?;
+        let channel = self
+            .endpoint(&uri)?
             .connect()
             .await
-            .map_err(|source| ClientError::Connect { addr: uri, source })
+            .map_err(|source| ClientError::Connect { addr: uri, source })?;
+        Ok(Channel::new(channel, authorization))
+    }
+
+    fn authorization(&self) -> Result<Option<http::HeaderValue>, ClientError> {
+        self.token
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(bearer)
+            .transpose()
+            .map_err(ClientError::Token)
     }
 
     fn endpoint(&self, uri: &str) -> Result<Endpoint, ClientError> {
@@ -161,7 +178,10 @@ impl Client {
     /// dead node to cost a call rather than a connect (one sequential process per node).
     pub fn lazy_channel(uri: &str, options: &ConnectOptions) -> Result<Channel, ClientError> {
         let uri = crate::endpoint_uri(uri)?;
-        Ok(options.endpoint(&uri)?.connect_lazy())
+        Ok(Channel::new(
+            options.endpoint(&uri)?.connect_lazy(),
+            options.authorization()?,
+        ))
     }
 
     /// Forgets node `i`'s channel (after a failure that suggests it is wedged).
@@ -256,6 +276,11 @@ pub fn config(channel: Channel) -> ConfigClient<Channel> {
     ConfigClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// The Acl client on `channel`.
+pub fn acl(channel: Channel) -> AclClient<Channel> {
+    AclClient::new(channel)
 }
 
 /// The Leases client on `channel`.

@@ -12,6 +12,9 @@ use crate::lease::KeepAliveError;
 pub enum ClientError {
     #[error(transparent)]
     Address(#[from] AddrError),
+    /// The ACL token cannot be sent (`reason` says why); nothing was sent.
+    #[error("invalid ACL token: {0}")]
+    Token(String),
     /// The connection could not be opened; nothing was sent.
     #[error("could not reach a waymark node at {}", display_addr(.addr))]
     Connect {

@@ -6,6 +6,7 @@
 //! depends on `waymark-proto` only.
 
 mod backoff;
+mod channel;
 mod classify;
 mod client;
 mod duration;
@@ -16,9 +17,10 @@ mod lease;
 mod watch;
 
 pub use backoff::Backoff;
+pub use channel::Channel;
 pub use classify::{classify, code_name, status_text, Failure, Origin};
 pub use client::{
-    catalog, cluster, config, leases, CallPolicy, Client, ConnectOptions, MAX_MESSAGE_BYTES,
+    acl, catalog, cluster, config, leases, CallPolicy, Client, ConnectOptions, MAX_MESSAGE_BYTES,
 };
 pub use duration::{duration_to_ms, parse_duration};
 pub use endpoints::{display_addr, endpoint_uri, AddrError, Endpoints};

@@ -10,6 +10,7 @@ use waymark_proto::{acl as checks, pb};
 use super::errors::{respond, ApiError};
 use super::{auth, convert, read};
 use crate::acl::{self, secret, Need};
+use crate::audit::AuditEntry;
 use crate::model::{
     AclAccess, AclCommand, AclDeleted, AclResource, Command, NewToken, PolicyWritten, TokenOrigin,
     TokenOutcome, GLOBAL_MANAGEMENT,
@@ -32,6 +33,17 @@ impl AclService {
     ) -> Result<acl::Authorizer, ApiError> {
         let caller = auth::caller(&self.node, metadata).await?;
         caller.require(Need::global(AclResource::Acl, access))?;
+        Ok(caller)
+    }
+
+    /// `acl write`, the caller recorded in the write's audit entry.
+    async fn require_write(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        audit: &AuditEntry<'_>,
+    ) -> Result<acl::Authorizer, ApiError> {
+        let caller = auth::writer(&self.node, metadata, audit).await?;
+        caller.require(Need::global(AclResource::Acl, AclAccess::Write))?;
         Ok(caller)
     }
 
@@ -77,8 +89,9 @@ impl AclService {
 impl pb::acl_server::Acl for AclService {
     async fn bootstrap(
         &self,
-        _req: Request<pb::BootstrapAclRequest>,
+        req: Request<pb::BootstrapAclRequest>,
     ) -> Result<Response<pb::BootstrapAclResponse>, Status> {
+        let audit = self.node.audit.begin("AclBootstrap", req.remote_addr());
         let result = async {
             let (token, secret, index) = self
                 .create(
@@ -97,15 +110,16 @@ impl pb::acl_server::Acl for AclService {
             })
         }
         .await;
-        respond(&self.node, "AclBootstrap", result)
+        audit.finish(respond(&self.node, "AclBootstrap", result), |r| r.index)
     }
 
     async fn create_token(
         &self,
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let audit = self.node.audit.begin("AclCreateToken", req.remote_addr());
         let result = async {
-            self.require(req.metadata(), AclAccess::Write).await?;
+            self.require_write(req.metadata(), &audit).await?;
             let req = req.into_inner();
             checks::check_create_token(&req)?;
             let expires = (req.ttl_ms > 0).then(|| acl::now_unix_ms() + req.ttl_ms);
@@ -125,7 +139,7 @@ impl pb::acl_server::Acl for AclService {
             })
         }
         .await;
-        respond(&self.node, "AclCreateToken", result)
+        audit.finish(respond(&self.node, "AclCreateToken", result), |r| r.index)
     }
 
     async fn read_token(
@@ -178,8 +192,9 @@ impl pb::acl_server::Acl for AclService {
         &self,
         req: Request<pb::DeleteTokenRequest>,
     ) -> Result<Response<pb::DeleteTokenResponse>, Status> {
+        let audit = self.node.audit.begin("AclDeleteToken", req.remote_addr());
         let result = async {
-            self.require(req.metadata(), AclAccess::Write).await?;
+            self.require_write(req.metadata(), &audit).await?;
             let req = req.into_inner();
             checks::check_accessor_id(&req.accessor_id)?;
             let cmd = Command::Acl(AclCommand::DeleteToken {
@@ -193,15 +208,16 @@ impl pb::acl_server::Acl for AclService {
             })
         }
         .await;
-        respond(&self.node, "AclDeleteToken", result)
+        audit.finish(respond(&self.node, "AclDeleteToken", result), |r| r.index)
     }
 
     async fn put_policy(
         &self,
         req: Request<pb::PutPolicyRequest>,
     ) -> Result<Response<pb::PutPolicyResponse>, Status> {
+        let audit = self.node.audit.begin("AclPutPolicy", req.remote_addr());
         let result = async {
-            self.require(req.metadata(), AclAccess::Write).await?;
+            self.require_write(req.metadata(), &audit).await?;
             let req = req.into_inner();
             checks::check_put_policy(&req)?;
             let rules = req
@@ -225,7 +241,7 @@ impl pb::acl_server::Acl for AclService {
             })
         }
         .await;
-        respond(&self.node, "AclPutPolicy", result)
+        audit.finish(respond(&self.node, "AclPutPolicy", result), |r| r.index)
     }
 
     async fn read_policy(
@@ -278,8 +294,9 @@ impl pb::acl_server::Acl for AclService {
         &self,
         req: Request<pb::DeletePolicyRequest>,
     ) -> Result<Response<pb::DeletePolicyResponse>, Status> {
+        let audit = self.node.audit.begin("AclDeletePolicy", req.remote_addr());
         let result = async {
-            self.require(req.metadata(), AclAccess::Write).await?;
+            self.require_write(req.metadata(), &audit).await?;
             let req = req.into_inner();
             checks::check_policy_name("name", &req.name)?;
             let cmd = Command::Acl(AclCommand::DeletePolicy { name: req.name });
@@ -290,7 +307,7 @@ impl pb::acl_server::Acl for AclService {
             })
         }
         .await;
-        respond(&self.node, "AclDeletePolicy", result)
+        audit.finish(respond(&self.node, "AclDeletePolicy", result), |r| r.index)
     }
 
     async fn who_am_i(

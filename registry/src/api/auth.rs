@@ -7,6 +7,7 @@ use tonic::metadata::MetadataMap;
 
 use super::errors::ApiError;
 use crate::acl::{self, AclError, Authorizer, Resolved};
+use crate::audit::AuditEntry;
 use crate::node::Node;
 
 /// The secret a request presents, if any. A header that is there but unreadable is
@@ -49,6 +50,17 @@ pub async fn caller(node: &Node, metadata: &MetadataMap) -> Result<Authorizer, A
         Resolved::Known(a) => Ok(a),
         Resolved::Unknown => Err(acl::unknown_token().into()),
     }
+}
+
+/// `caller` for a write: the caller is also recorded in its audit entry.
+pub async fn writer(
+    node: &Node,
+    metadata: &MetadataMap,
+    audit: &AuditEntry<'_>,
+) -> Result<Authorizer, ApiError> {
+    let authorizer = caller(node, metadata).await?;
+    audit.caller(&authorizer);
+    Ok(authorizer)
 }
 
 /// Resolves against this node's replica as it is now.

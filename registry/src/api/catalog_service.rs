@@ -38,8 +38,9 @@ impl pb::catalog_server::Catalog for CatalogService {
         &self,
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let audit = self.node.audit.begin("Register", req.remote_addr());
         let result = async {
-            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let caller = auth::writer(&self.node, req.metadata(), &audit).await?;
             let registration = Registration::try_from(req.into_inner())?;
             caller.require(Need::service(&registration.service, AclAccess::Write))?;
             let name = instance_name(&registration.service, &registration.id);
@@ -57,15 +58,16 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        respond(&self.node, "Register", result)
+        audit.finish(respond(&self.node, "Register", result), |r| r.index)
     }
 
     async fn deregister(
         &self,
         req: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
+        let audit = self.node.audit.begin("Deregister", req.remote_addr());
         let result = async {
-            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let caller = auth::writer(&self.node, req.metadata(), &audit).await?;
             let req = req.into_inner();
             check_instance_key(&req.service, &req.id)?;
             caller.require(Need::service(&req.service, AclAccess::Write))?;
@@ -80,7 +82,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             })
         }
         .await;
-        respond(&self.node, "Deregister", result)
+        audit.finish(respond(&self.node, "Deregister", result), |r| r.index)
     }
 
     async fn get_instance(
@@ -162,8 +164,9 @@ impl pb::catalog_server::Catalog for CatalogService {
         &self,
         req: Request<pb::UpdateHealthRequest>,
     ) -> Result<Response<pb::UpdateHealthResponse>, Status> {
+        let audit = self.node.audit.begin("UpdateHealth", req.remote_addr());
         let result = async {
-            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let caller = auth::writer(&self.node, req.metadata(), &audit).await?;
             let req = req.into_inner();
             let health = match check_health_update(&req)? {
                 pb::HealthStatus::Warning => Health::Warning,
@@ -190,7 +193,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             }
         }
         .await;
-        respond(&self.node, "UpdateHealth", result)
+        audit.finish(respond(&self.node, "UpdateHealth", result), |r| r.index)
     }
 
     type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;

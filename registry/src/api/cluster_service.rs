@@ -97,8 +97,9 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         req: Request<pb::AddMemberRequest>,
     ) -> Result<Response<pb::AddMemberResponse>, Status> {
+        let audit = self.node.audit.begin("AddMember", req.remote_addr());
         let result = async {
-            auth::caller(&self.node, req.metadata())
+            auth::writer(&self.node, req.metadata(), &audit)
                 .await?
                 .require(Need::global(AclResource::Operator, AclAccess::Write))?;
             let token = auth::presented(req.metadata())?;
@@ -118,15 +119,16 @@ impl pb::cluster_server::Cluster for ClusterService {
             Ok(pb::AddMemberResponse { members, index })
         }
         .await;
-        respond(&self.node, "AddMember", result)
+        audit.finish(respond(&self.node, "AddMember", result), |r| r.index)
     }
 
     async fn remove_member(
         &self,
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::RemoveMemberResponse>, Status> {
+        let audit = self.node.audit.begin("RemoveMember", req.remote_addr());
         let result = async {
-            auth::caller(&self.node, req.metadata())
+            auth::writer(&self.node, req.metadata(), &audit)
                 .await?
                 .require(Need::global(AclResource::Operator, AclAccess::Write))?;
             let token = auth::presented(req.metadata())?;
@@ -140,7 +142,7 @@ impl pb::cluster_server::Cluster for ClusterService {
             Ok(pb::RemoveMemberResponse { members, index })
         }
         .await;
-        respond(&self.node, "RemoveMember", result)
+        audit.finish(respond(&self.node, "RemoveMember", result), |r| r.index)
     }
 
     async fn status(

@@ -32,8 +32,9 @@ impl pb::config_server::Config for ConfigService {
         &self,
         req: Request<pb::PutConfigRequest>,
     ) -> Result<Response<pb::PutConfigResponse>, Status> {
+        let audit = self.node.audit.begin("ConfigPut", req.remote_addr());
         let result = async {
-            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let caller = auth::writer(&self.node, req.metadata(), &audit).await?;
             let req = req.into_inner();
             check_config_key("key", &req.key)?;
             check_config_value(&req.value)?;
@@ -54,7 +55,7 @@ impl pb::config_server::Config for ConfigService {
             }
         }
         .await;
-        respond(&self.node, "ConfigPut", result)
+        audit.finish(respond(&self.node, "ConfigPut", result), |r| r.index)
     }
 
     async fn get(
@@ -114,8 +115,9 @@ impl pb::config_server::Config for ConfigService {
         &self,
         req: Request<pb::DeleteConfigRequest>,
     ) -> Result<Response<pb::DeleteConfigResponse>, Status> {
+        let audit = self.node.audit.begin("ConfigDelete", req.remote_addr());
         let result = async {
-            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let caller = auth::writer(&self.node, req.metadata(), &audit).await?;
             let req = req.into_inner();
             check_config_key("key", &req.key)?;
             caller.require(Need::config(&req.key, AclAccess::Write))?;
@@ -141,6 +143,6 @@ impl pb::config_server::Config for ConfigService {
             }
         }
         .await;
-        respond(&self.node, "ConfigDelete", result)
+        audit.finish(respond(&self.node, "ConfigDelete", result), |r| r.index)
     }
 }

@@ -33,8 +33,9 @@ impl pb::leases_server::Leases for LeaseService {
         &self,
         req: Request<pb::CreateLeaseRequest>,
     ) -> Result<Response<pb::CreateLeaseResponse>, Status> {
+        let audit = self.node.audit.begin("CreateLease", req.remote_addr());
         let result = async {
-            auth::caller(&self.node, req.metadata())
+            auth::writer(&self.node, req.metadata(), &audit)
                 .await?
                 .require_known()?;
             let ttl_ms = req.into_inner().ttl_ms;
@@ -50,7 +51,7 @@ impl pb::leases_server::Leases for LeaseService {
             })
         }
         .await;
-        respond(&self.node, "CreateLease", result)
+        audit.finish(respond(&self.node, "CreateLease", result), |r| r.index)
     }
 
     type KeepAliveStream = ReceiverStream<Result<pb::KeepAliveResponse, Status>>;
@@ -115,8 +116,9 @@ impl pb::leases_server::Leases for LeaseService {
         &self,
         req: Request<pb::RevokeLeaseRequest>,
     ) -> Result<Response<pb::RevokeLeaseResponse>, Status> {
+        let audit = self.node.audit.begin("RevokeLease", req.remote_addr());
         let result = async {
-            auth::caller(&self.node, req.metadata())
+            auth::writer(&self.node, req.metadata(), &audit)
                 .await?
                 .require_known()?;
             let lease_id = req.into_inner().lease_id;
@@ -132,6 +134,6 @@ impl pb::leases_server::Leases for LeaseService {
             })
         }
         .await;
-        respond(&self.node, "RevokeLease", result)
+        audit.finish(respond(&self.node, "RevokeLease", result), |r| r.index)
     }
 }

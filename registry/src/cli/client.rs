@@ -6,12 +6,12 @@ use std::future::Future;
 
 use anyhow::Context;
 use serde_json::json;
-use tonic::transport::Channel;
+use waymark_client::Channel;
 use waymark_client::{catalog, cluster, duration_to_ms, CallPolicy};
 use waymark_proto::pb;
 
 use super::output::{self, emit};
-use super::{config, health, lease, proxies, register, watch};
+use super::{acl, config, health, lease, proxies, register, watch};
 use super::{ClientCommand, ClientOpts, ReadArgs, ReadMode, UsageError};
 
 pub(super) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
@@ -30,6 +30,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Lease(c) => lease::run(c).await?,
         ClientCommand::Health(c) => health::run(c).await?,
         ClientCommand::Config(c) => config::run(c).await?,
+        ClientCommand::Acl(c) => acl::run(c).await?,
         ClientCommand::Proxies(a) => proxies::run(a).await?,
         ClientCommand::Deregister(a) => {
             let request = pb::DeregisterRequest {

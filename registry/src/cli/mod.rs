@@ -2,6 +2,8 @@
 //! commands, and the dispatch that turns every failure into `error: …` and an exit code.
 //! The `watch`, `lease` and `health` commands define their flags in their own modules.
 
+mod acl;
+mod acl_rule;
 mod client;
 mod config;
 mod dev;
@@ -80,6 +82,15 @@ struct ClientOpts {
     /// Give up on the request after this long (e.g. 30s, 500ms).
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
+    /// ACL token secret sent with every call (see `waymark acl`). Prefer the
+    /// environment variable: a flag shows in `ps`.
+    #[arg(
+        long,
+        env = "WAYMARK_TOKEN",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    token: Option<String>,
 }
 
 /// Long enough for a loaded node, short enough that a wrong address fails fast.
@@ -94,6 +105,7 @@ impl ClientOpts {
             ConnectOptions {
                 connect_timeout: CONNECT_TIMEOUT,
                 request_timeout: Some(self.timeout),
+                token: self.token.clone(),
             },
         )
     }
@@ -157,6 +169,9 @@ enum ClientCommand {
     AddMember(AddMemberArgs),
     /// Remove a node from the cluster.
     RemoveMember(RemoveMemberArgs),
+    /// Access control: bootstrap, tokens, policies, and who the caller is.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ use waymark_registry::node::Node;
 use waymark_registry::server::{run_with, Listeners, Stopped};
 use waymark_registry::ServerConfig;
 
+pub mod dig;
 pub mod process;
 pub mod watch;
 

@@ -71,6 +71,7 @@ async fn node_status(api_addr: &str) -> Option<pb::StatusResponse> {
     let options = ConnectOptions {
         connect_timeout: Duration::from_millis(500),
         request_timeout: Some(Duration::from_secs(1)),
+        token: None,
     };
     let channel = options.connect(api_addr).await.ok()?;
     let resp = waymark_client::cluster(channel)

@@ -1,0 +1,187 @@
+//! `waymark acl …` as an operator runs it, against a three-node cluster with
+//! `default_policy = "deny"`: bootstrap once, a policy from `--rule` text, a token
+//! carrying it used through `WAYMARK_TOKEN`, `whoami`, listing without secrets, and a
+//! deleted token refused. Every step is the real `waymark` binary.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+use waymark_registry::acl::{AclConfig, DefaultPolicy};
+
+/// Runs `waymark ARGS --addr ADDR` with `token` (if any) in `WAYMARK_TOKEN`, off the
+/// async runtime.
+async fn waymark(addr: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_waymark"));
+    cmd.args(args)
+        .args(["--addr", addr])
+        .env_remove("WAYMARK_TOKEN");
+    if let Some(secret) = token {
+        cmd.env("WAYMARK_TOKEN", secret);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().expect("running waymark"))
+        .await
+        .unwrap()
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// Insists the command succeeded; its stdout.
+async fn ok(addr: &str, token: Option<&str>, args: &[&str]) -> String {
+    let out = waymark(addr, token, args).await;
+    assert!(
+        out.status.success(),
+        "waymark {args:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Insists the command failed with exit code 1; its stderr.
+async fn refused(addr: &str, token: Option<&str>, args: &[&str]) -> String {
+    let out = waymark(addr, token, args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "waymark {args:?} should fail: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
+async fn json(addr: &str, token: Option<&str>, args: &[&str]) -> Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let out = ok(addr, token, &with_json).await;
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+fn register(service: &str, id: &str) -> Vec<String> {
+    ["register", "--service", service, "--id", id]
+        .into_iter()
+        .chain(["--address", "10.0.0.1", "--port", "8080"])
+        .map(String::from)
+        .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_bootstraps_and_hands_out_a_scoped_token() {
+    let cluster = TestCluster::start(3, |c| {
+        c.acl = AclConfig {
+            enabled: true,
+            default_policy: DefaultPolicy::Deny,
+            dns_token: None,
+        }
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.running_ids().into_iter().find(|&id| id != leader);
+    let addr = cluster.node(follower.unwrap()).config.api_addr.clone();
+
+    // No token: refused, and the error says how to present one.
+    let err = refused(&addr, None, &strs(&register("web", "web-1"))).await;
+    assert!(err.contains("UNAUTHENTICATED"), "{err}");
+
+    let boot = json(&addr, None, &["acl", "bootstrap"]).await;
+    let management = boot["secret"].as_str().expect("a secret").to_string();
+    let management_accessor = boot["token"]["accessor_id"].as_str().unwrap().to_string();
+    assert_eq!(boot["token"]["policies"][0], "global-management");
+    let again = refused(&addr, None, &["acl", "bootstrap"]).await;
+    assert!(again.contains("FAILED_PRECONDITION"), "{again}");
+    let m = Some(management.as_str());
+
+    let written = ok(
+        &addr,
+        m,
+        &[
+            "acl",
+            "policy",
+            "create",
+            "web-writer",
+            "--rule",
+            "service:web:write",
+            "--rule",
+            "service-prefix::read",
+            "--description",
+            "web's sidecar",
+        ],
+    )
+    .await;
+    assert!(written.contains("wrote policy web-writer"), "{written}");
+    let policy = json(&addr, m, &["acl", "policy", "read", "web-writer"]).await;
+    assert_eq!(
+        policy["policy"]["rules"],
+        serde_json::json!(["service:web:write", "service-prefix::read"])
+    );
+    // A bad rule is refused before any call, naming the rule and the syntax.
+    let bad = waymark(
+        &addr,
+        m,
+        &["acl", "policy", "create", "p", "--rule", "service:web:all"],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("unknown access \"all\""),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let created = json(
+        &addr,
+        m,
+        &["acl", "token", "create", "--policy", "web-writer"],
+    )
+    .await;
+    let web = created["secret"].as_str().unwrap().to_string();
+    let web_accessor = created["token"]["accessor_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let w = Some(web.as_str());
+
+    // The web token registers web, reads everything, and cannot touch api.
+    let out = ok(&addr, w, &strs(&register("web", "web-1"))).await;
+    assert!(out.contains("web/web-1"), "{out}");
+    let denied = refused(&addr, w, &strs(&register("api", "api-1"))).await;
+    assert!(denied.contains("PERMISSION_DENIED"), "{denied}");
+    let services = json(&addr, w, &["services"]).await;
+    assert_eq!(services["services"][0]["name"], "web", "{services}");
+
+    let me = json(&addr, w, &["acl", "whoami"]).await;
+    assert_eq!(me["token"]["accessor_id"], web_accessor.as_str());
+    assert_eq!(me["enabled"], true);
+    assert_eq!(me["default_policy"], "deny");
+    // Listing tokens needs acl read, which the web token lacks.
+    let err = refused(&addr, w, &["acl", "token", "list"]).await;
+    assert!(err.contains("PERMISSION_DENIED"), "{err}");
+
+    let listed = ok(&addr, m, &["acl", "token", "list"]).await;
+    for accessor in [&management_accessor, &web_accessor] {
+        assert!(listed.contains(accessor.as_str()), "{listed}");
+    }
+    for secret in [&management, &web] {
+        assert!(
+            !listed.contains(secret.as_str()),
+            "a secret listed: {listed}"
+        );
+    }
+
+    let deleted = ok(&addr, m, &["acl", "token", "delete", &web_accessor]).await;
+    assert!(deleted.contains("deleted token"), "{deleted}");
+    let err = refused(&addr, w, &strs(&register("web", "web-2"))).await;
+    assert!(err.contains("UNAUTHENTICATED"), "{err}");
+    let gone = ok(&addr, m, &["acl", "token", "delete", &web_accessor]).await;
+    assert!(gone.contains("nothing removed"), "{gone}");
+    cluster.shutdown().await;
+}
