@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use waymark_client::Channel;
-use waymark_client::{parse_duration, Client, ConnectOptions, Endpoints};
+use waymark_client::{parse_duration, Client, ClientTls, ConnectOptions, Endpoints};
 
 /// Which system a workload runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +69,15 @@ pub struct ClientOpts {
     /// Waymark ACL token secret sent with every request.
     #[arg(long, global = true, env = "WAYMARK_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// PEM CA of the Waymark nodes' certificates: talk TLS to them.
+    #[arg(long, global = true, env = "WAYMARK_CACERT", value_parser = parse_ca_file)]
+    pub ca_file: Option<ClientTls>,
+}
+
+/// `--ca-file`: read and checked before any connection.
+fn parse_ca_file(s: &str) -> Result<ClientTls, String> {
+    ClientTls::from_ca_file(std::path::Path::new(s)).map_err(|e| e.to_string())
 }
 
 /// Cleans the `--endpoints` list: trims entries and drops empty ones.
@@ -112,6 +121,7 @@ fn connect_options(opts: &ClientOpts) -> ConnectOptions {
         connect_timeout: opts.dial_timeout,
         request_timeout: Some(opts.request_timeout),
         token: opts.token.clone(),
+        tls: opts.ca_file.clone(),
     }
 }
 

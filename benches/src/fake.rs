@@ -34,6 +34,7 @@ pub fn opts(endpoints: Vec<String>, clients: u32, conns: u32) -> ClientOpts {
         dial_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(30),
         token: None,
+        ca_file: None,
     }
 }
 

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use waymark_client::{parse_duration, Endpoints};
+use waymark_client::{parse_duration, ClientTls, Endpoints};
 use waymark_proto::{pb, Registration};
 
 pub use waymark_proto::mesh::{MESH_PORT_META, PROXY_ADMIN_META};
@@ -51,6 +52,8 @@ pub struct RegistryConfig {
     pub request_timeout: Duration,
     /// ACL token secret for the registry: `registry.token`, else `WAYMARK_TOKEN`.
     pub token: Option<String>,
+    /// TLS to the registry, verified with `registry.ca_file` (else `WAYMARK_CACERT`).
+    pub tls: Option<ClientTls>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +222,7 @@ struct RawRegistry {
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
     token: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,6 +477,16 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
             .clone()
             .or_else(|| std::env::var("WAYMARK_TOKEN").ok())
             .filter(|t| !t.trim().is_empty()),
+        tls: raw
+            .registry
+            .ca_file
+            .clone()
+            .or_else(|| std::env::var_os("WAYMARK_CACERT").map(PathBuf::from))
+            .map(|path| {
+                ClientTls::from_ca_file(&path)
+                    .map_err(|e| ConfigError::new("registry.ca_file", e.to_string()))
+            })
+            .transpose()?,
     };
 
     let inbound_listen = o.inbound_listen.clone().unwrap_or(raw.inbound.listen);

@@ -54,6 +54,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             connect_timeout: config.registry.connect_timeout,
             request_timeout: Some(config.registry.request_timeout),
             token: config.registry.token.clone(),
+            tls: config.registry.tls.clone(),
         },
     );
     let check_names: Vec<String> = config

@@ -118,6 +118,10 @@ pub struct ServerConfig {
     /// Audit trail of writes (`[audit]` table): path.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// TLS (`[tls]` table): ca_file, cert_file, key_file. Present: TLS on the client
+    /// API and mutual TLS on the Raft port. Absent: both plaintext.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
     /// API address other nodes and clients should use; defaults to `api_addr`.
     #[serde(default)]
     pub advertise_api_addr: Option<String>,
@@ -193,6 +197,7 @@ impl ServerConfig {
             dns: waymark_dns::DnsConfig::default(),
             acl: crate::acl::AclConfig::default(),
             audit: crate::audit::AuditConfig::default(),
+            tls: None,
             advertise_api_addr: None,
             advertise_raft_addr: None,
             initial_cluster: Vec::new(),
@@ -319,6 +324,9 @@ impl ServerConfig {
         if self.watch_queue == 0 {
             bail!("invalid watch_queue: must be positive");
         }
+        if let Some(tls) = &self.tls {
+            crate::tls::NodeTls::load(tls)?;
+        }
         unsafe_control::check_allowed(
             self.unsafe_control,
             std::env::var_os(unsafe_control::ALLOW_ENV).as_deref(),
@@ -385,6 +393,16 @@ pub struct ServerArgs {
     /// Log output on stderr [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// PEM CA that signs every node's certificate (`[tls] ca_file`); with the next
+    /// two, TLS on the client API and mutual TLS on the Raft port.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert_file", "tls_key_file"])]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM certificate of this node (`[tls] cert_file`).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca_file", "tls_key_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of that certificate (`[tls] key_file`).
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca_file", "tls_cert_file"])]
+    pub tls_key_file: Option<PathBuf>,
     /// Deliberately unsafe behaviour for the Jepsen harness's positive controls only;
     /// hidden from --help, documented in ARCHITECTURE.md, and refused unless
     /// WAYMARK_ALLOW_UNSAFE_CONTROLS=1.
@@ -456,6 +474,15 @@ impl ServerArgs {
         }
         if let Some(v) = self.unsafe_control {
             cfg.unsafe_control = Some(v);
+        }
+        if let (Some(ca_file), Some(cert_file), Some(key_file)) =
+            (self.tls_ca_file, self.tls_cert_file, self.tls_key_file)
+        {
+            cfg.tls = Some(crate::tls::TlsConfig {
+                ca_file,
+                cert_file,
+                key_file,
+            });
         }
         cfg.validate()?;
         Ok(cfg)

@@ -20,6 +20,7 @@ pub mod raft_types;
 pub mod read_index;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod unsafe_control;
 pub mod watch;
 

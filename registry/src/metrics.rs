@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Synced (fsynced) writes of log entries, and the entries they carried.
     pub log_syncs: Counter,
     pub log_entries_appended: Counter,
+    /// TLS connections refused (failed or timed-out handshakes), per port.
+    tls_refused_api: Counter,
+    tls_refused_raft: Counter,
     /// gRPC requests served on the client API, by (method, status code).
     grpc_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -39,6 +42,8 @@ impl Default for Metrics {
             proposal_batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
             log_syncs: Counter::default(),
             log_entries_appended: Counter::default(),
+            tls_refused_api: Counter::default(),
+            tls_refused_raft: Counter::default(),
             grpc_requests: Mutex::new(BTreeMap::new()),
         }
     }
@@ -80,6 +85,14 @@ impl Metrics {
             .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
         self.record_grpc(method, code);
         result.map(tonic::Response::new)
+    }
+
+    /// Counts a refused TLS handshake on `port`.
+    pub fn tls_refused(&self, port: crate::tls::incoming::Port) {
+        match port {
+            crate::tls::incoming::Port::Api => self.tls_refused_api.inc(),
+            crate::tls::incoming::Port::Raft => self.tls_refused_raft.inc(),
+        }
     }
 
     pub fn record_grpc(&self, method: &'static str, code: tonic::Code) {
@@ -129,6 +142,21 @@ impl Metrics {
             "Raft log entries written to disk.",
             self.log_entries_appended.get(),
         );
+        let _ = writeln!(
+            out,
+            "# HELP waymark_tls_handshakes_refused_total TLS connections refused (bad, missing or untrusted certificate, plaintext, timeout), by port."
+        );
+        let _ = writeln!(out, "# TYPE waymark_tls_handshakes_refused_total counter");
+        for (port, counter) in [
+            ("api", &self.tls_refused_api),
+            ("raft", &self.tls_refused_raft),
+        ] {
+            let _ = writeln!(
+                out,
+                "waymark_tls_handshakes_refused_total{{port=\"{port}\"}} {}",
+                counter.get()
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP waymark_grpc_requests_total Client API requests by method and status code."

@@ -31,6 +31,8 @@ use crate::node::Node;
 use crate::raft_types::Raft;
 use crate::store::snapshot_file::SnapshotDir;
 use crate::store::{open_db, snapshot_dir, LogStore, StateMachineStore};
+use crate::tls::incoming::{Port, TlsIncoming};
+use crate::tls::NodeTls;
 
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -67,10 +69,32 @@ impl Listeners {
     }
 }
 
-/// Accepted connections with TCP_NODELAY: small gRPC frames (Raft heartbeats, acks,
-/// responses) must not wait for Nagle / delayed ACK (~40 ms per round trip otherwise).
-fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+/// Serves `router` on `listener` until `stop`: over TLS when an acceptor is given,
+/// else plaintext. Connections get TCP_NODELAY either way: small gRPC frames (Raft
+/// heartbeats, acks, responses) must not wait for Nagle / delayed ACK (~40 ms per
+/// round trip otherwise).
+async fn serve_grpc(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    tls: Option<(tokio_rustls::TlsAcceptor, Port)>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    match tls {
+        Some((acceptor, port)) => {
+            let incoming = TlsIncoming::new(listener, acceptor, port, metrics);
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        }
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        }
+    }
 }
 
 /// Validates the config, binds its addresses and runs until SIGINT or SIGTERM.
@@ -179,6 +203,7 @@ async fn run_inner(
     started: Option<tokio::sync::oneshot::Sender<RunningNode>>,
 ) -> anyhow::Result<Stopped> {
     config.validate()?;
+    let tls = config.tls.as_ref().map(NodeTls::load).transpose()?;
     let metrics = Arc::new(Metrics::default());
     let db = open_db(&config.data_dir)?;
     let log_store = LogStore::new(db.clone(), metrics.clone());
@@ -193,7 +218,7 @@ async fn run_inner(
     .context("opening the state machine")?;
     // A handle sharing the state machine's read views, kept after Raft takes the store.
     let views = state_machine.clone();
-    let peers = PeerChannels::default();
+    let peers = PeerChannels::new(tls.as_ref().map(|t| t.peer_client.clone()));
     let network = NetworkFactory {
         node_id: config.node_id,
         peers: peers.clone(),
@@ -251,48 +276,53 @@ async fn run_inner(
     let raft_addr = listeners.raft.local_addr()?;
     let api_addr = listeners.api.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
-    tasks.spawn(
-        tonic::transport::Server::builder()
-            .add_service(
-                pb::raft_server::RaftServer::new(RaftService::new(node.clone()))
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .serve_with_incoming_shutdown(
-                incoming(listeners.raft),
-                servers.clone().cancelled_owned(),
-            )
-            .map(|r| r.context("serving the Raft transport"))
-            .instrument(tracing::info_span!("raft_transport", %raft_addr)),
+    let raft_router = tonic::transport::Server::builder().add_service(
+        pb::raft_server::RaftServer::new(RaftService::new(node.clone()))
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX),
     );
     tasks.spawn(
-        tonic::transport::Server::builder()
-            .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(
-                node.clone(),
-                requests.clone(),
-            )))
-            .add_service(pb::config_server::ConfigServer::new(ConfigService::new(
-                node.clone(),
-            )))
-            .add_service(pb::leases_server::LeasesServer::new(LeaseService::new(
-                node.clone(),
-                requests.clone(),
-            )))
-            .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
-                node.clone(),
-            )))
-            .add_service(pb::acl_server::AclServer::new(AclService::new(
-                node.clone(),
-            )))
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(
-                incoming(listeners.api),
-                servers.clone().cancelled_owned(),
-            )
-            .map(|r| r.context("serving the gRPC API"))
-            .instrument(tracing::info_span!("grpc_api", %api_addr)),
+        serve_grpc(
+            raft_router,
+            listeners.raft,
+            tls.as_ref().map(|t| (t.raft.clone(), Port::Raft)),
+            node.metrics.clone(),
+            servers.clone(),
+        )
+        .map(|r| r.context("serving the Raft transport"))
+        .instrument(tracing::info_span!("raft_transport", %raft_addr)),
+    );
+    let api_router = tonic::transport::Server::builder()
+        .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(
+            node.clone(),
+            requests.clone(),
+        )))
+        .add_service(pb::config_server::ConfigServer::new(ConfigService::new(
+            node.clone(),
+        )))
+        .add_service(pb::leases_server::LeasesServer::new(LeaseService::new(
+            node.clone(),
+            requests.clone(),
+        )))
+        .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
+            node.clone(),
+        )))
+        .add_service(pb::acl_server::AclServer::new(AclService::new(
+            node.clone(),
+        )))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    tasks.spawn(
+        serve_grpc(
+            api_router,
+            listeners.api,
+            tls.as_ref().map(|t| (t.api.clone(), Port::Api)),
+            node.metrics.clone(),
+            servers.clone(),
+        )
+        .map(|r| r.context("serving the gRPC API"))
+        .instrument(tracing::info_span!("grpc_api", %api_addr, tls = tls.is_some())),
     );
     let admin = crate::admin::router(node.clone());
     let admin_shutdown = servers.clone();

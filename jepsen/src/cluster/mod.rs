@@ -170,6 +170,7 @@ pub const CONNECT: ConnectOptions = ConnectOptions {
     connect_timeout: Duration::from_millis(500),
     request_timeout: None,
     token: None,
+    tls: None,
 };
 
 /// What one node says about the cluster.

@@ -19,6 +19,7 @@ use crate::backoff::Backoff;
 use crate::channel::{bearer, Channel};
 use crate::endpoints::Endpoints;
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 
 /// Largest message accepted or sent. tonic's 4 MiB default is too small for listing or
 /// watching a large service (a snapshot carries every instance).
@@ -33,6 +34,9 @@ pub struct ConnectOptions {
     pub request_timeout: Option<Duration>,
     /// The ACL token's secret, sent on every call (`WAYMARK_TOKEN` in the CLI).
     pub token: Option<String>,
+    /// TLS to the nodes, verified with this CA (`WAYMARK_CACERT` in the CLI); `None`
+    /// for plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ConnectOptions {
@@ -41,6 +45,7 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Some(Duration::from_secs(30)),
             token: None,
+            tls: None,
         }
     }
 }
@@ -69,10 +74,27 @@ impl ConnectOptions {
     }
 
     fn endpoint(&self, uri: &str) -> Result<Endpoint, ClientError> {
-        let endpoint = Endpoint::from_shared(uri.to_string()).map_err(|_| crate::AddrError {
-            addr: uri.to_string(),
+        // With a CA every node is dialled over TLS, however its address was written
+        // (leader hints come as HOST:PORT); an https address without one is refused
+        // rather than dialled in plaintext.
+        let uri = match (&self.tls, uri.strip_prefix("http://")) {
+            (Some(_), Some(rest)) => format!("https://{rest}"),
+            (None, None) if uri.starts_with("https://") => {
+                return Err(ClientError::Tls(format!(
+                    "{uri} needs the CA that signed the node's certificate (--ca-file or WAYMARK_CACERT)"
+                )))
+            }
+            _ => uri.to_string(),
+        };
+        let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(|_| crate::AddrError {
+            addr: uri.clone(),
             reason: "not a valid URI".into(),
         })?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint
+                .tls_config(tls.config())
+                .map_err(|e| ClientError::Tls(format!("configuring TLS for {uri}: {e}")))?;
+        }
         let endpoint = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);

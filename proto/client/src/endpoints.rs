@@ -1,10 +1,10 @@
-//! Node addresses: the one rule for `HOST:PORT` / `http://HOST:PORT`, and the list of
-//! nodes a client fails over across.
+//! Node addresses: the one rule for `HOST:PORT` / `http://HOST:PORT` /
+//! `https://HOST:PORT`, and the list of nodes a client fails over across.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// An address that is not `HOST:PORT` or `http://HOST:PORT`.
+/// An address that is not `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid address {addr:?}: {reason}")]
 pub struct AddrError {
@@ -12,23 +12,24 @@ pub struct AddrError {
     pub reason: String,
 }
 
-/// Turns `HOST:PORT` or `http://HOST:PORT` into the URI tonic dials. Rejects other
-/// schemes (the API has no TLS yet) and a missing port here, so the error names the
-/// address instead of surfacing later as an opaque transport error.
+/// Turns `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT` into the URI tonic
+/// dials (`http://` unless `https://` was written; `ConnectOptions` with TLS dials
+/// https either way). Rejects other schemes and a missing port here, so the error
+/// names the address instead of surfacing later as an opaque transport error.
 pub fn endpoint_uri(addr: &str) -> Result<String, AddrError> {
     let trimmed = addr.trim();
     let fail = |reason: String| AddrError {
         addr: trimmed.to_string(),
         reason,
     };
-    let rest = match trimmed.split_once("://") {
-        Some(("http", rest)) => rest,
+    let (scheme, rest) = match trimmed.split_once("://") {
+        Some((scheme @ ("http" | "https"), rest)) => (scheme, rest),
         Some((scheme, _)) => {
             return Err(fail(format!(
-                "scheme {scheme:?} is not supported (the API has no TLS yet); use HOST:PORT or http://HOST:PORT"
+                "scheme {scheme:?} is not supported; use HOST:PORT, http://HOST:PORT or https://HOST:PORT"
             )))
         }
-        None => trimmed,
+        None => ("http", trimmed),
     };
     let rest = rest.trim_end_matches('/');
     let bad = || fail("expected HOST:PORT or http://HOST:PORT, e.g. 127.0.0.1:8500".to_string());
@@ -36,12 +37,14 @@ pub fn endpoint_uri(addr: &str) -> Result<String, AddrError> {
     if host.is_empty() || host.contains('/') || port.parse::<u16>().map_or(true, |p| p == 0) {
         return Err(bad());
     }
-    Ok(format!("http://{rest}"))
+    Ok(format!("{scheme}://{rest}"))
 }
 
-/// The address as a user would type it, without the `http://` added for tonic.
+/// The address as a user would type it, without the scheme added for tonic.
 pub fn display_addr(uri: &str) -> &str {
-    uri.strip_prefix("http://").unwrap_or(uri)
+    uri.strip_prefix("http://")
+        .or_else(|| uri.strip_prefix("https://"))
+        .unwrap_or(uri)
 }
 
 /// A non-empty list of node URIs, normalised and without repeats, in the order given
@@ -61,7 +64,7 @@ impl Endpoints {
         let mut uris: Vec<String> = Vec::new();
         for addr in addrs {
             let uri = endpoint_uri(addr.as_ref())?;
-            if !uris.contains(&uri) {
+            if !uris.iter().any(|u| display_addr(u) == display_addr(&uri)) {
                 uris.push(uri);
             }
         }
@@ -98,10 +101,12 @@ impl Endpoints {
         &self.uris[i % self.uris.len()]
     }
 
-    /// Where `addr` (in any accepted spelling) is in the list.
+    /// Where `addr` (in any accepted spelling, with or without a scheme) is in the list.
     pub fn position(&self, addr: &str) -> Option<usize> {
         let uri = endpoint_uri(addr).ok()?;
-        self.uris.iter().position(|u| *u == uri)
+        self.uris
+            .iter()
+            .position(|u| display_addr(u) == display_addr(&uri))
     }
 }
 
@@ -142,6 +147,11 @@ mod tests {
             endpoint_uri("[::1]:8500").as_deref(),
             Ok("http://[::1]:8500")
         );
+        assert_eq!(
+            endpoint_uri("https://node-2:8500").as_deref(),
+            Ok("https://node-2:8500")
+        );
+        assert_eq!(display_addr("https://node-2:8500"), "node-2:8500");
         for bad in [
             "",
             "localhost",
@@ -149,16 +159,16 @@ mod tests {
             ":8500",
             "host:0",
             "host:99999",
-            "https://h:1",
+            "ftp://h:1",
             "h:1/x",
         ] {
             let err = endpoint_uri(bad).unwrap_err();
             assert_eq!(err.addr, bad.trim(), "the error names the address");
         }
-        assert!(endpoint_uri("https://h:1")
+        assert!(endpoint_uri("grpc://h:1")
             .unwrap_err()
             .to_string()
-            .contains("TLS"));
+            .contains("scheme \"grpc\" is not supported"));
     }
 
     #[test]
@@ -172,7 +182,14 @@ mod tests {
         assert_eq!(e.position("c:3"), None);
         let one = Endpoints::parse("127.0.0.1:8500").unwrap();
         assert_eq!(one.uris(), ["http://127.0.0.1:8500"]);
-        for bad in ["", "a:1,", "a:1,https://b:2", ",a:1"] {
+        let tls = Endpoints::parse("https://a:1,a:1").unwrap();
+        assert_eq!(
+            tls.uris(),
+            ["https://a:1"],
+            "one node, whatever its spelling"
+        );
+        assert_eq!(tls.position("a:1"), Some(0));
+        for bad in ["", "a:1,", "a:1,ftp://b:2", ",a:1"] {
             assert!(Endpoints::parse(bad).is_err(), "{bad:?} should be rejected");
         }
         let err = Endpoints::parse("a:1,junk").unwrap_err();

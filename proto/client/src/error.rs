@@ -15,6 +15,10 @@ pub enum ClientError {
     /// The ACL token cannot be sent (`reason` says why); nothing was sent.
     #[error("invalid ACL token: {0}")]
     Token(String),
+    /// TLS cannot be set up as asked (a CA file that is missing or not PEM, or an
+    /// `https://` address without one); nothing was sent.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The connection could not be opened; nothing was sent.
     #[error("could not reach a waymark node at {}", display_addr(.addr))]
     Connect {
@@ -73,11 +77,23 @@ impl ClientError {
 
 fn rpc_text(addr: &str, status: &Status) -> String {
     let text = status_text(status);
-    if status.source().is_some() {
-        format!("request to {} failed: {text}", display_addr(addr))
-    } else {
-        text
+    if status.source().is_none() {
+        return text;
     }
+    let hint = if addr.starts_with("http://") && closed_by_peer(&text) {
+        // What a TLS port does to a plaintext client: read garbage, hang up.
+        " (the node hung up: if the cluster uses TLS, pass --ca-file or set WAYMARK_CACERT)"
+    } else {
+        ""
+    };
+    format!("request to {} failed: {text}{hint}", display_addr(addr))
+}
+
+/// Whether a local transport error says the other side closed the connection.
+fn closed_by_peer(text: &str) -> bool {
+    ["broken pipe", "connection reset", "connection closed"]
+        .iter()
+        .any(|s| text.to_ascii_lowercase().contains(s))
 }
 
 /// `outer: inner: root` for an error and its sources, a cause that repeats the one

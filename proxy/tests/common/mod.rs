@@ -219,7 +219,7 @@ impl Registry {
             ConnectOptions {
                 connect_timeout: Duration::from_secs(1),
                 request_timeout: Some(Duration::from_secs(5)),
-                token: None,
+                ..Default::default()
             },
         )
     }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use waymark_client::{parse_duration, Client, ConnectOptions, Endpoints};
+use waymark_client::{parse_duration, Client, ClientTls, ConnectOptions, Endpoints};
 
 use crate::config::{LogFormat, ServerArgs};
 
@@ -65,13 +65,17 @@ struct DevArgs {
     /// Log format of the nodes' log files.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Secure transport: generate a throwaway CA and node certificates (in the data
+    /// directory's tls/), serve the client API over TLS and Raft over mutual TLS.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Flags every client command takes.
 #[derive(Debug, Clone, Args)]
 struct ClientOpts {
-    /// Nodes to talk to: HOST:PORT or http://HOST:PORT, comma-separated. Any node will
-    /// do; with several, a node that cannot answer is skipped for the next.
+    /// Nodes to talk to: HOST:PORT (or http:// / https:// HOST:PORT), comma-separated.
+    /// Any node will do; with several, a node that cannot answer is skipped for the next.
     #[arg(long, env = "WAYMARK_ADDR", default_value = "127.0.0.1:8500",
           value_parser = parse_endpoints, value_name = "HOST:PORT[,HOST:PORT...]")]
     addr: Endpoints,
@@ -91,6 +95,10 @@ struct ClientOpts {
         value_name = "SECRET"
     )]
     token: Option<String>,
+    /// PEM CA that signed the nodes' certificates (the servers' `[tls] ca_file`):
+    /// talk TLS to every node and verify it with this CA.
+    #[arg(long, env = "WAYMARK_CACERT", value_name = "FILE", value_parser = parse_ca_file)]
+    ca_file: Option<ClientTls>,
 }
 
 /// Long enough for a loaded node, short enough that a wrong address fails fast.
@@ -106,9 +114,15 @@ impl ClientOpts {
                 connect_timeout: CONNECT_TIMEOUT,
                 request_timeout: Some(self.timeout),
                 token: self.token.clone(),
+                tls: self.ca_file.clone(),
             },
         )
     }
+}
+
+/// `--ca-file`: read and checked now, so a wrong file is named before any call.
+fn parse_ca_file(s: &str) -> Result<ClientTls, String> {
+    ClientTls::from_ca_file(std::path::Path::new(s)).map_err(|e| e.to_string())
 }
 
 /// `--addr`: the list, each address checked (the error names the bad one).
@@ -537,11 +551,15 @@ mod tests {
             parse("10.0.0.1:8500,http://10.0.0.2:8500").unwrap().uris(),
             ["http://10.0.0.1:8500", "http://10.0.0.2:8500"]
         );
-        let err = parse("10.0.0.1:8500,https://10.0.0.2:8500")
+        assert_eq!(
+            parse("https://10.0.0.2:8500").unwrap().uris(),
+            ["https://10.0.0.2:8500"]
+        );
+        let err = parse("10.0.0.1:8500,ftp://10.0.0.2:8500")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("https://10.0.0.2:8500") && err.contains("TLS"),
+            err.contains("ftp://10.0.0.2:8500") && err.contains("not supported"),
             "{err}"
         );
         assert!(parse("10.0.0.1:8500,").is_err());

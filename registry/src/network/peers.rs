@@ -1,29 +1,45 @@
 //! A cache of gRPC channels to peers' Raft listeners, keyed by address. Channels are
 //! lazy and reconnect on their own, so one per peer address is kept for the node's life.
+//! With `[tls]`, every channel is mutual TLS: the peer's certificate must chain to the
+//! cluster CA and name the address dialled, and this node presents its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use waymark_proto::pb::raft_client::RaftClient;
 
 #[derive(Clone, Default)]
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Option<ClientTlsConfig>,
 }
 
 impl PeerChannels {
+    /// Plaintext when `tls` is `None`.
+    pub fn new(tls: Option<ClientTlsConfig>) -> Self {
+        Self {
+            channels: Arc::default(),
+            tls,
+        }
+    }
+
     /// A channel to `addr` (HOST:PORT), created on first use.
     pub fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
         let mut map = self.channels.lock().expect("peer channel lock poisoned");
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| {
-                tonic::Status::invalid_argument(format!("bad peer address {addr:?}: {e}"))
-            })?
+        let bad_addr = |e: tonic::transport::Error| {
+            tonic::Status::invalid_argument(format!("bad peer address {addr:?}: {e}"))
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(bad_addr)?;
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(bad_addr)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -4,17 +4,20 @@
 mod nodes;
 
 use std::fs;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use waymark_client::ConnectOptions;
+use waymark_client::{ClientTls, ConnectOptions};
 use waymark_proto::pb;
 
 use super::output::Table;
 use super::DevArgs;
-use nodes::{check_ports_free, describe_exit, node_specs, DataDir, Node, NodeSpec, Nodes};
+use nodes::{
+    check_ports_free, describe_exit, issue_certificates, node_specs, DataDir, Node, NodeSpec, Nodes,
+};
 
 /// How long the nodes get to elect a leader before we give up and show their logs.
 const LEADER_DEADLINE: Duration = Duration::from_secs(30);
@@ -67,11 +70,12 @@ impl StopSignals {
 }
 
 /// One node's status, or None while it is not answering yet.
-async fn node_status(api_addr: &str) -> Option<pb::StatusResponse> {
+async fn node_status(api_addr: &str, tls: Option<&ClientTls>) -> Option<pb::StatusResponse> {
     let options = ConnectOptions {
         connect_timeout: Duration::from_millis(500),
         request_timeout: Some(Duration::from_secs(1)),
         token: None,
+        tls: tls.cloned(),
     };
     let channel = options.connect(api_addr).await.ok()?;
     let resp = waymark_client::cluster(channel)
@@ -82,8 +86,9 @@ async fn node_status(api_addr: &str) -> Option<pb::StatusResponse> {
 }
 
 /// A node that says it is the leader, or whose leader is known.
-async fn find_leader(specs: &[NodeSpec]) -> Option<pb::StatusResponse> {
-    let statuses = futures::future::join_all(specs.iter().map(|s| node_status(&s.api_addr))).await;
+async fn find_leader(specs: &[NodeSpec], tls: Option<&ClientTls>) -> Option<pb::StatusResponse> {
+    let statuses =
+        futures::future::join_all(specs.iter().map(|s| node_status(&s.api_addr, tls))).await;
     let mut statuses: Vec<_> = statuses.into_iter().flatten().collect();
     if let Some(i) = statuses.iter().position(|s| s.role == "leader") {
         return Some(statuses.swap_remove(i));
@@ -101,6 +106,7 @@ enum Startup {
 async fn wait_for_leader(
     nodes: &mut Nodes,
     specs: &[NodeSpec],
+    tls: Option<&ClientTls>,
     signals: &mut StopSignals,
 ) -> Startup {
     let deadline = Instant::now() + LEADER_DEADLINE;
@@ -109,7 +115,7 @@ async fn wait_for_leader(
             return Startup::NodeExited(i);
         }
         tokio::select! {
-            found = find_leader(specs) => {
+            found = find_leader(specs, tls) => {
                 if let Some(status) = found {
                     return Startup::Leader(status);
                 }
@@ -166,10 +172,16 @@ fn print_nodes(nodes: &Nodes, dir: &DataDir) {
     print!("{}", t.render());
 }
 
-fn print_try_this(nodes: &Nodes) {
+fn print_try_this(nodes: &Nodes, ca_file: Option<&Path>) {
     let prog = program_name(std::env::args().next().as_deref());
     let stale_addr = nodes.0.get(1).unwrap_or(&nodes.0[0]).spec.api_addr.clone();
     println!("\ntry:");
+    if let Some(ca) = ca_file {
+        println!(
+            "  export WAYMARK_CACERT={}    # TLS: every command verifies the nodes with this CA",
+            ca.display()
+        );
+    }
     println!("  {prog} register --service web --id web-1 --address 127.0.0.1 --port 8080 --tag v1");
     println!("  {prog} instances web --consistency stale --addr {stale_addr}");
     println!("  {prog} status");
@@ -198,12 +210,24 @@ fn exit_notice(node: &Node) -> String {
 }
 
 /// Runs until a stop signal, or until every node has exited.
-async fn supervise(nodes: &mut Nodes, specs: &[NodeSpec], signals: &mut StopSignals) -> ExitCode {
+async fn supervise(
+    nodes: &mut Nodes,
+    specs: &[NodeSpec],
+    ca_file: Option<&Path>,
+    signals: &mut StopSignals,
+) -> ExitCode {
+    let tls = match ca_file.map(ClientTls::from_ca_file).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!(
         "\nwaiting for a leader (up to {}s)…",
         LEADER_DEADLINE.as_secs()
     );
-    match wait_for_leader(nodes, specs, signals).await {
+    match wait_for_leader(nodes, specs, tls.as_ref(), signals).await {
         Startup::Leader(status) => {
             let leader = status.leader_id.unwrap_or(status.node_id);
             println!(
@@ -231,7 +255,7 @@ async fn supervise(nodes: &mut Nodes, specs: &[NodeSpec], signals: &mut StopSign
             return ExitCode::SUCCESS;
         }
     }
-    print_try_this(nodes);
+    print_try_this(nodes, ca_file);
 
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
@@ -271,13 +295,18 @@ async fn run_cluster(args: DevArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("finding this binary to start the nodes with")?;
     check_ports_free(args.nodes)?;
     let dir = DataDir::create(args.data_dir)?;
-    let specs = node_specs(args.nodes, &dir.path);
+    let mut specs = node_specs(args.nodes, &dir.path);
     let outcome = async {
+        let ca_file = if args.tls {
+            Some(issue_certificates(&mut specs, &dir.path)?)
+        } else {
+            None
+        };
         // Before spawning, so a Ctrl-C at any point goes through the orderly stop.
         let mut signals = StopSignals::install()?;
         let mut nodes = Nodes::spawn(&exe, &specs, args.log_format)?;
         print_nodes(&nodes, &dir);
-        let code = supervise(&mut nodes, &specs, &mut signals).await;
+        let code = supervise(&mut nodes, &specs, ca_file.as_deref(), &mut signals).await;
         nodes.stop().await;
         anyhow::Ok(code)
     }

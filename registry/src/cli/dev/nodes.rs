@@ -13,6 +13,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::LogFormat;
+use crate::tls::generate::DevCa;
+use crate::tls::TlsConfig;
 
 /// Node K listens on BASE + K - 1. Admin is not on 8501 (the single-node default)
 /// because that is node 2's gRPC port here.
@@ -33,6 +35,8 @@ pub(super) struct NodeSpec {
     pub(super) dns_addr: String,
     pub(super) data_dir: PathBuf,
     pub(super) log_path: PathBuf,
+    /// The node's `[tls]` files (`waymark dev --tls`).
+    pub(super) tls: Option<TlsConfig>,
 }
 
 /// gRPC, Raft, admin and DNS addresses of node `k`.
@@ -52,6 +56,7 @@ pub(super) fn node_specs(count: u16, dir: &Path) -> Vec<NodeSpec> {
                 dns_addr,
                 data_dir: dir.join(format!("node-{k}")),
                 log_path: dir.join(format!("node-{k}.log")),
+                tls: None,
             }
         })
         .collect()
@@ -72,7 +77,7 @@ fn server_args(spec: &NodeSpec, cluster: &str, log_format: LogFormat) -> Vec<OsS
         LogFormat::Text => "text",
         LogFormat::Json => "json",
     };
-    vec![
+    let mut args: Vec<OsString> = vec![
         "server".into(),
         "--node-id".into(),
         spec.id.to_string().into(),
@@ -90,7 +95,33 @@ fn server_args(spec: &NodeSpec, cluster: &str, log_format: LogFormat) -> Vec<OsS
         cluster.into(),
         "--log-format".into(),
         format.into(),
-    ]
+    ];
+    if let Some(tls) = &spec.tls {
+        args.extend([
+            "--tls-ca-file".into(),
+            tls.ca_file.clone().into(),
+            "--tls-cert-file".into(),
+            tls.cert_file.clone().into(),
+            "--tls-key-file".into(),
+            tls.key_file.clone().into(),
+        ]);
+    }
+    args
+}
+
+/// Gives every node a certificate from one new CA, under `dir`/tls; the CA file.
+pub(super) fn issue_certificates(specs: &mut [NodeSpec], dir: &Path) -> anyhow::Result<PathBuf> {
+    let ca = DevCa::new("Waymark dev CA")?;
+    let tls_dir = dir.join("tls");
+    for spec in specs.iter_mut() {
+        // Nodes dial each other, and clients dial them, at 127.0.0.1.
+        spec.tls = Some(ca.write_node(
+            &tls_dir,
+            &format!("node-{}", spec.id),
+            &["127.0.0.1", "localhost"],
+        )?);
+    }
+    Ok(tls_dir.join("ca.pem"))
 }
 /// The directory holding every node's data and log; a temporary one is removed at
 /// exit, after the nodes have stopped.
@@ -377,6 +408,27 @@ mod tests {
         assert_eq!(cfg.admin_addr, "127.0.0.1:8512");
         assert_eq!(cfg.initial_cluster.len(), 3);
         assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn dev_tls_gives_every_node_a_loadable_certificate_on_its_command_line() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let mut specs = node_specs(3, dir.path());
+        let ca_file = issue_certificates(&mut specs, dir.path()).unwrap();
+        assert_eq!(ca_file, dir.path().join("tls/ca.pem"));
+        let args = server_args(&specs[1], &initial_cluster(&specs), LogFormat::Text);
+        let cli =
+            crate::cli::Cli::try_parse_from(std::iter::once(OsString::from("waymark")).chain(args))
+                .unwrap();
+        let crate::cli::Command::Server(server) = cli.command else {
+            panic!("not a server command");
+        };
+        // into_config validates, which loads the files.
+        let cfg = server.into_config().unwrap();
+        let tls = cfg.tls.expect("[tls] from the dev flags");
+        assert_eq!(tls.ca_file, ca_file);
+        assert_eq!(tls.cert_file, dir.path().join("tls/node-2.pem"));
     }
 
     #[test]
