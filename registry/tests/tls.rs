@@ -123,13 +123,9 @@ async fn clients_need_the_ca_and_peers_need_a_cluster_certificate() {
         .list_services(pb::ListServicesRequest { read: consistent() })
         .await
         .expect_err("plaintext gRPC to a TLS port");
-    assert!(
-        matches!(
-            plain.code(),
-            tonic::Code::Unknown | tonic::Code::Unavailable
-        ),
-        "{plain:?}"
-    );
+    // Made by this side's transport (hung up on, or a TLS alert misread as h2): the
+    // server never answered.
+    assert!(std::error::Error::source(&plain).is_some(), "{plain:?}");
     wait_for("the plaintext attempt counted", || async {
         (refused(node, "api") > before).then_some(())
     })
@@ -293,7 +289,7 @@ async fn the_cli_over_tls_and_a_refused_peer_in_the_log() {
     assert_eq!(plain.status.code(), Some(1), "{}", text(&plain));
     let message = text(&plain);
     assert!(
-        message.contains("hung up") && message.contains("--ca-file"),
+        message.contains("failed") && message.contains("if the cluster uses TLS, pass --ca-file"),
         "{message}"
     );
     // A CA file that is not one is named before anything is sent.

@@ -4,7 +4,7 @@ use std::error::Error as _;
 
 use tonic::Status;
 
-use crate::classify::{classify, status_text, Failure};
+use crate::classify::{classify, status_text, Failure, Origin};
 use crate::endpoints::{display_addr, AddrError};
 use crate::lease::KeepAliveError;
 
@@ -80,20 +80,14 @@ fn rpc_text(addr: &str, status: &Status) -> String {
     if status.source().is_none() {
         return text;
     }
-    let hint = if addr.starts_with("http://") && closed_by_peer(&text) {
-        // What a TLS port does to a plaintext client: read garbage, hang up.
-        " (the node hung up: if the cluster uses TLS, pass --ca-file or set WAYMARK_CACERT)"
+    // A TLS port hangs up on a plaintext client, or answers with a TLS alert that h2
+    // misreads as a frame: either way a transport failure after connecting.
+    let hint = if addr.starts_with("http://") && classify(status).origin == Origin::Transport {
+        " (if the cluster uses TLS, pass --ca-file or set WAYMARK_CACERT)"
     } else {
         ""
     };
     format!("request to {} failed: {text}{hint}", display_addr(addr))
-}
-
-/// Whether a local transport error says the other side closed the connection.
-fn closed_by_peer(text: &str) -> bool {
-    ["broken pipe", "connection reset", "connection closed"]
-        .iter()
-        .any(|s| text.to_ascii_lowercase().contains(s))
 }
 
 /// `outer: inner: root` for an error and its sources, a cause that repeats the one
