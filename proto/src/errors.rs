@@ -48,10 +48,13 @@ pub enum Reason {
     /// The request conflicts with what exists and cannot succeed as it is (ACLs
     /// already bootstrapped).
     Conflict,
+    /// A per-caller limit (request rate, open watch streams) was reached; nothing was
+    /// done. Back off and retry on the same node.
+    ResourceExhausted,
 }
 
 impl Reason {
-    const ALL: [Reason; 14] = [
+    const ALL: [Reason; 15] = [
         Reason::NoLeader,
         Reason::LeaderUnavailable,
         Reason::Timeout,
@@ -66,6 +69,7 @@ impl Reason {
         Reason::Unauthenticated,
         Reason::PermissionDenied,
         Reason::Conflict,
+        Reason::ResourceExhausted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +88,7 @@ impl Reason {
             Reason::Unauthenticated => "UNAUTHENTICATED",
             Reason::PermissionDenied => "PERMISSION_DENIED",
             Reason::Conflict => "CONFLICT",
+            Reason::ResourceExhausted => "RESOURCE_EXHAUSTED",
         }
     }
 

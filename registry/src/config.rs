@@ -122,6 +122,9 @@ pub struct ServerConfig {
     /// API and mutual TLS on the Raft port. Absent: both plaintext.
     #[serde(default)]
     pub tls: Option<crate::tls::TlsConfig>,
+    /// Per-caller limits on the client API (`[limits]` table).
+    #[serde(default)]
+    pub limits: crate::limits::LimitsConfig,
     /// API address other nodes and clients should use; defaults to `api_addr`.
     #[serde(default)]
     pub advertise_api_addr: Option<String>,
@@ -198,6 +201,7 @@ impl ServerConfig {
             acl: crate::acl::AclConfig::default(),
             audit: crate::audit::AuditConfig::default(),
             tls: None,
+            limits: crate::limits::LimitsConfig::default(),
             advertise_api_addr: None,
             advertise_raft_addr: None,
             initial_cluster: Vec::new(),
@@ -324,6 +328,7 @@ impl ServerConfig {
         if self.watch_queue == 0 {
             bail!("invalid watch_queue: must be positive");
         }
+        self.limits.validate()?;
         if let Some(tls) = &self.tls {
             crate::tls::NodeTls::load(tls)?;
         }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dns_view;
 pub mod leader_loop;
 pub mod leader_timers;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod network;

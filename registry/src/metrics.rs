@@ -28,6 +28,9 @@ pub struct Metrics {
     /// TLS connections refused (failed or timed-out handshakes), per port.
     tls_refused_api: Counter,
     tls_refused_raft: Counter,
+    /// Calls refused by `[limits]`, per limit.
+    limited_rate: Counter,
+    limited_watch_streams: Counter,
     /// gRPC requests served on the client API, by (method, status code).
     grpc_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
@@ -44,6 +47,8 @@ impl Default for Metrics {
             log_entries_appended: Counter::default(),
             tls_refused_api: Counter::default(),
             tls_refused_raft: Counter::default(),
+            limited_rate: Counter::default(),
+            limited_watch_streams: Counter::default(),
             grpc_requests: Mutex::new(BTreeMap::new()),
         }
     }
@@ -92,6 +97,14 @@ impl Metrics {
         match port {
             crate::tls::incoming::Port::Api => self.tls_refused_api.inc(),
             crate::tls::incoming::Port::Raft => self.tls_refused_raft.inc(),
+        }
+    }
+
+    /// Counts a call refused by a limit: `"rate"` or `"watch_streams"`.
+    pub fn record_limited(&self, limit: &'static str) {
+        match limit {
+            "rate" => self.limited_rate.inc(),
+            _ => self.limited_watch_streams.inc(),
         }
     }
 
@@ -154,6 +167,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "waymark_tls_handshakes_refused_total{{port=\"{port}\"}} {}",
+                counter.get()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP waymark_requests_limited_total Client API calls refused RESOURCE_EXHAUSTED by a [limits] limit, by limit."
+        );
+        let _ = writeln!(out, "# TYPE waymark_requests_limited_total counter");
+        for (limit, counter) in [
+            ("rate", &self.limited_rate),
+            ("watch_streams", &self.limited_watch_streams),
+        ] {
+            let _ = writeln!(
+                out,
+                "waymark_requests_limited_total{{limit=\"{limit}\"}} {}",
                 counter.get()
             );
         }

@@ -15,6 +15,7 @@ use waymark_proto::pb;
 use crate::acl::AclConfig;
 use crate::audit::AuditLog;
 use crate::leader_timers::LeaderTimers;
+use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult};
 use crate::network::peers::PeerChannels;
@@ -155,6 +156,8 @@ pub struct Node {
     pub acl: AclConfig,
     /// Where accepted and refused writes are recorded (`[audit]`; off by default).
     pub audit: AuditLog,
+    /// Per-caller request rate and watch-stream limits (`[limits]`).
+    pub limits: Limits,
 }
 
 impl Node {
@@ -186,12 +189,19 @@ impl Node {
             backups: state_machine.backup_source(),
             acl: AclConfig::default(),
             audit: AuditLog::default(),
+            limits: Limits::new(LimitsConfig::default()),
         }
     }
 
     /// Sets how callers are authenticated and authorized (`[acl]`).
     pub fn with_acl(mut self, acl: AclConfig) -> Self {
         self.acl = acl;
+        self
+    }
+
+    /// Sets the per-caller limits (`[limits]`).
+    pub fn with_limits(mut self, limits: LimitsConfig) -> Self {
+        self.limits = Limits::new(limits);
         self
     }
 

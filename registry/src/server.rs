@@ -19,6 +19,7 @@ use crate::api::catalog_service::CatalogService;
 use crate::api::cluster_service::ClusterService;
 use crate::api::config_service::ConfigService;
 use crate::api::lease_service::LeaseService;
+use crate::api::rate_limit::RateLimitLayer;
 use crate::api::{standard, Tasks};
 use crate::audit::AuditLog;
 use crate::config::{LogFormat, ServerConfig};
@@ -33,6 +34,7 @@ use crate::store::snapshot_file::SnapshotDir;
 use crate::store::{open_db, snapshot_dir, LogStore, StateMachineStore};
 use crate::tls::incoming::{Port, TlsIncoming};
 use crate::tls::NodeTls;
+use tower_layer::{Identity, Stack};
 
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -74,7 +76,7 @@ impl Listeners {
 /// heartbeats, acks, responses) must not wait for Nagle / delayed ACK (~40 ms per
 /// round trip otherwise).
 async fn serve_grpc(
-    router: tonic::transport::server::Router,
+    router: tonic::transport::server::Router<Stack<RateLimitLayer, Identity>>,
     listener: TcpListener,
     tls: Option<(tokio_rustls::TlsAcceptor, Port)>,
     metrics: Arc<Metrics>,
@@ -246,7 +248,8 @@ async fn run_inner(
         )
         .with_unsafe_control(config.unsafe_control)
         .with_acl(config.acl.clone())
-        .with_audit(audit),
+        .with_audit(audit)
+        .with_limits(config.limits.clone()),
     );
     if !config.acl.enabled {
         tracing::warn!(
@@ -276,11 +279,13 @@ async fn run_inner(
     let raft_addr = listeners.raft.local_addr()?;
     let api_addr = listeners.api.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
-    let raft_router = tonic::transport::Server::builder().add_service(
-        pb::raft_server::RaftServer::new(RaftService::new(node.clone()))
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX),
-    );
+    let raft_router = tonic::transport::Server::builder()
+        .layer(RateLimitLayer::off())
+        .add_service(
+            pb::raft_server::RaftServer::new(RaftService::new(node.clone()))
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        );
     tasks.spawn(
         serve_grpc(
             raft_router,
@@ -292,24 +297,34 @@ async fn run_inner(
         .map(|r| r.context("serving the Raft transport"))
         .instrument(tracing::info_span!("raft_transport", %raft_addr)),
     );
+    // Every client API service decodes at most `[limits] max_request_bytes`.
+    let max_request = config.limits.max_request_bytes;
     let api_router = tonic::transport::Server::builder()
-        .add_service(pb::catalog_server::CatalogServer::new(CatalogService::new(
-            node.clone(),
-            requests.clone(),
-        )))
-        .add_service(pb::config_server::ConfigServer::new(ConfigService::new(
-            node.clone(),
-        )))
-        .add_service(pb::leases_server::LeasesServer::new(LeaseService::new(
-            node.clone(),
-            requests.clone(),
-        )))
-        .add_service(pb::cluster_server::ClusterServer::new(ClusterService::new(
-            node.clone(),
-        )))
-        .add_service(pb::acl_server::AclServer::new(AclService::new(
-            node.clone(),
-        )))
+        .max_concurrent_streams(Some(config.limits.max_concurrent_streams))
+        .layer(RateLimitLayer::new(node.clone()))
+        .add_service(
+            pb::catalog_server::CatalogServer::new(CatalogService::new(
+                node.clone(),
+                requests.clone(),
+            ))
+            .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::config_server::ConfigServer::new(ConfigService::new(node.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::leases_server::LeasesServer::new(LeaseService::new(node.clone(), requests.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::cluster_server::ClusterServer::new(ClusterService::new(node.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::acl_server::AclServer::new(AclService::new(node.clone()))
+                .max_decoding_message_size(max_request),
+        )
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);

@@ -13,8 +13,13 @@ use crate::node::Node;
 /// The secret a request presents, if any. A header that is there but unreadable is
 /// refused rather than treated as absent (it would fall back to the default policy).
 pub fn presented(metadata: &MetadataMap) -> Result<Option<String>, AclError> {
+    secret_in(metadata.as_ref())
+}
+
+/// `presented`, from the request's HTTP headers (for tower layers).
+pub fn secret_in(headers: &http::HeaderMap) -> Result<Option<String>, AclError> {
     let bad = |what: &str| AclError::Unauthenticated(format!("malformed {what} header"));
-    if let Some(v) = metadata.get("authorization") {
+    if let Some(v) = headers.get("authorization") {
         let v = v.to_str().map_err(|_| bad("authorization"))?;
         let secret = v
             .strip_prefix("Bearer ")
@@ -26,7 +31,7 @@ pub fn presented(metadata: &MetadataMap) -> Result<Option<String>, AclError> {
             })?;
         return Ok(Some(secret.trim().to_string()));
     }
-    if let Some(v) = metadata.get("x-waymark-token") {
+    if let Some(v) = headers.get("x-waymark-token") {
         let v = v.to_str().map_err(|_| bad("x-waymark-token"))?;
         return Ok(Some(v.trim().to_string()));
     }

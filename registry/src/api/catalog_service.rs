@@ -12,6 +12,7 @@ use super::errors::{respond, ApiError};
 use super::watch_stream::{self, WatchFilter, DEFAULT_PROGRESS_INTERVAL};
 use super::{auth, convert, read, Tasks};
 use crate::acl::Need;
+use crate::limits::Caller;
 use crate::model::{AclAccess, Command, Deregistered, Health, HealthOutcome, RegisterOutcome};
 use crate::node::{self, Node};
 
@@ -205,6 +206,7 @@ impl pb::catalog_server::Catalog for CatalogService {
         let result = async {
             let caller = auth::caller(&self.node, req.metadata()).await?;
             let secret = auth::presented(req.metadata())?;
+            let peer = req.remote_addr().map(|a| a.ip());
             let req = req.into_inner();
             let selection = WatchSelection::try_from(&req)?;
             // Named services must each be readable; watching everything (or a config
@@ -218,20 +220,31 @@ impl pb::catalog_server::Catalog for CatalogService {
             let interval =
                 waymark_proto::watch_selection::progress_interval(req.progress_interval_ms)?
                     .unwrap_or(DEFAULT_PROGRESS_INTERVAL);
+            // Counted against the caller until the stream's task ends.
+            let permit = self
+                .node
+                .limits
+                .open_watch(Caller::of(secret.as_deref(), peer))
+                .inspect_err(|_| self.node.metrics.record_limited("watch_streams"))
+                .map_err(|limited| ApiError::Limited(limited.to_string()))?;
             // Never serve "from N" from a state older than N.
             node::wait_for_index(&self.node, req.from_index).await?;
             let (tx, rx) = tokio::sync::mpsc::channel(16);
             let span = tracing::debug_span!("watch", from_index = req.from_index);
+            let stream = watch_stream::run(
+                self.node.clone(),
+                filter,
+                secret,
+                req.from_index,
+                interval,
+                tx,
+                self.tasks.shutdown.clone(),
+            );
             self.tasks.tracker.spawn(
-                watch_stream::run(
-                    self.node.clone(),
-                    filter,
-                    secret,
-                    req.from_index,
-                    interval,
-                    tx,
-                    self.tasks.shutdown.clone(),
-                )
+                async move {
+                    let _permit = permit;
+                    stream.await
+                }
                 .instrument(span),
             );
             Ok(ReceiverStream::new(rx))

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// The request cannot succeed as things are (ACLs already bootstrapped).
     #[error("{0}")]
     Conflict(String),
+    /// A per-caller limit refused the call (`[limits]`); nothing was done.
+    #[error("{0}")]
+    Limited(String),
 }
 
 impl ApiError {
@@ -143,6 +146,10 @@ pub fn status(node: &Node, e: impl Into<ApiError>) -> Status {
         ApiError::Conflict(_) => (
             Code::FailedPrecondition,
             ErrorDetail::new(Reason::Conflict, Retry::Never, Applied::No),
+        ),
+        ApiError::Limited(_) => (
+            Code::ResourceExhausted,
+            ErrorDetail::new(Reason::ResourceExhausted, Retry::Here, Applied::No),
         ),
     };
     let detail = if detail.leader_id.is_some() {

@@ -12,6 +12,7 @@ pub mod config_service;
 pub mod convert;
 pub mod errors;
 pub mod lease_service;
+pub mod rate_limit;
 pub mod standard;
 pub mod watch_stream;
 
