@@ -200,18 +200,28 @@ fn b64_json(part: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// A claim for a message: JSON text, cut short (it comes from the caller).
-fn shown(v: Option<&Value>) -> String {
-    let Some(v) = v else {
-        return "absent".into();
-    };
-    let mut s = v.to_string();
-    if s.len() > 128 {
-        let mut cut = 128;
+/// `s` cut to at most `max` bytes, on a character boundary (claims are the caller's
+/// text: they are cut before they go into messages or token descriptions).
+pub fn shorten(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
         s.truncate(cut);
+    }
+    s
+}
+
+/// A claim for a message: JSON text, cut short.
+fn shown(v: Option<&Value>) -> String {
+    let Some(v) = v else {
+        return "absent".into();
+    };
+    let text = v.to_string();
+    let long = text.len() > 128;
+    let mut s = shorten(text, 128);
+    if long {
         s.push('…');
     }
     s

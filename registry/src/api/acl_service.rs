@@ -140,7 +140,7 @@ impl AclService {
         let (token, secret, index) = self
             .create(
                 AclCommand::CreateToken,
-                truncate(description, checks::MAX_DESCRIPTION_LEN),
+                jwt::shorten(description, checks::MAX_DESCRIPTION_LEN),
                 policies,
                 Some(expires),
                 TokenOrigin::Login(method.name.clone()),
@@ -154,18 +154,6 @@ impl AclService {
             index,
         })
     }
-}
-
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 #[tonic::async_trait]

@@ -805,7 +805,7 @@ fn expires_text(unix_ms: u64) -> String {
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| duration_to_ms(d));
+        .map_or(0, duration_to_ms);
     if unix_ms <= now {
         format!("expired ({unix_ms} unix ms)")
     } else {
