@@ -125,6 +125,14 @@ impl AclService {
                 rules.len()
             )));
         }
+        if policies.len() > checks::MAX_TOKEN_POLICIES {
+            return Err(refused(format!(
+                "the binding rules of auth method {:?} grant {} policies to this JWT; a token carries at most {}",
+                method.name,
+                policies.len(),
+                checks::MAX_TOKEN_POLICIES
+            )));
+        }
         // Short-lived: the method's TTL, and never past the JWT's own expiry.
         let expires = (now + config.max_token_ttl_ms).min(verified.exp_unix_ms);
         if expires <= now {
