@@ -1,5 +1,7 @@
 //! Validation of ACL requests: policy names and rules, token descriptions, policy
-//! lists and TTLs. The registry runs the same checks on commands entering its log.
+//! lists and TTLs, auth methods, binding rules (their selectors: `selector.rs`) and
+//! logins. The registry runs the same checks on commands entering its log (and, for
+//! an auth method's keys, parses them with its JWT library on top).
 
 use crate::pb;
 use crate::validate::{check_dns_label, ValidationError};
@@ -16,6 +18,28 @@ pub const MAX_RULE_NAME_LEN: usize = 512;
 pub const MIN_TOKEN_TTL_MS: u64 = 1_000;
 /// The built-in policy with every right.
 pub const GLOBAL_MANAGEMENT: &str = "global-management";
+/// The one auth method type.
+pub const AUTH_METHOD_JWT: &str = "jwt";
+/// Longest issuer or audience, in bytes.
+pub const MAX_ISSUER_LEN: usize = 512;
+/// Most audiences on one auth method.
+pub const MAX_AUDIENCES: usize = 16;
+/// Longest JWKS document, in bytes.
+pub const MAX_JWKS_LEN: usize = 64 * 1024;
+/// Most PEM public keys on one auth method.
+pub const MAX_PUBLIC_KEYS: usize = 16;
+/// Longest PEM public key, in bytes.
+pub const MAX_PUBLIC_KEY_LEN: usize = 16 * 1024;
+/// A login token's life when the method does not say.
+pub const DEFAULT_MAX_TOKEN_TTL_MS: u64 = 3_600_000;
+/// Longest `max_token_ttl_ms` (logins are for short-lived tokens).
+pub const MAX_MAX_TOKEN_TTL_MS: u64 = 86_400_000;
+/// Clock skew allowed on `exp` and `nbf` when the method does not say.
+pub const DEFAULT_CLOCK_SKEW_MS: u64 = 10_000;
+/// Most clock skew a method may allow.
+pub const MAX_CLOCK_SKEW_MS: u64 = 300_000;
+/// Longest JWT a login may present, in bytes.
+pub const MAX_JWT_LEN: usize = 16 * 1024;
 
 /// A policy name: a DNS label.
 pub fn check_policy_name(field: &str, name: &str) -> Result<(), ValidationError> {
@@ -171,6 +195,15 @@ pub fn check_create_token(req: &pb::CreateTokenRequest) -> Result<(), Validation
 
 /// An accessor id named in a request: 32 lowercase hex digits.
 pub fn check_accessor_id(id: &str) -> Result<(), ValidationError> {
+    check_hex_id("accessor_id", id)
+}
+
+/// A binding rule id named in a request: 32 lowercase hex digits.
+pub fn check_binding_rule_id(id: &str) -> Result<(), ValidationError> {
+    check_hex_id("id", id)
+}
+
+fn check_hex_id(field: &str, id: &str) -> Result<(), ValidationError> {
     if id.len() == 32
         && id
             .bytes()
@@ -179,9 +212,137 @@ pub fn check_accessor_id(id: &str) -> Result<(), ValidationError> {
         return Ok(());
     }
     Err(ValidationError::new(
-        "accessor_id",
+        field,
         format!("must be 32 lowercase hex digits (got {id:?})"),
     ))
+}
+
+/// An auth method name: a DNS label.
+pub fn check_auth_method_name(field: &str, name: &str) -> Result<(), ValidationError> {
+    check_dns_label(field, name)
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if value.len() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} bytes (got {})", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// An auth method write: name, type "jwt", issuer, audiences, at least one key,
+/// and bounded TTL and skew (0 = the defaults). The keys' shape only: the registry
+/// also parses them before proposing.
+pub fn check_put_auth_method(req: &pb::PutAuthMethodRequest) -> Result<(), ValidationError> {
+    let Some(m) = &req.method else {
+        return Err(ValidationError::new("method", "is required"));
+    };
+    check_auth_method_name("method.name", &m.name)?;
+    if m.r#type != AUTH_METHOD_JWT {
+        return Err(ValidationError::new(
+            "method.type",
+            format!("must be \"jwt\" (got {:?})", m.r#type),
+        ));
+    }
+    check_description(&m.description)
+        .map_err(|e| ValidationError::new("method.description", e.rule))?;
+    check_text("method.issuer", &m.issuer, MAX_ISSUER_LEN)?;
+    if m.audiences.is_empty() || m.audiences.len() > MAX_AUDIENCES {
+        return Err(ValidationError::new(
+            "method.audiences",
+            format!(
+                "1 to {MAX_AUDIENCES} audiences (got {}): a JWT must be meant for Waymark",
+                m.audiences.len()
+            ),
+        ));
+    }
+    for (i, aud) in m.audiences.iter().enumerate() {
+        let field = format!("method.audiences[{i}]");
+        check_text(&field, aud, MAX_ISSUER_LEN)?;
+        if m.audiences[..i].contains(aud) {
+            return Err(ValidationError::new(
+                field,
+                format!("duplicate audience {aud:?}"),
+            ));
+        }
+    }
+    if m.jwks.len() > MAX_JWKS_LEN {
+        return Err(ValidationError::new(
+            "method.jwks",
+            format!(
+                "must be at most {MAX_JWKS_LEN} bytes (got {})",
+                m.jwks.len()
+            ),
+        ));
+    }
+    if m.public_keys.len() > MAX_PUBLIC_KEYS {
+        return Err(ValidationError::new(
+            "method.public_keys",
+            format!("at most {MAX_PUBLIC_KEYS} (got {})", m.public_keys.len()),
+        ));
+    }
+    for (i, key) in m.public_keys.iter().enumerate() {
+        check_text(&format!("method.public_keys[{i}]"), key, MAX_PUBLIC_KEY_LEN)?;
+    }
+    if m.jwks.trim().is_empty() && m.public_keys.is_empty() {
+        return Err(ValidationError::new(
+            "method.jwks",
+            "a JWT method needs keys: a JWKS document or at least one PEM public key",
+        ));
+    }
+    let ttl = m.max_token_ttl_ms;
+    if ttl != 0 && !(MIN_TOKEN_TTL_MS..=MAX_MAX_TOKEN_TTL_MS).contains(&ttl) {
+        return Err(ValidationError::new(
+            "method.max_token_ttl_ms",
+            format!(
+                "must be 0 (the default, {DEFAULT_MAX_TOKEN_TTL_MS}) or {MIN_TOKEN_TTL_MS}-{MAX_MAX_TOKEN_TTL_MS} (got {ttl})"
+            ),
+        ));
+    }
+    if m.clock_skew_ms > MAX_CLOCK_SKEW_MS {
+        return Err(ValidationError::new(
+            "method.clock_skew_ms",
+            format!(
+                "must be at most {MAX_CLOCK_SKEW_MS} (got {})",
+                m.clock_skew_ms
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A binding rule: its method, a selector that parses, the policies it grants.
+pub fn check_create_binding_rule(
+    req: &pb::CreateBindingRuleRequest,
+) -> Result<(), ValidationError> {
+    check_auth_method_name("method", &req.method)?;
+    crate::selector::Selector::parse(&req.selector)
+        .map_err(|rule| ValidationError::new("selector", rule))?;
+    check_token_policies(&req.policies)?;
+    check_description(&req.description)
+}
+
+/// A login: a method name and a JWT of sane size (its content is the verifier's).
+pub fn check_login(req: &pb::LoginRequest) -> Result<(), ValidationError> {
+    check_auth_method_name("method", &req.method)?;
+    if req.jwt.is_empty() {
+        return Err(ValidationError::new("jwt", "must not be empty"));
+    }
+    if req.jwt.len() > MAX_JWT_LEN {
+        return Err(ValidationError::new(
+            "jwt",
+            format!(
+                "must be at most {MAX_JWT_LEN} bytes (got {})",
+                req.jwt.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -228,5 +389,100 @@ mod tests {
             ..Default::default()
         };
         assert!(check_put_policy(&builtin).is_err());
+    }
+
+    fn method() -> pb::AclAuthMethod {
+        pb::AclAuthMethod {
+            name: "ci".into(),
+            r#type: "jwt".into(),
+            issuer: "https://ci.example".into(),
+            audiences: vec!["waymark".into()],
+            jwks: r#"{"keys":[]}"#.into(),
+            ..Default::default()
+        }
+    }
+
+    fn put(m: pb::AclAuthMethod) -> Result<(), ValidationError> {
+        check_put_auth_method(&pb::PutAuthMethodRequest { method: Some(m) })
+    }
+
+    #[test]
+    fn auth_methods_name_the_field_they_break() {
+        assert_eq!(put(method()), Ok(()));
+        for (field, change) in [
+            (
+                "method.name",
+                Box::new(|m: &mut pb::AclAuthMethod| m.name = "CI".into())
+                    as Box<dyn Fn(&mut pb::AclAuthMethod)>,
+            ),
+            (
+                "method.type",
+                Box::new(|m: &mut pb::AclAuthMethod| m.r#type = "oidc".into()),
+            ),
+            (
+                "method.issuer",
+                Box::new(|m: &mut pb::AclAuthMethod| m.issuer.clear()),
+            ),
+            (
+                "method.audiences",
+                Box::new(|m: &mut pb::AclAuthMethod| m.audiences.clear()),
+            ),
+            (
+                "method.audiences[1]",
+                Box::new(|m: &mut pb::AclAuthMethod| m.audiences.push("waymark".into())),
+            ),
+            (
+                "method.jwks",
+                Box::new(|m: &mut pb::AclAuthMethod| m.jwks.clear()),
+            ),
+            (
+                "method.max_token_ttl_ms",
+                Box::new(|m: &mut pb::AclAuthMethod| m.max_token_ttl_ms = 10),
+            ),
+            (
+                "method.clock_skew_ms",
+                Box::new(|m: &mut pb::AclAuthMethod| m.clock_skew_ms = MAX_CLOCK_SKEW_MS + 1),
+            ),
+        ] {
+            let mut m = method();
+            change(&mut m);
+            assert_eq!(put(m).unwrap_err().field, field);
+        }
+        let e = check_put_auth_method(&pb::PutAuthMethodRequest { method: None }).unwrap_err();
+        assert_eq!(e.field, "method");
+    }
+
+    #[test]
+    fn binding_rules_and_logins() {
+        let rule = pb::CreateBindingRuleRequest {
+            method: "ci".into(),
+            selector: "service=web".into(),
+            policies: vec!["web".into()],
+            description: String::new(),
+        };
+        assert_eq!(check_create_binding_rule(&rule), Ok(()));
+        let bad = pb::CreateBindingRuleRequest {
+            selector: "service =".into(),
+            ..rule.clone()
+        };
+        assert_eq!(
+            check_create_binding_rule(&bad).unwrap_err().field,
+            "selector"
+        );
+        let bad = pb::CreateBindingRuleRequest {
+            policies: vec![],
+            ..rule
+        };
+        assert_eq!(
+            check_create_binding_rule(&bad).unwrap_err().field,
+            "policies"
+        );
+        assert!(check_binding_rule_id(&"0".repeat(32)).is_ok());
+        assert_eq!(check_binding_rule_id("x").unwrap_err().field, "id");
+        let login = pb::LoginRequest {
+            method: "ci".into(),
+            jwt: String::new(),
+        };
+        assert_eq!(check_login(&login).unwrap_err().field, "jwt");
     }
 }

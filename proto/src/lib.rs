@@ -5,6 +5,7 @@ pub mod acl;
 pub mod config_key;
 pub mod errors;
 pub mod mesh;
+pub mod selector;
 pub mod validate;
 pub mod watch_selection;
 

@@ -89,6 +89,12 @@ impl AuditEntry<'_> {
         let _ = self.accessor.set(authorizer.accessor.clone());
     }
 
+    /// Records the token a login created as the line's accessor (a login presents
+    /// no token of its own).
+    pub fn created(&self, accessor_id: &str) {
+        let _ = self.accessor.set(Some(accessor_id.to_string()));
+    }
+
     /// Appends the line for `response` and hands it back. `index` reads the log
     /// index an accepted write was committed at.
     pub fn finish<T>(

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::dig::dig;
 use common::*;
 use futures::StreamExt;
-use tonic::{Code, Request};
+use tonic::Code;
 use waymark_proto::errors::{ErrorDetail, Reason};
 use waymark_proto::pb;
 use waymark_registry::acl::{AclConfig, DefaultPolicy};
@@ -25,13 +25,6 @@ fn deny() -> AclConfig {
         default_policy: DefaultPolicy::Deny,
         dns_token: None,
     }
-}
-
-fn authed<T>(msg: T, secret: &str) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
-    req
 }
 
 fn reason(status: &tonic::Status) -> Reason {

@@ -1,14 +1,17 @@
 //! `waymark acl …` as an operator runs it, against a three-node cluster with
 //! `default_policy = "deny"`: bootstrap once, a policy from `--rule` text, a token
 //! carrying it used through `WAYMARK_TOKEN`, `whoami`, listing without secrets, and a
-//! deleted token refused. Every step is the real `waymark` binary.
+//! deleted token refused; and a CI job's JWT login (`acl auth-method create` from a
+//! JWKS file, `acl binding-rule create`, `acl login --jwt FILE`). Every step is the
+//! real `waymark` binary.
 
 mod common;
 
 use std::process::{Command, Output};
 
+use common::jwt::{claims, Issuer};
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use waymark_registry::acl::{AclConfig, DefaultPolicy};
 
 /// Runs `waymark ARGS --addr ADDR` with `token` (if any) in `WAYMARK_TOKEN`, off the
@@ -183,5 +186,165 @@ async fn an_operator_bootstraps_and_hands_out_a_scoped_token() {
     assert!(err.contains("UNAUTHENTICATED"), "{err}");
     let gone = ok(&addr, m, &["acl", "token", "delete", &web_accessor]).await;
     assert!(gone.contains("nothing removed"), "{gone}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ci_job_exchanges_its_jwt_for_a_short_lived_token() {
+    let cluster = TestCluster::start(3, |c| {
+        c.acl = AclConfig {
+            enabled: true,
+            default_policy: DefaultPolicy::Deny,
+            dns_token: None,
+        }
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let addr = cluster.node(leader).config.api_addr.clone();
+    let files = tempfile::tempdir().unwrap();
+    let file = |name: &str, content: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+
+    let boot = json(&addr, None, &["acl", "bootstrap"]).await;
+    let management = boot["secret"].as_str().unwrap().to_string();
+    let m = Some(management.as_str());
+    ok(
+        &addr,
+        m,
+        &[
+            "acl",
+            "policy",
+            "create",
+            "web-writer",
+            "--rule",
+            "service:web:write",
+        ],
+    )
+    .await;
+    let key = Issuer::es256("ci-1");
+    let jwks = file("jwks.json", &key.jwks());
+    let pem = file("ci.pem", &key.public_pem());
+    let written = ok(
+        &addr,
+        m,
+        &[
+            "acl",
+            "auth-method",
+            "create",
+            "ci",
+            "--issuer",
+            "https://ci.example",
+            "--audience",
+            "waymark",
+            "--jwks-file",
+            &jwks,
+            "--public-key-file",
+            &pem,
+            "--max-token-ttl",
+            "10m",
+        ],
+    )
+    .await;
+    assert!(written.contains("wrote auth method ci"), "{written}");
+    let method = json(&addr, m, &["acl", "auth-method", "read", "ci"]).await;
+    assert_eq!(method["method"]["max_token_ttl_ms"], 600_000);
+    assert_eq!(method["method"]["public_keys"].as_array().unwrap().len(), 1);
+    let rule = json(
+        &addr,
+        m,
+        &[
+            "acl",
+            "binding-rule",
+            "create",
+            "--method",
+            "ci",
+            "--selector",
+            "service=web and groups contains builders",
+            "--policy",
+            "web-writer",
+        ],
+    )
+    .await;
+    let rule_id = rule["rule"]["id"].as_str().unwrap().to_string();
+    let listed = ok(&addr, m, &["acl", "binding-rule", "list", "--method", "ci"]).await;
+    assert!(
+        listed.contains(&rule_id) && listed.contains("groups contains builders"),
+        "{listed}"
+    );
+
+    // The job's JWT, from a file; no token is needed to log in.
+    let good = key.sign(&claims(
+        "https://ci.example",
+        "waymark",
+        600,
+        json!({"sub": "pipeline-9", "service": "web", "groups": ["builders"]}),
+    ));
+    let jwt = file("job.jwt", &format!("{good}\n"));
+    let text = ok(
+        &addr,
+        None,
+        &["acl", "login", "--method", "ci", "--jwt", &jwt],
+    )
+    .await;
+    for word in [
+        "accessor",
+        "secret",
+        "policies",
+        "web-writer",
+        "expires",
+        "in ",
+    ] {
+        assert!(text.contains(word), "{word}: {text}");
+    }
+    let login = json(
+        &addr,
+        None,
+        &["acl", "login", "--method", "ci", "--jwt", &jwt],
+    )
+    .await;
+    assert_eq!(login["token"]["policies"], json!(["web-writer"]));
+    assert_eq!(login["token"]["origin"], "login:ci");
+    assert!(login["token"]["expires_at_unix_ms"].as_u64().is_some());
+    let secret = login["secret"].as_str().unwrap().to_string();
+    let out = ok(
+        &addr,
+        Some(secret.as_str()),
+        &strs(&register("web", "web-1")),
+    )
+    .await;
+    assert!(out.contains("web/web-1"), "{out}");
+    let denied = refused(
+        &addr,
+        Some(secret.as_str()),
+        &strs(&register("api", "api-1")),
+    )
+    .await;
+    assert!(denied.contains("PERMISSION_DENIED"), "{denied}");
+
+    // An expired JWT is refused, and the CLI says why.
+    let expired = file(
+        "old.jwt",
+        &key.sign(&claims(
+            "https://ci.example",
+            "waymark",
+            -300,
+            json!({"service": "web", "groups": ["builders"]}),
+        )),
+    );
+    let err = refused(
+        &addr,
+        None,
+        &["acl", "login", "--method", "ci", "--jwt", &expired],
+    )
+    .await;
+    assert!(
+        err.contains("UNAUTHENTICATED") && err.contains("JWT expired"),
+        "{err}"
+    );
+    let gone = ok(&addr, m, &["acl", "auth-method", "delete", "ci"]).await;
+    assert!(gone.contains("1 binding rule(s) deleted"), "{gone}");
     cluster.shutdown().await;
 }

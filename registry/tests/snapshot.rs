@@ -140,6 +140,26 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
     })
     .await
     .unwrap();
+    acl.put_auth_method(pb::PutAuthMethodRequest {
+        method: Some(pb::AclAuthMethod {
+            name: "ci".into(),
+            r#type: "jwt".into(),
+            issuer: "https://ci.example".into(),
+            audiences: vec!["waymark".into()],
+            jwks: common::jwt::Issuer::es256("k").jwks(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    acl.create_binding_rule(pb::CreateBindingRuleRequest {
+        method: "ci".into(),
+        selector: "service=api".into(),
+        policies: vec!["api-read".into()],
+        description: String::new(),
+    })
+    .await
+    .unwrap();
     for i in 0..30 {
         let mut r = registration("api", &format!("i-{i:02}"), 9000);
         if i % 2 == 0 {
@@ -177,7 +197,8 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
     })
     .await;
     // The snapshot carried each kind: leases (the instances under one still say so),
-    // config entries, ACL tokens, policies and the bootstrap marker.
+    // config entries, ACL tokens, policies, the bootstrap marker, auth methods and
+    // binding rules (which name their method).
     let mut config4_client = pb::config_client::ConfigClient::new(channel(&api).await);
     let listed = config4_client
         .list(pb::ListConfigRequest {
@@ -213,6 +234,16 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
         .unwrap()
         .into_inner();
     assert_eq!(policies.policies.len(), 1);
+    let rules = acl4
+        .list_binding_rules(pb::ListBindingRulesRequest {
+            method: "ci".into(),
+            read: stale(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rules.rules.len(), 1);
+    assert_eq!(rules.rules[0].selector, "service=api");
 
     // Restarted on its data dir, node 4 comes back to the same state.
     cluster.stop(4).await;

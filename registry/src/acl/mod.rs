@@ -1,8 +1,12 @@
 //! Access control: the `[acl]` settings, who a caller is (`resolve`: the presented
 //! secret → its token → an `Authorizer` built from its policies), and what that
-//! authorizer allows. Pure: it reads a catalog it is handed; the API edge
-//! (`api/auth.rs`) takes the token from the request and turns refusals into statuses.
+//! authorizer allows; for logins, JWT verification (`jwt.rs`) and binding rules
+//! (`binding.rs`). Pure: it reads a catalog it is handed; the API edge
+//! (`api/auth.rs`, `api/acl_service.rs`) takes the token or JWT from the request and
+//! turns refusals into statuses.
 
+pub mod binding;
+pub mod jwt;
 pub mod rules;
 pub mod secret;
 

@@ -1,6 +1,8 @@
-//! The `Acl` gRPC service: bootstrap, tokens and policies. Secrets are made here, on
-//! the node that receives the request (randomness stays out of apply); only their
-//! hashes enter the log, and the secret is returned once, to the caller.
+//! The `Acl` gRPC service: bootstrap, tokens, policies, auth methods, binding rules
+//! and login. Secrets (and binding rule ids) are made here, on the node that receives
+//! the request (randomness stays out of apply); only their hashes enter the log, and
+//! the secret is returned once, to the caller. A login's JWT is verified here too,
+//! before anything is proposed (apply never sees a JWT or a clock).
 
 use std::sync::Arc;
 
@@ -9,11 +11,12 @@ use waymark_proto::{acl as checks, pb};
 
 use super::errors::{respond, ApiError};
 use super::{auth, convert, read};
-use crate::acl::{self, secret, Need};
+use crate::acl::{self, binding, jwt, secret, AclError, Need};
 use crate::audit::AuditEntry;
 use crate::model::{
-    AclAccess, AclCommand, AclDeleted, AclResource, Command, NewToken, PolicyWritten, TokenOrigin,
-    TokenOutcome, GLOBAL_MANAGEMENT,
+    AclAccess, AclCommand, AclDeleted, AclResource, AuthMethodConfig, AuthMethodDeleted,
+    AuthMethodWritten, BindingRuleOutcome, Command, NewBindingRule, NewToken, PolicyWritten,
+    TokenOrigin, TokenOutcome, GLOBAL_MANAGEMENT,
 };
 use crate::node::Node;
 
@@ -82,6 +85,82 @@ impl AclService {
                 "a token with this accessor id already exists; try again".into(),
             )),
         }
+    }
+
+    /// A login: the method and its rules as committed (a read barrier, so a method
+    /// written a moment ago on another node counts), the JWT verified and matched
+    /// here, then one token creation through the log.
+    async fn login_with_jwt(
+        &self,
+        req: pb::LoginRequest,
+        audit: &AuditEntry<'_>,
+    ) -> Result<pb::LoginResponse, ApiError> {
+        checks::check_login(&req)?;
+        let (found, meta) = read(&self.node, None, |c| {
+            c.auth_method(&req.method).cloned().map(|m| {
+                let rules: Vec<_> = c.binding_rules_of(&req.method).cloned().collect();
+                (m, rules)
+            })
+        })
+        .await?;
+        let Some((method, rules)) = found else {
+            return Err(ApiError::NotFound(format!(
+                "auth method {:?} not found (at index {})",
+                req.method, meta.index
+            )));
+        };
+        let AuthMethodConfig::Jwt(config) = &method.config;
+        let refused = |why: String| -> ApiError {
+            tracing::info!(method = %method.name, reason = %why, "login refused");
+            AclError::Unauthenticated(format!("login refused: {why}")).into()
+        };
+        let now = acl::now_unix_ms();
+        let verified =
+            jwt::verify(&method.name, config, &req.jwt, now).map_err(|r| refused(r.to_string()))?;
+        let policies = binding::bound_policies(&rules, &verified.claims);
+        if policies.is_empty() {
+            return Err(refused(format!(
+                "the JWT is valid, but no binding rule of auth method {:?} matched its claims ({} rule(s) checked)",
+                method.name,
+                rules.len()
+            )));
+        }
+        if policies.len() > checks::MAX_TOKEN_POLICIES {
+            return Err(refused(format!(
+                "the binding rules of auth method {:?} grant {} policies to this JWT; a token carries at most {}",
+                method.name,
+                policies.len(),
+                checks::MAX_TOKEN_POLICIES
+            )));
+        }
+        // Short-lived: the method's TTL, and never past the JWT's own expiry.
+        let expires = (now + config.max_token_ttl_ms).min(verified.exp_unix_ms);
+        if expires <= now {
+            return Err(refused(
+                "the JWT expires within the allowed clock skew: its token would be born expired"
+                    .into(),
+            ));
+        }
+        let mut description = format!("login via {}", method.name);
+        if let Some(sub) = verified.subject() {
+            description.push_str(&format!(" (sub {sub})"));
+        }
+        let (token, secret, index) = self
+            .create(
+                AclCommand::CreateToken,
+                jwt::shorten(description, checks::MAX_DESCRIPTION_LEN),
+                policies,
+                Some(expires),
+                TokenOrigin::Login(method.name.clone()),
+            )
+            .await?;
+        audit.created(&token.accessor_id);
+        tracing::info!(method = %method.name, accessor = %token.accessor_id, index, "login");
+        Ok(pb::LoginResponse {
+            token: Some(token),
+            secret,
+            index,
+        })
     }
 }
 
@@ -328,5 +407,198 @@ impl pb::acl_server::Acl for AclService {
         }
         .await;
         respond(&self.node, "AclWhoAmI", result)
+    }
+    async fn put_auth_method(
+        &self,
+        req: Request<pb::PutAuthMethodRequest>,
+    ) -> Result<Response<pb::PutAuthMethodResponse>, Status> {
+        let audit = self.node.audit.begin("AclPutAuthMethod", req.remote_addr());
+        let result = async {
+            self.require_write(req.metadata(), &audit).await?;
+            let req = req.into_inner();
+            checks::check_put_auth_method(&req)?;
+            let wire = req.method.unwrap_or_default();
+            jwt::Keys::parse(&wire.jwks, &wire.public_keys)?;
+            let cmd = Command::Acl(AclCommand::PutAuthMethod(convert::auth_method_spec(&wire)));
+            let written = self.node.propose::<AuthMethodWritten>(cmd).await?;
+            Ok(pb::PutAuthMethodResponse {
+                method: Some(convert::acl_auth_method(&written.outcome.0)),
+                index: written.index,
+            })
+        }
+        .await;
+        audit.finish(respond(&self.node, "AclPutAuthMethod", result), |r| r.index)
+    }
+
+    async fn read_auth_method(
+        &self,
+        req: Request<pb::ReadAuthMethodRequest>,
+    ) -> Result<Response<pb::ReadAuthMethodResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Read).await?;
+            let req = req.into_inner();
+            checks::check_auth_method_name("name", &req.name)?;
+            let (found, meta) = read(&self.node, req.read, |c| {
+                c.auth_method(&req.name).map(convert::acl_auth_method)
+            })
+            .await?;
+            match found {
+                Some(method) => Ok(pb::ReadAuthMethodResponse {
+                    method: Some(method),
+                    meta: Some(meta),
+                }),
+                None => Err(ApiError::NotFound(format!(
+                    "auth method {:?} not found (at index {})",
+                    req.name, meta.index
+                ))),
+            }
+        }
+        .await;
+        respond(&self.node, "AclReadAuthMethod", result)
+    }
+
+    async fn list_auth_methods(
+        &self,
+        req: Request<pb::ListAuthMethodsRequest>,
+    ) -> Result<Response<pb::ListAuthMethodsResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Read).await?;
+            let (methods, meta) = read(&self.node, req.into_inner().read, |c| {
+                c.auth_methods().map(convert::acl_auth_method).collect()
+            })
+            .await?;
+            Ok(pb::ListAuthMethodsResponse {
+                methods,
+                meta: Some(meta),
+            })
+        }
+        .await;
+        respond(&self.node, "AclListAuthMethods", result)
+    }
+
+    async fn delete_auth_method(
+        &self,
+        req: Request<pb::DeleteAuthMethodRequest>,
+    ) -> Result<Response<pb::DeleteAuthMethodResponse>, Status> {
+        let audit = self
+            .node
+            .audit
+            .begin("AclDeleteAuthMethod", req.remote_addr());
+        let result = async {
+            self.require_write(req.metadata(), &audit).await?;
+            let req = req.into_inner();
+            checks::check_auth_method_name("name", &req.name)?;
+            let cmd = Command::Acl(AclCommand::DeleteAuthMethod { name: req.name });
+            let written = self.node.propose::<AuthMethodDeleted>(cmd).await?;
+            Ok(pb::DeleteAuthMethodResponse {
+                removed: written.outcome.removed,
+                binding_rules_removed: written.outcome.binding_rules_removed,
+                index: written.index,
+            })
+        }
+        .await;
+        audit.finish(respond(&self.node, "AclDeleteAuthMethod", result), |r| {
+            r.index
+        })
+    }
+
+    async fn create_binding_rule(
+        &self,
+        req: Request<pb::CreateBindingRuleRequest>,
+    ) -> Result<Response<pb::CreateBindingRuleResponse>, Status> {
+        let audit = self
+            .node
+            .audit
+            .begin("AclCreateBindingRule", req.remote_addr());
+        let result = async {
+            self.require_write(req.metadata(), &audit).await?;
+            let req = req.into_inner();
+            checks::check_create_binding_rule(&req)?;
+            let cmd = Command::Acl(AclCommand::CreateBindingRule(NewBindingRule {
+                id: secret::new_accessor_id(),
+                description: req.description,
+                method: req.method,
+                selector: req.selector,
+                policies: req.policies,
+            }));
+            let written = self.node.propose::<BindingRuleOutcome>(cmd).await?;
+            match written.outcome {
+                BindingRuleOutcome::Created(rule) => Ok(pb::CreateBindingRuleResponse {
+                    rule: Some(convert::acl_binding_rule(&rule)),
+                    index: written.index,
+                }),
+                BindingRuleOutcome::UnknownMethod(name) => Err(ApiError::NotFound(format!(
+                    "auth method {name:?} does not exist (at index {}); create it first",
+                    written.index
+                ))),
+                BindingRuleOutcome::Duplicate => Err(ApiError::Conflict(
+                    "a binding rule with this id already exists; try again".into(),
+                )),
+            }
+        }
+        .await;
+        audit.finish(respond(&self.node, "AclCreateBindingRule", result), |r| {
+            r.index
+        })
+    }
+
+    async fn list_binding_rules(
+        &self,
+        req: Request<pb::ListBindingRulesRequest>,
+    ) -> Result<Response<pb::ListBindingRulesResponse>, Status> {
+        let result = async {
+            self.require(req.metadata(), AclAccess::Read).await?;
+            let req = req.into_inner();
+            if !req.method.is_empty() {
+                checks::check_auth_method_name("method", &req.method)?;
+            }
+            let (rules, meta) = read(&self.node, req.read, |c| {
+                c.binding_rules()
+                    .filter(|r| req.method.is_empty() || r.method == req.method)
+                    .map(convert::acl_binding_rule)
+                    .collect()
+            })
+            .await?;
+            Ok(pb::ListBindingRulesResponse {
+                rules,
+                meta: Some(meta),
+            })
+        }
+        .await;
+        respond(&self.node, "AclListBindingRules", result)
+    }
+
+    async fn delete_binding_rule(
+        &self,
+        req: Request<pb::DeleteBindingRuleRequest>,
+    ) -> Result<Response<pb::DeleteBindingRuleResponse>, Status> {
+        let audit = self
+            .node
+            .audit
+            .begin("AclDeleteBindingRule", req.remote_addr());
+        let result = async {
+            self.require_write(req.metadata(), &audit).await?;
+            let req = req.into_inner();
+            checks::check_binding_rule_id(&req.id)?;
+            let cmd = Command::Acl(AclCommand::DeleteBindingRule { id: req.id });
+            let written = self.node.propose::<AclDeleted>(cmd).await?;
+            Ok(pb::DeleteBindingRuleResponse {
+                removed: written.outcome.removed,
+                index: written.index,
+            })
+        }
+        .await;
+        audit.finish(respond(&self.node, "AclDeleteBindingRule", result), |r| {
+            r.index
+        })
+    }
+
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let audit = self.node.audit.begin("AclLogin", req.remote_addr());
+        let result = self.login_with_jwt(req.into_inner(), &audit).await;
+        audit.finish(respond(&self.node, "AclLogin", result), |r| r.index)
     }
 }

@@ -10,7 +10,7 @@ use waymark_proto::{
 };
 
 use super::convert;
-use crate::model::{AclCommand, Command, ConfigCommand, NewToken};
+use crate::model::{AclCommand, AuthMethodConfig, Command, ConfigCommand, NewToken};
 
 /// Longest reason an `EndLease` or `DeleteToken` may carry, in bytes.
 const MAX_REASON_LEN: usize = 128;
@@ -107,6 +107,34 @@ fn check_acl_command(cmd: &AclCommand) -> Result<(), ValidationError> {
             rules: rules.iter().map(convert::acl_rule_to_wire).collect(),
         }),
         AclCommand::DeletePolicy { name } => acl::check_policy_name("name", name),
+        AclCommand::PutAuthMethod(spec) => {
+            acl::check_put_auth_method(&convert::put_auth_method_request(spec))?;
+            let AuthMethodConfig::Jwt(jwt) = &spec.config;
+            // The API spells the defaults out; a 0 would be a second form.
+            for (field, value) in [
+                ("method.max_token_ttl_ms", jwt.max_token_ttl_ms),
+                ("method.clock_skew_ms", jwt.clock_skew_ms),
+            ] {
+                if value == 0 {
+                    return Err(ValidationError::new(
+                        field,
+                        "defaults are resolved before proposing: must not be 0",
+                    ));
+                }
+            }
+            crate::acl::jwt::Keys::parse(&jwt.jwks, &jwt.public_keys).map(|_| ())
+        }
+        AclCommand::DeleteAuthMethod { name } => acl::check_auth_method_name("name", name),
+        AclCommand::CreateBindingRule(new) => {
+            acl::check_binding_rule_id(&new.id)?;
+            acl::check_create_binding_rule(&pb::CreateBindingRuleRequest {
+                method: new.method.clone(),
+                selector: new.selector.clone(),
+                policies: new.policies.clone(),
+                description: new.description.clone(),
+            })
+        }
+        AclCommand::DeleteBindingRule { id } => acl::check_binding_rule_id(id),
     }
 }
 
@@ -171,6 +199,45 @@ mod tests {
         let mut spelt = good;
         spelt.initial_health = Some(Health::Passing);
         assert!(check_command(&Command::Register(spelt)).is_err());
+    }
+
+    #[test]
+    fn auth_methods_and_binding_rules_are_checked_like_their_requests() {
+        use crate::model::{AuthMethodSpec, JwtMethod, NewBindingRule};
+        let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let spec = |jwks: &str, ttl: u64| {
+            Command::Acl(AclCommand::PutAuthMethod(AuthMethodSpec {
+                name: "ci".into(),
+                description: String::new(),
+                config: AuthMethodConfig::Jwt(JwtMethod {
+                    issuer: "https://ci.example".into(),
+                    audiences: vec!["waymark".into()],
+                    jwks: jwks.into(),
+                    public_keys: vec![],
+                    max_token_ttl_ms: ttl,
+                    clock_skew_ms: 10_000,
+                }),
+            }))
+        };
+        assert_eq!(check_command(&spec(jwks, 60_000)), Ok(()));
+        let field = |cmd: Command| check_command(&cmd).unwrap_err().field;
+        assert_eq!(field(spec(jwks, 0)), "method.max_token_ttl_ms");
+        assert_eq!(
+            field(spec(r#"{"keys":[{"kty":"oct","k":"AA"}]}"#, 60_000)),
+            "method.jwks"
+        );
+        let rule = |id: &str, selector: &str| {
+            Command::Acl(AclCommand::CreateBindingRule(NewBindingRule {
+                id: id.into(),
+                description: String::new(),
+                method: "ci".into(),
+                selector: selector.into(),
+                policies: vec!["web".into()],
+            }))
+        };
+        assert_eq!(check_command(&rule(&"a".repeat(32), "service=web")), Ok(()));
+        assert_eq!(field(rule(&"a".repeat(32), "service=")), "selector");
+        assert_eq!(field(rule("../x", "service=web")), "id");
     }
 
     #[test]

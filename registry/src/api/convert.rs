@@ -6,8 +6,9 @@ use waymark_proto::{pb, Registration};
 
 use crate::catalog::ServiceSummary;
 use crate::model::{
-    AclAccess, AclPolicy, AclResource, AclRule, AclToken, ConfigEntry, Health, InstanceRecord,
-    LeaseExpiry, NewInstance, TokenOrigin,
+    AclAccess, AclAuthMethod, AclBindingRule, AclPolicy, AclResource, AclRule, AclToken,
+    AuthMethodConfig, AuthMethodSpec, ConfigEntry, Health, InstanceRecord, JwtMethod, LeaseExpiry,
+    NewInstance, TokenOrigin,
 };
 use crate::node::{Node, RaftView};
 
@@ -161,6 +162,71 @@ pub fn acl_token(t: &AclToken) -> pb::AclToken {
             TokenOrigin::Create => "create".into(),
             TokenOrigin::Login(method) => format!("login:{method}"),
         },
+    }
+}
+
+pub fn acl_auth_method(m: &AclAuthMethod) -> pb::AclAuthMethod {
+    let AuthMethodConfig::Jwt(jwt) = &m.config;
+    pb::AclAuthMethod {
+        name: m.name.clone(),
+        r#type: waymark_proto::acl::AUTH_METHOD_JWT.into(),
+        description: m.description.clone(),
+        issuer: jwt.issuer.clone(),
+        audiences: jwt.audiences.clone(),
+        jwks: jwt.jwks.clone(),
+        public_keys: jwt.public_keys.clone(),
+        max_token_ttl_ms: jwt.max_token_ttl_ms,
+        clock_skew_ms: jwt.clock_skew_ms,
+        create_index: m.create_index,
+        modify_index: m.modify_index,
+    }
+}
+
+/// An auth method write from the wire (validated first), with the defaults for the
+/// TTL and skew it left at 0 spelt out, so every node stores the same values.
+pub fn auth_method_spec(m: &pb::AclAuthMethod) -> AuthMethodSpec {
+    use waymark_proto::acl::{DEFAULT_CLOCK_SKEW_MS, DEFAULT_MAX_TOKEN_TTL_MS};
+    AuthMethodSpec {
+        name: m.name.clone(),
+        description: m.description.clone(),
+        config: AuthMethodConfig::Jwt(JwtMethod {
+            issuer: m.issuer.clone(),
+            audiences: m.audiences.clone(),
+            jwks: m.jwks.clone(),
+            public_keys: m.public_keys.clone(),
+            max_token_ttl_ms: match m.max_token_ttl_ms {
+                0 => DEFAULT_MAX_TOKEN_TTL_MS,
+                ttl => ttl,
+            },
+            clock_skew_ms: match m.clock_skew_ms {
+                0 => DEFAULT_CLOCK_SKEW_MS,
+                skew => skew,
+            },
+        }),
+    }
+}
+
+/// The request that would have made `spec` (for the leader's admission check).
+pub fn put_auth_method_request(spec: &AuthMethodSpec) -> pb::PutAuthMethodRequest {
+    pb::PutAuthMethodRequest {
+        method: Some(acl_auth_method(&AclAuthMethod {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            config: spec.config.clone(),
+            create_index: 0,
+            modify_index: 0,
+        })),
+    }
+}
+
+pub fn acl_binding_rule(r: &AclBindingRule) -> pb::AclBindingRule {
+    pb::AclBindingRule {
+        id: r.id.clone(),
+        description: r.description.clone(),
+        method: r.method.clone(),
+        selector: r.selector.clone(),
+        policies: r.policies.clone(),
+        create_index: r.create_index,
     }
 }
 

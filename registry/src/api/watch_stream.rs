@@ -116,7 +116,9 @@ impl WatchFilter {
             | Change::Lease(_)
             | Change::AclToken(_)
             | Change::AclPolicy(_)
-            | Change::AclBootstrap(_) => return None,
+            | Change::AclBootstrap(_)
+            | Change::AclAuthMethod(_)
+            | Change::AclBindingRule(_) => return None,
         };
         Some(pb::RecordChange { change: Some(wire) })
     }

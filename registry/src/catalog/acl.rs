@@ -1,11 +1,14 @@
 //! ACL records in the catalog: bootstrap (once), token create and delete, policy put
-//! and delete, and the lookups authentication needs (a token by its secret's hash,
-//! the tokens past their expiry).
+//! and delete, auth method put and delete (with its binding rules), binding rule
+//! create and delete, and the lookups authentication and login need (a token by its
+//! secret's hash, the tokens past their expiry, a method's binding rules).
 
 use super::{Catalog, Effects};
 use crate::model::{
-    AclBootstrap, AclCommand, AclDeleted, AclPolicy, AclRule, AclToken, CommandResult, NewToken,
-    PolicyWritten, RecordChange, TokenOutcome, BOOTSTRAP_KEY, GLOBAL_MANAGEMENT,
+    AclAuthMethod, AclBindingRule, AclBootstrap, AclCommand, AclDeleted, AclPolicy, AclRule,
+    AclToken, AuthMethodDeleted, AuthMethodSpec, AuthMethodWritten, BindingRuleOutcome,
+    CommandResult, NewBindingRule, NewToken, PolicyWritten, RecordChange, TokenOutcome,
+    BOOTSTRAP_KEY, GLOBAL_MANAGEMENT,
 };
 
 impl Catalog {
@@ -63,6 +66,89 @@ impl Catalog {
                         .collect(),
                 }
             }
+            AclCommand::PutAuthMethod(spec) => self.put_auth_method(index, spec),
+            AclCommand::DeleteAuthMethod { name } => self.delete_auth_method(name),
+            AclCommand::CreateBindingRule(new) => self.create_binding_rule(index, new),
+            AclCommand::DeleteBindingRule { id } => {
+                let removed = self.tables.acl_binding_rules.remove(id).is_some();
+                Effects {
+                    result: CommandResult::AclDelete(AclDeleted { removed }),
+                    changes: removed
+                        .then(|| RecordChange::<AclBindingRule>::Delete(id.clone()).into())
+                        .into_iter()
+                        .collect(),
+                }
+            }
+        }
+    }
+
+    fn put_auth_method(&mut self, index: u64, spec: &AuthMethodSpec) -> Effects {
+        let create_index = self
+            .tables
+            .acl_auth_methods
+            .get(&spec.name)
+            .map_or(index, |m| m.create_index);
+        let method = AclAuthMethod {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            config: spec.config.clone(),
+            create_index,
+            modify_index: index,
+        };
+        self.tables.acl_auth_methods.put(method.clone());
+        Effects {
+            result: CommandResult::AclAuthMethod(AuthMethodWritten(method.clone())),
+            changes: vec![RecordChange::Put(method).into()],
+        }
+    }
+
+    /// Removes the method and every binding rule that names it, in one index.
+    fn delete_auth_method(&mut self, name: &str) -> Effects {
+        let removed = self
+            .tables
+            .acl_auth_methods
+            .remove(&name.to_string())
+            .is_some();
+        let mut changes = Vec::new();
+        if removed {
+            changes.push(RecordChange::<AclAuthMethod>::Delete(name.to_string()).into());
+        }
+        let rules: Vec<String> = self.binding_rules_of(name).map(|r| r.id.clone()).collect();
+        for id in &rules {
+            self.tables.acl_binding_rules.remove(id);
+            changes.push(RecordChange::<AclBindingRule>::Delete(id.clone()).into());
+        }
+        Effects {
+            result: CommandResult::AclAuthMethodDelete(AuthMethodDeleted {
+                removed,
+                binding_rules_removed: rules.len() as u32,
+            }),
+            changes,
+        }
+    }
+
+    fn create_binding_rule(&mut self, index: u64, new: &NewBindingRule) -> Effects {
+        if self.tables.acl_binding_rules.get(&new.id).is_some() {
+            return Effects::result(CommandResult::AclBindingRule(BindingRuleOutcome::Duplicate));
+        }
+        // Checked here, not before proposing: the method may be deleted meanwhile.
+        if self.tables.acl_auth_methods.get(&new.method).is_none() {
+            return Effects::result(CommandResult::AclBindingRule(
+                BindingRuleOutcome::UnknownMethod(new.method.clone()),
+            ));
+        }
+        let rule = AclBindingRule {
+            id: new.id.clone(),
+            description: new.description.clone(),
+            method: new.method.clone(),
+            selector: new.selector.clone(),
+            policies: new.policies.clone(),
+            create_index: index,
+        };
+        self.tables.acl_binding_rules.put(rule.clone());
+        Effects {
+            result: CommandResult::AclBindingRule(BindingRuleOutcome::Created(rule.clone())),
+            changes: vec![RecordChange::Put(rule).into()],
         }
     }
 
@@ -154,6 +240,26 @@ impl Catalog {
 
     pub fn policies(&self) -> impl Iterator<Item = &AclPolicy> {
         self.tables.acl_policies.iter()
+    }
+
+    pub fn auth_method(&self, name: &str) -> Option<&AclAuthMethod> {
+        self.tables.acl_auth_methods.get(&name.to_string())
+    }
+
+    pub fn auth_methods(&self) -> impl Iterator<Item = &AclAuthMethod> {
+        self.tables.acl_auth_methods.iter()
+    }
+
+    pub fn binding_rules(&self) -> impl Iterator<Item = &AclBindingRule> {
+        self.tables.acl_binding_rules.iter()
+    }
+
+    /// The binding rules of one auth method, in id order.
+    pub fn binding_rules_of<'a>(
+        &'a self,
+        method: &'a str,
+    ) -> impl Iterator<Item = &'a AclBindingRule> + 'a {
+        self.binding_rules().filter(move |r| r.method == method)
     }
 
     /// When bootstrap was applied, if it was.

@@ -390,6 +390,90 @@ fn token(accessor: &str, hash: &str, policy: &str) -> NewToken {
     }
 }
 
+fn auth_method(name: &str) -> AuthMethodSpec {
+    AuthMethodSpec {
+        name: name.into(),
+        description: String::new(),
+        config: AuthMethodConfig::Jwt(JwtMethod {
+            issuer: "https://ci.example".into(),
+            audiences: vec!["waymark".into()],
+            jwks: r#"{"keys":[]}"#.into(),
+            public_keys: vec![],
+            max_token_ttl_ms: 60_000,
+            clock_skew_ms: 0,
+        }),
+    }
+}
+
+fn binding_rule(id: &str, method: &str) -> NewBindingRule {
+    NewBindingRule {
+        id: id.into(),
+        description: String::new(),
+        method: method.into(),
+        selector: "service=web".into(),
+        policies: vec!["web-read".into()],
+    }
+}
+
+#[test]
+fn binding_rules_need_their_method_and_go_with_it() {
+    let mut c = Catalog::default();
+    let orphan = c.apply(
+        1,
+        &Command::Acl(AclCommand::CreateBindingRule(binding_rule("r0", "ci"))),
+    );
+    assert_eq!(
+        orphan.result,
+        CommandResult::AclBindingRule(BindingRuleOutcome::UnknownMethod("ci".into()))
+    );
+    assert!(orphan.changes.is_empty());
+    c.apply(
+        2,
+        &Command::Acl(AclCommand::PutAuthMethod(auth_method("ci"))),
+    );
+    c.apply(
+        3,
+        &Command::Acl(AclCommand::PutAuthMethod(auth_method("other"))),
+    );
+    for (i, (id, method)) in [("r1", "ci"), ("r2", "ci"), ("r3", "other")]
+        .iter()
+        .enumerate()
+    {
+        let e = c.apply(
+            4 + i as u64,
+            &Command::Acl(AclCommand::CreateBindingRule(binding_rule(id, method))),
+        );
+        assert!(matches!(
+            e.result,
+            CommandResult::AclBindingRule(BindingRuleOutcome::Created(_))
+        ));
+    }
+    // A rewrite keeps the create index.
+    let again = c.apply(
+        9,
+        &Command::Acl(AclCommand::PutAuthMethod(auth_method("ci"))),
+    );
+    let CommandResult::AclAuthMethod(AuthMethodWritten(m)) = &again.result else {
+        panic!("{again:?}")
+    };
+    assert_eq!((m.create_index, m.modify_index), (2, 9));
+    let deleted = c.apply(
+        10,
+        &Command::Acl(AclCommand::DeleteAuthMethod { name: "ci".into() }),
+    );
+    assert_eq!(
+        deleted.result,
+        CommandResult::AclAuthMethodDelete(AuthMethodDeleted {
+            removed: true,
+            binding_rules_removed: 2,
+        })
+    );
+    assert_eq!(deleted.changes.len(), 3);
+    assert!(c.auth_method("ci").is_none());
+    let left: Vec<_> = c.binding_rules().map(|r| r.id.as_str()).collect();
+    assert_eq!(left, ["r3"]);
+}
+
 /// One command of every kind (the match makes adding a `Command` variant fail to
 /// compile until it is covered here).
 fn one_of_each_command() -> Vec<Command> {
@@ -441,6 +525,13 @@ fn one_of_each_command() -> Vec<Command> {
             reason: "deleted".into(),
         }),
         Command::Acl(AclCommand::DeletePolicy {
+            name: "nope".into(),
+        }),
+        Command::Acl(AclCommand::PutAuthMethod(auth_method("ci"))),
+        Command::Acl(AclCommand::CreateBindingRule(binding_rule("r1", "ci"))),
+        Command::Acl(AclCommand::CreateBindingRule(binding_rule("r2", "ci"))),
+        Command::Acl(AclCommand::DeleteBindingRule { id: "r2".into() }),
+        Command::Acl(AclCommand::DeleteAuthMethod {
             name: "nope".into(),
         }),
     ];

@@ -1,8 +1,13 @@
-//! `waymark acl bootstrap|whoami|token …|policy …`: the first management token, tokens
-//! (secrets shown once, at creation) and the policies they carry.
+//! `waymark acl bootstrap|whoami|token …|policy …|auth-method …|binding-rule …|login`:
+//! the first management token, tokens (secrets shown once, at creation), the policies
+//! they carry, JWT auth methods (the CLI reads the key files and sends their content,
+//! so every node verifies with the same keys), binding rules, and exchanging a JWT
+//! for a short-lived token.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use waymark_client::{acl as acl_client, duration_to_ms, parse_duration};
@@ -27,6 +32,126 @@ pub(super) enum AclCommand {
     /// Create or replace, list, read or delete policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Create or replace, list, read or delete auth methods (JWT issuers whose
+    /// tokens `acl login` exchanges).
+    #[command(subcommand)]
+    AuthMethod(AuthMethodCommand),
+    /// Create, list or delete binding rules (which JWT claims get which policies).
+    #[command(subcommand)]
+    BindingRule(BindingRuleCommand),
+    /// Exchange a JWT for a short-lived token carrying the policies the method's
+    /// binding rules grant; its secret is printed once. Needs no token.
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum AuthMethodCommand {
+    /// Create an auth method, or replace the one of that name.
+    #[command(visible_alias = "put")]
+    Create(AuthMethodCreateArgs),
+    /// List auth methods.
+    List(ListArgs),
+    /// Show one auth method, with its keys.
+    Read(PolicyNameArgs),
+    /// Delete an auth method and its binding rules (tokens it issued live on until
+    /// they expire).
+    Delete(PolicyNameArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(super) enum BindingRuleCommand {
+    /// Create a binding rule; the server picks its id.
+    Create(BindingRuleCreateArgs),
+    /// List binding rules.
+    List(BindingRuleListArgs),
+    /// Delete a binding rule by id.
+    Delete(BindingRuleIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct AuthMethodCreateArgs {
+    /// Auth method name (DNS label).
+    name: String,
+    /// The method's type; "jwt" is the one there is.
+    #[arg(long = "type", default_value = "jwt", value_name = "TYPE")]
+    method_type: String,
+    /// The `iss` every JWT must carry.
+    #[arg(long, value_name = "ISSUER")]
+    issuer: String,
+    /// An accepted `aud`; repeat for more (a JWT must name at least one).
+    #[arg(long = "audience", value_name = "AUD", required = true)]
+    audiences: Vec<String>,
+    /// A JSON Web Key Set file with the issuer's public keys (its content is sent).
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "public_key_files"
+    )]
+    jwks_file: Option<PathBuf>,
+    /// A PEM public key file (EC P-256/P-384, Ed25519 or RSA); repeat for more.
+    #[arg(long = "public-key-file", value_name = "FILE")]
+    public_key_files: Vec<PathBuf>,
+    /// Longest life of a token a login creates (never past the JWT's exp) [default:
+    /// 1h; at most 24h].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    max_token_ttl: Option<Duration>,
+    /// Clock skew allowed on the JWT's exp and nbf [default: 10s; at most 5m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    clock_skew: Option<Duration>,
+    #[arg(long, default_value = "")]
+    description: String,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct BindingRuleCreateArgs {
+    /// The auth method the rule belongs to.
+    #[arg(long, value_name = "METHOD")]
+    method: String,
+    /// Which verified JWTs it matches: terms `CLAIM=VALUE`, `CLAIM!=VALUE` or
+    /// `CLAIM contains VALUE` joined by `and` (e.g. 'service=web',
+    /// 'groups contains ops and env=prod'); empty matches every verified JWT.
+    #[arg(long, default_value = "", value_name = "SELECTOR")]
+    selector: String,
+    /// A policy the matching logins get; repeat for more.
+    #[arg(long = "policy", value_name = "NAME", required = true)]
+    policies: Vec<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct BindingRuleListArgs {
+    /// Only this auth method's rules.
+    #[arg(long, value_name = "METHOD")]
+    method: Option<String>,
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct BindingRuleIdArgs {
+    /// Binding rule id (32 hex digits), as `acl binding-rule list` shows it.
+    id: String,
+    #[command(flatten)]
+    client: ClientOpts,
+}
+
+#[derive(Debug, Args)]
+pub(super) struct LoginArgs {
+    /// The auth method to log in with.
+    #[arg(long, value_name = "METHOD")]
+    method: String,
+    /// File holding the JWT ("-": standard input).
+    #[arg(long, value_name = "FILE")]
+    jwt: PathBuf,
+    #[command(flatten)]
+    client: ClientOpts,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,8 +275,323 @@ pub(super) async fn run(cmd: AclCommand) -> anyhow::Result<()> {
         }
         AclCommand::Token(cmd) => token(cmd).await?,
         AclCommand::Policy(cmd) => policy(cmd).await?,
+        AclCommand::AuthMethod(cmd) => auth_method(cmd).await?,
+        AclCommand::BindingRule(cmd) => binding_rule(cmd).await?,
+        AclCommand::Login(a) => login(a).await?,
     }
     Ok(())
+}
+
+fn read_text(flag: &str, path: &Path) -> anyhow::Result<String> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .with_context(|| format!("reading {flag} from standard input"))?;
+        return Ok(s);
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {flag} {}", path.display()))
+}
+
+async fn auth_method(cmd: AuthMethodCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuthMethodCommand::Create(a) => {
+            let jwks = match &a.jwks_file {
+                Some(path) => read_text("--jwks-file", path)?,
+                None => String::new(),
+            };
+            let public_keys = a
+                .public_key_files
+                .iter()
+                .map(|p| read_text("--public-key-file", p))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let request = pb::PutAuthMethodRequest {
+                method: Some(pb::AclAuthMethod {
+                    name: a.name,
+                    r#type: a.method_type,
+                    description: a.description,
+                    issuer: a.issuer,
+                    audiences: a.audiences,
+                    jwks,
+                    public_keys,
+                    max_token_ttl_ms: a.max_token_ttl.map_or(0, duration_to_ms),
+                    clock_skew_ms: a.clock_skew.map_or(0, duration_to_ms),
+                    create_index: 0,
+                    modify_index: 0,
+                }),
+            };
+            let resp = write(&a.client, |ch| {
+                let request = request.clone();
+                async move { acl_client(ch).put_auth_method(request).await }
+            })
+            .await?;
+            emit(
+                a.client.json,
+                || json!({ "method": resp.method.as_ref().map(method_json), "index": resp.index }),
+                || {
+                    let name = resp.method.as_ref().map_or("", |m| m.name.as_str());
+                    format!("wrote auth method {name} (index {})", resp.index)
+                },
+            );
+        }
+        AuthMethodCommand::List(a) => {
+            let request = pb::ListAuthMethodsRequest {
+                read: Some(read_options(&a.read).map_err(UsageError)?),
+            };
+            let resp = read(&a.client, |ch| async move {
+                acl_client(ch).list_auth_methods(request).await
+            })
+            .await?;
+            emit(
+                a.client.json,
+                || {
+                    json!({
+                        "methods": resp.methods.iter().map(method_json).collect::<Vec<_>>(),
+                        "meta": output::meta_json(resp.meta.as_ref()),
+                    })
+                },
+                || {
+                    let mut table =
+                        Table::new(&["NAME", "TYPE", "ISSUER", "AUDIENCES", "MAX TOKEN TTL"]);
+                    for m in &resp.methods {
+                        table.row(vec![
+                            m.name.clone(),
+                            m.r#type.clone(),
+                            m.issuer.clone(),
+                            m.audiences.join(","),
+                            output::ms_text(m.max_token_ttl_ms),
+                        ]);
+                    }
+                    format!(
+                        "{}\n{}\n",
+                        table.render(),
+                        output::footer(resp.meta.as_ref())
+                    )
+                },
+            );
+        }
+        AuthMethodCommand::Read(a) => {
+            let request = pb::ReadAuthMethodRequest {
+                name: a.name,
+                read: Some(read_options(&a.read).map_err(UsageError)?),
+            };
+            let resp = read(&a.client, |ch| {
+                let request = request.clone();
+                async move { acl_client(ch).read_auth_method(request).await }
+            })
+            .await?;
+            emit(
+                a.client.json,
+                || {
+                    json!({
+                        "method": resp.method.as_ref().map(method_json),
+                        "meta": output::meta_json(resp.meta.as_ref()),
+                    })
+                },
+                || {
+                    let body = resp
+                        .method
+                        .as_ref()
+                        .map_or_else(|| "(the server sent no auth method)\n".into(), method_text);
+                    format!("{body}\n{}\n", output::footer(resp.meta.as_ref()))
+                },
+            );
+        }
+        AuthMethodCommand::Delete(a) => {
+            let request = pb::DeleteAuthMethodRequest {
+                name: a.name.clone(),
+            };
+            let resp = write(&a.client, |ch| {
+                let request = request.clone();
+                async move { acl_client(ch).delete_auth_method(request).await }
+            })
+            .await?;
+            emit(
+                a.client.json,
+                || {
+                    json!({
+                        "removed": resp.removed,
+                        "binding_rules_removed": resp.binding_rules_removed,
+                        "index": resp.index,
+                    })
+                },
+                || {
+                    let mut text = removed_text("auth method", &a.name, resp.removed, resp.index);
+                    if resp.binding_rules_removed > 0 {
+                        text.push_str(&format!(
+                            "; {} binding rule(s) deleted with it",
+                            resp.binding_rules_removed
+                        ));
+                    }
+                    text
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn binding_rule(cmd: BindingRuleCommand) -> anyhow::Result<()> {
+    match cmd {
+        BindingRuleCommand::Create(a) => {
+            let request = pb::CreateBindingRuleRequest {
+                method: a.method,
+                selector: a.selector,
+                policies: a.policies,
+                description: a.description,
+            };
+            let resp = write(&a.client, |ch| {
+                let request = request.clone();
+                async move { acl_client(ch).create_binding_rule(request).await }
+            })
+            .await?;
+            emit(
+                a.client.json,
+                || json!({ "rule": resp.rule.as_ref().map(rule_json), "index": resp.index }),
+                || {
+                    let id = resp.rule.as_ref().map_or("", |r| r.id.as_str());
+                    format!("created binding rule {id} (index {})", resp.index)
+                },
+            );
+        }
+        BindingRuleCommand::List(a) => {
+            let request = pb::ListBindingRulesRequest {
+                method: a.method.unwrap_or_default(),
+                read: Some(read_options(&a.read).map_err(UsageError)?),
+            };
+            let resp = read(&a.client, |ch| {
+                let request = request.clone();
+                async move { acl_client(ch).list_binding_rules(request).await }
+            })
+            .await?;
+            emit(
+                a.client.json,
+                || {
+                    json!({
+                        "rules": resp.rules.iter().map(rule_json).collect::<Vec<_>>(),
+                        "meta": output::meta_json(resp.meta.as_ref()),
+                    })
+                },
+                || {
+                    let mut table = Table::new(&["ID", "METHOD", "SELECTOR", "POLICIES"]);
+                    for r in &resp.rules {
+                        table.row(vec![
+                            r.id.clone(),
+                            r.method.clone(),
+                            r.selector.clone(),
+                            r.policies.join(","),
+                        ]);
+                    }
+                    format!(
+                        "{}\n{}\n",
+                        table.render(),
+                        output::footer(resp.meta.as_ref())
+                    )
+                },
+            );
+        }
+        BindingRuleCommand::Delete(a) => {
+            let request = pb::DeleteBindingRuleRequest { id: a.id.clone() };
+            let resp = write(&a.client, |ch| {
+                let request = request.clone();
+                async move { acl_client(ch).delete_binding_rule(request).await }
+            })
+            .await?;
+            emit(
+                a.client.json,
+                || json!({ "removed": resp.removed, "index": resp.index }),
+                || removed_text("binding rule", &a.id, resp.removed, resp.index),
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn login(a: LoginArgs) -> anyhow::Result<()> {
+    let request = pb::LoginRequest {
+        method: a.method,
+        jwt: read_text("--jwt", &a.jwt)?.trim().to_string(),
+    };
+    let resp = write(&a.client, |ch| {
+        let request = request.clone();
+        async move { acl_client(ch).login(request).await }
+    })
+    .await?;
+    emit(
+        a.client.json,
+        || created_json(resp.token.as_ref(), &resp.secret, resp.index),
+        || {
+            let t = resp.token.as_ref();
+            format!(
+                "{}\nThe secret is shown only now; only its hash is stored (index {}).",
+                key_values(&[
+                    ("accessor", t.map_or("", |t| t.accessor_id.as_str()).into()),
+                    ("secret", resp.secret.clone()),
+                    (
+                        "policies",
+                        t.map_or(String::new(), |t| t.policies.join(", "))
+                    ),
+                    (
+                        "expires",
+                        expires_text(t.map_or(0, |t| t.expires_at_unix_ms))
+                    ),
+                ]),
+                resp.index
+            )
+        },
+    );
+    Ok(())
+}
+
+fn method_json(m: &pb::AclAuthMethod) -> Value {
+    json!({
+        "name": m.name,
+        "type": m.r#type,
+        "description": m.description,
+        "issuer": m.issuer,
+        "audiences": m.audiences,
+        "jwks": m.jwks,
+        "public_keys": m.public_keys,
+        "max_token_ttl_ms": m.max_token_ttl_ms,
+        "clock_skew_ms": m.clock_skew_ms,
+        "create_index": m.create_index,
+        "modify_index": m.modify_index,
+    })
+}
+
+fn method_text(m: &pb::AclAuthMethod) -> String {
+    let jwks_keys = serde_json::from_str::<Value>(&m.jwks)
+        .ok()
+        .and_then(|v| v["keys"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    key_values(&[
+        ("name", m.name.clone()),
+        ("type", m.r#type.clone()),
+        ("description", m.description.clone()),
+        ("issuer", m.issuer.clone()),
+        ("audiences", m.audiences.join(", ")),
+        (
+            "keys",
+            format!(
+                "{jwks_keys} in the JWKS, {} PEM public key(s)",
+                m.public_keys.len()
+            ),
+        ),
+        ("max token ttl", output::ms_text(m.max_token_ttl_ms)),
+        ("clock skew", output::ms_text(m.clock_skew_ms)),
+        ("created at index", m.create_index.to_string()),
+        ("modified at index", m.modify_index.to_string()),
+    ])
+}
+
+fn rule_json(r: &pb::AclBindingRule) -> Value {
+    json!({
+        "id": r.id,
+        "description": r.description,
+        "method": r.method,
+        "selector": r.selector,
+        "policies": r.policies,
+        "create_index": r.create_index,
+    })
 }
 
 async fn token(cmd: TokenCommand) -> anyhow::Result<()> {

@@ -183,7 +183,8 @@ enum ClientCommand {
     AddMember(AddMemberArgs),
     /// Remove a node from the cluster.
     RemoveMember(RemoveMemberArgs),
-    /// Access control: bootstrap, tokens, policies, and who the caller is.
+    /// Access control: bootstrap, tokens, policies, who the caller is, and JWT login
+    /// (auth methods, binding rules).
     #[command(subcommand)]
     Acl(acl::AclCommand),
 }

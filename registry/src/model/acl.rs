@@ -1,6 +1,7 @@
 //! Access control records: tokens (stored by the hash of their secret, never the
-//! secret), policies (lists of rules), and the one-time bootstrap marker; the commands
-//! that write them and their outcomes.
+//! secret), policies (lists of rules), the one-time bootstrap marker, auth methods
+//! (how a JWT is verified for `Login`) and binding rules (verified claims → policies);
+//! the commands that write them and their outcomes.
 
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +167,101 @@ impl Record for AclBootstrap {
     }
 }
 
+/// How an auth method verifies its callers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthMethodConfig {
+    Jwt(JwtMethod),
+}
+
+/// A JWT auth method's settings: every node verifies with the same keys, because the
+/// keys themselves (not a path or URL) are in the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtMethod {
+    /// Required `iss`.
+    pub issuer: String,
+    /// The JWT's `aud` must name one of these.
+    pub audiences: Vec<String>,
+    /// A JWKS document as given (may be empty when `public_keys` is not).
+    pub jwks: String,
+    /// PEM public keys as given.
+    pub public_keys: Vec<String>,
+    /// A login's token lives at most this long (and never past the JWT's `exp`).
+    pub max_token_ttl_ms: u64,
+    /// Skew allowed on `exp` and `nbf`.
+    pub clock_skew_ms: u64,
+}
+
+/// An auth method as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclAuthMethod {
+    pub name: String,
+    pub description: String,
+    pub config: AuthMethodConfig,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl Record for AclAuthMethod {
+    type Key = String;
+    const KIND: &'static str = "acl_auth_method";
+    const STORE: &'static str = "sm_acl_auth_methods";
+    const SNAPSHOT_FIELD: &'static str = "acl_auth_methods";
+
+    fn key(&self) -> String {
+        self.name.clone()
+    }
+
+    fn key_bytes(key: &String) -> Vec<u8> {
+        key.as_bytes().to_vec()
+    }
+}
+
+/// A binding rule as stored: a login through `method` whose verified claims match
+/// `selector` (see `waymark_proto::selector`) gets `policies`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclBindingRule {
+    /// 32 hex digits, chosen by the node that received the request.
+    pub id: String,
+    pub description: String,
+    pub method: String,
+    pub selector: String,
+    pub policies: Vec<String>,
+    pub create_index: u64,
+}
+
+impl Record for AclBindingRule {
+    type Key = String;
+    const KIND: &'static str = "acl_binding_rule";
+    const STORE: &'static str = "sm_acl_binding_rules";
+    const SNAPSHOT_FIELD: &'static str = "acl_binding_rules";
+
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+
+    fn key_bytes(key: &String) -> Vec<u8> {
+        key.as_bytes().to_vec()
+    }
+}
+
+/// An auth method write as it travels in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthMethodSpec {
+    pub name: String,
+    pub description: String,
+    pub config: AuthMethodConfig,
+}
+
+/// A new binding rule as it travels in the log (its id chosen before proposing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBindingRule {
+    pub id: String,
+    pub description: String,
+    pub method: String,
+    pub selector: String,
+    pub policies: Vec<String>,
+}
+
 /// A new token as it travels in the log: the receiving node chose its accessor id
 /// and secret (randomness stays out of apply) and sends only the secret's hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,6 +294,18 @@ pub enum AclCommand {
     DeletePolicy {
         name: String,
     },
+    /// Creates or replaces an auth method.
+    PutAuthMethod(AuthMethodSpec),
+    /// Deletes an auth method and its binding rules (tokens it issued live on until
+    /// they expire).
+    DeleteAuthMethod {
+        name: String,
+    },
+    /// Refused at apply if its method does not exist (then).
+    CreateBindingRule(NewBindingRule),
+    DeleteBindingRule {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,3 +326,21 @@ pub struct AclDeleted {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyWritten(pub AclPolicy);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthMethodWritten(pub AclAuthMethod);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthMethodDeleted {
+    pub removed: bool,
+    pub binding_rules_removed: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindingRuleOutcome {
+    Created(AclBindingRule),
+    /// The method it names does not exist.
+    UnknownMethod(String),
+    /// The id is taken (vanishingly unlikely: it is random).
+    Duplicate,
+}

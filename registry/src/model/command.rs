@@ -9,7 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::acl::{AclCommand, AclDeleted, PolicyWritten, TokenOutcome};
+use super::acl::{
+    AclCommand, AclDeleted, AuthMethodDeleted, AuthMethodWritten, BindingRuleOutcome,
+    PolicyWritten, TokenOutcome,
+};
 use super::config::{ConfigCommand, ConfigEntry};
 use super::instance::{Health, InstanceRecord, NewInstance};
 use super::lease::LeaseRecord;
@@ -51,7 +54,7 @@ pub enum Command {
     /// result in `CommandResult::Batch`. A batch never holds two commands with the
     /// same `Footprint` or an exclusive one, so per-record modify indexes stay unique.
     Batch(Vec<Command>),
-    /// Tokens and policies.
+    /// Tokens, policies, auth methods and binding rules.
     Acl(AclCommand),
 }
 
@@ -66,6 +69,10 @@ pub enum Footprint<'a> {
     AclToken(&'a str),
     /// One ACL policy.
     AclPolicy(&'a str),
+    /// One auth method.
+    AclAuthMethod(&'a str),
+    /// One binding rule (by id).
+    AclBindingRule(&'a str),
     /// Creating a lease: its id is the entry's index, so one per entry.
     NewLease,
     /// Touches records it cannot name in advance (ending a lease removes or changes
@@ -91,6 +98,10 @@ impl Command {
             Command::Acl(AclCommand::DeleteToken { .. }) => "AclDeleteToken",
             Command::Acl(AclCommand::PutPolicy { .. }) => "AclPutPolicy",
             Command::Acl(AclCommand::DeletePolicy { .. }) => "AclDeletePolicy",
+            Command::Acl(AclCommand::PutAuthMethod(_)) => "AclPutAuthMethod",
+            Command::Acl(AclCommand::DeleteAuthMethod { .. }) => "AclDeleteAuthMethod",
+            Command::Acl(AclCommand::CreateBindingRule(_)) => "AclCreateBindingRule",
+            Command::Acl(AclCommand::DeleteBindingRule { .. }) => "AclDeleteBindingRule",
         }
     }
 
@@ -112,10 +123,17 @@ impl Command {
             Command::Acl(
                 AclCommand::PutPolicy { name, .. } | AclCommand::DeletePolicy { name },
             ) => Footprint::AclPolicy(name),
-            // Bootstrap writes the marker and a token: alone, it needs no finer footprint.
+            Command::Acl(AclCommand::PutAuthMethod(spec)) => Footprint::AclAuthMethod(&spec.name),
+            Command::Acl(AclCommand::CreateBindingRule(r)) => Footprint::AclBindingRule(&r.id),
+            Command::Acl(AclCommand::DeleteBindingRule { id }) => Footprint::AclBindingRule(id),
+            // Bootstrap writes the marker and a token; deleting a method deletes its
+            // binding rules, which it cannot name in advance: alone, each needs no finer
+            // footprint.
             Command::EndLease { .. }
             | Command::Batch(_)
-            | Command::Acl(AclCommand::Bootstrap(_)) => Footprint::Exclusive,
+            | Command::Acl(AclCommand::Bootstrap(_) | AclCommand::DeleteAuthMethod { .. }) => {
+                Footprint::Exclusive
+            }
         }
     }
 }
@@ -205,6 +223,9 @@ pub enum CommandResult {
     AclToken(TokenOutcome),
     AclDelete(AclDeleted),
     AclPolicy(PolicyWritten),
+    AclAuthMethod(AuthMethodWritten),
+    AclAuthMethodDelete(AuthMethodDeleted),
+    AclBindingRule(BindingRuleOutcome),
 }
 
 /// `TryFrom<CommandResult>` for each outcome type, so a proposer names the outcome it
@@ -235,6 +256,9 @@ outcome_of! {
     AclToken => TokenOutcome,
     AclDelete => AclDeleted,
     AclPolicy => PolicyWritten,
+    AclAuthMethod => AuthMethodWritten,
+    AclAuthMethodDelete => AuthMethodDeleted,
+    AclBindingRule => BindingRuleOutcome,
 }
 
 #[cfg(test)]

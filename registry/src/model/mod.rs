@@ -17,8 +17,10 @@ mod lease;
 mod table;
 
 pub use acl::{
-    AclAccess, AclBootstrap, AclCommand, AclDeleted, AclPolicy, AclResource, AclRule, AclToken,
-    NewToken, PolicyWritten, TokenOrigin, TokenOutcome, BOOTSTRAP_KEY, GLOBAL_MANAGEMENT,
+    AclAccess, AclAuthMethod, AclBindingRule, AclBootstrap, AclCommand, AclDeleted, AclPolicy,
+    AclResource, AclRule, AclToken, AuthMethodConfig, AuthMethodDeleted, AuthMethodSpec,
+    AuthMethodWritten, BindingRuleOutcome, JwtMethod, NewBindingRule, NewToken, PolicyWritten,
+    TokenOrigin, TokenOutcome, BOOTSTRAP_KEY, GLOBAL_MANAGEMENT,
 };
 pub use command::{
     CasMismatch, Command, CommandResult, ConfigDeleteOutcome, ConfigPutOutcome, Deregistered,
@@ -119,4 +121,6 @@ record_kinds! {
     AclToken => acl_tokens: AclToken,
     AclPolicy => acl_policies: AclPolicy,
     AclBootstrap => acl_bootstrap: AclBootstrap,
+    AclAuthMethod => acl_auth_methods: AclAuthMethod,
+    AclBindingRule => acl_binding_rules: AclBindingRule,
 }

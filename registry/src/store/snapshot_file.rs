@@ -257,7 +257,10 @@ pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::model::{AclCommand, Command, ConfigCommand, NewInstance, NewToken, TokenOrigin};
+    use crate::model::{
+        AclCommand, AuthMethodConfig, AuthMethodSpec, Command, ConfigCommand, JwtMethod,
+        NewBindingRule, NewInstance, NewToken, TokenOrigin,
+    };
 
     fn some_tables() -> Tables {
         let mut c = Catalog::default();
@@ -294,6 +297,31 @@ mod tests {
                 policies: vec!["p".into()],
                 expires_at_unix_ms: None,
                 origin: TokenOrigin::Bootstrap,
+            })),
+        );
+        c.apply(
+            6,
+            &Command::Acl(AclCommand::PutAuthMethod(AuthMethodSpec {
+                name: "ci".into(),
+                description: String::new(),
+                config: AuthMethodConfig::Jwt(JwtMethod {
+                    issuer: "https://ci.example".into(),
+                    audiences: vec!["waymark".into()],
+                    jwks: r#"{"keys":[]}"#.into(),
+                    public_keys: Vec::new(),
+                    max_token_ttl_ms: 60_000,
+                    clock_skew_ms: 10_000,
+                }),
+            })),
+        );
+        c.apply(
+            7,
+            &Command::Acl(AclCommand::CreateBindingRule(NewBindingRule {
+                id: "b".repeat(32),
+                description: String::new(),
+                method: "ci".into(),
+                selector: "service=web".into(),
+                policies: vec!["p".into()],
             })),
         );
         c.tables().clone()

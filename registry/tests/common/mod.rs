@@ -19,6 +19,7 @@ use waymark_registry::server::{run_with, Listeners, Stopped};
 use waymark_registry::ServerConfig;
 
 pub mod dig;
+pub mod jwt;
 pub mod process;
 pub mod watch;
 
@@ -221,6 +222,14 @@ pub fn registration(service: &str, id: &str, port: u32) -> pb::RegisterRequest {
         meta: [("zone".to_string(), "a".to_string())].into(),
         ..Default::default()
     }
+}
+
+/// `msg` carrying the ACL token `secret` as `authorization: Bearer`.
+pub fn authed<T>(msg: T, secret: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+    req
 }
 
 pub fn consistent() -> Option<pb::ReadOptions> {
