@@ -121,6 +121,11 @@ impl Limits {
         &self.config
     }
 
+    /// Whether calls are rate limited at all (`requests_per_second_per_token` > 0).
+    pub fn rate_limited(&self) -> bool {
+        self.config.requests_per_second_per_token > 0
+    }
+
     /// Takes one request from `caller`'s bucket at `now`, or refuses it.
     pub fn admit(&self, caller: Caller, now: Instant) -> Result<(), Limited> {
         let rate = self.config.requests_per_second_per_token;

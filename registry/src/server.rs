@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_layer::{Identity, Stack};
 use tracing::Instrument;
 use waymark_proto::pb;
 
@@ -34,7 +35,6 @@ use crate::store::snapshot_file::SnapshotDir;
 use crate::store::{open_db, snapshot_dir, LogStore, StateMachineStore};
 use crate::tls::incoming::{Port, TlsIncoming};
 use crate::tls::NodeTls;
-use tower_layer::{Identity, Stack};
 
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);

@@ -77,10 +77,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let limited = self
-            .node
-            .as_ref()
-            .filter(|_| !req.uri().path().starts_with("/grpc.health.v1."));
+        // Without a rate there is nothing to count: no secret is hashed per call.
+        let limited = self.node.as_ref().filter(|node| {
+            node.limits.rate_limited() && !req.uri().path().starts_with("/grpc.health.v1.")
+        });
         if let Some(node) = limited {
             // An unreadable token header counts by address; the handler refuses it.
             let secret = secret_in(req.headers()).ok().flatten();
