@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Jepsen smoke that CI runs: short runs of the real server under kill, pause and
-# partition faults, which must find no anomaly, then one run of each positive control
-# (a deliberately unsafe server), each of which must be caught. Needs root (network
+# partition faults, which must find no anomaly (plaintext, and once with ACLs and TLS on),
+# then one run of each positive control (a deliberately unsafe server), each of which
+# must be caught. Needs root (network
 # namespaces, nftables). Results go to $JEPSEN_RESULTS (default jepsen-results/smoke).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,10 @@ time_limit="${JEPSEN_TIME_LIMIT:-30}"
 echo "== jepsen smoke: the real server under kill, pause and partition (must pass)"
 "$jepsen" test --workload register,set,watch,stale --nemesis kill,pause,partition \
   --time-limit "$time_limit" --interval 3 --seed 20261125 --runs 3 --results "$results"
+
+echo "== jepsen smoke: the same, secured: ACLs (default deny) and TLS on both ports (must pass)"
+"$jepsen" test --secure --workload register,set,watch,stale --nemesis kill,pause,partition \
+  --time-limit "$time_limit" --interval 3 --seed 20261206 --runs 1 --results "$results"
 
 # The same commands as the catch-rate table in jepsen/README.md, one run each.
 echo "== jepsen smoke: positive controls (each must be caught)"

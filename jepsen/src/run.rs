@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{self, Anomaly, CheckContext, CheckerReport};
-use crate::cluster::{self, Cluster, ClusterSpec};
+use crate::cluster::{self, ApiTargets, Cluster, ClusterSpec};
 use crate::history::{self, Recorder};
 use crate::nemesis::{self, NemesisKind, Planner};
 use crate::report::{self, RunMeta, Summary};
@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub check_time_limit: Duration,
     /// Print a progress line this often.
     pub progress_every: Duration,
+    /// ACLs (default deny) and TLS on both ports; clients use the management token.
+    pub secure: bool,
 }
 
 /// How long the cluster may take to elect a leader, or to settle after healing.
@@ -58,14 +60,12 @@ pub async fn run(opts: &RunOptions, run_number: u32) -> anyhow::Result<Summary> 
         waymark_bin: opts.waymark_bin.clone(),
         run_dir: opts.dir.join("nodes"),
         unsafe_control: opts.control.clone(),
+        secure: opts.secure,
     };
     let cluster = Arc::new(Mutex::new(Cluster::start(&spec)?));
-    let addrs: Vec<(u32, String)> = {
-        let c = nemesis::lock(&cluster);
-        (1..=c.nodes()).map(|n| (n, c.api_addr(n))).collect()
-    };
+    let targets = nemesis::lock(&cluster).api_targets()?;
     let outcome = tokio::select! {
-        r = drive(opts, &cluster, &addrs, &recorder) => r,
+        r = drive(opts, &cluster, targets, &recorder) => r,
         _ = interrupted() => Err(anyhow::anyhow!("interrupted; the cluster and network were removed")),
     };
     // Whatever happened, the servers and namespaces go now (and free the CPU for the
@@ -92,6 +92,7 @@ pub async fn run(opts: &RunOptions, run_number: u32) -> anyhow::Result<Summary> 
         nemeses: opts.nemeses.iter().map(|n| n.name().to_string()).collect(),
         time_limit_s: opts.time_limit.as_secs(),
         control: opts.control.clone(),
+        secure: opts.secure,
         started_at,
         duration_ns: recorder.now(),
     };
@@ -104,10 +105,16 @@ pub async fn run(opts: &RunOptions, run_number: u32) -> anyhow::Result<Summary> 
 async fn drive(
     opts: &RunOptions,
     cluster: &Arc<Mutex<Cluster>>,
-    addrs: &[(u32, String)],
+    mut targets: ApiTargets,
     recorder: &Recorder,
 ) -> anyhow::Result<CheckerReport> {
-    wait_for_leader(addrs).await?;
+    if opts.secure {
+        let token =
+            cluster::secure::bootstrap_acl(&targets.nodes, &targets.connect, SETTLE_LIMIT).await?;
+        targets.connect.token = Some(token);
+    }
+    let targets = &targets;
+    wait_for_leader(targets).await?;
     let clients_stop = CancellationToken::new();
     let watchers_stop = CancellationToken::new();
     let nemesis_stop = CancellationToken::new();
@@ -115,14 +122,14 @@ async fn drive(
     let _stop_all = [&clients_stop, &watchers_stop, &nemesis_stop].map(|t| t.clone().drop_guard());
     let env = ClientEnv::new(
         recorder.clone(),
-        addrs.to_vec(),
+        targets.clone(),
         clients_stop.clone(),
         opts.op_timeout,
     );
     let watch_env = env.with_stop(watchers_stop.clone());
     let (writers, watched) = companions(&opts.workloads);
 
-    let watchers = watched.then(|| workload::watch::start(watch_env.clone(), addrs.len()));
+    let watchers = watched.then(|| workload::watch::start(watch_env.clone(), targets.nodes.len()));
     let mut clients = Vec::new();
     if writers {
         clients.push(tokio::spawn(workload::set::run(env.clone(), 2, opts.seed)));
@@ -145,7 +152,7 @@ async fn drive(
     }
     let nemesis_task = tokio::spawn(nemesis::run(
         cluster.clone(),
-        addrs.to_vec(),
+        targets.clone(),
         recorder.clone(),
         Planner::new(&opts.nemeses, opts.nodes, opts.seed),
         opts.interval,
@@ -171,7 +178,7 @@ async fn drive(
 
     let mut anomalies = Vec::new();
     let mut stats = BTreeMap::from([("faults_injected".to_string(), injected)]);
-    let settled = settle(addrs).await;
+    let settled = settle(targets).await;
     if let Err(e) = &settled {
         anomalies.push(Anomaly {
             kind: "not-settled".into(),
@@ -279,11 +286,11 @@ pub fn check_history(
     reports
 }
 
-async fn wait_for_leader(addrs: &[(u32, String)]) -> anyhow::Result<()> {
+async fn wait_for_leader(targets: &ApiTargets) -> anyhow::Result<()> {
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
-        let all = cluster::statuses(addrs, Duration::from_millis(500)).await;
-        if all.len() == addrs.len() && all.iter().all(|s| s.leader.is_some()) {
+        let all = cluster::statuses(targets, Duration::from_millis(500)).await;
+        if all.len() == targets.nodes.len() && all.iter().all(|s| s.leader.is_some()) {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -291,7 +298,7 @@ async fn wait_for_leader(addrs: &[(u32, String)]) -> anyhow::Result<()> {
                 "the cluster elected no leader within {SETTLE_LIMIT:?} ({} of {} nodes answered); \
                  see the node logs",
                 all.len(),
-                addrs.len()
+                targets.nodes.len()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -300,14 +307,14 @@ async fn wait_for_leader(addrs: &[(u32, String)]) -> anyhow::Result<()> {
 
 /// Waits until every node answers, agrees on the leader and term, and has applied
 /// everything committed, at the same index. Returns the statuses.
-async fn settle(addrs: &[(u32, String)]) -> anyhow::Result<Vec<cluster::NodeStatus>> {
+async fn settle(targets: &ApiTargets) -> anyhow::Result<Vec<cluster::NodeStatus>> {
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
-        let all = cluster::statuses(addrs, Duration::from_millis(1000)).await;
+        let all = cluster::statuses(targets, Duration::from_millis(1000)).await;
         let leaders: std::collections::BTreeSet<_> = all.iter().map(|s| s.leader).collect();
         let applied: std::collections::BTreeSet<_> = all.iter().map(|s| s.applied_index).collect();
         let caught_up = all.iter().all(|s| s.applied_index >= s.commit_index);
-        if all.len() == addrs.len()
+        if all.len() == targets.nodes.len()
             && leaders.len() == 1
             && !leaders.contains(&None)
             && applied.len() == 1
@@ -319,7 +326,7 @@ async fn settle(addrs: &[(u32, String)]) -> anyhow::Result<Vec<cluster::NodeStat
             anyhow::bail!(
                 "{} of {} nodes answered; leaders {leaders:?}; applied {applied:?}",
                 all.len(),
-                addrs.len()
+                targets.nodes.len()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

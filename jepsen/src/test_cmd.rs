@@ -60,6 +60,11 @@ pub struct TestArgs {
     /// Succeed only if every run finds an anomaly: how the positive controls are run.
     #[arg(long)]
     expect_anomaly: bool,
+    /// Run the cluster secured: ACLs on with default deny, TLS on the client API and
+    /// mutual TLS on the Raft port (a CA and certificates made with `waymark tls`);
+    /// the harness bootstraps ACLs and its clients use the management token.
+    #[arg(long)]
+    secure: bool,
 }
 
 pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
@@ -97,9 +102,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
         let run_seed = seed.wrapping_add(u64::from(k) - 1);
         let dir = args.results.join(format!("{stamp}-seed{run_seed}-run{k}"));
         eprintln!(
-            "run {k}/{}: seed {run_seed}, {} nodes, workloads {}, nemesis {}{}, {}s -> {}",
+            "run {k}/{}: seed {run_seed}, {} nodes{}, workloads {}, nemesis {}{}, {}s -> {}",
             args.runs,
             args.nodes,
+            if args.secure { " (ACLs + TLS)" } else { "" },
             args.workload,
             args.nemesis,
             args.control
@@ -124,6 +130,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
             clients: args.clients,
             check_time_limit: Duration::from_secs(args.check_time_limit),
             progress_every: Duration::from_secs(5),
+            secure: args.secure,
         };
         let summary = runtime
             .block_on(run::run(&options, k))

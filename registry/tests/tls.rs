@@ -17,7 +17,7 @@ use common::*;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use waymark_client::{ClientTls, ConnectOptions};
 use waymark_proto::pb;
-use waymark_registry::tls::generate::DevCa;
+use waymark_registry::tls::generate::LocalCa;
 use waymark_registry::tls::TlsConfig;
 
 /// A JSON `Register` as a follower forwards it: valid, so only the transport decides.
@@ -27,8 +27,8 @@ const FORWARDED_REGISTER: &str = r#"{"Register":{"service":"web","id":"web-9",
     "deregister_critical_after_ms":0}}"#;
 
 /// One certificate every node of a test cluster can use: all listen on 127.0.0.1.
-fn cluster_files(dir: &Path) -> (DevCa, TlsConfig) {
-    let ca = DevCa::new("test cluster CA").unwrap();
+fn cluster_files(dir: &Path) -> (LocalCa, TlsConfig) {
+    let ca = LocalCa::new("test cluster CA").unwrap();
     let files = ca.write_node(dir, "server", &["127.0.0.1"]).unwrap();
     (ca, files)
 }

@@ -1,9 +1,10 @@
 //! A Waymark cluster under test: N real `waymark server` processes, each in its own
 //! network namespace, reachable from the host over a bridge. Faults act on it through
-//! [`Cluster`]'s methods; clients reach it through [`Cluster::api_addr`].
+//! [`Cluster`]'s methods; clients reach it through [`ApiTargets`].
 
 pub mod netns;
 pub mod process;
+pub mod secure;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use waymark_proto::pb::StatusRequest;
 
 use netns::Network;
 use process::{ServerCommand, ServerProcess};
+use secure::SecureFiles;
 
 pub const API_PORT: u16 = 8500;
 pub const RAFT_PORT: u16 = 8300;
@@ -32,6 +34,8 @@ pub struct ClusterSpec {
     pub run_dir: PathBuf,
     /// A deliberately unsafe server behaviour, for the harness's positive controls.
     pub unsafe_control: Option<String>,
+    /// ACLs on (default deny) and TLS on both ports; see [`secure`].
+    pub secure: bool,
 }
 
 /// The running cluster. Dropping it kills the servers and removes the network.
@@ -41,6 +45,8 @@ pub struct Cluster {
     network: Network,
     /// Servers found dead that nobody killed: (node, how it exited).
     crashes: Vec<(u32, String)>,
+    /// The CA and certificates, in secure mode.
+    secure: Option<SecureFiles>,
 }
 
 impl Cluster {
@@ -60,17 +66,40 @@ impl Cluster {
                 format!("{n}={ip}:{RAFT_PORT}/{ip}:{API_PORT}")
             })
             .collect();
+        let secure = spec
+            .secure
+            .then(|| SecureFiles::create(&spec.waymark_bin, &spec.run_dir, &network))
+            .transpose()?;
         let mut servers = Vec::new();
         for node in 1..=spec.nodes {
             let dir = spec.run_dir.join(format!("n{node}"));
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let command = server_command(spec, &network, node, &dir, &initial_cluster);
+            let mut command = server_command(spec, &network, node, &dir, &initial_cluster);
+            if let Some(files) = &secure {
+                let data_dir = dir.join("data");
+                command.args.push(files.node_config(node, &dir, &data_dir)?);
+            }
             servers.push(ServerProcess::start(command)?);
         }
         Ok(Self {
             servers,
             network,
             crashes: Vec::new(),
+            secure,
+        })
+    }
+
+    /// Every node's API address, and how clients connect to it before any ACL token
+    /// is known (in secure mode: TLS verified with the cluster's CA).
+    pub fn api_targets(&self) -> anyhow::Result<ApiTargets> {
+        let tls = self
+            .secure
+            .as_ref()
+            .map(SecureFiles::client_tls)
+            .transpose()?;
+        Ok(ApiTargets {
+            nodes: (1..=self.nodes()).map(|n| (n, self.api_addr(n))).collect(),
+            connect: ConnectOptions { tls, ..CONNECT },
         })
     }
 
@@ -165,13 +194,22 @@ fn server_command(
 
 /// How the harness's clients connect: lazily (`Client::lazy_channel`), with a short
 /// connect timeout, so a dead or partitioned node costs a client a timeout rather than
-/// a hang. Operations carry their own timeout, so channels have none.
-pub const CONNECT: ConnectOptions = ConnectOptions {
+/// a hang. Operations carry their own timeout, so channels have none. Secure runs add
+/// the CA and the management token ([`ApiTargets::connect`]).
+const CONNECT: ConnectOptions = ConnectOptions {
     connect_timeout: Duration::from_millis(500),
     request_timeout: None,
     token: None,
     tls: None,
 };
+
+/// How clients reach the cluster: (node, gRPC address) of every node, and the options
+/// every client connects with.
+#[derive(Clone, Debug)]
+pub struct ApiTargets {
+    pub nodes: Vec<(u32, String)>,
+    pub connect: ConnectOptions,
+}
 
 /// What one node says about the cluster.
 #[derive(Clone, Debug)]
@@ -186,8 +224,13 @@ pub struct NodeStatus {
 }
 
 /// Asks one node for its Raft status, giving up after `timeout`.
-pub async fn status(addr: &str, node: u32, timeout: Duration) -> Option<NodeStatus> {
-    let mut client = waymark_client::cluster(Client::lazy_channel(addr, &CONNECT).ok()?);
+pub async fn status(
+    addr: &str,
+    node: u32,
+    connect: &ConnectOptions,
+    timeout: Duration,
+) -> Option<NodeStatus> {
+    let mut client = waymark_client::cluster(Client::lazy_channel(addr, connect).ok()?);
     let reply = tokio::time::timeout(timeout, client.status(StatusRequest {}))
         .await
         .ok()?
@@ -205,8 +248,11 @@ pub async fn status(addr: &str, node: u32, timeout: Duration) -> Option<NodeStat
 }
 
 /// Statuses of every node that answers.
-pub async fn statuses(addrs: &[(u32, String)], timeout: Duration) -> Vec<NodeStatus> {
-    let asks = addrs.iter().map(|(n, a)| status(a, *n, timeout));
+pub async fn statuses(targets: &ApiTargets, timeout: Duration) -> Vec<NodeStatus> {
+    let asks = targets
+        .nodes
+        .iter()
+        .map(|(n, a)| status(a, *n, &targets.connect, timeout));
     futures::future::join_all(asks)
         .await
         .into_iter()
@@ -215,7 +261,7 @@ pub async fn statuses(addrs: &[(u32, String)], timeout: Duration) -> Vec<NodeSta
 }
 
 /// The leader as the node with the highest term that answers sees it, if any.
-pub async fn leader(addrs: &[(u32, String)]) -> Option<u32> {
-    let all = statuses(addrs, Duration::from_millis(500)).await;
+pub async fn leader(targets: &ApiTargets) -> Option<u32> {
+    let all = statuses(targets, Duration::from_millis(500)).await;
     all.iter().max_by_key(|s| s.term).and_then(|s| s.leader)
 }

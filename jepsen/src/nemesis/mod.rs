@@ -252,7 +252,7 @@ fn drop_rules(peers: &[String], percent: Option<u8>) -> String {
 /// Each healed fault goes into the history. Returns the number injected.
 pub async fn run(
     cluster: Arc<Mutex<Cluster>>,
-    addrs: Vec<(u32, String)>,
+    targets: crate::cluster::ApiTargets,
     recorder: Recorder,
     mut planner: Planner,
     interval: Duration,
@@ -264,7 +264,7 @@ pub async fn run(
             _ = stop.cancelled() => return Ok(injected),
             _ = tokio::time::sleep(interval) => {}
         }
-        let leader = crate::cluster::leader(&addrs).await;
+        let leader = crate::cluster::leader(&targets).await;
         let Some(fault) = planner.next(leader) else {
             // No nemesis asked for: just wait for the end.
             stop.cancelled().await;

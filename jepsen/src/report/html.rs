@@ -100,6 +100,7 @@ fn header(out: &mut String, s: &Summary) -> fmt::Result {
         ("nodes", m.nodes.to_string()),
         ("workloads", list_or_none(&m.workloads)),
         ("nemeses", list_or_none(&m.nemeses)),
+        ("security", super::security(m.secure).to_string()),
     ];
     for (name, value) in rows {
         writeln!(out, "<tr><th>{name}</th><td>{}</td></tr>", Esc(&value))?;

@@ -52,6 +52,15 @@ fn window_text((start, end): (Nanos, Nanos)) -> String {
     format!("{:.3}–{:.3} s", secs(start), secs(end))
 }
 
+/// What the run secured, as the reports say it.
+fn security(secure: bool) -> &'static str {
+    if secure {
+        "ACLs (default deny) + TLS on the API + mutual TLS on Raft"
+    } else {
+        "none (plaintext, no ACLs)"
+    }
+}
+
 /// `a, b`, or `none`.
 fn list_or_none(items: &[String]) -> String {
     if items.is_empty() {
@@ -80,6 +89,7 @@ mod tests {
             nemeses: vec!["partition".into()],
             time_limit_s: 10,
             control: None,
+            secure: true,
             started_at: "2026-11-02T10:00:00Z".into(),
             duration_ns: 10 * S,
         }

@@ -21,6 +21,10 @@ pub struct RunMeta {
     /// The unsafe server control the run was started with, if any (a run that
     /// deliberately breaks the contract, to show the checkers catch it).
     pub control: Option<String>,
+    /// ACLs (default deny) and TLS on both ports (`--secure`). Absent in reports
+    /// written before the flag existed.
+    #[serde(default)]
+    pub secure: bool,
     /// Wall-clock start of the run, RFC 3339-ish.
     pub started_at: String,
     /// How long the run took, in ns.

@@ -29,6 +29,7 @@ fn render(out: &mut String, s: &Summary) -> fmt::Result {
     )?;
     writeln!(out, "workloads: {}", list_or_none(&m.workloads))?;
     writeln!(out, "nemeses: {}", list_or_none(&m.nemeses))?;
+    writeln!(out, "security: {}", super::security(m.secure))?;
     match &m.control {
         Some(control) => writeln!(out, "control: {control} (UNSAFE server control)")?,
         None => writeln!(out, "control: none")?,

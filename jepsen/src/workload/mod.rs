@@ -23,10 +23,10 @@ use anyhow::bail;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use waymark_client::Channel;
-use waymark_client::{classify, Client};
+use waymark_client::{classify, Client, ConnectOptions};
 use waymark_proto::pb::catalog_client::CatalogClient;
 
-use crate::cluster;
+use crate::cluster::ApiTargets;
 use crate::history::{Event, Op, OpRecord, Outcome, Recorder};
 
 /// A workload the user can ask for with `--workload`.
@@ -81,12 +81,15 @@ pub fn parse_kinds(list: &str) -> anyhow::Result<Vec<WorkloadKind>> {
     Ok(kinds)
 }
 
-/// What every client needs: where the nodes are, where to record, when to stop.
+/// What every client needs: where the nodes are, how to connect, where to record, when
+/// to stop.
 #[derive(Clone)]
 pub struct ClientEnv {
     pub recorder: Recorder,
     /// (node, gRPC address) of every node.
     pub nodes: Vec<(u32, String)>,
+    /// TLS and the ACL token, in secure runs.
+    pub connect: ConnectOptions,
     pub stop: CancellationToken,
     /// How long an operation may take before the client gives up on it (`info`).
     pub op_timeout: Duration,
@@ -96,13 +99,14 @@ pub struct ClientEnv {
 impl ClientEnv {
     pub fn new(
         recorder: Recorder,
-        nodes: Vec<(u32, String)>,
+        targets: ApiTargets,
         stop: CancellationToken,
         op_timeout: Duration,
     ) -> Self {
         Self {
             recorder,
-            nodes,
+            nodes: targets.nodes,
+            connect: targets.connect,
             stop,
             op_timeout,
             process_ids: Arc::new(AtomicU64::new(1)),
@@ -149,7 +153,7 @@ impl Process {
         Ok(Self {
             id: env.next_process(),
             node,
-            client: waymark_client::catalog(Client::lazy_channel(&addr, &cluster::CONNECT)?),
+            client: waymark_client::catalog(Client::lazy_channel(&addr, &env.connect)?),
         })
     }
 }

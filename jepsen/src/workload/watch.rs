@@ -12,7 +12,6 @@ use waymark_proto::pb::{self, watch_response, WatchRequest};
 
 use super::{status_text, ClientEnv};
 use crate::checks::{REGISTER_SERVICE, SET_SERVICE, VALUE_META};
-use crate::cluster;
 use crate::history::{Change, Event, InstanceState, WatchEvent, WatchRecord};
 
 /// A stream that sends nothing (not even progress) for this long is given up on: its
@@ -118,7 +117,7 @@ async fn follow(
     last_index: &mut u64,
     mut on_event: impl FnMut(WatchEvent),
 ) -> String {
-    let channel = match waymark_client::Client::lazy_channel(addr, &cluster::CONNECT) {
+    let channel = match waymark_client::Client::lazy_channel(addr, &env.connect) {
         Ok(c) => c,
         Err(e) => return format!("{e:#}"),
     };

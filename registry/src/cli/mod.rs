@@ -15,6 +15,7 @@ mod proxies;
 mod register;
 mod signals;
 mod snapshot;
+mod tls;
 mod watch;
 mod watch_fmt;
 
@@ -49,6 +50,10 @@ enum Command {
     /// cluster.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Create a local CA and node certificates for the `[tls]` table (for clusters
+    /// without a PKI of their own).
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -335,6 +340,7 @@ pub fn main() -> ExitCode {
         Command::Server(args) => run_server(args).map(|()| ExitCode::SUCCESS),
         Command::Dev(args) => dev::run(args),
         Command::Snapshot(cmd) => snapshot::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Tls(cmd) => tls::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Client(cmd) => client::run(cmd).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -48,7 +48,8 @@ impl NodeTls {
     pub fn load(config: &TlsConfig) -> anyhow::Result<Self> {
         let ca = read_certs("tls.ca_file", &config.ca_file)?;
         let chain = read_certs("tls.cert_file", &config.cert_file)?;
-        let key = PrivateKeyDer::from_pem_file(&config.key_file).map_err(|e| {
+        let key_pem = read_pem(&config.key_file).context("tls.key_file")?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| {
             anyhow::anyhow!(
                 "tls.key_file {}: no usable private key: {e}",
                 config.key_file.display()
@@ -120,14 +121,32 @@ fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Every certificate in the PEM file at `path`; at least one.
 fn read_certs(key: &str, path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| anyhow::anyhow!("{key} {}: {e}", path.display()))?
+    let pem = read_pem(path).with_context(|| key.to_string())?;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("{key} {}: not PEM certificates: {e}", path.display()))?;
     if certs.is_empty() {
         bail!("{key} {}: no certificate in the file", path.display());
     }
     Ok(certs)
+}
+
+/// The most a certificate or key file may hold: they are a few KiB, and a mistyped
+/// path (a device, a log) must fail rather than be read whole.
+const MAX_PEM_BYTES: u64 = 1 << 20;
+
+/// Reads a PEM file of at most [`MAX_PEM_BYTES`].
+pub(crate) fn read_pem(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if text.len() as u64 > MAX_PEM_BYTES {
+        anyhow::bail!("{}: larger than {MAX_PEM_BYTES} bytes", path.display());
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
 //! Loading `[tls]` files: generated certificates load, and each kind of bad file is
 //! refused with the key and path named.
 
-use super::generate::DevCa;
+use super::generate::LocalCa;
 use super::*;
 
 fn node_files(dir: &Path) -> TlsConfig {
-    let ca = DevCa::new("test CA").unwrap();
+    let ca = LocalCa::new("test CA").unwrap();
     ca.write_node(dir, "node-1", &["127.0.0.1", "localhost"])
         .unwrap()
 }
@@ -79,5 +79,100 @@ fn a_certificate_file_is_not_a_key() {
     assert!(
         err.contains("tls.key_file") && err.contains("no usable private key"),
         "{err}"
+    );
+}
+
+#[test]
+fn an_oversized_file_is_refused_without_reading_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = node_files(dir.path());
+    // A device that never ends: read whole, it would hang and exhaust memory.
+    config.ca_file = PathBuf::from("/dev/zero");
+    let err = load_error(&config);
+    assert!(
+        err.contains("tls.ca_file") && err.contains("larger than"),
+        "{err}"
+    );
+}
+
+/// Whether `leaf_pem` chains to the CA in `ca_file` for `name`, as a client would check.
+fn verifies_against(ca_file: &Path, leaf_pem: &str, name: &str) -> Result<(), rustls::Error> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs("ca", ca_file).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .build()
+    .unwrap();
+    let leaf = CertificateDer::from_pem_slice(leaf_pem.as_bytes()).unwrap();
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    verifier
+        .verify_server_cert(&leaf, &[], &name, &[], UnixTime::now())
+        .map(|_| ())
+}
+
+#[test]
+fn a_reloaded_ca_issues_certificates_that_verify_against_the_file_nodes_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, key_file) = LocalCa::new("cli CA")
+        .unwrap()
+        .write_ca(dir.path())
+        .unwrap();
+    let ca = LocalCa::load(&ca_file, &key_file, 30).unwrap();
+    let issued = ca.issue("node-1", &["10.1.2.3", "node-1.example"]).unwrap();
+    verifies_against(&ca_file, &issued.cert_pem, "10.1.2.3").unwrap();
+    verifies_against(&ca_file, &issued.cert_pem, "node-1.example").unwrap();
+    assert!(
+        verifies_against(&ca_file, &issued.cert_pem, "10.9.9.9").is_err(),
+        "an address the certificate does not name must not verify"
+    );
+    // And a certificate from another CA does not verify against this one.
+    let other = LocalCa::new("other CA").unwrap();
+    let foreign = other.issue("node-1", &["10.1.2.3"]).unwrap();
+    assert!(verifies_against(&ca_file, &foreign.cert_pem, "10.1.2.3").is_err());
+}
+
+#[test]
+fn a_ca_is_never_replaced_and_its_key_must_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca_file, key_file) = LocalCa::new("first").unwrap().write_ca(dir.path()).unwrap();
+    let err = LocalCa::new("second")
+        .unwrap()
+        .write_ca(dir.path())
+        .err()
+        .expect("a second CA in the same directory");
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+
+    let other_dir = dir.path().join("other");
+    let (_, other_key) = LocalCa::new("other").unwrap().write_ca(&other_dir).unwrap();
+    let err = LocalCa::load(&ca_file, &other_key, 30)
+        .err()
+        .expect("a foreign key");
+    assert!(
+        format!("{err:#}").contains("is not the private key"),
+        "{err:#}"
+    );
+    let err = LocalCa::load(&key_file, &key_file, 30)
+        .err()
+        .expect("a key as the CA");
+    assert!(
+        format!("{err:#}").contains("not a CA certificate"),
+        "{err:#}"
+    );
+    let leaf = LocalCa::load(&ca_file, &key_file, 30)
+        .unwrap()
+        .write_leaf(dir.path(), "n1", &["127.0.0.1"])
+        .unwrap();
+    let err = LocalCa::load(&leaf.cert_file, &leaf.key_file, 30)
+        .err()
+        .expect("a node certificate as the CA");
+    assert!(
+        format!("{err:#}").contains("not a CA certificate"),
+        "{err:#}"
     );
 }

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::LogFormat;
-use crate::tls::generate::DevCa;
+use crate::tls::generate::LocalCa;
 use crate::tls::TlsConfig;
 
 /// Node K listens on BASE + K - 1. Admin is not on 8501 (the single-node default)
@@ -111,7 +111,7 @@ fn server_args(spec: &NodeSpec, cluster: &str, log_format: LogFormat) -> Vec<OsS
 
 /// Gives every node a certificate from one new CA, under `dir`/tls; the CA file.
 pub(super) fn issue_certificates(specs: &mut [NodeSpec], dir: &Path) -> anyhow::Result<PathBuf> {
-    let ca = DevCa::new("Waymark dev CA")?;
+    let ca = LocalCa::new("Waymark dev CA")?;
     let tls_dir = dir.join("tls");
     for spec in specs.iter_mut() {
         // Nodes dial each other, and clients dial them, at 127.0.0.1.
