@@ -84,6 +84,7 @@ async fn an_operator_bootstraps_and_hands_out_a_scoped_token() {
             enabled: true,
             default_policy: DefaultPolicy::Deny,
             dns_token: None,
+            ..AclConfig::default()
         }
     })
     .await;
@@ -196,6 +197,7 @@ async fn a_ci_job_exchanges_its_jwt_for_a_short_lived_token() {
             enabled: true,
             default_policy: DefaultPolicy::Deny,
             dns_token: None,
+            ..AclConfig::default()
         }
     })
     .await;

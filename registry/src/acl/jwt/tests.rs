@@ -21,6 +21,8 @@ fn method(jwks: String, public_keys: Vec<String>) -> JwtMethod {
         audiences: vec!["waymark".into(), "other".into()],
         jwks,
         public_keys,
+        jwks_url: String::new(),
+        jwks_ca_cert: String::new(),
         max_token_ttl_ms: 60_000,
         clock_skew_ms: 0,
     }
