@@ -118,14 +118,6 @@ impl Keys {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// Whether some key is named `kid`, or has no kid at all (such a key is tried
-    /// for every JWT).
-    pub fn may_have(&self, kid: &str) -> bool {
-        self.0
-            .iter()
-            .any(|k| k.kid.as_deref().is_none_or(|k| k == kid))
-    }
 }
 
 /// The `kid` in a compact JWT's header, if it has one (for a cache deciding whether
