@@ -4,7 +4,8 @@
 //! node refetches on the kid miss, and the old key stops working; with the server
 //! down the cached keys keep working (the failed fetches are counted); a URL never
 //! reached, a response too large or one that is not a JWKS refuse the login
-//! UNAVAILABLE naming the URL and the cause, until the URL serves keys; the keys are
+//! UNAVAILABLE naming the URL and the cause, until the URL serves keys (a method's
+//! inline keys beside its URL work meanwhile); the keys are
 //! refreshed in the background; https works with the method's own CA and fails
 //! clearly with a foreign one; bad URLs are refused when the method is written.
 
@@ -371,6 +372,38 @@ async fn a_url_that_never_served_keys_refuses_logins_naming_it_and_why() {
     assert_unavailable(&s, &dead, "connecting to");
     assert!(s.message().contains("no signing keys yet"), "{s:?}");
     assert_eq!(fetch_failures(cluster.node(leader), "dead"), 1);
+    // With inline keys beside the URL, those still log in while it is unreachable.
+    let inline = Issuer::es256("inline");
+    let mut both = url_method("both", &dead, "");
+    both.jwks = inline.jwks();
+    acl_client(&addr)
+        .await
+        .put_auth_method(authed(
+            pb::PutAuthMethodRequest { method: Some(both) },
+            &management,
+        ))
+        .await
+        .expect("a method with inline keys and a URL");
+    acl_client(&addr)
+        .await
+        .create_binding_rule(authed(
+            pb::CreateBindingRuleRequest {
+                method: "both".into(),
+                selector: String::new(),
+                policies: vec!["web-writer".into()],
+                description: String::new(),
+            },
+            &management,
+        ))
+        .await
+        .expect("create binding rule");
+    login(&addr, "both", &web_jwt(&inline))
+        .await
+        .expect("an inline key while the URL is down");
+    let s = login(&addr, "both", &jwt)
+        .await
+        .expect_err("a key from nowhere");
+    assert_unavailable(&s, &dead, "connecting to");
 
     // Served, but each answer is unusable.
     let big = vec![b' '; 2 * 1024 * 1024];

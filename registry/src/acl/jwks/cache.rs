@@ -108,7 +108,18 @@ impl JwksCache {
             Err(e) => return Ok(Err(Refusal::MethodKeys(name.into(), e.to_string()))),
         };
         let entry = self.entry(name, method);
-        let fetched = self.current(name, &entry).await?;
+        let fetched = match self.current(name, &entry).await {
+            Ok(keys) => keys,
+            // The method's inline keys still count while its URL has never answered.
+            Err(unavailable) => {
+                if !inline.is_empty() {
+                    if let Ok(v) = jwt::verify_with(name, method, &[&inline], token, now_unix_ms) {
+                        return Ok(Ok(v));
+                    }
+                }
+                return Err(unavailable);
+            }
+        };
         let first = jwt::verify_with(name, method, &[&inline, &fetched], token, now_unix_ms);
         // A miss the provider may since have fixed: a kid we do not know (a rotation),
         // or, for a JWT naming no kid, no key verifying it. A bad signature under a
