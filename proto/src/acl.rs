@@ -30,6 +30,10 @@ pub const MAX_JWKS_LEN: usize = 64 * 1024;
 pub const MAX_PUBLIC_KEYS: usize = 16;
 /// Longest PEM public key, in bytes.
 pub const MAX_PUBLIC_KEY_LEN: usize = 16 * 1024;
+/// Longest `jwks_url`, in bytes.
+pub const MAX_JWKS_URL_LEN: usize = 2048;
+/// Longest `jwks_ca_cert` (PEM), in bytes.
+pub const MAX_JWKS_CA_CERT_LEN: usize = 64 * 1024;
 /// A login token's life when the method does not say.
 pub const DEFAULT_MAX_TOKEN_TTL_MS: u64 = 3_600_000;
 /// Longest `max_token_ttl_ms` (logins are for short-lived tokens).
@@ -289,10 +293,12 @@ pub fn check_put_auth_method(req: &pb::PutAuthMethodRequest) -> Result<(), Valid
     for (i, key) in m.public_keys.iter().enumerate() {
         check_text(&format!("method.public_keys[{i}]"), key, MAX_PUBLIC_KEY_LEN)?;
     }
-    if m.jwks.trim().is_empty() && m.public_keys.is_empty() {
+    check_jwks_url(&m.jwks_url)?;
+    check_jwks_ca_cert(&m.jwks_url, &m.jwks_ca_cert)?;
+    if m.jwks.trim().is_empty() && m.public_keys.is_empty() && m.jwks_url.is_empty() {
         return Err(ValidationError::new(
             "method.jwks",
-            "a JWT method needs keys: a JWKS document or at least one PEM public key",
+            "a JWT method needs keys: a JWKS document, at least one PEM public key, or a jwks_url",
         ));
     }
     let ttl = m.max_token_ttl_ms;
@@ -312,6 +318,79 @@ pub fn check_put_auth_method(req: &pb::PutAuthMethodRequest) -> Result<(), Valid
                 m.clock_skew_ms
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A `jwks_url` (empty: none): `http://` or `https://`, a host, an optional numeric
+/// port, no credentials (the URL is replicated and shown to `acl read` callers), no
+/// spaces. The registry parses it again with its HTTP library before proposing.
+pub fn check_jwks_url(url: &str) -> Result<(), ValidationError> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    let bad = |rule: String| Err(ValidationError::new("method.jwks_url", rule));
+    if url.len() > MAX_JWKS_URL_LEN {
+        return bad(format!(
+            "must be at most {MAX_JWKS_URL_LEN} bytes (got {})",
+            url.len()
+        ));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters".into());
+    }
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = ["https://", "http://"]
+        .iter()
+        .find(|p| lower.starts_with(**p))
+        .map(|p| &url[p.len()..])
+    else {
+        return bad(format!(
+            "must be an http:// or https:// URL (got {:?})",
+            url.chars().take(64).collect::<String>()
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return bad("must not carry credentials (user@host): the URL is replicated and readable by acl readers".into());
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        // An IPv6 literal's colons are inside brackets.
+        Some((h, p)) if !p.contains(']') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    if host.is_empty() || host == "[]" {
+        return bad("has no host".into());
+    }
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(1..)) {
+            return bad(format!("port must be 1-65535 (got {p:?})"));
+        }
+    }
+    if url.contains('#') {
+        return bad("must not have a #fragment".into());
+    }
+    Ok(())
+}
+
+/// A `jwks_ca_cert`: only with an https `jwks_url`, PEM certificate(s) of sane size.
+/// The registry parses the certificates before proposing.
+pub fn check_jwks_ca_cert(url: &str, ca: &str) -> Result<(), ValidationError> {
+    if ca.is_empty() {
+        return Ok(());
+    }
+    let bad = |rule: String| Err(ValidationError::new("method.jwks_ca_cert", rule));
+    if !url.to_ascii_lowercase().starts_with("https://") {
+        return bad("is only used with an https:// jwks_url".into());
+    }
+    if ca.len() > MAX_JWKS_CA_CERT_LEN {
+        return bad(format!(
+            "must be at most {MAX_JWKS_CA_CERT_LEN} bytes (got {})",
+            ca.len()
+        ));
+    }
+    if !ca.contains("-----BEGIN CERTIFICATE-----") {
+        return bad("must be PEM: one or more -----BEGIN CERTIFICATE----- blocks".into());
     }
     Ok(())
 }
@@ -450,6 +529,57 @@ mod tests {
         }
         let e = check_put_auth_method(&pb::PutAuthMethodRequest { method: None }).unwrap_err();
         assert_eq!(e.field, "method");
+    }
+
+    #[test]
+    fn a_jwks_url_is_an_http_url_and_may_stand_alone() {
+        let with_url = |url: &str, ca: &str| {
+            let mut m = method();
+            m.jwks.clear();
+            m.jwks_url = url.into();
+            m.jwks_ca_cert = ca.into();
+            put(m)
+        };
+        for good in [
+            "https://idp.example/.well-known/jwks.json",
+            "http://127.0.0.1:8080/keys?x=1",
+            "HTTPS://idp.example:8443",
+            "http://[::1]:9000/jwks",
+        ] {
+            assert_eq!(with_url(good, ""), Ok(()), "{good}");
+        }
+        for (bad, says) in [
+            ("ftp://idp.example/jwks", "http:// or https://"),
+            ("idp.example/jwks", "http:// or https://"),
+            ("https:///jwks", "no host"),
+            ("https://user:pw@idp.example/jwks", "credentials"),
+            ("https://idp.example:0/jwks", "port"),
+            ("https://idp.example:99999/jwks", "port"),
+            ("https://idp.example/ jwks", "spaces"),
+            ("https://idp.example/jwks#frag", "fragment"),
+        ] {
+            let e = with_url(bad, "").unwrap_err();
+            assert_eq!(e.field, "method.jwks_url", "{bad}");
+            assert!(e.rule.contains(says), "{bad}: {e}");
+        }
+        let long = format!("https://idp.example/{}", "a".repeat(MAX_JWKS_URL_LEN));
+        assert_eq!(with_url(&long, "").unwrap_err().field, "method.jwks_url");
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(with_url("https://idp.example/jwks", pem), Ok(()));
+        for (url, ca) in [
+            ("http://idp.example/jwks", pem),
+            ("https://idp.example/jwks", "not a pem"),
+        ] {
+            assert_eq!(
+                with_url(url, ca).unwrap_err().field,
+                "method.jwks_ca_cert",
+                "{url} {ca}"
+            );
+        }
+        // No key source at all names jwks and says what would do.
+        let e = with_url("", "").unwrap_err();
+        assert_eq!(e.field, "method.jwks");
+        assert!(e.rule.contains("jwks_url"), "{e}");
     }
 
     #[test]

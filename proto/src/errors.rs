@@ -51,10 +51,14 @@ pub enum Reason {
     /// A per-caller limit (request rate, open watch streams) was reached; nothing was
     /// done. Back off and retry on the same node.
     ResourceExhausted,
+    /// A login's auth method gets its keys from a JWKS URL that this node could not
+    /// fetch yet (the message names the URL and the error). Retry here after a
+    /// backoff; nothing was done.
+    JwksUnavailable,
 }
 
 impl Reason {
-    const ALL: [Reason; 15] = [
+    const ALL: [Reason; 16] = [
         Reason::NoLeader,
         Reason::LeaderUnavailable,
         Reason::Timeout,
@@ -70,6 +74,7 @@ impl Reason {
         Reason::PermissionDenied,
         Reason::Conflict,
         Reason::ResourceExhausted,
+        Reason::JwksUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +94,7 @@ impl Reason {
             Reason::PermissionDenied => "PERMISSION_DENIED",
             Reason::Conflict => "CONFLICT",
             Reason::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Reason::JwksUnavailable => "JWKS_UNAVAILABLE",
         }
     }
 

@@ -112,7 +112,8 @@ pub struct ServerConfig {
     /// DNS settings (`[dns]` table): domain, TTLs, max_stale_ms, admit_warning, udp_sockets.
     #[serde(default)]
     pub dns: waymark_dns::DnsConfig,
-    /// Access control (`[acl]` table): enabled, default_policy, dns_token.
+    /// Access control (`[acl]` table): enabled, default_policy, dns_token, and the
+    /// JWKS fetch timings (`jwks_refresh_interval_ms` and its kin).
     #[serde(default)]
     pub acl: crate::acl::AclConfig,
     /// Audit trail of writes (`[audit]` table): path.
@@ -290,6 +291,7 @@ impl ServerConfig {
                 self.node_id
             );
         }
+        self.acl.validate().map_err(anyhow::Error::msg)?;
         if self.heartbeat_interval_ms == 0 {
             bail!("invalid heartbeat_interval_ms: must be positive");
         }

@@ -33,6 +33,8 @@ pub struct Metrics {
     limited_watch_streams: Counter,
     /// gRPC requests served on the client API, by (method, status code).
     grpc_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Failed fetches of auth methods' `jwks_url`s, by method.
+    jwks_fetch_failures: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -50,6 +52,7 @@ impl Default for Metrics {
             limited_rate: Counter::default(),
             limited_watch_streams: Counter::default(),
             grpc_requests: Mutex::new(BTreeMap::new()),
+            jwks_fetch_failures: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -106,6 +109,15 @@ impl Metrics {
             "rate" => self.limited_rate.inc(),
             _ => self.limited_watch_streams.inc(),
         }
+    }
+
+    /// Counts a failed fetch of auth method `method`'s `jwks_url`.
+    pub fn jwks_fetch_failed(&self, method: &str) {
+        let mut m = self
+            .jwks_fetch_failures
+            .lock()
+            .expect("metrics lock poisoned");
+        *m.entry(method.to_string()).or_default() += 1;
     }
 
     pub fn record_grpc(&self, method: &'static str, code: tonic::Code) {
@@ -183,6 +195,23 @@ impl Metrics {
                 out,
                 "waymark_requests_limited_total{{limit=\"{limit}\"}} {}",
                 counter.get()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP waymark_jwks_fetch_failures_total Failed fetches of an auth method's jwks_url (the last good keys stay in use), by method."
+        );
+        let _ = writeln!(out, "# TYPE waymark_jwks_fetch_failures_total counter");
+        for (method, n) in self
+            .jwks_fetch_failures
+            .lock()
+            .expect("metrics lock poisoned")
+            .iter()
+        {
+            // Method names are DNS labels: nothing to escape.
+            let _ = writeln!(
+                out,
+                "waymark_jwks_fetch_failures_total{{method=\"{method}\"}} {n}"
             );
         }
         let _ = writeln!(

@@ -12,6 +12,7 @@ use openraft::{ChangeMembers, ServerState};
 use waymark_proto::errors::Applied;
 use waymark_proto::pb;
 
+use crate::acl::jwks::{JwksCache, JwksSettings};
 use crate::acl::AclConfig;
 use crate::audit::AuditLog;
 use crate::leader_timers::LeaderTimers;
@@ -158,6 +159,8 @@ pub struct Node {
     pub audit: AuditLog,
     /// Per-caller request rate and watch-stream limits (`[limits]`).
     pub limits: Limits,
+    /// Keys fetched from auth methods' `jwks_url`s, for the logins this node serves.
+    pub jwks: Arc<JwksCache>,
 }
 
 impl Node {
@@ -176,6 +179,10 @@ impl Node {
             proposer: Proposer::start(raft.clone(), metrics.clone()),
             leader_reads: Coalescer::default(),
             forwarded_reads: Coalescer::default(),
+            jwks: Arc::new(JwksCache::new(
+                JwksSettings::from_acl(&AclConfig::default()),
+                metrics.clone(),
+            )),
             raft,
             catalog: state_machine.catalog(),
             hub: state_machine.hub(),
@@ -195,6 +202,10 @@ impl Node {
 
     /// Sets how callers are authenticated and authorized (`[acl]`).
     pub fn with_acl(mut self, acl: AclConfig) -> Self {
+        self.jwks = Arc::new(JwksCache::new(
+            JwksSettings::from_acl(&acl),
+            self.metrics.clone(),
+        ));
         self.acl = acl;
         self
     }

@@ -363,6 +363,11 @@ async fn run_inner(
             .instrument(tracing::info_span!("leader_timers")),
     );
     tasks.spawn(
+        crate::acl::jwks::run(node.clone(), servers.clone())
+            .map(Ok)
+            .instrument(tracing::info_span!("jwks_refresh")),
+    );
+    tasks.spawn(
         standard::follow_readiness(node.clone(), health, servers.clone())
             .map(Ok)
             .instrument(tracing::info_span!("grpc_health")),

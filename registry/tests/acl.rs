@@ -24,6 +24,7 @@ fn deny() -> AclConfig {
         enabled: true,
         default_policy: DefaultPolicy::Deny,
         dns_token: None,
+        ..AclConfig::default()
     }
 }
 

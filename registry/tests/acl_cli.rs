@@ -2,8 +2,8 @@
 //! `default_policy = "deny"`: bootstrap once, a policy from `--rule` text, a token
 //! carrying it used through `WAYMARK_TOKEN`, `whoami`, listing without secrets, and a
 //! deleted token refused; and a CI job's JWT login (`acl auth-method create` from a
-//! JWKS file, `acl binding-rule create`, `acl login --jwt FILE`). Every step is the
-//! real `waymark` binary.
+//! JWKS file, `acl binding-rule create`, `acl login --jwt FILE`; a method with
+//! `--jwks-url` and `--jwks-ca-cert`). Every step is the real `waymark` binary.
 
 mod common;
 
@@ -13,6 +13,7 @@ use common::jwt::{claims, Issuer};
 use common::*;
 use serde_json::{json, Value};
 use waymark_registry::acl::{AclConfig, DefaultPolicy};
+use waymark_registry::tls::generate::DevCa;
 
 /// Runs `waymark ARGS --addr ADDR` with `token` (if any) in `WAYMARK_TOKEN`, off the
 /// async runtime.
@@ -84,6 +85,7 @@ async fn an_operator_bootstraps_and_hands_out_a_scoped_token() {
             enabled: true,
             default_policy: DefaultPolicy::Deny,
             dns_token: None,
+            ..AclConfig::default()
         }
     })
     .await;
@@ -196,6 +198,7 @@ async fn a_ci_job_exchanges_its_jwt_for_a_short_lived_token() {
             enabled: true,
             default_policy: DefaultPolicy::Deny,
             dns_token: None,
+            ..AclConfig::default()
         }
     })
     .await;
@@ -344,6 +347,46 @@ async fn a_ci_job_exchanges_its_jwt_for_a_short_lived_token() {
         err.contains("UNAUTHENTICATED") && err.contains("JWT expired"),
         "{err}"
     );
+
+    // Keys from a URL: the CLI sends the URL and the CA file's content, the server
+    // checks both (nothing is fetched until a login).
+    let ca = file("idp-ca.pem", &DevCa::new("idp").unwrap().cert_pem());
+    let url = "https://idp.example/.well-known/jwks.json";
+    let create = |url: &'static str| {
+        vec![
+            "acl",
+            "auth-method",
+            "create",
+            "idp",
+            "--issuer",
+            "https://idp.example",
+            "--audience",
+            "waymark",
+            "--jwks-url",
+            url,
+        ]
+    };
+    let mut args = create(url);
+    args.extend(["--jwks-ca-cert", ca.as_str()]);
+    let written = ok(&addr, m, &args).await;
+    assert!(written.contains("wrote auth method idp"), "{written}");
+    let method = json(&addr, m, &["acl", "auth-method", "read", "idp"]).await;
+    assert_eq!(method["method"]["jwks_url"], url);
+    assert!(method["method"]["jwks_ca_cert"]
+        .as_str()
+        .unwrap()
+        .contains("BEGIN CERTIFICATE"));
+    let shown = ok(&addr, m, &["acl", "auth-method", "read", "idp"]).await;
+    assert!(
+        shown.contains(&format!("{url} (trusting its own CA)")),
+        "{shown}"
+    );
+    let err = refused(&addr, m, &create("ftp://idp.example/jwks")).await;
+    assert!(
+        err.contains("method.jwks_url") && err.contains("http:// or https://"),
+        "{err}"
+    );
+
     let gone = ok(&addr, m, &["acl", "auth-method", "delete", "ci"]).await;
     assert!(gone.contains("1 binding rule(s) deleted"), "{gone}");
     cluster.shutdown().await;

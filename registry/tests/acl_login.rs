@@ -23,6 +23,7 @@ fn deny() -> AclConfig {
         enabled: true,
         default_policy: DefaultPolicy::Deny,
         dns_token: None,
+        ..AclConfig::default()
     }
 }
 

@@ -1,8 +1,9 @@
 //! JWT verification for `Acl.Login`, on `jsonwebtoken`: an auth method's keys (a JWKS
 //! document and PEM public keys, each pinned to the algorithms its key type can
-//! verify), and `verify`, which checks a compact JWT's signature, `exp`, `nbf`, `iss`
-//! and `aud` and says exactly why it refuses one. Runs on the node that received the
-//! login, before anything is proposed; never inside apply.
+//! verify; a JWKS fetched from a `jwks_url` is parsed here too), and `verify_with`,
+//! which checks a compact JWT's signature, `exp`, `nbf`, `iss` and `aud` and says
+//! exactly why it refuses one. Runs on the node that received the login, before
+//! anything is proposed; never inside apply.
 
 use std::str::FromStr;
 
@@ -39,9 +40,23 @@ struct Key {
 pub struct Keys(Vec<Key>);
 
 impl Keys {
-    /// Parses a method's JWKS document (may be empty) and PEM public keys; the error
-    /// names the field (`method.jwks`, `method.public_keys[i]`) and what is wrong.
+    /// Parses a method's JWKS document (may be empty) and PEM public keys, at least
+    /// one key in all; the error names the field (`method.jwks`,
+    /// `method.public_keys[i]`) and what is wrong.
     pub fn parse(jwks: &str, public_keys: &[String]) -> Result<Keys, ValidationError> {
+        let keys = Keys::inline(jwks, public_keys)?;
+        if keys.0.is_empty() {
+            return Err(ValidationError::new(
+                "method.jwks",
+                "no keys: give a JWKS with at least one key, or a PEM public key",
+            ));
+        }
+        Ok(keys)
+    }
+
+    /// A method's inline keys, checked as strictly as `parse` but possibly none (a
+    /// method with a `jwks_url` may have no inline keys).
+    pub fn inline(jwks: &str, public_keys: &[String]) -> Result<Keys, ValidationError> {
         let mut keys = Vec::new();
         if !jwks.trim().is_empty() {
             let bad = |rule: String| ValidationError::new("method.jwks", rule);
@@ -63,14 +78,53 @@ impl Keys {
                 })?,
             );
         }
-        if keys.is_empty() {
-            return Err(ValidationError::new(
-                "method.jwks",
-                "no keys: give a JWKS with at least one key, or a PEM public key",
-            ));
-        }
         Ok(Keys(keys))
     }
+
+    /// A JWKS document fetched from a `jwks_url`. Leaner than an inline one: an
+    /// identity provider's set may hold keys Waymark cannot use (an encryption key, an
+    /// unsupported curve) beside the signing keys; those are skipped and returned as
+    /// reasons, and only a set with no usable key at all is refused.
+    pub fn fetched(doc: &[u8]) -> Result<(Keys, Vec<String>), String> {
+        let doc: Value =
+            serde_json::from_slice(doc).map_err(|e| format!("not a JSON document: {e}"))?;
+        let Some(list) = doc.get("keys").and_then(Value::as_array) else {
+            return Err("not a JSON Web Key Set: expected {\"keys\": [...]}".into());
+        };
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for (i, v) in list.iter().enumerate() {
+            match jwk_key(v) {
+                Ok(k) => keys.push(k),
+                Err(why) => skipped.push(format!("keys[{i}]: {why}")),
+            }
+        }
+        if keys.is_empty() {
+            return Err(match skipped.first() {
+                None => "the JWKS has no keys".into(),
+                Some(first) => format!(
+                    "the JWKS has no usable signing key ({} skipped; {first})",
+                    skipped.len()
+                ),
+            });
+        }
+        Ok((Keys(keys), skipped))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The `kid` in a compact JWT's header, if it has one (for a cache deciding whether
+/// an unknown key warrants a refetch; verification reads the header itself).
+pub fn header_kid(jwt: &str) -> Option<String> {
+    let header = b64_json(jwt.trim().split('.').next()?)?;
+    header.get("kid")?.as_str().map(String::from)
 }
 
 fn jwk_key(v: &Value) -> Result<Key, String> {
@@ -232,8 +286,7 @@ fn seconds(v: Option<&Value>) -> Option<u64> {
     v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0) as u64))
 }
 
-/// Verifies `jwt` for auth method `method_name` with settings `method`. `now_unix_ms`
-/// only words the refusal (`jsonwebtoken` checks `exp` and `nbf` by its own clock).
+/// Verifies `jwt` for auth method `method_name` with its inline keys only.
 pub fn verify(
     method_name: &str,
     method: &JwtMethod,
@@ -242,6 +295,21 @@ pub fn verify(
 ) -> Result<Verified, Refusal> {
     let keys = Keys::parse(&method.jwks, &method.public_keys)
         .map_err(|e| Refusal::MethodKeys(method_name.into(), e.to_string()))?;
+    verify_with(method_name, method, &[&keys], jwt, now_unix_ms)
+}
+
+/// Verifies `jwt` for auth method `method_name` with settings `method`, against every
+/// key of `key_sets` (its inline keys, and those fetched from its `jwks_url`).
+/// `now_unix_ms` only words the refusal (`jsonwebtoken` checks `exp` and `nbf` by its
+/// own clock).
+pub fn verify_with(
+    method_name: &str,
+    method: &JwtMethod,
+    key_sets: &[&Keys],
+    jwt: &str,
+    now_unix_ms: u64,
+) -> Result<Verified, Refusal> {
+    let all: Vec<&Key> = key_sets.iter().flat_map(|k| k.0.iter()).collect();
     let jwt = jwt.trim();
     let parts: Vec<&str> = jwt.split('.').collect();
     if parts.len() != 3 {
@@ -269,12 +337,12 @@ pub fn verify(
         names.join(", ")
     };
     let by_kid: Vec<&Key> = match header.get("kid").and_then(Value::as_str) {
-        Some(kid) => keys
-            .0
+        Some(kid) => all
             .iter()
+            .copied()
             .filter(|k| k.kid.as_deref().is_none_or(|k| k == kid))
             .collect(),
-        None => keys.0.iter().collect(),
+        None => all.clone(),
     };
     if by_kid.is_empty() {
         return Err(Refusal::UnknownKid {

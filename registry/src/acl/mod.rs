@@ -1,11 +1,13 @@
 //! Access control: the `[acl]` settings, who a caller is (`resolve`: the presented
 //! secret → its token → an `Authorizer` built from its policies), and what that
 //! authorizer allows; for logins, JWT verification (`jwt.rs`) and binding rules
-//! (`binding.rs`). Pure: it reads a catalog it is handed; the API edge
-//! (`api/auth.rs`, `api/acl_service.rs`) takes the token or JWT from the request and
-//! turns refusals into statuses.
+//! (`binding.rs`), and the per-node cache of keys fetched from auth methods'
+//! `jwks_url`s (`jwks/`, the one part that does I/O). The rest is pure: it reads a
+//! catalog it is handed; the API edge (`api/auth.rs`, `api/acl_service.rs`) takes the
+//! token or JWT from the request and turns refusals into statuses.
 
 pub mod binding;
+pub mod jwks;
 pub mod jwt;
 pub mod rules;
 pub mod secret;
@@ -36,7 +38,7 @@ impl DefaultPolicy {
 }
 
 /// The `[acl]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclConfig {
     /// Off (the default, as in Consul): every call is allowed, and the server warns
@@ -51,6 +53,63 @@ pub struct AclConfig {
     /// no credentials). None: DNS sees what the default policy allows.
     #[serde(default)]
     pub dns_token: Option<String>,
+    /// How often keys fetched from an auth method's `jwks_url` are refetched in the
+    /// background (default 5 min).
+    #[serde(default = "default_jwks_refresh_interval_ms")]
+    pub jwks_refresh_interval_ms: u64,
+    /// Least time between two fetches of one method's `jwks_url` when a login brings
+    /// a `kid` the cached keys lack, or finds no keys yet (default 10 s): a burst of
+    /// such logins cannot hammer the identity provider.
+    #[serde(default = "default_jwks_min_refresh_interval_ms")]
+    pub jwks_min_refresh_interval_ms: u64,
+    /// Deadline of one JWKS fetch: connect, TLS, request and body (default 5 s).
+    #[serde(default = "default_jwks_fetch_timeout_ms")]
+    pub jwks_fetch_timeout_ms: u64,
+}
+
+fn default_jwks_refresh_interval_ms() -> u64 {
+    300_000
+}
+
+fn default_jwks_min_refresh_interval_ms() -> u64 {
+    10_000
+}
+
+fn default_jwks_fetch_timeout_ms() -> u64 {
+    5_000
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default_policy: DefaultPolicy::default(),
+            dns_token: None,
+            jwks_refresh_interval_ms: default_jwks_refresh_interval_ms(),
+            jwks_min_refresh_interval_ms: default_jwks_min_refresh_interval_ms(),
+            jwks_fetch_timeout_ms: default_jwks_fetch_timeout_ms(),
+        }
+    }
+}
+
+impl AclConfig {
+    /// Refuses JWKS timings of 0 (a refresh loop with no pause, a fetch that can
+    /// never finish), naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("jwks_refresh_interval_ms", self.jwks_refresh_interval_ms),
+            (
+                "jwks_min_refresh_interval_ms",
+                self.jwks_min_refresh_interval_ms,
+            ),
+            ("jwks_fetch_timeout_ms", self.jwks_fetch_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("invalid [acl] {name}: must be positive"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why a caller was refused.

@@ -11,6 +11,7 @@ fn enabled(default_policy: DefaultPolicy) -> AclConfig {
         enabled: true,
         default_policy,
         dns_token: None,
+        ..AclConfig::default()
     }
 }
 

@@ -115,8 +115,19 @@ impl AclService {
             AclError::Unauthenticated(format!("login refused: {why}")).into()
         };
         let now = acl::now_unix_ms();
-        let verified =
-            jwt::verify(&method.name, config, &req.jwt, now).map_err(|r| refused(r.to_string()))?;
+        let checked = if config.jwks_url.is_empty() {
+            jwt::verify(&method.name, config, &req.jwt, now)
+        } else {
+            // Keys from the URL, through this node's cache (fetched on first use).
+            self.node
+                .jwks
+                .verify(&method.name, config, &req.jwt, now)
+                .await
+                .inspect_err(|e| {
+                    tracing::info!(method = %method.name, reason = %e, "login unavailable");
+                })?
+        };
+        let verified = checked.map_err(|r| refused(r.to_string()))?;
         let policies = binding::bound_policies(&rules, &verified.claims);
         if policies.is_empty() {
             return Err(refused(format!(
@@ -418,8 +429,10 @@ impl pb::acl_server::Acl for AclService {
             let req = req.into_inner();
             checks::check_put_auth_method(&req)?;
             let wire = req.method.unwrap_or_default();
-            jwt::Keys::parse(&wire.jwks, &wire.public_keys)?;
-            let cmd = Command::Acl(AclCommand::PutAuthMethod(convert::auth_method_spec(&wire)));
+            let spec = convert::auth_method_spec(&wire);
+            let AuthMethodConfig::Jwt(config) = &spec.config;
+            crate::acl::jwks::check_method_keys(config)?;
+            let cmd = Command::Acl(AclCommand::PutAuthMethod(spec));
             let written = self.node.propose::<AuthMethodWritten>(cmd).await?;
             Ok(pb::PutAuthMethodResponse {
                 method: Some(convert::acl_auth_method(&written.outcome.0)),

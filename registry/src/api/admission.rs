@@ -122,7 +122,7 @@ fn check_acl_command(cmd: &AclCommand) -> Result<(), ValidationError> {
                     ));
                 }
             }
-            crate::acl::jwt::Keys::parse(&jwt.jwks, &jwt.public_keys).map(|_| ())
+            crate::acl::jwks::check_method_keys(jwt)
         }
         AclCommand::DeleteAuthMethod { name } => acl::check_auth_method_name("name", name),
         AclCommand::CreateBindingRule(new) => {
@@ -214,6 +214,8 @@ mod tests {
                     audiences: vec!["waymark".into()],
                     jwks: jwks.into(),
                     public_keys: vec![],
+                    jwks_url: String::new(),
+                    jwks_ca_cert: String::new(),
                     max_token_ttl_ms: ttl,
                     clock_skew_ms: 10_000,
                 }),

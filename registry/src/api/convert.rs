@@ -175,6 +175,8 @@ pub fn acl_auth_method(m: &AclAuthMethod) -> pb::AclAuthMethod {
         audiences: jwt.audiences.clone(),
         jwks: jwt.jwks.clone(),
         public_keys: jwt.public_keys.clone(),
+        jwks_url: jwt.jwks_url.clone(),
+        jwks_ca_cert: jwt.jwks_ca_cert.clone(),
         max_token_ttl_ms: jwt.max_token_ttl_ms,
         clock_skew_ms: jwt.clock_skew_ms,
         create_index: m.create_index,
@@ -194,6 +196,8 @@ pub fn auth_method_spec(m: &pb::AclAuthMethod) -> AuthMethodSpec {
             audiences: m.audiences.clone(),
             jwks: m.jwks.clone(),
             public_keys: m.public_keys.clone(),
+            jwks_url: m.jwks_url.clone(),
+            jwks_ca_cert: m.jwks_ca_cert.clone(),
             max_token_ttl_ms: match m.max_token_ttl_ms {
                 0 => DEFAULT_MAX_TOKEN_TTL_MS,
                 ttl => ttl,

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// A per-caller limit refused the call (`[limits]`); nothing was done.
     #[error("{0}")]
     Limited(String),
+    /// A login's auth method has a `jwks_url` this node has not fetched keys from yet.
+    #[error("login unavailable: {0}")]
+    JwksUnavailable(#[from] crate::acl::jwks::Unavailable),
 }
 
 impl ApiError {
@@ -150,6 +153,10 @@ pub fn status(node: &Node, e: impl Into<ApiError>) -> Status {
         ApiError::Limited(_) => (
             Code::ResourceExhausted,
             ErrorDetail::new(Reason::ResourceExhausted, Retry::Here, Applied::No),
+        ),
+        ApiError::JwksUnavailable(_) => (
+            Code::Unavailable,
+            ErrorDetail::new(Reason::JwksUnavailable, Retry::Here, Applied::No),
         ),
     };
     let detail = if detail.leader_id.is_some() {

@@ -399,6 +399,8 @@ fn auth_method(name: &str) -> AuthMethodSpec {
             audiences: vec!["waymark".into()],
             jwks: r#"{"keys":[]}"#.into(),
             public_keys: vec![],
+            jwks_url: String::new(),
+            jwks_ca_cert: String::new(),
             max_token_ttl_ms: 60_000,
             clock_skew_ms: 0,
         }),

@@ -85,12 +85,21 @@ pub(super) struct AuthMethodCreateArgs {
     #[arg(
         long,
         value_name = "FILE",
-        required_unless_present = "public_key_files"
+        required_unless_present_any = ["public_key_files", "jwks_url"]
     )]
     jwks_file: Option<PathBuf>,
     /// A PEM public key file (EC P-256/P-384, Ed25519 or RSA); repeat for more.
     #[arg(long = "public-key-file", value_name = "FILE")]
     public_key_files: Vec<PathBuf>,
+    /// An http(s) URL serving the issuer's JWKS (its `jwks_uri`): the node serving a
+    /// login fetches it, caches the keys and refreshes them (every 5m, and on an
+    /// unknown kid), keeping the last good keys while the URL is unreachable.
+    #[arg(long, value_name = "URL")]
+    jwks_url: Option<String>,
+    /// A PEM file of the CA certificate(s) to trust for an https --jwks-url (its
+    /// content is sent) [default: the system's trusted roots].
+    #[arg(long, value_name = "FILE", requires = "jwks_url")]
+    jwks_ca_cert: Option<PathBuf>,
     /// Longest life of a token a login creates (never past the JWT's exp) [default:
     /// 1h; at most 24h].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -304,6 +313,10 @@ async fn auth_method(cmd: AuthMethodCommand) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| read_text("--public-key-file", p))
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let jwks_ca_cert = match &a.jwks_ca_cert {
+                Some(path) => read_text("--jwks-ca-cert", path)?,
+                None => String::new(),
+            };
             let request = pb::PutAuthMethodRequest {
                 method: Some(pb::AclAuthMethod {
                     name: a.name,
@@ -313,6 +326,8 @@ async fn auth_method(cmd: AuthMethodCommand) -> anyhow::Result<()> {
                     audiences: a.audiences,
                     jwks,
                     public_keys,
+                    jwks_url: a.jwks_url.unwrap_or_default(),
+                    jwks_ca_cert,
                     max_token_ttl_ms: a.max_token_ttl.map_or(0, duration_to_ms),
                     clock_skew_ms: a.clock_skew.map_or(0, duration_to_ms),
                     create_index: 0,
@@ -551,6 +566,8 @@ fn method_json(m: &pb::AclAuthMethod) -> Value {
         "audiences": m.audiences,
         "jwks": m.jwks,
         "public_keys": m.public_keys,
+        "jwks_url": m.jwks_url,
+        "jwks_ca_cert": m.jwks_ca_cert,
         "max_token_ttl_ms": m.max_token_ttl_ms,
         "clock_skew_ms": m.clock_skew_ms,
         "create_index": m.create_index,
@@ -575,6 +592,14 @@ fn method_text(m: &pb::AclAuthMethod) -> String {
                 "{jwks_keys} in the JWKS, {} PEM public key(s)",
                 m.public_keys.len()
             ),
+        ),
+        (
+            "jwks url",
+            match (m.jwks_url.as_str(), m.jwks_ca_cert.is_empty()) {
+                ("", _) => "-".into(),
+                (url, true) => url.to_string(),
+                (url, false) => format!("{url} (trusting its own CA)"),
+            },
         ),
         ("max token ttl", output::ms_text(m.max_token_ttl_ms)),
         ("clock skew", output::ms_text(m.clock_skew_ms)),

@@ -173,8 +173,10 @@ pub enum AuthMethodConfig {
     Jwt(JwtMethod),
 }
 
-/// A JWT auth method's settings: every node verifies with the same keys, because the
-/// keys themselves (not a path or URL) are in the record.
+/// A JWT auth method's settings. Inline keys (`jwks`, `public_keys`) are in the
+/// record, so every node verifies with the same ones; a `jwks_url` is replicated as a
+/// URL only: the node serving a login fetches and caches its keys (`acl/jwks/`),
+/// never apply (which stays a pure function of the log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JwtMethod {
     /// Required `iss`.
@@ -185,6 +187,14 @@ pub struct JwtMethod {
     pub jwks: String,
     /// PEM public keys as given.
     pub public_keys: Vec<String>,
+    /// A URL serving a JWKS document (empty: none). Absent from records written
+    /// before it existed, and left out when empty, so those records read and
+    /// re-serialize unchanged.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jwks_url: String,
+    /// PEM CA certificate(s) trusted for an https `jwks_url` (empty: system roots).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jwks_ca_cert: String,
     /// A login's token lives at most this long (and never past the JWT's `exp`).
     pub max_token_ttl_ms: u64,
     /// Skew allowed on `exp` and `nbf`.

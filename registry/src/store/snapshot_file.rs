@@ -309,6 +309,8 @@ mod tests {
                     audiences: vec!["waymark".into()],
                     jwks: r#"{"keys":[]}"#.into(),
                     public_keys: Vec::new(),
+                    jwks_url: String::new(),
+                    jwks_ca_cert: String::new(),
                     max_token_ttl_ms: 60_000,
                     clock_skew_ms: 10_000,
                 }),

@@ -115,7 +115,7 @@ impl NodeTls {
 /// post-quantum key exchange, which its aws-lc-rs provider has; that one needs cmake
 /// and a long C build, and classical ECDHE is what the peers here all offer.
 #[allow(deprecated)]
-fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

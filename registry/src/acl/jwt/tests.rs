@@ -21,6 +21,8 @@ fn method(jwks: String, public_keys: Vec<String>) -> JwtMethod {
         audiences: vec!["waymark".into(), "other".into()],
         jwks,
         public_keys,
+        jwks_url: String::new(),
+        jwks_ca_cert: String::new(),
         max_token_ttl_ms: 60_000,
         clock_skew_ms: 0,
     }
@@ -187,4 +189,34 @@ fn bad_key_material_is_refused_naming_the_field() {
     let private = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
     let e = Keys::parse("", &[private.into()]).err().unwrap();
     assert!(e.rule.contains("private key"), "{e}");
+}
+
+#[test]
+fn a_fetched_jwks_skips_keys_it_cannot_use_but_needs_one() {
+    let key = Issuer::es256("sig");
+    let mut enc = Issuer::es256("enc").jwk();
+    enc["use"] = json!("enc");
+    let doc = json!({"keys": [enc, {"kty": "oct", "k": "AA"}, key.jwk()]}).to_string();
+    let (keys, skipped) = Keys::fetched(doc.as_bytes()).unwrap();
+    assert_eq!((keys.len(), skipped.len()), (1, 2), "{skipped:?}");
+    assert!(
+        skipped[0].starts_with("keys[0]: an encryption key"),
+        "{skipped:?}"
+    );
+    let m = method(String::new(), vec![]);
+    let jwt = key.sign(&claims(ISS, "waymark", 60, json!({})));
+    assert_eq!(header_kid(&jwt).as_deref(), Some("sig"));
+    verify_with("ci", &m, &[&keys], &jwt, now_s() * 1000).expect("the usable key");
+    for (doc, says) in [
+        ("<html>", "not a JSON document"),
+        (r#"{"issuer":"x"}"#, "not a JSON Web Key Set"),
+        (r#"{"keys":[]}"#, "no keys"),
+        (
+            r#"{"keys":[{"kty":"oct","k":"AA"}]}"#,
+            "no usable signing key",
+        ),
+    ] {
+        let e = Keys::fetched(doc.as_bytes()).err().unwrap();
+        assert!(e.contains(says), "{doc}: {e}");
+    }
 }
