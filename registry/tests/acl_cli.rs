@@ -13,7 +13,7 @@ use common::jwt::{claims, Issuer};
 use common::*;
 use serde_json::{json, Value};
 use waymark_registry::acl::{AclConfig, DefaultPolicy};
-use waymark_registry::tls::generate::DevCa;
+use waymark_registry::tls::generate::LocalCa;
 
 /// Runs `waymark ARGS --addr ADDR` with `token` (if any) in `WAYMARK_TOKEN`, off the
 /// async runtime.
@@ -350,7 +350,7 @@ async fn a_ci_job_exchanges_its_jwt_for_a_short_lived_token() {
 
     // Keys from a URL: the CLI sends the URL and the CA file's content, the server
     // checks both (nothing is fetched until a login).
-    let ca = file("idp-ca.pem", &DevCa::new("idp").unwrap().cert_pem());
+    let ca = file("idp-ca.pem", &LocalCa::new("idp").unwrap().cert_pem());
     let url = "https://idp.example/.well-known/jwks.json";
     let create = |url: &'static str| {
         vec![

@@ -24,7 +24,7 @@ use tonic::Code;
 use waymark_proto::errors::{ErrorDetail, Reason, Retry};
 use waymark_proto::pb;
 use waymark_registry::acl::{AclConfig, DefaultPolicy};
-use waymark_registry::tls::generate::DevCa;
+use waymark_registry::tls::generate::LocalCa;
 
 const ISS: &str = "https://idp.example";
 
@@ -500,7 +500,7 @@ async fn keys_are_refreshed_in_the_background() {
 
 /// A TLS acceptor for 127.0.0.1 with a certificate from `ca`.
 #[allow(deprecated)]
-fn tls_acceptor(ca: &DevCa) -> tokio_rustls::TlsAcceptor {
+fn tls_acceptor(ca: &LocalCa) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let issued = ca.issue("jwks", &["127.0.0.1"]).unwrap();
@@ -526,13 +526,13 @@ async fn https_urls_trust_the_methods_ca_and_bad_urls_are_refused() {
     let addr = cluster.node(leader).config.api_addr.clone();
     let management = bootstrap(&addr).await;
     let key = Issuer::es256("k1");
-    let ca = DevCa::new("idp ca").unwrap();
+    let ca = LocalCa::new("idp ca").unwrap();
     let server = JwksServer::start_with(key.jwks(), Some(tls_acceptor(&ca))).await;
     put_method(&addr, &management, "tls", &server.url(), &ca.cert_pem()).await;
     login(&addr, "tls", &web_jwt(&key))
         .await
         .expect("https with the method's CA");
-    let foreign = DevCa::new("another ca").unwrap();
+    let foreign = LocalCa::new("another ca").unwrap();
     put_method(
         &addr,
         &management,

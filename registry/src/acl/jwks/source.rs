@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_ca_must_be_real_certificates() {
-        let ca = crate::tls::generate::DevCa::new("jwks test ca")
+        let ca = crate::tls::generate::LocalCa::new("jwks test ca")
             .unwrap()
             .cert_pem();
         let s = Source::parse("https://idp.example/jwks", &ca).unwrap();
