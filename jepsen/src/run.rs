@@ -111,6 +111,9 @@ async fn drive(
     if opts.secure {
         let token =
             cluster::secure::bootstrap_acl(&targets.nodes, &targets.connect, SETTLE_LIMIT).await?;
+        for (_, addr) in &targets.nodes {
+            cluster::secure::check_enforced(addr, &targets.connect).await?;
+        }
         targets.connect.token = Some(token);
     }
     let targets = &targets;

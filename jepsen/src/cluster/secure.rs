@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tonic::Code;
 use waymark_client::{Client, ClientTls, ConnectOptions};
-use waymark_proto::pb::BootstrapAclRequest;
+use waymark_proto::pb::{BootstrapAclRequest, StatusRequest};
 
 use super::netns::Network;
 
@@ -143,4 +143,38 @@ pub async fn bootstrap_acl(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     anyhow::bail!("ACL bootstrap did not succeed within {limit:?}; last: {last}")
+}
+
+/// Fails the run unless `addr` really is secured: a call without a token over TLS must
+/// be refused UNAUTHENTICATED, and the same call in plaintext must not be answered.
+/// Without this a server that ignored its `[acl]` or `[tls]` would pass as secure.
+pub async fn check_enforced(addr: &str, tls_without_token: &ConnectOptions) -> anyhow::Result<()> {
+    let ask = |connect: ConnectOptions| async move {
+        let mut client = waymark_client::cluster(Client::lazy_channel(addr, &connect)?);
+        let reply = tokio::time::timeout(Duration::from_secs(5), client.status(StatusRequest {}))
+            .await
+            .map_err(|_| anyhow::anyhow!("{addr}: no answer to Status within 5s"))?;
+        anyhow::Ok(reply)
+    };
+    let anonymous = ConnectOptions {
+        token: None,
+        ..tls_without_token.clone()
+    };
+    match ask(anonymous).await? {
+        Err(status) if status.code() == Code::Unauthenticated => {}
+        other => anyhow::bail!(
+            "secure mode, but {addr} answered a Status call without a token with {:?}, not \
+             UNAUTHENTICATED: ACLs are not enforced",
+            other.map(|_| "OK").map_err(|s| s.code())
+        ),
+    }
+    let plaintext = ConnectOptions {
+        tls: None,
+        token: None,
+        ..tls_without_token.clone()
+    };
+    if let Ok(Ok(_)) = ask(plaintext).await.map_err(|_| ()) {
+        anyhow::bail!("secure mode, but {addr} answered a plaintext Status call: TLS is not on");
+    }
+    Ok(())
 }

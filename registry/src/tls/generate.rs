@@ -225,8 +225,7 @@ fn same_public_key(cert_pem: &str, key_pem: &str) -> anyhow::Result<bool> {
         .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| anyhow::anyhow!("not a PEM private key: {e}"))?;
-    let provider = rustls::crypto::ring::default_provider();
-    Ok(rustls::sign::CertifiedKey::from_der(vec![cert], key, &provider).is_ok())
+    Ok(rustls::sign::CertifiedKey::from_der(vec![cert], key, &super::crypto_provider()).is_ok())
 }
 
 fn write(path: &PathBuf, text: &str, mode: u32) -> anyhow::Result<()> {

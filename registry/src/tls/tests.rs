@@ -105,7 +105,7 @@ fn verifies_against(ca_file: &Path, leaf_pem: &str, name: &str) -> Result<(), ru
     }
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
-        Arc::new(rustls::crypto::ring::default_provider()),
+        crypto_provider(),
     )
     .build()
     .unwrap();
