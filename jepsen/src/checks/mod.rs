@@ -4,7 +4,9 @@
 //! - [`register`]: per-key read/write/CAS, checked for linearizability.
 //! - [`set`]: every acknowledged registration survives; nothing appears from nowhere.
 //! - [`watch`]: streams are ordered, unique, gap-free, atomic per index, resume
-//!   exactly, agree with each other and with acknowledged writes, and converge.
+//!   exactly (no snapshot without a reset), reset only for a reason the server has,
+//!   carry each write's index as its modify index, agree with each other and with
+//!   acknowledged writes, and converge.
 //! - [`stale`]: stale reads per node never go back in index and respect their bound.
 //! - [`dns`]: DNS SOA serials per node never go back.
 
@@ -13,6 +15,7 @@ pub mod register;
 pub mod set;
 pub mod stale;
 pub mod watch;
+mod watch_protocol;
 mod watch_snapshots;
 
 /// What the checkers' unit tests share.

@@ -58,6 +58,7 @@ pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
     let known = known_changes(&streams, events, &mut anomalies);
     anomalies.extend(streams.iter().flat_map(|s| gaps(s, &known)));
     anomalies.extend(super::watch_snapshots::check(events));
+    anomalies.extend(super::watch_protocol::check(events));
 
     let mut stats = BTreeMap::new();
     let count = |f: fn(&Stream) -> usize| streams.iter().map(f).sum::<usize>() as u64;
@@ -751,16 +752,16 @@ mod tests {
     #[test]
     fn a_reset_may_skip_changes_but_not_go_back() {
         // A reset and a later snapshot replace the state: skipping index 3 is fine.
-        let reset = WatchEvent::Reset {
-            index: 4,
-            reason: "compacted".into(),
+        let reset = |index| WatchEvent::Reset {
+            index,
+            reason: "SLOW_CONSUMER".into(),
         };
         let skips = with_watcher(
             2,
             vec![
                 rec(2, 0, 20, connected(0)),
                 rec(2, 0, 21, snapshot(2, &[reg("k1", 5, 2)])),
-                rec(2, 0, 22, reset.clone()),
+                rec(2, 0, 22, reset(5)),
                 rec(2, 0, 23, snapshot(5, &[reg("k1", 5, 2), member("a", 3)])),
             ],
         );
@@ -773,7 +774,7 @@ mod tests {
             vec![
                 rec(2, 0, 20, connected(0)),
                 rec(2, 0, 21, snapshot(3, &[reg("k1", 5, 2), member("a", 3)])),
-                rec(2, 0, 22, reset),
+                rec(2, 0, 22, reset(1)),
                 rec(2, 0, 23, snapshot(1, &[])),
             ],
         );
@@ -795,7 +796,7 @@ mod tests {
                     22,
                     WatchEvent::Reset {
                         index: 2,
-                        reason: "lagging".into(),
+                        reason: "SNAPSHOT_INSTALLED".into(),
                     },
                 ),
                 rec(2, 0, 23, disconnected()),
