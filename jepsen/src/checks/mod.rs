@@ -1,7 +1,8 @@
 //! The workload checkers: each reads the whole run history and says whether what the
 //! clients saw is allowed by Waymark's consistency contract, with the evidence if not.
 //!
-//! - [`register`]: per-key read/write/CAS, checked for linearizability.
+//! - [`register`]: per-key read/write/CAS, checked for linearizability; every value
+//!   read with its write's modify index; no CAS refused while its index held.
 //! - [`set`]: every acknowledged registration survives; nothing appears from nowhere.
 //! - [`watch`]: streams are ordered, unique, gap-free, atomic per index, resume
 //!   exactly (no snapshot without a reset), reset only for a reason the server has,
@@ -12,6 +13,7 @@
 
 pub mod dns;
 pub mod register;
+mod register_indexes;
 pub mod set;
 pub mod stale;
 pub mod watch;
