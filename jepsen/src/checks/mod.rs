@@ -8,10 +8,12 @@
 //!   exactly (no snapshot without a reset), reset only for a reason the server has,
 //!   carry each write's index as its modify index, agree with each other and with
 //!   acknowledged writes, and converge.
-//! - [`stale`]: stale reads per node never go back in index and respect their bound.
-//! - [`dns`]: DNS SOA serials per node never go back.
+//! - [`stale`]: stale reads per node never go back in index, respect their bound, and
+//!   never answer above the final reads' index.
+//! - [`dns`]: DNS SOA serials per node never go back, nor above the final reads' index.
 
 pub mod dns;
+mod final_index;
 pub mod register;
 mod register_indexes;
 pub mod set;
