@@ -3,15 +3,17 @@
 //! counter) and every write sets the instance's modify index to the index it applied
 //! at, which its acknowledgement reports; so a value has exactly one modify index,
 //! and every read returning the value must carry it (`wrong-modify-index`). And a CAS
-//! refused as a mismatch although the key's modify index was the expected one all
-//! through the CAS was wrongly refused (`cas-wrongly-refused`).
+//! refused as a mismatch that cannot have been a mismatch was wrongly refused
+//! (`cas-wrongly-refused`).
 //!
 //! Refusals are judged here, in a separate pass, not in the search: the search leaves
 //! failed CASes out, which is what keeps dropping never-observed indeterminate writes
-//! sound (see `register::drop_unobserved`). This pass judges a refusal only when no
-//! write at all could have come between the expected state and the CAS's end: none
-//! indeterminate, none acknowledged at a later index. A refusal next to an open
-//! indeterminate write is not judged (it may well have been right).
+//! sound (see `register::drop_unobserved`). A refusal is judged only when the expected
+//! state was seen (read, or acknowledged) before the CAS started; then it is wrong if
+//! the modify index it names as current is the expected one, is older, or is the index
+//! of no write of the key that could have come in between (a write of unknown outcome
+//! could be any: a refusal next to an open indeterminate write stands); a refusal that
+//! names no index is wrong only when no write at all could have come in between.
 
 use std::collections::BTreeMap;
 
@@ -158,7 +160,20 @@ fn future_modify_indexes(events: &[Event]) -> Vec<Anomaly> {
         .collect()
 }
 
-/// Refused CASes whose expected modify index certainly held all through them.
+/// What a refusal says the key held when the CAS was decided (the server's message,
+/// `instance S/ID has modify index C, expected E` or `instance S/ID does not exist,
+/// expected E`; see `registry/src/api/errors.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Current {
+    Index(u64),
+    Absent,
+    /// A message in another form: only the history can judge it.
+    Unsaid,
+}
+
+/// Refused CASes that cannot have been right: the expected modify index certainly held
+/// all through them, or the refusal names a current state that no write could have
+/// left by then.
 fn refused_cases(
     events: &[Event],
     claims: &[Claim],
@@ -182,15 +197,17 @@ fn refused_cases(
         if record.outcome != Outcome::Fail || !compare_failed(record) {
             continue;
         }
-        let claimed = claimed_current(record);
         let expected = *expected_index;
+        let current = current(record);
         // The server named the expected index as the current one: no history needed.
-        if claimed == Some(expected) {
+        if current == Current::Index(expected) {
             judged += 1;
-            anomalies.push(refused(record, event, None, "said so itself"));
+            anomalies.push(refused(record, event, None, "it said so itself".into()));
             continue;
         }
         // When the key was known to hold `from` at `expected`, before the CAS started.
+        // From then on its modify index only grew (each write sets it to its own,
+        // later, index; keys are never removed).
         let established = claims.iter().find(|c| {
             c.key == key
                 && c.value == *from
@@ -201,42 +218,67 @@ fn refused_cases(
             unjudged += 1;
             continue;
         };
-        // Any write that may have taken effect after `from`'s and before the CAS ended
-        // could have changed the modify index. Values are unique, so the write of
-        // `from` is the one whose value it is.
-        let may_intervene = writes.iter().any(|(_, w)| {
-            let (w_key, written, index) = match &w.op {
-                Op::Write { key, value, index } => (key, *value, *index),
-                Op::Cas { key, to, index, .. } => (key, *to, *index),
-                _ => return false,
-            };
-            w_key == key
-                && written != *from
-                && w.start < record.end
-                && match w.outcome {
+        // The writes that may have taken effect after `from`'s and before the CAS was
+        // decided. Values are unique, so the write of `from` is the one whose value it
+        // is; refused writes had no effect.
+        let may_intervene: Vec<(Option<u64>, Outcome)> = writes
+            .iter()
+            .filter_map(|(_, w)| {
+                let (w_key, written, index) = match &w.op {
+                    Op::Write { key, value, index } => (key, *value, *index),
+                    Op::Cas { key, to, index, .. } => (key, *to, *index),
+                    _ => return None,
+                };
+                let after_expected = match w.outcome {
                     Outcome::Fail => false,
                     Outcome::Ok => index.is_none_or(|i| i > expected),
                     Outcome::Info => true,
-                }
-        });
-        if may_intervene {
-            unjudged += 1;
-            continue;
-        }
+                };
+                (w_key == key && written != *from && w.start < record.end && after_expected)
+                    .then_some((index, w.outcome))
+            })
+            .collect();
+        let why = match current {
+            Current::Index(c) if c < expected => Some(format!(
+                "it named modify index {c}, older than the {expected} the key already had \
+                 before the CAS started"
+            )),
+            // A write of unknown outcome, or acknowledged without an index, may be the one.
+            Current::Index(c)
+                if !may_intervene.iter().any(|(index, outcome)| {
+                    *outcome == Outcome::Info || index.is_none_or(|i| i == c)
+                }) =>
+            {
+                Some(format!(
+                    "it named modify index {c}, but no write of the key that could have come \
+                     first was at {c}"
+                ))
+            }
+            Current::Absent => Some(
+                "it said the key did not exist, but the key held a value before the CAS \
+                 started and keys are never removed"
+                    .to_string(),
+            ),
+            Current::Unsaid if may_intervene.is_empty() => {
+                Some("no write could have changed the modify index meanwhile".to_string())
+            }
+            Current::Unsaid => {
+                unjudged += 1;
+                continue;
+            }
+            Current::Index(_) => None,
+        };
         judged += 1;
-        anomalies.push(refused(
-            record,
-            event,
-            Some(established.source.0),
-            "no write could have changed it",
-        ));
+        if let Some(why) = why {
+            anomalies.push(refused(record, event, Some(established.source.0), why));
+        }
     }
     stats.insert("cas_refusals_judged".into(), judged);
     stats.insert("cas_refusals_unjudged".into(), unjudged);
     anomalies
 }
 
-fn refused(record: &OpRecord, event: &Event, basis: Option<&Event>, why: &str) -> Anomaly {
+fn refused(record: &OpRecord, event: &Event, basis: Option<&Event>, why: String) -> Anomaly {
     let (key, expected) = match &record.op {
         Op::Cas {
             key,
@@ -255,7 +297,7 @@ fn refused(record: &OpRecord, event: &Event, basis: Option<&Event>, why: &str) -
         kind: "cas-wrongly-refused".into(),
         description: format!(
             "key {key}: node {} refused a CAS expecting modify index {expected} as a \
-             mismatch ({}), but the modify index was {expected} all through it: {why}",
+             mismatch ({}), which cannot have been right: {why}",
             record.node,
             record.error.as_deref().unwrap_or("no error text")
         ),
@@ -264,13 +306,19 @@ fn refused(record: &OpRecord, event: &Event, basis: Option<&Event>, why: &str) -
     }
 }
 
-/// The current modify index a refusal names (`... has modify index C, expected E`),
-/// if it names one (a missing instance names none).
-fn claimed_current(record: &OpRecord) -> Option<u64> {
-    let error = record.error.as_deref()?;
-    let (_, rest) = error.split_once("has modify index ")?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+/// The current state a refusal names.
+fn current(record: &OpRecord) -> Current {
+    let error = record.error.as_deref().unwrap_or("");
+    if let Some((_, rest)) = error.split_once("has modify index ") {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(c) = digits.parse() {
+            return Current::Index(c);
+        }
+    }
+    if error.contains("does not exist") {
+        return Current::Absent;
+    }
+    Current::Unsaid
 }
 
 #[cfg(test)]
@@ -384,44 +432,75 @@ mod tests {
         assert_eq!(kinds(&events).0, ["wrong-modify-index"]);
     }
 
-    #[test]
-    fn a_cas_refused_while_its_index_held_is_wrongly_refused() {
-        // 1 written at 5, read back at 5, then a CAS expecting 5 is refused, and no
-        // write anywhere could have come in between.
+    /// 1 written at 5 and read back at 5, then the CAS expecting 5 is refused, with
+    /// `extra` writes around.
+    fn refusal(error: &str, extra: Vec<Event>) -> (Vec<Anomaly>, BTreeMap<String, u64>) {
         let mut events = vec![
             write(1, Some(5), 0, Outcome::Ok),
             read(1, 5, 5, 20),
-            refused_cas(MISMATCH),
+            refused_cas(error),
             // Writes that cannot matter: one known to come before, one that failed,
             // one that started after the CAS ended.
             write(0, Some(3), 2, Outcome::Ok),
             write(8, None, 35, Outcome::Fail),
             write(9, None, 60, Outcome::Info),
         ];
+        events.extend(extra);
         let mut stats = BTreeMap::new();
         let anomalies = check(&events, &mut stats);
-        let found: Vec<&str> = anomalies.iter().map(|a| a.kind.as_str()).collect();
-        assert_eq!(found, ["cas-wrongly-refused"]);
-        assert!(
-            anomalies[0]
-                .description
-                .contains("expecting modify index 5"),
-            "{}",
-            anomalies[0].description
-        );
-        assert_eq!(stats["cas_refusals_judged"], 1);
-        // A write acknowledged at a later index, or one whose outcome is unknown, that
-        // started before the CAS ended may have moved the index on: not judged.
-        for intervening in [
+        (anomalies, stats)
+    }
+
+    fn found(anomalies: &[Anomaly]) -> Vec<&str> {
+        anomalies.iter().map(|a| a.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn a_refusal_explained_by_a_write_in_between_stands() {
+        // The write that moved the index on to 7, acknowledged or of unknown outcome.
+        for between in [
             write(2, Some(7), 35, Outcome::Ok),
             write(2, None, 35, Outcome::Info),
         ] {
-            events.push(intervening);
-            let (found, stats) = kinds(&events);
-            assert!(found.is_empty(), "{found:?}");
-            assert_eq!(stats["cas_refusals_unjudged"], 1);
-            events.pop();
+            let (anomalies, stats) = refusal(MISMATCH, vec![between]);
+            assert!(anomalies.is_empty(), "{:?}", found(&anomalies));
+            assert_eq!(stats["cas_refusals_judged"], 1);
         }
+        // A refusal in other words is judged only without any write in between.
+        let other_words = "FailedPrecondition: compare failed";
+        let (anomalies, stats) = refusal(other_words, vec![write(2, None, 35, Outcome::Info)]);
+        assert!(anomalies.is_empty());
+        assert_eq!(stats["cas_refusals_unjudged"], 1);
+    }
+
+    #[test]
+    fn a_refusal_naming_an_index_no_write_had_is_wrong() {
+        // Nothing happened in between: the index it names is nobody's.
+        let (anomalies, stats) = refusal(MISMATCH, Vec::new());
+        assert_eq!(found(&anomalies), ["cas-wrongly-refused"]);
+        assert!(
+            anomalies[0].description.contains("no write of the key")
+                && anomalies[0].description.contains("at 7"),
+            "{}",
+            anomalies[0].description
+        );
+        assert_eq!(anomalies[0].window, Some((0, 50)));
+        assert_eq!(stats["cas_refusals_judged"], 1);
+        // A write in between, but at another index than the one named.
+        let (anomalies, _) = refusal(MISMATCH, vec![write(2, Some(6), 35, Outcome::Ok)]);
+        assert_eq!(found(&anomalies), ["cas-wrongly-refused"]);
+        // Older than what the key already held, or gone although keys are never removed.
+        let older =
+            "FailedPrecondition: instance jepsen-register/k1 has modify index 4, expected 5";
+        let absent = "FailedPrecondition: instance jepsen-register/k1 does not exist, expected 5";
+        for error in [older, absent] {
+            let between = write(2, None, 35, Outcome::Info);
+            let (anomalies, _) = refusal(error, vec![between]);
+            assert_eq!(found(&anomalies), ["cas-wrongly-refused"], "{error}");
+        }
+        // In other words, with no write in between at all.
+        let (anomalies, _) = refusal("FailedPrecondition: compare failed", Vec::new());
+        assert_eq!(found(&anomalies), ["cas-wrongly-refused"]);
     }
 
     #[test]
