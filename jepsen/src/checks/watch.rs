@@ -22,7 +22,7 @@ use crate::history::{
 const MAX_NAMED: usize = 5;
 
 /// A watch record with the history line it came from.
-type Rec<'a> = (&'a Event, &'a WatchRecord);
+pub(super) type Rec<'a> = (&'a Event, &'a WatchRecord);
 /// Instances by (service, id).
 type State<'a> = BTreeMap<(&'a str, &'a str), &'a InstanceState>;
 
@@ -570,14 +570,19 @@ fn difference<T>(
     ))
 }
 
-/// An anomaly shown by two records of the history, the earlier first.
-fn pair(kind: &str, description: String, earlier: Rec, later: Rec) -> Anomaly {
+/// An anomaly shown by two records of the history, the earlier first (one line when
+/// they are the same record).
+pub(super) fn pair(kind: &str, description: String, earlier: Rec, later: Rec) -> Anomaly {
     let (a, b) = (earlier.1.time, later.1.time);
+    let mut evidence = vec![evidence_line(earlier.0)];
+    if !std::ptr::eq(earlier.0, later.0) {
+        evidence.push(evidence_line(later.0));
+    }
     Anomaly {
         kind: kind.into(),
         description,
         window: Some((a.min(b), a.max(b))),
-        evidence: vec![evidence_line(earlier.0), evidence_line(later.0)],
+        evidence,
     }
 }
 

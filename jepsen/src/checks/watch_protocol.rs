@@ -12,8 +12,9 @@
 //! Every instance write sets the modify index to the index of the entry it applied in
 //! (`catalog/instances.rs`, ARCHITECTURE.md "Every answer carries its index").
 
+use super::watch::{pair, Rec};
 use super::{evidence_line, watch_events_by_watcher, Anomaly};
-use crate::history::{Change, Event, InstanceState, WatchEvent, WatchRecord};
+use crate::history::{Change, Event, InstanceState, WatchEvent};
 
 /// The reset reasons the server sends, as the watch workload records them (the proto
 /// enum's names). `RESET_REASON_UNSPECIFIED`, or a number the client did not know, is
@@ -23,8 +24,6 @@ const ANYTIME_REASONS: [&str; 2] = ["SLOW_CONSUMER", "SNAPSHOT_INSTALLED"];
 
 /// The most instances named in one description.
 const MAX_NAMED: usize = 5;
-
-type Rec<'a> = (&'a Event, &'a WatchRecord);
 
 /// Where one watcher's current stream is.
 #[derive(Default)]
@@ -211,20 +210,6 @@ fn unanswered_reset(watcher: u64, s: &mut Session, rec: Rec) -> Option<Anomaly> 
     ))
 }
 
-fn pair(kind: &str, description: String, earlier: Rec, later: Rec) -> Anomaly {
-    let (a, b) = (earlier.1.time, later.1.time);
-    let mut evidence = vec![evidence_line(earlier.0)];
-    if !std::ptr::eq(earlier.0, later.0) {
-        evidence.push(evidence_line(later.0));
-    }
-    Anomaly {
-        kind: kind.into(),
-        description,
-        window: Some((a.min(b), a.max(b))),
-        evidence,
-    }
-}
-
 fn single(description: String, rec: Rec) -> Anomaly {
     Anomaly {
         kind: "wrong-modify-index".into(),
@@ -250,6 +235,7 @@ fn named(instances: &[&InstanceState]) -> String {
 mod tests {
     use super::*;
     use crate::checks::SET_SERVICE;
+    use crate::history::WatchRecord;
 
     fn rec(session: u64, time: u64, event: WatchEvent) -> Event {
         Event::Watch(WatchRecord {
