@@ -88,9 +88,10 @@ impl fmt::Display for Verdict {
 /// One violation of the contract, with what shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomaly {
-    /// A short, stable name: `not-linearizable`, `lost-write`, `phantom`, `gap`,
-    /// `duplicate`, `out-of-order`, `disagreement`, `not-converged`, `stale-index`,
-    /// `staleness-bound`, ...
+    /// A short, stable name: `not-linearizable`, `wrong-modify-index`,
+    /// `cas-wrongly-refused`, `lost-write`, `phantom`, `gap`, `duplicate`,
+    /// `out-of-order`, `disagreement`, `snapshot-without-reset`, `implausible-reset`,
+    /// `not-converged`, `stale-index`, `staleness-bound`, `uncommitted-index`, ...
     pub kind: String,
     /// One sentence a person can act on.
     pub description: String,
