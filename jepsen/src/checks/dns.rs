@@ -1,10 +1,12 @@
 //! The DNS part of the `stale` workload: each node's DNS answers must never go back in
 //! index. The SOA serial is the catalog index of the answering replica (mod 2^32), so
 //! a later answer from the same node with a smaller serial means DNS showed a state
-//! older than one it had already shown.
+//! older than one it had already shown, and a serial above the index of a final read
+//! that started later means DNS showed a state that was never committed.
 
 use std::collections::BTreeMap;
 
+use super::final_index::FinalReads;
 use super::{Anomaly, CheckerReport, UNDECIDED};
 use crate::history::{ops, Event, Op, OpRecord, Outcome};
 
@@ -61,6 +63,7 @@ pub fn check(events: &[Event]) -> CheckerReport {
             ended.push((op, serial));
         }
     }
+    anomalies.extend(above_final_index(events, &mut stats));
     if answered == 0 {
         // Nothing to judge is not a pass: say so rather than call it valid.
         anomalies.push(Anomaly {
@@ -73,6 +76,52 @@ pub fn check(events: &[Event]) -> CheckerReport {
         });
     }
     CheckerReport::from_findings("dns", anomalies, stats)
+}
+
+/// SOA serials above the index of a final read that started after the answer: a
+/// catalog state that was not committed. Judged only while that index fits in 32 bits,
+/// where the serial is the index itself.
+fn above_final_index(events: &[Event], stats: &mut BTreeMap<String, u64>) -> Vec<Anomaly> {
+    let finals = FinalReads::of(events);
+    let mut checked = 0;
+    let mut anomalies = Vec::new();
+    for op in ops(events) {
+        let (
+            Op::DnsSoa {
+                serial: Some(serial),
+                ..
+            },
+            Outcome::Ok,
+        ) = (&op.op, op.outcome)
+        else {
+            continue;
+        };
+        let Some((bound, _, final_read)) = finals
+            .bound_after(op.end)
+            .filter(|(bound, _, _)| *bound <= u64::from(u32::MAX))
+        else {
+            continue;
+        };
+        checked += 1;
+        if *serial > bound {
+            anomalies.push(Anomaly {
+                kind: "uncommitted-index".into(),
+                description: format!(
+                    "node {}'s DNS answered SOA serial {serial}, above index {bound} of the \
+                     consistent final read on node {} that started after it: the cluster had \
+                     committed no such index",
+                    op.node, final_read.node
+                ),
+                window: Some((op.start, final_read.end)),
+                evidence: [op, final_read]
+                    .iter()
+                    .filter_map(|o| serde_json::to_string(o).ok())
+                    .collect(),
+            });
+        }
+    }
+    stats.insert("dns_checked_against_final_index".into(), checked);
+    anomalies
 }
 
 /// Whether serial `a` is after `b` in RFC 1982 arithmetic on 32 bits, so that a
@@ -136,6 +185,38 @@ mod tests {
             op.outcome = Outcome::Fail;
         }
         assert_eq!(check(&[refused]).verdict, Verdict::Unknown);
+    }
+
+    fn final_read(start: u64, index: u64) -> Event {
+        Event::Op(OpRecord {
+            process: 99,
+            node: 3,
+            op: Op::ListAll {
+                service: crate::checks::SET_SERVICE.into(),
+                instances: Some(Vec::new()),
+                index: Some(index),
+            },
+            start,
+            end: start + 10,
+            outcome: Outcome::Ok,
+            error: None,
+        })
+    }
+
+    #[test]
+    fn a_serial_above_the_final_index_was_never_committed() {
+        let good = [soa(1, 0, 10, 20), final_read(100, 20)];
+        let report = check(&good);
+        assert_eq!(report.verdict, Verdict::Valid, "{:?}", report.anomalies);
+        assert_eq!(report.stats["dns_checked_against_final_index"], 1);
+        let bad = [soa(1, 0, 10, 21), final_read(100, 20)];
+        let report = check(&bad);
+        assert_eq!(report.verdict, Verdict::Invalid);
+        assert_eq!(report.anomalies[0].kind, "uncommitted-index");
+        assert_eq!(report.anomalies[0].window, Some((0, 110)));
+        // A final read that began before the answer ended bounds nothing.
+        let overlapping = [soa(1, 0, 110, 21), final_read(100, 20)];
+        assert_eq!(check(&overlapping).verdict, Verdict::Valid);
     }
 
     #[test]

@@ -1,18 +1,25 @@
 //! The workload checkers: each reads the whole run history and says whether what the
 //! clients saw is allowed by Waymark's consistency contract, with the evidence if not.
 //!
-//! - [`register`]: per-key read/write/CAS, checked for linearizability.
+//! - [`register`]: per-key read/write/CAS, checked for linearizability; every value
+//!   read with its write's modify index; no CAS refused while its index held.
 //! - [`set`]: every acknowledged registration survives; nothing appears from nowhere.
 //! - [`watch`]: streams are ordered, unique, gap-free, atomic per index, resume
-//!   exactly, agree with each other and with acknowledged writes, and converge.
-//! - [`stale`]: stale reads per node never go back in index and respect their bound.
-//! - [`dns`]: DNS SOA serials per node never go back.
+//!   exactly (no snapshot without a reset), reset only for a reason the server has,
+//!   carry each write's index as its modify index, agree with each other and with
+//!   acknowledged writes, and converge.
+//! - [`stale`]: stale reads per node never go back in index, respect their bound, and
+//!   never answer above the final reads' index.
+//! - [`dns`]: DNS SOA serials per node never go back, nor above the final reads' index.
 
 pub mod dns;
+mod final_index;
 pub mod register;
+mod register_indexes;
 pub mod set;
 pub mod stale;
 pub mod watch;
+mod watch_protocol;
 mod watch_snapshots;
 
 /// What the checkers' unit tests share.
@@ -81,9 +88,10 @@ impl fmt::Display for Verdict {
 /// One violation of the contract, with what shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomaly {
-    /// A short, stable name: `not-linearizable`, `lost-write`, `phantom`, `gap`,
-    /// `duplicate`, `out-of-order`, `disagreement`, `not-converged`, `stale-index`,
-    /// `staleness-bound`, ...
+    /// A short, stable name: `not-linearizable`, `wrong-modify-index`,
+    /// `cas-wrongly-refused`, `lost-write`, `phantom`, `gap`, `duplicate`,
+    /// `out-of-order`, `disagreement`, `snapshot-without-reset`, `implausible-reset`,
+    /// `not-converged`, `stale-index`, `staleness-bound`, `uncommitted-index`, ...
     pub kind: String,
     /// One sentence a person can act on.
     pub description: String,

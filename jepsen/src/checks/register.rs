@@ -37,6 +37,8 @@ pub fn check(events: &[Event], ctx: &CheckContext) -> CheckerReport {
     let mut stats = BTreeMap::new();
     let mut anomalies = Vec::new();
     let keys = key_histories(events, &mut stats, &mut anomalies);
+    // Modify indexes and refused CASes, which the search does not look at.
+    anomalies.extend(super::register_indexes::check(events, &mut stats));
     stats.insert("keys".to_string(), keys.len() as u64);
 
     // One time limit for the whole check, search and narrowing together; the keys
@@ -232,7 +234,8 @@ fn register_op(record: &OpRecord, stats: &mut BTreeMap<String, u64>) -> Option<R
         // Any refusal had no effect, including a CAS whose compare did not match. As in
         // Jepsen (Knossos drops `:fail` operations), a failed CAS is left out rather
         // than checked as "the register did not hold `from`": that keeps
-        // `drop_unobserved` below sound, which the search needs to finish.
+        // `drop_unobserved` below sound, which the search needs to finish. Whether a
+        // refusal was right is judged apart, in `register_indexes`.
         Outcome::Fail => {
             if matches!(input, RegisterInput::Cas { .. }) && compare_failed(record) {
                 *stats
@@ -250,7 +253,7 @@ fn register_op(record: &OpRecord, stats: &mut BTreeMap<String, u64>) -> Option<R
 /// Whether a failed CAS was refused because its compare did not match (rather than,
 /// say, because the request was invalid, which the client records as
 /// `InvalidArgument: ...` and which may well mention the modify index too).
-fn compare_failed(record: &OpRecord) -> bool {
+pub(super) fn compare_failed(record: &OpRecord) -> bool {
     let error = record.error.as_deref().unwrap_or("").to_lowercase();
     !error.starts_with("invalidargument")
         && (error.contains("precondition") || error.contains("modify index"))
@@ -637,14 +640,28 @@ mod tests {
             e
         };
         // Failed operations did not happen (Jepsen's rule), whatever the reason given;
-        // precondition failures are still counted.
+        // precondition failures are still counted. (An unanswered write concurrent with
+        // the CAS may have moved the modify index on, so the refusal may be right; see
+        // `register_indexes` for refusals that cannot be.)
+        let moved_on = op(
+            4,
+            Op::Write {
+                key: "k1".into(),
+                value: 9,
+                index: None,
+            },
+            15,
+            25,
+            Outcome::Info,
+        );
         for error in [
-            "FailedPrecondition: modify index is 7",
+            "FailedPrecondition: instance jepsen-register/k1 has modify index 7, expected 1",
             "Unavailable: no leader",
             "InvalidArgument: modify index 0",
         ] {
             let history = [
                 write(1, "k1", 1, 0, 10),
+                moved_on.clone(),
                 refused(error),
                 read(3, "k1", Some(1), 40, 50),
             ];
@@ -653,6 +670,34 @@ mod tests {
             let counted = report.stats.get("cas_fail_precondition").copied();
             assert_eq!(counted, error.starts_with("Failed").then_some(1), "{error}");
         }
+    }
+
+    #[test]
+    fn modify_indexes_and_refusals_are_checked_beside_the_search() {
+        // Linearizable as values go, but the read's modify index is not its write's,
+        // and the CAS was refused although nothing could have moved the index on.
+        let read_at = |modify_index| {
+            let r = Op::Read {
+                key: "k1".into(),
+                value: Some(1),
+                modify_index: Some(modify_index),
+                index: Some(9),
+            };
+            op(2, r, 20, 30, Outcome::Ok)
+        };
+        let mut refused = op(2, cas("k1", 1, 5), 40, 50, Outcome::Fail);
+        if let Event::Op(r) = &mut refused {
+            r.error = Some("FailedPrecondition: instance k1 has modify index 3, expected 1".into());
+        }
+        let good = [write(1, "k1", 1, 0, 10), read_at(1)];
+        assert_eq!(run(&good).verdict, Verdict::Valid);
+        let bad = [write(1, "k1", 1, 0, 10), read_at(2), refused];
+        let report = run(&bad);
+        assert_eq!(report.verdict, Verdict::Invalid);
+        assert_eq!(
+            kinds(&report),
+            ["wrong-modify-index", "cas-wrongly-refused"]
+        );
     }
 
     #[test]

@@ -61,6 +61,68 @@ impl<'e> IdOps<'e> {
     }
 }
 
+/// An acknowledged removal that found nothing to remove (`removed: false`) although
+/// the id's add was acknowledged before the removal started, and no other removal
+/// could have taken it away first: the add was lost, even if no final read can show
+/// it any more (the id is meant to be gone by then).
+fn found_nothing_after_ack<'e>(ops: &IdOps<'e>) -> Vec<(OpRef<'e>, OpRef<'e>)> {
+    let Some(add) = ops.add_with(Outcome::Ok) else {
+        return Vec::new();
+    };
+    ops.removes
+        .iter()
+        .copied()
+        .filter(|(_, r)| {
+            r.outcome == Outcome::Ok
+                && matches!(
+                    r.op,
+                    Op::Remove {
+                        removed: Some(false),
+                        ..
+                    }
+                )
+                && add.1.end <= r.start
+        })
+        .filter(|&(_, r)| {
+            // Another removal that may have happened and may come first explains the
+            // absence: an acknowledged one that removed it, or an unknown one.
+            !ops.removes.iter().any(|(_, other)| {
+                !std::ptr::eq(*other, r)
+                    && other.start < r.end
+                    && match (&other.outcome, &other.op) {
+                        (Outcome::Info, _) => true,
+                        (Outcome::Ok, Op::Remove { removed, .. }) => *removed != Some(false),
+                        _ => false,
+                    }
+            })
+        })
+        .map(|remove| (add, remove))
+        .collect()
+}
+
+/// The anomaly for a removal that found an acknowledged add gone.
+fn removal_found_nothing(id: &str, add: OpRef, remove: OpRef) -> Anomaly {
+    let ((add_event, add_record), (remove_event, remove_record)) = (add, remove);
+    let index = |op: &Op| match op {
+        Op::Add { index: Some(i), .. } | Op::Remove { index: Some(i), .. } => i.to_string(),
+        _ => "unknown".to_string(),
+    };
+    Anomaly {
+        kind: "lost-write".to_string(),
+        description: format!(
+            "node {} acknowledged removing {id} at index {} with removed = false (nothing \
+             there), although its add was acknowledged by node {} at index {} before the \
+             removal started: the add was lost",
+            remove_record.node,
+            index(&remove_record.op),
+            add_record.node,
+            index(&add_record.op)
+        ),
+        window: Some((add_record.start, remove_record.end)),
+        evidence: vec![evidence_line(add_event), evidence_line(remove_event)],
+    }
+}
+
 /// Checks the set workload against its final reads.
 pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
     let mut stats = BTreeMap::new();
@@ -93,6 +155,16 @@ pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
         }
     }
 
+    let mut anomalies = Vec::new();
+    let mut by_kind: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // Lost writes that a removal saw: they hold whether or not a final read succeeded.
+    for (id, ops) in &ids {
+        for (add, remove) in found_nothing_after_ack(ops) {
+            by_kind.entry("lost-write").or_default().insert(id);
+            anomalies.push(removal_found_nothing(id, add, remove));
+        }
+    }
+
     let Some((_, last_present)) = final_reads.iter().max_by_key(|((_, r), _)| r.end) else {
         let attempted = stats.get("final_reads_ok").copied().unwrap_or(0)
             + stats.get("final_reads_fail").copied().unwrap_or(0)
@@ -106,12 +178,13 @@ pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
             window: None,
             evidence: Vec::new(),
         };
-        return CheckerReport::from_findings("set", vec![anomaly], stats);
+        anomalies.push(anomaly);
+        let lost = by_kind.get("lost-write").map_or(0, BTreeSet::len);
+        stats.insert("ids_lost_write".to_string(), lost as u64);
+        return CheckerReport::from_findings("set", anomalies, stats);
     };
     stats.insert("final_size".to_string(), last_present.len() as u64);
 
-    let mut anomalies = Vec::new();
-    let mut by_kind: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (read, present) in &final_reads {
         // Every id any client touched, and every id the read shows.
         let universe: BTreeSet<&str> = ids.keys().copied().chain(present.iter().copied()).collect();
@@ -347,6 +420,57 @@ mod tests {
         assert_eq!(anomaly.window, Some((10, 1010)));
         assert_eq!(anomaly.evidence.len(), 2);
         assert_eq!(report.stats["ids_lost_write"], 1);
+    }
+
+    #[test]
+    fn a_removal_that_finds_an_acknowledged_add_gone_reports_it_lost() {
+        let events = [
+            add("a", 0, Outcome::Ok),
+            add("b", 10, Outcome::Ok),
+            // b was acknowledged at 15; the removal from 20 on says nothing was there.
+            remove("b", 20, Outcome::Ok, Some(false)),
+            final_read(1, &["a"]),
+        ];
+        let report = run(&events);
+        assert_eq!(report.verdict, Verdict::Invalid);
+        assert_eq!(kinds(&report), ["lost-write"]);
+        let anomaly = &report.anomalies[0];
+        assert!(
+            anomaly.description.contains("removing b") && anomaly.description.contains("lost"),
+            "{}",
+            anomaly.description
+        );
+        assert_eq!(anomaly.window, Some((10, 25)));
+        assert_eq!(anomaly.evidence.len(), 2);
+        assert_eq!(report.stats["ids_lost_write"], 1);
+        // The finding needs no final read: it stands next to the undecided note.
+        let report = run(&events[..3]);
+        assert_eq!(kinds(&report), ["lost-write", UNDECIDED]);
+        assert_eq!(report.verdict, Verdict::Invalid);
+    }
+
+    #[test]
+    fn a_removal_finding_nothing_is_fine_when_something_else_explains_it() {
+        // Each removal that found nothing could come after another removal, or before
+        // the add took effect.
+        let events = [
+            add("a", 0, Outcome::Ok),
+            remove("a", 10, Outcome::Info, None),
+            remove("a", 20, Outcome::Ok, Some(false)),
+            add("b", 30, Outcome::Ok),
+            remove("b", 40, Outcome::Ok, Some(true)),
+            remove("b", 50, Outcome::Ok, Some(false)),
+            // Concurrent with its add (which ends at 65): may come first.
+            add("c", 60, Outcome::Ok),
+            remove("c", 62, Outcome::Ok, Some(false)),
+            // An add that was never acknowledged may never have happened.
+            add("d", 70, Outcome::Info),
+            remove("d", 80, Outcome::Ok, Some(false)),
+            final_read(1, &["c"]),
+        ];
+        let report = run(&events);
+        assert_eq!(report.verdict, Verdict::Valid, "{:?}", report.anomalies);
+        assert_eq!(report.stats["ids_lost_write"], 0);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The stale-read checker: a stale read may be old, but never older than one the same
 //! node already gave, never older than its bound allows, and always a state the
-//! cluster really committed.
+//! cluster really committed (never at an index above the final reads').
 //!
 //! "A real committed state" is checked against the watch streams: a watcher that
 //! followed the set's service without a break over a read's index knows exactly what
@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::final_index::FinalReads;
 use super::{
     evidence_line, op_events, watch_events_by_watcher, Anomaly, CheckContext, CheckerReport,
     SET_SERVICE,
@@ -76,6 +77,7 @@ pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
     let mut anomalies = monotonic_per_node(&reads);
     anomalies.extend(reads.iter().filter_map(over_bound));
     anomalies.extend(committed_states(&reads, events, &mut stats));
+    anomalies.extend(above_final_index(&reads, events, &mut stats));
     CheckerReport::from_findings("stale", anomalies, stats)
 }
 
@@ -143,6 +145,42 @@ fn over_bound(read: &Read) -> Option<Anomaly> {
         window: Some((read.record.start, read.record.end)),
         evidence: vec![evidence_line(read.event)],
     })
+}
+
+/// A read answered at an index above the index of a final read that started after it
+/// ended: the node showed a state the cluster had not committed (the final reads are
+/// consistent, so they answer at or above the commit index). Watchers need not have
+/// covered the index for this.
+fn above_final_index(
+    reads: &[Read],
+    events: &[Event],
+    stats: &mut BTreeMap<String, u64>,
+) -> Vec<Anomaly> {
+    let finals = FinalReads::of(events);
+    let mut checked = 0;
+    let mut anomalies = Vec::new();
+    for read in reads {
+        let Some((bound, final_event, final_read)) = finals.bound_after(read.record.end) else {
+            continue;
+        };
+        checked += 1;
+        if read.index <= bound {
+            continue;
+        }
+        anomalies.push(Anomaly {
+            kind: "uncommitted-index".into(),
+            description: format!(
+                "node {} answered a stale read at index {}, above index {bound} of the \
+                 consistent final read on node {} that started after it: the cluster had \
+                 committed no such index",
+                read.record.node, read.index, final_read.node
+            ),
+            window: Some((read.record.start, final_read.end)),
+            evidence: vec![evidence_line(read.event), evidence_line(final_event)],
+        });
+    }
+    stats.insert("stale_reads_checked_against_final_index".into(), checked);
+    anomalies
 }
 
 /// What the watch streams say about one read of the set.
@@ -502,6 +540,45 @@ mod tests {
         );
         // The snapshot at 5 and the change at 7 bound what the set held at 6.
         assert_eq!(anomaly.evidence.len(), 3);
+    }
+
+    #[test]
+    fn a_read_above_the_final_index_was_never_committed() {
+        let final_read = |start: Nanos, index| {
+            Event::Op(OpRecord {
+                process: 99,
+                node: 2,
+                op: Op::ListAll {
+                    service: SET_SERVICE.into(),
+                    instances: Some(vec![instance("b")]),
+                    index: Some(index),
+                },
+                start,
+                end: start + 10,
+                outcome: Outcome::Ok,
+                error: None,
+            })
+        };
+        // No watcher covers index 12 or 40: only the final read can judge them.
+        let good = [read(1, 100, 12, &["b"]), final_read(200, 12)];
+        let report = run(&good);
+        assert_eq!(report.verdict, Verdict::Valid, "{:?}", report.anomalies);
+        assert_eq!(report.stats["stale_reads_checked_against_final_index"], 1);
+        let bad = [read(1, 100, 40, &["b"]), final_read(200, 12)];
+        let report = run(&bad);
+        assert_eq!(kinds(&report), ["uncommitted-index"]);
+        assert!(
+            report.anomalies[0]
+                .description
+                .contains("index 40, above index 12"),
+            "{}",
+            report.anomalies[0].description
+        );
+        assert_eq!(report.anomalies[0].window, Some((100, 210)));
+        assert_eq!(report.anomalies[0].evidence.len(), 2);
+        // A final read that began before the read ended bounds nothing.
+        let overlapping = [read(1, 200, 40, &["b"]), final_read(200, 12)];
+        assert_eq!(run(&overlapping).verdict, Verdict::Valid);
     }
 
     #[test]

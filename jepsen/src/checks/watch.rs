@@ -22,7 +22,7 @@ use crate::history::{
 const MAX_NAMED: usize = 5;
 
 /// A watch record with the history line it came from.
-type Rec<'a> = (&'a Event, &'a WatchRecord);
+pub(super) type Rec<'a> = (&'a Event, &'a WatchRecord);
 /// Instances by (service, id).
 type State<'a> = BTreeMap<(&'a str, &'a str), &'a InstanceState>;
 
@@ -58,6 +58,7 @@ pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
     let known = known_changes(&streams, events, &mut anomalies);
     anomalies.extend(streams.iter().flat_map(|s| gaps(s, &known)));
     anomalies.extend(super::watch_snapshots::check(events));
+    anomalies.extend(super::watch_protocol::check(events));
 
     let mut stats = BTreeMap::new();
     let count = |f: fn(&Stream) -> usize| streams.iter().map(f).sum::<usize>() as u64;
@@ -569,14 +570,19 @@ fn difference<T>(
     ))
 }
 
-/// An anomaly shown by two records of the history, the earlier first.
-fn pair(kind: &str, description: String, earlier: Rec, later: Rec) -> Anomaly {
+/// An anomaly shown by two records of the history, the earlier first (one line when
+/// they are the same record).
+pub(super) fn pair(kind: &str, description: String, earlier: Rec, later: Rec) -> Anomaly {
     let (a, b) = (earlier.1.time, later.1.time);
+    let mut evidence = vec![evidence_line(earlier.0)];
+    if !std::ptr::eq(earlier.0, later.0) {
+        evidence.push(evidence_line(later.0));
+    }
     Anomaly {
         kind: kind.into(),
         description,
         window: Some((a.min(b), a.max(b))),
-        evidence: vec![evidence_line(earlier.0), evidence_line(later.0)],
+        evidence,
     }
 }
 
@@ -751,16 +757,16 @@ mod tests {
     #[test]
     fn a_reset_may_skip_changes_but_not_go_back() {
         // A reset and a later snapshot replace the state: skipping index 3 is fine.
-        let reset = WatchEvent::Reset {
-            index: 4,
-            reason: "compacted".into(),
+        let reset = |index| WatchEvent::Reset {
+            index,
+            reason: "SLOW_CONSUMER".into(),
         };
         let skips = with_watcher(
             2,
             vec![
                 rec(2, 0, 20, connected(0)),
                 rec(2, 0, 21, snapshot(2, &[reg("k1", 5, 2)])),
-                rec(2, 0, 22, reset.clone()),
+                rec(2, 0, 22, reset(5)),
                 rec(2, 0, 23, snapshot(5, &[reg("k1", 5, 2), member("a", 3)])),
             ],
         );
@@ -773,7 +779,7 @@ mod tests {
             vec![
                 rec(2, 0, 20, connected(0)),
                 rec(2, 0, 21, snapshot(3, &[reg("k1", 5, 2), member("a", 3)])),
-                rec(2, 0, 22, reset),
+                rec(2, 0, 22, reset(1)),
                 rec(2, 0, 23, snapshot(1, &[])),
             ],
         );
@@ -795,7 +801,7 @@ mod tests {
                     22,
                     WatchEvent::Reset {
                         index: 2,
-                        reason: "lagging".into(),
+                        reason: "SNAPSHOT_INSTALLED".into(),
                     },
                 ),
                 rec(2, 0, 23, disconnected()),
@@ -940,7 +946,8 @@ mod tests {
             }
         }
         let report = run(&wrong_value);
-        assert_eq!(kinds(&report), ["disagreement"]);
+        // Watcher 2's snapshot at 2 holds k1 = 5 as well, against the write of 6 there.
+        assert_eq!(kinds(&report), ["disagreement", "snapshot-disagreement"]);
         assert!(report.anomalies[0]
             .description
             .contains("write of 6 to key k1"));

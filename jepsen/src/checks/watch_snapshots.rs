@@ -2,13 +2,18 @@
 //! Changes are compared message by message elsewhere; a snapshot is compared with what
 //! the other watchers knew the set to be at the same index (from their own snapshots
 //! and unbroken runs of changes), so a snapshot that drops or invents an instance
-//! shows up even if nothing touches that instance again.
+//! shows up even if nothing touches that instance again. Its register keys are
+//! compared with every write known to have committed by its index (from acknowledged
+//! writes and from any watcher's changes): each key's latest such write must be there,
+//! with its value, unless the snapshot holds a later one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::stale::replay;
-use super::{evidence_line, secs, watch_events_by_watcher, Anomaly, SET_SERVICE};
-use crate::history::{Event, WatchEvent, WatchRecord};
+use super::{
+    evidence_line, op_events, secs, watch_events_by_watcher, Anomaly, REGISTER_SERVICE, SET_SERVICE,
+};
+use crate::history::{watch_records, Change, Event, Op, Outcome, WatchEvent, WatchRecord};
 
 /// A snapshot to vouch for: who received it, where, and which set ids it held.
 struct Snapshot<'a> {
@@ -72,6 +77,119 @@ pub fn check(events: &[Event]) -> Vec<Anomaly> {
                     });
                 }
             }
+        });
+    }
+    anomalies.extend(register_values(events));
+    anomalies
+}
+
+/// A register write known to have committed: its value (as the watch shows it, text)
+/// and the history line that says so.
+type KnownWrite<'a> = (String, &'a Event);
+
+/// Every register write known to have committed, by key and index: acknowledged writes
+/// and CASes, and every upsert any watcher was sent.
+fn known_register_writes(events: &[Event]) -> BTreeMap<&str, BTreeMap<u64, KnownWrite<'_>>> {
+    let mut known: BTreeMap<&str, BTreeMap<u64, KnownWrite>> = BTreeMap::new();
+    for (event, record) in op_events(events) {
+        if record.outcome != Outcome::Ok {
+            continue;
+        }
+        if let Op::Write {
+            key,
+            value,
+            index: Some(i),
+        }
+        | Op::Cas {
+            key,
+            to: value,
+            index: Some(i),
+            ..
+        } = &record.op
+        {
+            let write = (value.to_string(), event);
+            known.entry(key).or_default().entry(*i).or_insert(write);
+        }
+    }
+    for e in events {
+        let Event::Watch(WatchRecord {
+            event: WatchEvent::Changes { index, changes },
+            ..
+        }) = e
+        else {
+            continue;
+        };
+        for change in changes {
+            if let Change::Upsert(i) = change {
+                // Every client writes a value; a change without one is the watch
+                // checker's disagreement with the acknowledgement, not this one's.
+                if let (REGISTER_SERVICE, Some(value)) = (i.service.as_str(), &i.value) {
+                    let write = (value.clone(), e);
+                    known
+                        .entry(&i.id)
+                        .or_default()
+                        .entry(*index)
+                        .or_insert(write);
+                }
+            }
+        }
+    }
+    known
+}
+
+/// Snapshots whose register keys miss a write known to have committed by their index,
+/// or hold another value than the one written at the modify index they show.
+fn register_values(events: &[Event]) -> Vec<Anomaly> {
+    let known = known_register_writes(events);
+    let mut anomalies = Vec::new();
+    for record in watch_records(events) {
+        let WatchEvent::Snapshot { index, instances } = &record.event else {
+            continue;
+        };
+        let held: BTreeMap<&str, _> = instances
+            .iter()
+            .filter(|i| i.service == REGISTER_SERVICE)
+            .map(|i| (i.id.as_str(), i))
+            .collect();
+        let mut wrong = Vec::new();
+        let mut sources = Vec::new();
+        for (key, writes) in &known {
+            let Some((&at, (value, source))) = writes.range(..=*index).next_back() else {
+                continue;
+            };
+            let problem = match held.get(key) {
+                None => format!("{key} missing (written at {at})"),
+                Some(i) if i.modify_index < at => format!(
+                    "{key} at modify index {} although written again at {at}",
+                    i.modify_index
+                ),
+                Some(i) if i.modify_index == at && i.value.as_ref() != Some(value) => format!(
+                    "{key} = {} although {value} was written at {at}",
+                    i.value.as_deref().unwrap_or("(none)")
+                ),
+                Some(_) => continue,
+            };
+            wrong.push(problem);
+            sources.push(evidence_line(source));
+        }
+        if wrong.is_empty() {
+            continue;
+        }
+        // The snapshot itself can be huge: the description names it, the evidence is
+        // the writes it lacks.
+        let evidence: Vec<String> = sources.into_iter().take(5).collect();
+        anomalies.push(Anomaly {
+            kind: "snapshot-disagreement".into(),
+            description: format!(
+                "watcher {}'s snapshot at index {index} (session {}, at {}) does not hold the \
+                 register writes committed by then: {}",
+                record.watcher,
+                record.session,
+                secs(record.time),
+                shorten(&wrong.iter().map(String::as_str).collect::<Vec<_>>())
+            ),
+            window: Some((record.time, record.time)),
+            evidence,
         });
     }
     anomalies
@@ -165,5 +283,82 @@ mod tests {
             "{}",
             anomalies[0].description
         );
+    }
+
+    fn reg(key: &str, value: i64, modify_index: u64) -> InstanceState {
+        InstanceState {
+            service: REGISTER_SERVICE.into(),
+            id: key.into(),
+            value: Some(value.to_string()),
+            modify_index,
+        }
+    }
+
+    /// k1 = 5 acknowledged at 3; a watcher is sent k1 = 6 at 6; then `snapshot`.
+    fn register_history(snapshot: WatchEvent) -> Vec<Event> {
+        vec![
+            Event::Op(crate::history::OpRecord {
+                process: 1,
+                node: 1,
+                op: Op::Write {
+                    key: "k1".into(),
+                    value: 5,
+                    index: Some(3),
+                },
+                start: 0,
+                end: 1,
+                outcome: Outcome::Ok,
+                error: None,
+            }),
+            rec(
+                0,
+                2,
+                WatchEvent::Changes {
+                    index: 6,
+                    changes: vec![Change::Upsert(reg("k1", 6, 6))],
+                },
+            ),
+            rec(1, 3, snapshot),
+        ]
+    }
+
+    fn snap(index: u64, instances: &[InstanceState]) -> WatchEvent {
+        let instances = instances.to_vec();
+        WatchEvent::Snapshot { index, instances }
+    }
+
+    #[test]
+    fn snapshots_hold_the_register_writes_committed_by_their_index() {
+        for good in [
+            snap(7, &[reg("k1", 6, 6)]),
+            snap(4, &[reg("k1", 5, 3)]),
+            snap(2, &[]),
+            // A later write than any known one: nothing to contradict it.
+            snap(9, &[reg("k1", 8, 8)]),
+        ] {
+            let anomalies = check(&register_history(good.clone()));
+            assert!(anomalies.is_empty(), "{good:?}: {anomalies:?}");
+        }
+        for (bad, says) in [
+            (
+                snap(7, &[reg("k1", 5, 3)]),
+                "k1 at modify index 3 although written again at 6",
+            ),
+            (snap(4, &[]), "k1 missing (written at 3)"),
+            (
+                snap(4, &[reg("k1", 9, 3)]),
+                "k1 = 9 although 5 was written at 3",
+            ),
+        ] {
+            let anomalies = check(&register_history(bad));
+            assert_eq!(anomalies.len(), 1, "{says}");
+            assert_eq!(anomalies[0].kind, "snapshot-disagreement");
+            assert!(
+                anomalies[0].description.contains(says),
+                "{}",
+                anomalies[0].description
+            );
+            assert_eq!(anomalies[0].evidence.len(), 1);
+        }
     }
 }
