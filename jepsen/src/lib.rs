@@ -13,6 +13,7 @@
 pub mod checker;
 pub mod checks;
 pub mod cluster;
+pub mod control_gate;
 pub mod history;
 pub mod nemesis;
 pub mod report;

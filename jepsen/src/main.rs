@@ -56,7 +56,8 @@ enum Command {
     /// --results with the history, summary, HTML report and node logs.
     #[command(
         after_help = "Exit status: 0 if no run found an anomaly (with --expect-anomaly: if \
-                            every run found one), 1 otherwise, 2 if a checker could not decide \
+                            every run's checker reported that kind and the harness found \
+                            nothing wrong with itself), 1 otherwise, 2 if a checker could not decide \
                             and none found an anomaly, 4 if the harness itself failed."
     )]
     Test(test_cmd::TestArgs),

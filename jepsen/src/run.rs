@@ -147,7 +147,11 @@ async fn drive(
                 let dns = tokio::spawn(workload::dns::run(env.clone(), dns_ips(cluster)));
                 let stale = tokio::spawn(workload::stale::run(env));
                 tokio::spawn(async move {
-                    let _ = tokio::join!(dns, stale);
+                    let (dns, stale) = tokio::join!(dns, stale);
+                    // Passed on, so a panic in either fails the run (below).
+                    if let Err(e) = dns.and(stale) {
+                        panic!("a stale or DNS reader task failed: {e}");
+                    }
                 })
             }
             WorkloadKind::Watch => continue,
@@ -171,7 +175,11 @@ async fn drive(
 
     clients_stop.cancel();
     nemesis_stop.cancel();
-    futures::future::join_all(clients).await;
+    // A workload task that panicked stopped recording: the history would be judged on
+    // what it left, so the run fails as a harness failure instead.
+    for ended in futures::future::join_all(clients).await {
+        ended.context("a workload task panicked; the history is incomplete")?;
+    }
     let injected = nemesis_task
         .await
         .context("the nemesis task panicked")?
@@ -198,7 +206,8 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         watchers_stop.cancel();
-        let _ = task.await;
+        task.await
+            .context("a watcher task panicked; the history is incomplete")?;
     }
     // The replicas must hold the same state: compare digests taken at the same index.
     stats.insert("digests_compared".into(), 0);
@@ -264,7 +273,8 @@ fn companions(workloads: &[WorkloadKind]) -> (bool, bool) {
     (needs_changes && !has(WorkloadKind::Set), needs_changes)
 }
 
-/// Runs every checker the workloads call for over a history.
+/// Runs every checker the workloads call for over a history. A checker that saw too
+/// little of its workload says `unknown`, never `valid` ([`checks::activity`]).
 pub fn check_history(
     workloads: &[WorkloadKind],
     ctx: &CheckContext,
@@ -285,6 +295,9 @@ pub fn check_history(
     if has(WorkloadKind::Stale) {
         reports.push(checks::stale::check(events, ctx));
         reports.push(checks::dns::check(events));
+    }
+    for report in &mut reports {
+        checks::activity::require_activity(report);
     }
     reports
 }

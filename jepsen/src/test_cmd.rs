@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use waymark_jepsen::control_gate::{self, ExpectedAnomaly};
 use waymark_jepsen::report::Summary;
 use waymark_jepsen::run::{self, RunOptions};
 use waymark_jepsen::{nemesis, workload};
@@ -57,9 +58,11 @@ pub struct TestArgs {
     /// stale-reads, early-ack or watch-skip. See jepsen/README.md.
     #[arg(long)]
     control: Option<String>,
-    /// Succeed only if every run finds an anomaly: how the positive controls are run.
-    #[arg(long)]
-    expect_anomaly: bool,
+    /// How the positive controls are run: succeed only if every run's CHECKER reports
+    /// an anomaly of KIND (e.g. register:not-linearizable) and the harness itself found
+    /// nothing (no crashed server, the cluster settled).
+    #[arg(long, value_name = "CHECKER:KIND")]
+    expect_anomaly: Option<ExpectedAnomaly>,
     /// Run the cluster secured: ACLs on with default deny, TLS on the client API and
     /// mutual TLS on the Raft port (a CA and certificates made with `waymark tls`);
     /// the harness bootstraps ACLs and its clients use the management token.
@@ -153,13 +156,24 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
 
     let found = summaries.iter().filter(|s| !s.valid).count();
     let undecided = summaries.iter().filter(|s| s.valid && s.unknown).count();
-    Ok(if args.expect_anomaly {
+    Ok(if let Some(expected) = &args.expect_anomaly {
+        let outcomes: Vec<_> = summaries
+            .iter()
+            .map(|s| control_gate::judge(s, expected))
+            .collect();
+        for (s, outcome) in summaries.iter().zip(&outcomes) {
+            println!(
+                "run {} (seed {}): {expected} {outcome}",
+                s.meta.run, s.meta.seed
+            );
+        }
+        let caught = outcomes.iter().filter(|o| o.caught()).count();
         println!(
-            "control {}: anomaly found in {found} of {} runs",
+            "control {}: {expected} caught in {caught} of {} runs",
             args.control.as_deref().unwrap_or("(none)"),
             summaries.len()
         );
-        if found == summaries.len() {
+        if caught == summaries.len() {
             EXIT_OK
         } else {
             EXIT_ANOMALY

@@ -12,6 +12,7 @@
 //!   never answer above the final reads' index.
 //! - [`dns`]: DNS SOA serials per node never go back, nor above the final reads' index.
 
+pub mod activity;
 pub mod dns;
 mod final_index;
 pub mod register;
