@@ -60,7 +60,7 @@ enum Command {
                             nothing wrong with itself), 1 otherwise, 2 if a checker could not decide \
                             and none found an anomaly, 4 if the harness itself failed."
     )]
-    Test(test_cmd::TestArgs),
+    Test(Box<test_cmd::TestArgs>),
     /// Check recorded runs again from their history and rewrite their reports.
     #[command(
         after_help = "Exit status: 0 if every run is valid, 1 if any has an anomaly, 2 if a \
