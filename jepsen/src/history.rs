@@ -143,8 +143,18 @@ pub struct FaultRecord {
     pub detail: String,
     /// Nodes the fault acted on (1-based).
     pub nodes: Vec<u32>,
+    /// From before the fault was injected to after it was healed: it may have been in
+    /// effect anywhere in between.
     pub start: Nanos,
     pub end: Nanos,
+    /// From when the injection had returned to just before healing began: the fault
+    /// was certainly in effect throughout. Absent in histories recorded before this
+    /// field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_effect: Option<(Nanos, Nanos)>,
+    /// Nodes the fault cut off from every other node (a partition's singletons).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alone: Vec<u32>,
 }
 
 /// One thing a watcher saw on one of its streams.
@@ -350,6 +360,8 @@ mod tests {
                 nodes: vec![1],
                 start: 5,
                 end: 50,
+                in_effect: None,
+                alone: Vec::new(),
             }),
             Event::Watch(WatchRecord {
                 watcher: 1,

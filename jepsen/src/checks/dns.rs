@@ -8,7 +8,51 @@ use std::collections::BTreeMap;
 
 use super::final_index::FinalReads;
 use super::{Anomaly, CheckerReport, UNDECIDED};
+use crate::cluster::DNS_MAX_STALE_MS;
 use crate::history::{ops, Event, Op, OpRecord, Outcome};
+
+/// NOERROR from a node that the nemesis had cut off from every other node for longer
+/// than the servers' DNS staleness guard: the guard must have turned it into SERVFAIL.
+fn past_the_guard(events: &[Event], stats: &mut BTreeMap<String, u64>) -> Vec<Anomaly> {
+    let alone = super::isolation::windows(events);
+    let mut anomalies = Vec::new();
+    let mut checked = 0;
+    for op in ops(events) {
+        let Op::DnsSoa { serial, .. } = &op.op else {
+            continue;
+        };
+        let (node, start, end) = (op.node, op.start, op.end);
+        let Some(w) =
+            super::isolation::alone_past_bound(&alone, node, start, end, DNS_MAX_STALE_MS)
+        else {
+            continue;
+        };
+        checked += 1;
+        if op.outcome != Outcome::Ok || serial.is_none() {
+            continue;
+        }
+        anomalies.push(Anomaly {
+            kind: "dns-guard".into(),
+            description: format!(
+                "node {node}'s DNS answered (SOA serial {serial:?}) {} ms after the nemesis \
+                 had cut it off from every other node ({}); past the {DNS_MAX_STALE_MS} ms \
+                 guard it must answer SERVFAIL",
+                (start - w.from) / 1_000_000,
+                w.fault.detail
+            ),
+            window: Some((w.from, end)),
+            evidence: [
+                serde_json::to_string(w.fault).ok(),
+                serde_json::to_string(op).ok(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        });
+    }
+    stats.insert("dns_checked_against_isolation".into(), checked);
+    anomalies
+}
 
 /// Checks every answered SOA read, per node, against the reads that ended before it
 /// started.
@@ -64,6 +108,7 @@ pub fn check(events: &[Event]) -> CheckerReport {
         }
     }
     anomalies.extend(above_final_index(events, &mut stats));
+    anomalies.extend(past_the_guard(events, &mut stats));
     if answered == 0 {
         // Nothing to judge is not a pass: say so rather than call it valid.
         anomalies.push(Anomaly {
@@ -136,6 +181,15 @@ mod tests {
     use super::*;
     use crate::checks::Verdict;
 
+    impl Event {
+        fn into_op(self) -> OpRecord {
+            match self {
+                Event::Op(op) => op,
+                other => panic!("not an op: {other:?}"),
+            }
+        }
+    }
+
     fn soa(node: u32, start: u64, end: u64, serial: u64) -> Event {
         Event::Op(OpRecord {
             process: u64::from(node),
@@ -149,6 +203,46 @@ mod tests {
             outcome: Outcome::Ok,
             error: None,
         })
+    }
+
+    #[test]
+    fn noerror_from_a_node_cut_off_past_the_guard_is_reported() {
+        const MS: u64 = 1_000_000;
+        let cut = Event::Fault(crate::history::FaultRecord {
+            fault: "partition".into(),
+            detail: "isolate-leader n2".into(),
+            nodes: vec![1, 2, 3],
+            start: 0,
+            end: 10_000 * MS,
+            in_effect: Some((1_000 * MS, 9_000 * MS)),
+            alone: vec![2],
+        });
+        let past = 1_000 + DNS_MAX_STALE_MS + 600;
+        let answered = soa(2, past * MS, (past + 5) * MS, 7);
+        let report = check(&[cut.clone(), answered]);
+        assert!(
+            report.anomalies.iter().any(|a| a.kind == "dns-guard"),
+            "{:?}",
+            report.anomalies
+        );
+        // SERVFAIL there is the guard working; answers elsewhere or earlier are fine.
+        let refused = Event::Op(OpRecord {
+            outcome: Outcome::Fail,
+            op: Op::DnsSoa {
+                serial: None,
+                rcode: Some("SERVFAIL".into()),
+            },
+            ..soa(2, past * MS, (past + 5) * MS, 0).into_op()
+        });
+        let early = soa(2, 1_100 * MS, 1_105 * MS, 7);
+        let other = soa(1, past * MS, (past + 5) * MS, 7);
+        let report = check(&[cut, refused, early, other]);
+        assert!(
+            report.anomalies.iter().all(|a| a.kind != "dns-guard"),
+            "{:?}",
+            report.anomalies
+        );
+        assert_eq!(report.stats["dns_checked_against_isolation"], 1);
     }
 
     #[test]

@@ -8,13 +8,16 @@
 //!   exactly (no snapshot without a reset), reset only for a reason the server has,
 //!   carry each write's index as its modify index, agree with each other and with
 //!   acknowledged writes, and converge.
-//! - [`stale`]: stale reads per node never go back in index, respect their bound, and
+//! - [`stale`]: stale reads per node never go back in index, respect their bound (as
+//!   the node reports its contact, and as the nemesis's isolation windows show it), and
 //!   never answer above the final reads' index.
-//! - [`dns`]: DNS SOA serials per node never go back, nor above the final reads' index.
+//! - [`dns`]: DNS SOA serials per node never go back, nor above the final reads' index;
+//!   a node cut off past the DNS guard answers SERVFAIL.
 
 pub mod activity;
 pub mod dns;
 mod final_index;
+pub mod isolation;
 pub mod register;
 mod register_indexes;
 pub mod set;

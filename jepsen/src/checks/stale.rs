@@ -76,6 +76,8 @@ pub fn check(events: &[Event], _ctx: &CheckContext) -> CheckerReport {
 
     let mut anomalies = monotonic_per_node(&reads);
     anomalies.extend(reads.iter().filter_map(over_bound));
+    let alone = super::isolation::windows(events);
+    anomalies.extend(reads.iter().filter_map(|r| answered_while_alone(r, &alone)));
     anomalies.extend(committed_states(&reads, events, &mut stats));
     anomalies.extend(above_final_index(&reads, events, &mut stats));
     CheckerReport::from_findings("stale", anomalies, stats)
@@ -120,6 +122,32 @@ fn monotonic_per_node(reads: &[Read]) -> Vec<Anomaly> {
         }
     }
     anomalies
+}
+
+/// A node the nemesis had cut off from every other node for longer than the read's
+/// bound cannot have heard from a leader within it, whatever `last_contact_ms` it
+/// reports: answering is a broken bound that the server's own report would hide.
+fn answered_while_alone(read: &Read, alone: &[super::isolation::Alone]) -> Option<Anomaly> {
+    if read.max_stale_ms == 0 {
+        return None;
+    }
+    let (node, start, end) = (read.record.node, read.record.start, read.record.end);
+    let w = super::isolation::alone_past_bound(alone, node, start, end, read.max_stale_ms)?;
+    Some(Anomaly {
+        kind: "staleness-bound".into(),
+        description: format!(
+            "node {node} answered a stale read bounded by {} ms at index {}, {} ms after \
+             the nemesis had cut it off from every other node ({}); it reported last \
+             contact {:?} ms: it cannot have heard from a leader within the bound",
+            read.max_stale_ms,
+            read.index,
+            (start - w.from) / 1_000_000,
+            w.fault.detail,
+            read.last_contact_ms,
+        ),
+        window: Some((w.from, end)),
+        evidence: vec![evidence_line(w.event), evidence_line(read.event)],
+    })
 }
 
 /// A node that has not heard from a leader for longer than the read's bound must
@@ -523,6 +551,43 @@ mod tests {
         assert_eq!(run(&[with_contact(500, 500)]).verdict, Verdict::Valid);
         // No bound asked for, none to break.
         assert_eq!(run(&[with_contact(0, 90_000)]).verdict, Verdict::Valid);
+    }
+
+    /// A partition that left `node` alone from 1 s to 9 s.
+    fn cut_off(node: u32) -> Event {
+        Event::Fault(crate::history::FaultRecord {
+            fault: "partition".into(),
+            detail: format!("isolate-leader n{node}"),
+            nodes: vec![1, 2, 3],
+            start: 0,
+            end: 10_000 * MS,
+            in_effect: Some((1_000 * MS, 9_000 * MS)),
+            alone: vec![node],
+        })
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn an_answer_from_a_node_cut_off_past_its_bound_is_reported_whatever_it_says() {
+        // `read` asks for 500 ms and reports 50 ms of contact, which the check ignores:
+        // 1.1 s after the cut, past the bound and the margin, no leader was in reach.
+        let late = read(1, 2_100 * MS, 1, &[]);
+        let report = run(&[cut_off(1), late]);
+        assert_eq!(kinds(&report), ["staleness-bound"]);
+        assert!(
+            report.anomalies[0].description.contains("cut it off"),
+            "{}",
+            report.anomalies[0].description
+        );
+        // Within the margin, on another node, or after the heal: nothing to say.
+        let early = read(1, 1_600 * MS, 1, &[]);
+        let other_node = read(2, 5_000 * MS, 1, &[]);
+        let healed = read(1, 9_500 * MS, 1, &[]);
+        assert_eq!(
+            run(&[cut_off(1), early, other_node, healed]).verdict,
+            Verdict::Valid
+        );
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub const API_PORT: u16 = 8500;
 pub const RAFT_PORT: u16 = 8300;
 pub const ADMIN_PORT: u16 = 8510;
 pub const DNS_PORT: u16 = 8600;
+/// The servers' DNS staleness guard (`--dns-max-stale-ms`), below the default 5 s so
+/// that faults as short as the smoke's outlast it and the DNS checker can see it act.
+pub const DNS_MAX_STALE_MS: u64 = 1000;
 
 /// What cluster to build.
 #[derive(Clone, Debug)]
@@ -172,6 +175,7 @@ fn server_command(
         format!("--raft-addr={ip}:{RAFT_PORT}"),
         format!("--admin-addr={ip}:{ADMIN_PORT}"),
         format!("--dns-addr={ip}:{DNS_PORT}"),
+        format!("--dns-max-stale-ms={DNS_MAX_STALE_MS}"),
         format!("--initial-cluster={}", initial_cluster.join(",")),
         // Small snapshots, so runs exercise compaction, InstallSnapshot and the watch
         // resets that come with them rather than only the happy log path.

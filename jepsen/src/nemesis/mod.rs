@@ -77,6 +77,16 @@ impl Fault {
         }
     }
 
+    /// Nodes this fault cuts off from every other node.
+    fn alone(&self, all: u32) -> Vec<u32> {
+        match self {
+            Fault::Partition { cut, .. } => (1..=all)
+                .filter(|n| cut[(n - 1) as usize].len() as u32 == all - 1)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     fn nodes(&self, all: u32) -> Vec<u32> {
         match self {
             Fault::Kill { nodes, .. } | Fault::Pause { nodes, .. } => nodes.clone(),
@@ -275,11 +285,13 @@ pub async fn run(
             let mut c = lock(&cluster);
             inject(&mut c, &fault).with_context(|| format!("injecting {}", fault.describe()))?;
         }
+        let in_effect_from = recorder.now();
         injected += 1;
         tokio::select! {
             _ = stop.cancelled() => {}
             _ = tokio::time::sleep(interval) => {}
         }
+        let in_effect_until = recorder.now();
         {
             let mut c = lock(&cluster);
             heal_all(&mut c).with_context(|| format!("healing {}", fault.describe()))?;
@@ -290,6 +302,8 @@ pub async fn run(
             nodes: fault.nodes(planner.nodes),
             start,
             end: recorder.now(),
+            in_effect: Some((in_effect_from, in_effect_until)),
+            alone: fault.alone(planner.nodes),
         }));
         if stop.is_cancelled() {
             return Ok(injected);

@@ -160,6 +160,8 @@ mod tests {
                 nodes: vec![1],
                 start: 3 * S,
                 end: 5 * S,
+                in_effect: None,
+                alone: Vec::new(),
             }),
             Event::Fault(FaultRecord {
                 fault: "kill".into(),
@@ -167,6 +169,8 @@ mod tests {
                 nodes: vec![2],
                 start: 6 * S,
                 end: 7 * S,
+                in_effect: None,
+                alone: Vec::new(),
             }),
             Event::Watch(WatchRecord {
                 watcher: 0,
