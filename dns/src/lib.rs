@@ -78,5 +78,5 @@ mod server;
 
 pub use catalog::{CatalogView, DnsInstance, DnsMember, Health};
 pub use config::{ConfigError, DnsConfig, MAX_DOMAIN_LEN, MAX_TTL_SECS, MAX_UDP_SOCKETS};
-pub use handler::{MAX_UDP_PAYLOAD, PLAIN_UDP_PAYLOAD};
+pub use handler::{answer_wire, MAX_UDP_PAYLOAD, PLAIN_UDP_PAYLOAD};
 pub use server::{serve, DnsError, DnsListeners, TCP_IDLE_TIMEOUT};
