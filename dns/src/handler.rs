@@ -14,7 +14,7 @@ use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
 use hickory_server::proto::rr::{DNSClass, Record, RecordType};
-use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
+use hickory_server::proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::proto::ProtoError;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
@@ -176,15 +176,23 @@ impl RequestHandler for Handler {
             e
         });
         let (mut meta, mut ans) = self.respond(request);
+        // Echo the question only when there is exactly one (the only kind answered; the
+        // rest get FORMERR). Echoing many could overflow the UDP size: the FORMERR then
+        // became a SERVFAIL plus a warning per packet (found by the `dns` fuzz target).
+        let no_queries = Queries::read(&mut BinDecoder::new(&[]), 0);
+        let queries = match &no_queries {
+            Ok(none) if request.queries.len() != 1 => none,
+            _ => &request.queries,
+        };
         if request.protocol() == Protocol::Udp {
             let limit = udp_limit(request.edns.as_ref());
-            if let Err(error) = fit(&request.queries, &mut meta, &mut ans, limit, edns.is_some()) {
+            if let Err(error) = fit(queries, &mut meta, &mut ans, limit, edns.is_some()) {
                 warn!(%error, "dns: encoding the response failed; answering SERVFAIL");
                 meta.response_code = ResponseCode::ServFail;
                 ans = Answer::default();
             }
         }
-        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+        let response = MessageResponseBuilder::new(queries, edns.as_ref()).build(
             meta,
             ans.answers.iter(),
             ans.authority.iter(),
@@ -457,6 +465,48 @@ mod tests {
         assert!(rt
             .block_on(answer_wire(&bad, view.clone(), &query, false))
             .is_err());
+    }
+
+    /// Found by the `dns` fuzz target: ten long questions in one UDP query made the
+    /// FORMERR echo them all, overflow 512 bytes, and turn into SERVFAIL (with a
+    /// warning logged per packet). Now it is a FORMERR without the questions.
+    #[test]
+    fn many_questions_get_formerr_not_servfail() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let view: Arc<dyn CatalogView> = Arc::new(Fake(Mutex::new(instances(3))));
+        let mut msg = Message::new(11, MessageType::Query, OpCode::Query);
+        // Distinct names, so the encoder cannot compress them away.
+        for k in 0..10 {
+            let long = format!("{}.{k}.service.waymark.", "a".repeat(60));
+            msg.add_query(Query::query(
+                Name::from_ascii(&long).expect("name"),
+                RecordType::A,
+            ));
+        }
+        let query = msg.to_vec().expect("encode query");
+        assert!(query.len() > 512);
+        for tcp in [false, true] {
+            let out = rt
+                .block_on(answer_wire(
+                    &DnsConfig::default(),
+                    view.clone(),
+                    &query,
+                    tcp,
+                ))
+                .expect("valid config")
+                .expect("an answer");
+            let m = Message::from_vec(&out).expect("decode answer");
+            assert_eq!(m.metadata.id, 11);
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::FormErr,
+                "tcp: {tcp}"
+            );
+            assert!(m.queries.is_empty());
+            assert!(out.len() <= 512, "{}", out.len());
+        }
     }
 
     #[test]
