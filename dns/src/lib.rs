@@ -34,8 +34,10 @@
 //!   open resolver.
 //! - SERVFAIL: this node has not heard from a leader within `max_stale_ms` (or never).
 //! - FORMERR: packets that decode to a header but not a message (hickory answers them);
-//!   packets shorter than a header are dropped. NOTIMP for opcodes other than QUERY,
-//!   BADVERS for EDNS versions above 0.
+//!   packets shorter than a header are dropped. Also queries with no or several
+//!   questions, answered without echoing the question section (several long ones would
+//!   not fit a UDP answer). NOTIMP for opcodes other than QUERY, BADVERS for EDNS
+//!   versions above 0.
 //!
 //! # Ordering
 //!
