@@ -3,22 +3,26 @@
 //! into the client's size limit, setting TC only when answer data was cut.
 
 use std::iter;
-use std::sync::Arc;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use hickory_server::net::runtime::Time;
+use hickory_server::net::runtime::{Time, TokioTime};
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_server::net::NetError;
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
 use hickory_server::proto::rr::{DNSClass, Record, RecordType};
-use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::proto::ProtoError;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::{debug, warn};
 
 use crate::answer::{answer, Answer};
 use crate::catalog::CatalogView;
-use crate::config::Zone;
+use crate::config::{ConfigError, DnsConfig, Zone};
 use crate::name::parse;
 
 /// Largest UDP response we send, whatever a client advertises: the DNS Flag Day 2020
@@ -172,15 +176,23 @@ impl RequestHandler for Handler {
             e
         });
         let (mut meta, mut ans) = self.respond(request);
+        // Echo the question only when there is exactly one (the only kind answered; the
+        // rest get FORMERR). Echoing many could overflow the UDP size: the FORMERR then
+        // became a SERVFAIL plus a warning per packet (found by the `dns` fuzz target).
+        let no_queries = Queries::read(&mut BinDecoder::new(&[]), 0);
+        let queries = match &no_queries {
+            Ok(none) if request.queries.len() != 1 => none,
+            _ => &request.queries,
+        };
         if request.protocol() == Protocol::Udp {
             let limit = udp_limit(request.edns.as_ref());
-            if let Err(error) = fit(&request.queries, &mut meta, &mut ans, limit, edns.is_some()) {
+            if let Err(error) = fit(queries, &mut meta, &mut ans, limit, edns.is_some()) {
                 warn!(%error, "dns: encoding the response failed; answering SERVFAIL");
                 meta.response_code = ResponseCode::ServFail;
                 ans = Answer::default();
             }
         }
-        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build(
+        let response = MessageResponseBuilder::new(queries, edns.as_ref()).build(
             meta,
             ans.answers.iter(),
             ans.authority.iter(),
@@ -199,6 +211,99 @@ impl RequestHandler for Handler {
                 })
             }
         }
+    }
+}
+
+/// Answers one DNS message in wire format as the server would over UDP or TCP (the
+/// same checks, answer, UDP trimming and encoding: hickory's decoding, then this
+/// module's `Handler`), without sockets, and returns the response bytes. It exists so
+/// the fuzz target (`fuzz/fuzz_targets/dns.rs`) can drive the real handler with
+/// arbitrary bytes; the server does not call it. `Err` only for an invalid `config`.
+///
+/// `None` where the server sends nothing from this handler: a message shorter than a
+/// header (dropped), one hickory cannot decode (hickory answers FORMERR itself, before
+/// any handler), or a response rather than a query (dropped, against reflection).
+pub async fn answer_wire(
+    config: &DnsConfig,
+    view: Arc<dyn CatalogView>,
+    message: &[u8],
+    over_tcp: bool,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    let handler = Handler::new(Zone::new(config)?, view);
+    let protocol = if over_tcp {
+        Protocol::Tcp
+    } else {
+        Protocol::Udp
+    };
+    let src = SocketAddr::from((Ipv4Addr::LOCALHOST, 53_000));
+    let Ok(request) = Request::from_bytes(message.to_vec(), src, protocol) else {
+        return Ok(None);
+    };
+    if request.metadata.message_type == MessageType::Response {
+        return Ok(None);
+    }
+    let capture = Capture {
+        protocol,
+        sent: Arc::default(),
+    };
+    handler
+        .handle_request::<_, TokioTime>(&request, capture.clone())
+        .await;
+    let sent = capture
+        .sent
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    Ok(sent)
+}
+
+/// `answer_wire`'s stand-in for the socket: keeps the encoded response.
+#[derive(Clone)]
+struct Capture {
+    protocol: Protocol,
+    sent: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        // Encoded as hickory's socket `ResponseHandle` does (its encoder is private to
+        // hickory): UDP capped at the response's EDNS size, or 512 without EDNS; where
+        // that fails, a bare SERVFAIL with the request's id.
+        let id = response.metadata().id;
+        let limit = match self.protocol {
+            Protocol::Udp => response.edns().map_or(PLAIN_UDP_PAYLOAD, Edns::max_payload),
+            _ => u16::MAX,
+        };
+        let mut buf = Vec::with_capacity(usize::from(PLAIN_UDP_PAYLOAD));
+        let mut encoder = BinEncoder::new(&mut buf);
+        encoder.set_max_size(limit);
+        let info = match response.destructive_emit(&mut encoder) {
+            Ok(info) => info,
+            Err(_) => {
+                buf.clear();
+                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+                metadata.response_code = ResponseCode::ServFail;
+                let header = Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                };
+                header.emit(&mut BinEncoder::new(&mut buf))?;
+                ResponseInfo::from(header)
+            }
+        };
+        *self.sent.lock().unwrap_or_else(PoisonError::into_inner) = Some(buf);
+        Ok(info)
     }
 }
 
@@ -320,6 +425,88 @@ mod tests {
             .expect("encode response");
         let len = buf.len();
         (Message::from_vec(&buf).expect("decode response"), len)
+    }
+
+    /// `answer_wire` (the fuzz entry point) answers as the server does and sends
+    /// nothing where hickory would drop the packet or answer before the handler.
+    #[test]
+    fn answer_wire_matches_the_handler() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let view: Arc<dyn CatalogView> = Arc::new(Fake(Mutex::new(instances(3))));
+        let wire = |bytes: &[u8], tcp: bool| {
+            rt.block_on(answer_wire(&DnsConfig::default(), view.clone(), bytes, tcp))
+                .expect("valid config")
+        };
+        let mut msg = Message::new(9, MessageType::Query, OpCode::Query);
+        msg.add_query(Query::query(
+            Name::from_ascii("web.service.waymark.").expect("name"),
+            RecordType::A,
+        ));
+        let query = msg.to_vec().expect("encode query");
+        for tcp in [false, true] {
+            let out = wire(&query, tcp).expect("an answer");
+            let m = Message::from_vec(&out).expect("decode answer");
+            assert_eq!(m.metadata.id, 9);
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(m.answers.len(), 3);
+        }
+        assert_eq!(wire(&query[..11], false), None, "shorter than a header");
+        assert_eq!(wire(&query[..14], false), None, "hickory answers FORMERR");
+        let mut response = msg.clone();
+        response.metadata.message_type = MessageType::Response;
+        let response = response.to_vec().expect("encode response");
+        assert_eq!(wire(&response, false), None, "responses are dropped");
+        let bad = DnsConfig {
+            max_stale_ms: 0,
+            ..DnsConfig::default()
+        };
+        assert!(rt
+            .block_on(answer_wire(&bad, view.clone(), &query, false))
+            .is_err());
+    }
+
+    /// Found by the `dns` fuzz target: ten long questions in one UDP query made the
+    /// FORMERR echo them all, overflow 512 bytes, and turn into SERVFAIL (with a
+    /// warning logged per packet). Now it is a FORMERR without the questions.
+    #[test]
+    fn many_questions_get_formerr_not_servfail() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let view: Arc<dyn CatalogView> = Arc::new(Fake(Mutex::new(instances(3))));
+        let mut msg = Message::new(11, MessageType::Query, OpCode::Query);
+        // Distinct names, so the encoder cannot compress them away.
+        for k in 0..10 {
+            let long = format!("{}.{k}.service.waymark.", "a".repeat(60));
+            msg.add_query(Query::query(
+                Name::from_ascii(&long).expect("name"),
+                RecordType::A,
+            ));
+        }
+        let query = msg.to_vec().expect("encode query");
+        assert!(query.len() > 512);
+        for tcp in [false, true] {
+            let out = rt
+                .block_on(answer_wire(
+                    &DnsConfig::default(),
+                    view.clone(),
+                    &query,
+                    tcp,
+                ))
+                .expect("valid config")
+                .expect("an answer");
+            let m = Message::from_vec(&out).expect("decode answer");
+            assert_eq!(m.metadata.id, 11);
+            assert_eq!(
+                m.metadata.response_code,
+                ResponseCode::FormErr,
+                "tcp: {tcp}"
+            );
+            assert!(m.queries.is_empty());
+            assert!(out.len() <= 512, "{}", out.len());
+        }
     }
 
     #[test]

@@ -34,8 +34,10 @@
 //!   open resolver.
 //! - SERVFAIL: this node has not heard from a leader within `max_stale_ms` (or never).
 //! - FORMERR: packets that decode to a header but not a message (hickory answers them);
-//!   packets shorter than a header are dropped. NOTIMP for opcodes other than QUERY,
-//!   BADVERS for EDNS versions above 0.
+//!   packets shorter than a header are dropped. Also queries with no or several
+//!   questions, answered without echoing the question section (several long ones would
+//!   not fit a UDP answer). NOTIMP for opcodes other than QUERY, BADVERS for EDNS
+//!   versions above 0.
 //!
 //! # Ordering
 //!
@@ -78,5 +80,5 @@ mod server;
 
 pub use catalog::{CatalogView, DnsInstance, DnsMember, Health};
 pub use config::{ConfigError, DnsConfig, MAX_DOMAIN_LEN, MAX_TTL_SECS, MAX_UDP_SOCKETS};
-pub use handler::{MAX_UDP_PAYLOAD, PLAIN_UDP_PAYLOAD};
+pub use handler::{answer_wire, MAX_UDP_PAYLOAD, PLAIN_UDP_PAYLOAD};
 pub use server::{serve, DnsError, DnsListeners, TCP_IDLE_TIMEOUT};
