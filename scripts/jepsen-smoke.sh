@@ -39,3 +39,9 @@ echo "== jepsen smoke: positive controls (each must be caught, on every seed)"
   --expect-anomaly set:lost-write --results "$results"
 "$jepsen" test --control watch-skip --workload watch --nemesis none \
   --time-limit 20 --seed 100 --runs 3 --expect-anomaly watch:gap --results "$results"
+"$jepsen" test --control stale-bound --workload stale --nemesis partition \
+  --time-limit 30 --interval 5 --seed 100 --runs 3 \
+  --expect-anomaly stale:staleness-bound --results "$results"
+"$jepsen" test --control dns-guard-off --workload stale --nemesis partition \
+  --time-limit 30 --interval 5 --seed 100 --runs 3 \
+  --expect-anomaly dns:dns-guard --results "$results"

@@ -369,11 +369,20 @@ impl Node {
     /// Milliseconds since this node last heard from a leader; for a leader, since a
     /// quorum last acknowledged it. `None` if it never has.
     pub fn last_contact_ms(&self, view: &RaftView) -> Option<u64> {
+        if self.unsafe_control == Some(UnsafeControl::StaleBound) {
+            // UNSAFE CONTROL (`stale-bound`): always "just heard from a leader", so no
+            // stale read is refused for its bound and none reports its real age.
+            return Some(0);
+        }
         view.last_contact_ms
     }
 
     /// Like `last_contact_ms`, without building a full `RaftView` (DNS asks per query).
     pub fn leader_contact_age(&self) -> Option<u64> {
+        if self.unsafe_control == Some(UnsafeControl::DnsGuardOff) {
+            // UNSAFE CONTROL (`dns-guard-off`): DNS's staleness guard never trips.
+            return Some(0);
+        }
         let (state, quorum_ack) = {
             let m = self.raft.metrics();
             let m = m.borrow();

@@ -35,6 +35,13 @@ pub enum UnsafeControl {
     /// A watch resumed with `from_index > 0` inside the history window silently drops
     /// the first change after `from_index`: a gap in the stream.
     WatchSkip,
+    /// The node claims it has just heard from a leader (`last_contact_ms` 0), so stale
+    /// reads are never refused for their bound: a cut-off node serves data of any age
+    /// as fresh.
+    StaleBound,
+    /// DNS's staleness guard never trips: a cut-off node keeps answering DNS with data
+    /// of any age instead of SERVFAIL.
+    DnsGuardOff,
 }
 
 impl UnsafeControl {
@@ -44,6 +51,8 @@ impl UnsafeControl {
             UnsafeControl::StaleReads => "stale-reads",
             UnsafeControl::EarlyAck => "early-ack",
             UnsafeControl::WatchSkip => "watch-skip",
+            UnsafeControl::StaleBound => "stale-bound",
+            UnsafeControl::DnsGuardOff => "dns-guard-off",
         }
     }
 
@@ -55,6 +64,10 @@ impl UnsafeControl {
             }
             UnsafeControl::EarlyAck => "writes are acknowledged before they commit and may be lost",
             UnsafeControl::WatchSkip => "resumed watches skip the first change after from_index",
+            UnsafeControl::StaleBound => {
+                "stale reads ignore their staleness bound and under-report leader contact"
+            }
+            UnsafeControl::DnsGuardOff => "DNS answers however long the node has been cut off",
         }
     }
 }

@@ -11,6 +11,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::acl::{acl_client, bootstrap, service_rule, token_with_rules};
 use common::dig::dig;
 use common::*;
 use futures::StreamExt;
@@ -38,62 +39,6 @@ fn assert_unauthenticated<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::St
     let status = r.expect_err(what);
     assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
     assert_eq!(reason(&status), Reason::Unauthenticated, "{what}");
-}
-
-async fn acl_client(addr: &str) -> pb::acl_client::AclClient<tonic::transport::Channel> {
-    pb::acl_client::AclClient::new(channel(addr).await)
-}
-
-async fn bootstrap(addr: &str) -> String {
-    acl_client(addr)
-        .await
-        .bootstrap(pb::BootstrapAclRequest {})
-        .await
-        .expect("first bootstrap")
-        .into_inner()
-        .secret
-}
-
-async fn token_with_rules(
-    addr: &str,
-    management: &str,
-    policy: &str,
-    rules: Vec<pb::AclRule>,
-    ttl_ms: u64,
-) -> (String, String) {
-    let mut acl = acl_client(addr).await;
-    acl.put_policy(authed(
-        pb::PutPolicyRequest {
-            name: policy.into(),
-            description: String::new(),
-            rules,
-        },
-        management,
-    ))
-    .await
-    .expect("put policy");
-    let created = acl
-        .create_token(authed(
-            pb::CreateTokenRequest {
-                description: format!("{policy} token"),
-                policies: vec![policy.into()],
-                ttl_ms,
-            },
-            management,
-        ))
-        .await
-        .expect("create token")
-        .into_inner();
-    (created.token.unwrap().accessor_id, created.secret)
-}
-
-fn service_rule(name: &str, access: pb::AclAccess) -> pb::AclRule {
-    pb::AclRule {
-        resource: pb::AclResource::Service as i32,
-        name: name.into(),
-        prefix: false,
-        access: access as i32,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

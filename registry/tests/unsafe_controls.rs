@@ -1,6 +1,7 @@
 //! The deliberately unsafe positive-control modes (`--unsafe-control`) really break
 //! what they claim to: one small scenario each, so the Jepsen harness's controls are
-//! known to be live. The harness itself exercises them under faults.
+//! known to be live (stale-bound and dns-guard-off with the node cut off past its
+//! bound). The harness itself exercises them under faults.
 
 mod common;
 
@@ -139,5 +140,59 @@ async fn watch_skip_drops_the_first_change_of_a_resumed_watch() {
         panic!("expected a snapshot, got {m:?}")
     };
     assert_eq!(snapshot.instances.len(), 3);
+    cluster.shutdown().await;
+}
+
+/// Stops every node but `keep`; returns when it is alone.
+async fn leave_alone(cluster: &mut TestCluster, keep: u64) -> std::time::Instant {
+    for id in cluster.running_ids() {
+        if id != keep {
+            cluster.stop(id).await;
+        }
+    }
+    std::time::Instant::now()
+}
+
+/// Waits until `since` is more than `ms` ago: the node has been alone that long.
+async fn alone_for_more_than(since: std::time::Instant, ms: u64) {
+    wait_for("the node to be alone past the bound", || async move {
+        (since.elapsed() > std::time::Duration::from_millis(ms)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stale_bound_answers_past_the_bound_and_claims_fresh_contact() {
+    let mut cluster = cluster_with(UnsafeControl::StaleBound).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower_of(leader);
+    let mut f = cluster.catalog(follower).await;
+    f.register(registration("db", "db-1", 5432)).await.unwrap();
+    let cut = leave_alone(&mut cluster, follower).await;
+    alone_for_more_than(cut, 600).await;
+    // A safe node refuses a 200 ms bound here (TooStale); this one answers and says it
+    // heard from a leader 0 ms ago.
+    let (_, meta) = list_ids(&mut f, "db", stale(200))
+        .await
+        .expect("stale-bound answers past its bound");
+    assert_eq!(meta.last_contact_ms, Some(0));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_guard_off_keeps_answering_when_cut_off() {
+    std::env::set_var(ALLOW_ENV, "1");
+    let mut cluster = TestCluster::start(3, |c| {
+        c.unsafe_control = Some(UnsafeControl::DnsGuardOff);
+        c.dns.max_stale_ms = 200;
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let lonely = cluster.follower_of(leader);
+    let dns = cluster.node(lonely).config.dns_addr.clone();
+    let cut = leave_alone(&mut cluster, lonely).await;
+    alone_for_more_than(cut, 600).await;
+    // A safe node answers SERVFAIL past max_stale (dns_cluster.rs); this one does not.
+    assert_eq!(common::dig::dig(&dns, "waymark.", "SOA").0, "NOERROR");
     cluster.shutdown().await;
 }

@@ -579,6 +579,8 @@ mod tests {
             ("stale-reads", UnsafeControl::StaleReads),
             ("early-ack", UnsafeControl::EarlyAck),
             ("watch-skip", UnsafeControl::WatchSkip),
+            ("stale-bound", UnsafeControl::StaleBound),
+            ("dns-guard-off", UnsafeControl::DnsGuardOff),
         ] {
             let cli = Cli::try_parse_from(["waymark", "server", "--unsafe-control", name]);
             let Ok(Cli {

@@ -18,6 +18,7 @@ use waymark_registry::node::Node;
 use waymark_registry::server::{run_with, Listeners, Stopped};
 use waymark_registry::ServerConfig;
 
+pub mod acl;
 pub mod dig;
 pub mod jwt;
 pub mod process;
@@ -150,6 +151,14 @@ impl TestCluster {
 
     pub fn running_ids(&self) -> Vec<u64> {
         self.nodes.iter().flatten().map(|n| n.id).collect()
+    }
+
+    /// A running node other than `leader`.
+    pub fn follower_of(&self, leader: u64) -> u64 {
+        self.running_ids()
+            .into_iter()
+            .find(|id| *id != leader)
+            .expect("a running follower")
     }
 
     /// Waits until every running node agrees on one leader, and returns it.
