@@ -144,8 +144,7 @@ fn a_ca_is_never_replaced_and_its_key_must_match() {
     let err = LocalCa::new("second")
         .unwrap()
         .write_ca(dir.path())
-        .err()
-        .expect("a second CA in the same directory");
+        .expect_err("a second CA in the same directory");
     assert!(format!("{err:#}").contains("already exists"), "{err:#}");
 
     let other_dir = dir.path().join("other");
