@@ -79,17 +79,19 @@ pub fn run(args: &TestArgs) -> anyhow::Result<u8> {
     if !(args.interval > 0.0 && args.interval.is_finite()) {
         anyhow::bail!("--interval must be a positive number of seconds");
     }
-    // Before anything is created: without root nothing below can work.
-    waymark_jepsen::cluster::netns::require_root()?;
-    if workloads.contains(&workload::WorkloadKind::Stale) {
-        workload::dns::require_dig()?;
-    }
     let waymark_bin = match &args.waymark_bin {
         Some(p) => p.clone(),
         None => std::env::current_exe()
             .context("locating this program")?
             .with_file_name("waymark"),
     };
+    // Before any run folder is made: a run that cannot start should leave nothing.
+    waymark_jepsen::cluster::require_waymark_bin(&waymark_bin)?;
+    // Before anything is created: without root nothing below can work.
+    waymark_jepsen::cluster::netns::require_root()?;
+    if workloads.contains(&workload::WorkloadKind::Stale) {
+        workload::dns::require_dig()?;
+    }
     // A random seed is short, so it is easy to copy from the output to rerun a run.
     let seed = args
         .seed

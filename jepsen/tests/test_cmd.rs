@@ -36,9 +36,23 @@ fn unknown_workloads_and_nemeses_are_named() {
 }
 
 #[test]
-fn a_missing_server_binary_is_named() {
-    let out = jepsen(&["--waymark-bin", "/nonexistent/waymark", "--time-limit", "1"]);
+fn a_missing_server_binary_is_named_and_nothing_is_created() {
+    let results = tempfile::tempdir().expect("temp dir");
+    let dir = results.path().join("runs");
+    let out = jepsen(&[
+        "--waymark-bin",
+        "/nonexistent/waymark",
+        "--time-limit",
+        "1",
+        "--results",
+        dir.to_str().expect("utf-8 path"),
+    ]);
     assert_eq!(out.status.code(), Some(4));
+    assert!(
+        !dir.exists(),
+        "a run that cannot start made {}",
+        dir.display()
+    );
     let err = stderr(&out);
     assert!(
         err.contains("waymark binary not found at /nonexistent/waymark"),

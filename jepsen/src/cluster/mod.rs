@@ -41,6 +41,18 @@ pub struct ClusterSpec {
     pub secure: bool,
 }
 
+/// Fails with a clear error when the `waymark` binary is not at `path`.
+pub fn require_waymark_bin(path: &Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        anyhow::bail!(
+            "waymark binary not found at {} (build it with `cargo build -p waymark-registry`, \
+             or pass --waymark-bin)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// The running cluster. Dropping it kills the servers and removes the network.
 pub struct Cluster {
     // Field order matters for drop: servers die before their namespaces go.
@@ -55,13 +67,7 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(spec: &ClusterSpec) -> anyhow::Result<Self> {
         netns::require_root()?;
-        if !spec.waymark_bin.exists() {
-            anyhow::bail!(
-                "waymark binary not found at {} (build it with `cargo build -p waymark-registry`, \
-                 or pass --waymark-bin)",
-                spec.waymark_bin.display()
-            );
-        }
+        require_waymark_bin(&spec.waymark_bin)?;
         let network = Network::create(&spec.subnet, spec.nodes)?;
         let initial_cluster: Vec<String> = (1..=spec.nodes)
             .map(|n| {
