@@ -30,6 +30,23 @@ mod watch_snapshots;
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::CheckerReport;
+    use crate::history::{Change, InstanceState, WatchEvent};
+
+    /// A stream's first message, opened from `from_index`.
+    pub fn connected(from_index: u64) -> WatchEvent {
+        WatchEvent::Connected { from_index }
+    }
+
+    pub fn snapshot(index: u64, instances: &[InstanceState]) -> WatchEvent {
+        let instances = instances.to_vec();
+        WatchEvent::Snapshot { index, instances }
+    }
+
+    /// A Changes message holding one upsert.
+    pub fn upsert(index: u64, instance: InstanceState) -> WatchEvent {
+        let changes = vec![Change::Upsert(instance)];
+        WatchEvent::Changes { index, changes }
+    }
 
     /// The kinds of a report's anomalies, in order: what most tests assert on.
     pub fn kinds(report: &CheckerReport) -> Vec<&str> {

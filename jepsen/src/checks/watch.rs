@@ -607,7 +607,7 @@ fn more(rest: &[u64]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::test_support::kinds;
+    use crate::checks::test_support::{connected, kinds, snapshot, upsert};
     use crate::checks::Verdict;
 
     fn rec(watcher: u64, session: u64, time: Nanos, event: WatchEvent) -> Event {
@@ -636,20 +636,6 @@ mod tests {
             value: None,
             modify_index: index,
         }
-    }
-
-    fn connected(from_index: u64) -> WatchEvent {
-        WatchEvent::Connected { from_index }
-    }
-
-    fn snapshot(index: u64, instances: &[InstanceState]) -> WatchEvent {
-        let instances = instances.to_vec();
-        WatchEvent::Snapshot { index, instances }
-    }
-
-    fn upsert(index: u64, instance: InstanceState) -> WatchEvent {
-        let changes = vec![Change::Upsert(instance)];
-        WatchEvent::Changes { index, changes }
     }
 
     fn progress(index: u64) -> WatchEvent {

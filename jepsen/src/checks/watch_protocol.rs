@@ -234,6 +234,7 @@ fn named(instances: &[&InstanceState]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::test_support::{connected, snapshot, upsert};
     use crate::checks::SET_SERVICE;
     use crate::history::WatchRecord;
 
@@ -254,20 +255,6 @@ mod tests {
             value: None,
             modify_index,
         }
-    }
-
-    fn connected(from_index: u64) -> WatchEvent {
-        WatchEvent::Connected { from_index }
-    }
-
-    fn snapshot(index: u64, instances: &[InstanceState]) -> WatchEvent {
-        let instances = instances.to_vec();
-        WatchEvent::Snapshot { index, instances }
-    }
-
-    fn upsert(index: u64, instance: InstanceState) -> WatchEvent {
-        let changes = vec![Change::Upsert(instance)];
-        WatchEvent::Changes { index, changes }
     }
 
     fn reset(index: u64, reason: &str) -> WatchEvent {
