@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Jepsen smoke that CI runs: short runs of the real server under kill, pause and
 # partition faults, which must find no anomaly (plaintext, and once with ACLs and TLS on),
-# then three runs of each positive control (a deliberately unsafe server), each of which
-# must be caught by the checker built for it. Needs root (network
+# then three runs of each positive control (a deliberately unsafe server), at least two
+# of which must be caught by the checker built for it. Needs root (network
 # namespaces, nftables). Results go to $JEPSEN_RESULTS (default jepsen-results/smoke).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,19 +29,29 @@ echo "== jepsen smoke: the same, secured: ACLs (default deny) and TLS on both po
 
 # The same commands as the catch-rate table in jepsen/README.md, on the first three of
 # its seeds. A run counts only if the checker built for the control reports the kind
-# of anomaly the control causes and the harness found nothing wrong with itself.
-echo "== jepsen smoke: positive controls (each must be caught, on every seed)"
-"$jepsen" test --control stale-reads --workload register --nemesis partition \
-  --time-limit 30 --interval 2 --seed 100 --runs 3 \
-  --expect-anomaly register:not-linearizable --results "$results"
-"$jepsen" test --control early-ack --workload set --nemesis partition \
-  --time-limit 30 --interval 2 --seed 100 --runs 3 \
-  --expect-anomaly set:lost-write --results "$results"
-"$jepsen" test --control watch-skip --workload watch --nemesis none \
-  --time-limit 20 --seed 100 --runs 3 --expect-anomaly watch:gap --results "$results"
-"$jepsen" test --control stale-bound --workload stale --nemesis partition \
-  --time-limit 30 --interval 5 --seed 100 --runs 3 \
-  --expect-anomaly stale:staleness-bound --results "$results"
-"$jepsen" test --control dns-guard-off --workload stale --nemesis partition \
-  --time-limit 30 --interval 5 --seed 100 --runs 3 \
-  --expect-anomaly dns:dns-guard --results "$results"
+# of anomaly the control causes and the harness found nothing wrong with itself. Some
+# catches depend on timing (a partition must cut the leader off while a write is in
+# flight), so CI asks for at least 2 of the 3 runs; a checker that stopped catching a
+# control misses all of them. The 10-run rates are in jepsen/README.md.
+control() {
+  local name=$1 out caught
+  shift
+  out=$("$jepsen" test --control "$name" --seed 100 --runs 3 --results "$results" "$@" \
+    2>&1 | tee /dev/stderr) || true
+  caught=$(grep -oE 'caught in [0-9]+ of' <<<"$out" | tail -1 | grep -oE '[0-9]+' || true)
+  if [ "${caught:-0}" -lt 2 ]; then
+    echo "error: control $name caught in ${caught:-0} of 3 runs (at least 2 needed)" >&2
+    exit 1
+  fi
+}
+echo "== jepsen smoke: positive controls (each must be caught on at least 2 of 3 seeds)"
+control stale-reads --workload register --nemesis partition --time-limit 30 --interval 2 \
+  --expect-anomaly register:not-linearizable
+control early-ack --workload set --nemesis partition --time-limit 30 --interval 2 \
+  --expect-anomaly set:lost-write
+control watch-skip --workload watch --nemesis none --time-limit 20 \
+  --expect-anomaly watch:gap
+control stale-bound --workload stale --nemesis partition --time-limit 30 --interval 5 \
+  --expect-anomaly stale:staleness-bound
+control dns-guard-off --workload stale --nemesis partition --time-limit 30 --interval 5 \
+  --expect-anomaly dns:dns-guard
