@@ -368,6 +368,10 @@ async fn run_inner(
             .instrument(tracing::info_span!("jwks_refresh")),
     );
     tasks.spawn(
+        supervise_raft_core(raft.clone(), servers.clone())
+            .instrument(tracing::info_span!("raft_core")),
+    );
+    tasks.spawn(
         standard::follow_readiness(node.clone(), health, servers.clone())
             .map(Ok)
             .instrument(tracing::info_span!("grpc_health")),
@@ -387,6 +391,8 @@ async fn run_inner(
 
     // Run until asked to stop, or until a server fails.
     let failure = tokio::select! {
+        // Shutdown first: it also ends every task, which must not read as a failure.
+        biased;
         _ = shutdown.cancelled() => None,
         Some(res) = tasks.join_next() => Some(res),
     };
@@ -414,8 +420,35 @@ async fn run_inner(
     match failure {
         Some(Ok(Err(e))) => Err(e).context("a server stopped unexpectedly"),
         Some(Err(e)) => Err(e).context("a server task panicked"),
+        // Every subsystem runs until shutdown; one that returned before it is a bug,
+        // and a process that carried on without it would only look healthy.
+        Some(Ok(Ok(()))) if !shutdown.is_cancelled() => {
+            anyhow::bail!("a server task ended before shutdown")
+        }
         _ => Ok(Stopped { drained }),
     }
+}
+
+/// Runs until `shutdown`, or fails with openraft's own error if its core stops first.
+/// A stopped core (a storage error, or an internal one: openraft 0.9 stops a deposed
+/// leader whose replication stream has already ended when it is asked to send that
+/// follower a snapshot) cannot be restarted in-process; the node must exit non-zero
+/// so its supervisor restarts it from disk, rather than serve on without Raft.
+async fn supervise_raft_core(raft: Raft, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut metrics = raft.metrics();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            changed = metrics.changed() => if changed.is_err() { break },
+        }
+    }
+    // Any call now returns the error the core stopped with.
+    let cause = match raft.is_initialized().await {
+        Err(fatal) => fatal.to_string(),
+        Ok(_) => "it reported no error".to_string(),
+    };
+    tracing::error!(%cause, "the Raft core stopped; stopping the node");
+    anyhow::bail!("the Raft core stopped: {cause}")
 }
 
 /// Installs the tracing subscriber for a binary (text or JSON, to stderr).

@@ -1,10 +1,12 @@
 //! A node with connected watch and keep-alive clients shuts down cleanly: its streams
-//! end with the shutdown instead of holding the node until the drain deadline.
+//! end with the shutdown instead of holding the node until the drain deadline. A node
+//! whose Raft core stops on its own does not: it stops with an error naming that.
 
 mod common;
 
 use common::watch::{next, watch_request};
 use common::*;
+use std::time::Duration;
 use waymark_proto::pb;
 use waymark_proto::pb::leases_client::LeasesClient;
 
@@ -51,4 +53,19 @@ async fn open_watch_and_keep_alive_streams_do_not_hold_shutdown() {
     while let Ok(Some(_)) = watch.message().await {}
     while let Ok(Some(_)) = replies.message().await {}
     drop(tx);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_whose_raft_core_stops_on_its_own_exits_with_an_error() {
+    let mut cluster = TestCluster::start(1, |_| {}).await;
+    cluster.wait_for_leader().await;
+    let node = cluster.nodes[0].take().unwrap();
+    // The core quits without the server asking, as openraft's does on a fatal error.
+    node.node.raft.shutdown().await.unwrap();
+    let err = node
+        .exited(Duration::from_secs(30))
+        .await
+        .expect_err("the node carried on (or stopped cleanly) without Raft");
+    let text = format!("{err:#}");
+    assert!(text.contains("the Raft core stopped"), "{text}");
 }

@@ -4,7 +4,8 @@
 //!
 //! Faults: `kill` (SIGKILL, then restart on the same data), `pause` (SIGSTOP, then
 //! SIGCONT), `partition` (nftables drops between namespaces, in the shapes of
-//! [`partition::Shape`]) and `loss` (random packet loss between nodes). Targets are a
+//! [`partition::Shape`]), `partition-leader` (only the shape that cuts the current
+//! leader off) and `loss` (random packet loss between nodes). Targets are a
 //! random node or the current leader; kills sometimes take down every node at once.
 
 pub mod partition;
@@ -30,6 +31,10 @@ pub enum NemesisKind {
     Kill,
     Pause,
     Partition,
+    /// Partitions that always isolate the current leader: the one shape where a
+    /// leader that acknowledges too early, or serves reads without confirming its
+    /// leadership, is caught every time rather than when the draw is lucky.
+    PartitionLeader,
     Loss,
 }
 
@@ -41,8 +46,11 @@ impl FromStr for NemesisKind {
             "kill" => Self::Kill,
             "pause" => Self::Pause,
             "partition" => Self::Partition,
+            "partition-leader" => Self::PartitionLeader,
             "loss" => Self::Loss,
-            other => bail!("unknown nemesis {other:?} (expected kill, pause, partition or loss)"),
+            other => bail!(
+                "unknown nemesis {other:?} (expected kill, pause, partition, partition-leader or loss)"
+            ),
         })
     }
 }
@@ -53,6 +61,7 @@ impl NemesisKind {
             Self::Kill => "kill",
             Self::Pause => "pause",
             Self::Partition => "partition",
+            Self::PartitionLeader => "partition-leader",
             Self::Loss => "loss",
         }
     }
@@ -161,6 +170,11 @@ impl Planner {
             NemesisKind::Partition => {
                 let shapes = Shape::for_nodes(self.nodes);
                 let shape = shapes[self.rng.gen_range(0..shapes.len())];
+                let cut = partition::blocked(shape, self.nodes, leader, &mut self.rng);
+                Fault::Partition { shape, cut }
+            }
+            NemesisKind::PartitionLeader => {
+                let shape = Shape::IsolateLeader;
                 let cut = partition::blocked(shape, self.nodes, leader, &mut self.rng);
                 Fault::Partition { shape, cut }
             }
@@ -349,6 +363,29 @@ mod tests {
         assert!(all
             .iter()
             .any(|f| matches!(f, Some(Fault::Partition { .. }))));
+    }
+
+    #[test]
+    fn partition_leader_always_cuts_the_leader_off_alone() {
+        let mut planner = Planner::new(&[NemesisKind::PartitionLeader], 3, 7);
+        for leader in [1, 2, 3, 2, 1] {
+            let fault = planner.next(Some(leader)).unwrap();
+            assert!(
+                matches!(
+                    fault,
+                    Fault::Partition {
+                        shape: Shape::IsolateLeader,
+                        ..
+                    }
+                ),
+                "{fault:?}"
+            );
+            assert_eq!(fault.alone(3), vec![leader], "{}", fault.describe());
+        }
+        assert_eq!(
+            parse_kinds("partition-leader").unwrap(),
+            vec![NemesisKind::PartitionLeader]
+        );
     }
 
     #[test]

@@ -55,7 +55,12 @@ pub async fn follow_readiness(
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            changed = metrics.changed() => if changed.is_err() { break },
+            changed = metrics.changed() => if changed.is_err() {
+                // Raft stopped: the node is stopping (`server::supervise_raft_core`).
+                report(&reporter, ServingStatus::NotServing).await;
+                shutdown.cancelled().await;
+                break;
+            },
             _ = tokio::time::sleep(RECHECK) => {}
         }
     }

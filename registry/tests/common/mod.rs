@@ -55,6 +55,15 @@ impl TestNode {
         self.shutdown.cancel();
         self.handle.await.unwrap().unwrap()
     }
+
+    /// How the node's run ended, without asking it to stop (for nodes that stop on
+    /// their own); fails the test if that takes longer than `within`.
+    pub async fn exited(self, within: Duration) -> anyhow::Result<Stopped> {
+        tokio::time::timeout(within, self.handle)
+            .await
+            .expect("the node did not stop")
+            .expect("the node's task panicked")
+    }
 }
 
 pub struct TestCluster {
