@@ -115,6 +115,38 @@ pub enum Op {
         index: Option<u64>,
         last_contact_ms: Option<u64>,
     },
+    /// `lease` workload: create a lease asking for `ttl_ms`.
+    LeaseCreate {
+        ttl_ms: u64,
+        lease_id: Option<u64>,
+        /// The TTL the server granted.
+        granted_ms: Option<u64>,
+        index: Option<u64>,
+    },
+    /// `lease` workload: register instance `id` of the lease service under `lease_id`.
+    LeaseAttach {
+        lease_id: u64,
+        id: String,
+        index: Option<u64>,
+    },
+    /// `lease` workload: one keep-alive (a stream carrying one request and its answer).
+    KeepAlive {
+        lease_id: u64,
+        /// The TTL granted from the renewal; 0: the server says the lease is gone.
+        granted_ms: Option<u64>,
+    },
+    /// `lease` workload: a consistent read of every instance of the lease service.
+    LeaseScan {
+        /// The instance ids (`None`: the read did not answer).
+        ids: Option<Vec<String>>,
+        index: Option<u64>,
+    },
+    /// `lease` workload: revoke `lease_id` (which removes its instance).
+    LeaseRevoke {
+        lease_id: u64,
+        revoked: Option<bool>,
+        index: Option<u64>,
+    },
     /// `stale` workload: the zone's SOA asked of one node's DNS server with `dig`.
     /// The SOA serial is the catalog index the node's replica reflects (mod 2^32).
     DnsSoa {

@@ -143,6 +143,7 @@ async fn drive(
         clients.push(match kind {
             WorkloadKind::Register => tokio::spawn(workload::register::run(env, n, seed)),
             WorkloadKind::Set => tokio::spawn(workload::set::run(env, n, seed)),
+            WorkloadKind::Lease => tokio::spawn(workload::lease::run(env, n, seed)),
             WorkloadKind::Stale => {
                 let dns = tokio::spawn(workload::dns::run(env.clone(), dns_ips(cluster)));
                 let stale = tokio::spawn(workload::stale::run(env));
@@ -295,6 +296,9 @@ pub fn check_history(
     if has(WorkloadKind::Stale) {
         reports.push(checks::stale::check(events, ctx));
         reports.push(checks::dns::check(events));
+    }
+    if has(WorkloadKind::Lease) {
+        reports.push(checks::lease::check(events, ctx));
     }
     for report in &mut reports {
         checks::activity::require_activity(report);

@@ -36,9 +36,20 @@ pub struct LeaderTimers {
     proposed: HashMap<Decision, Instant>,
     /// Reapable instance → (modify index when first seen critical, since when).
     critical_since: HashMap<InstanceKey, (u64, Instant)>,
+    /// UNSAFE CONTROL (`lease-early`): a new term ends inherited leases at once.
+    no_new_leader_extension: bool,
 }
 
 impl LeaderTimers {
+    /// UNSAFE CONTROL (`lease-early`): timers whose new terms end every lease they
+    /// inherit at once instead of extending it by its TTL.
+    pub fn without_new_leader_extension() -> Self {
+        Self {
+            no_new_leader_extension: true,
+            ..Self::default()
+        }
+    }
+
     /// Renews `lease_id` (with TTL `ttl_ms`) from `now`, and says whether it did. The
     /// caller must have confirmed its leadership with a quorum first, and may grant
     /// the client time only on `true`.
@@ -66,13 +77,17 @@ impl LeaderTimers {
         catalog: &Catalog,
     ) -> Vec<Command> {
         let Some(term) = leader_term else {
-            *self = LeaderTimers::default();
+            *self = LeaderTimers {
+                no_new_leader_extension: self.no_new_leader_extension,
+                ..LeaderTimers::default()
+            };
             return Vec::new();
         };
         if self.leader_term != Some(term) {
             // A new leader knows nothing of keep-alives sent to its predecessor: extend
             // every lease by its full TTL, and restart every critical timer.
             let deadlines = std::mem::take(&mut self.deadlines);
+            let unsafe_no_extension = self.no_new_leader_extension;
             *self = LeaderTimers {
                 leader_term: Some(term),
                 // Renewals already made in this term (after their quorum checks) stand.
@@ -81,8 +96,16 @@ impl LeaderTimers {
                 } else {
                     HashMap::new()
                 },
+                no_new_leader_extension: unsafe_no_extension,
                 ..LeaderTimers::default()
             };
+            if unsafe_no_extension {
+                // UNSAFE CONTROL (`lease-early`): every inherited lease not renewed in
+                // this term is due now.
+                for lease in catalog.leases() {
+                    self.deadlines.entry(lease.id).or_insert(now);
+                }
+            }
         }
         let mut commands = Vec::new();
         let mut live = HashMap::new();

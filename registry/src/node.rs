@@ -225,6 +225,9 @@ impl Node {
     /// Turns on a deliberately unsafe behaviour (see `unsafe_control.rs`).
     pub fn with_unsafe_control(mut self, control: Option<UnsafeControl>) -> Self {
         self.unsafe_control = control;
+        if control == Some(UnsafeControl::LeaseEarly) {
+            self.timers = std::sync::Mutex::new(LeaderTimers::without_new_leader_extension());
+        }
         self
     }
 

@@ -42,6 +42,10 @@ pub enum UnsafeControl {
     /// DNS's staleness guard never trips: a cut-off node keeps answering DNS with data
     /// of any age instead of SERVFAIL.
     DnsGuardOff,
+    /// A new leader does not extend the leases it inherits: it ends every one at once,
+    /// although its predecessor may have renewed them a moment ago (an early expiry on
+    /// every leader change).
+    LeaseEarly,
 }
 
 impl UnsafeControl {
@@ -53,6 +57,7 @@ impl UnsafeControl {
             UnsafeControl::WatchSkip => "watch-skip",
             UnsafeControl::StaleBound => "stale-bound",
             UnsafeControl::DnsGuardOff => "dns-guard-off",
+            UnsafeControl::LeaseEarly => "lease-early",
         }
     }
 
@@ -68,6 +73,9 @@ impl UnsafeControl {
                 "stale reads ignore their staleness bound and under-report leader contact"
             }
             UnsafeControl::DnsGuardOff => "DNS answers however long the node has been cut off",
+            UnsafeControl::LeaseEarly => {
+                "a new leader ends every inherited lease at once instead of extending it"
+            }
         }
     }
 }

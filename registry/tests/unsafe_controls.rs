@@ -196,3 +196,33 @@ async fn dns_guard_off_keeps_answering_when_cut_off() {
     assert_eq!(common::dig::dig(&dns, "waymark.", "SOA").0, "NOERROR");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_early_ends_inherited_leases_at_a_leader_change() {
+    let mut cluster = cluster_with(UnsafeControl::LeaseEarly).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower_of(leader);
+    let addr = cluster.node(follower).config.api_addr.clone();
+    let mut leases = pb::leases_client::LeasesClient::new(channel(&addr).await);
+    // A TTL far longer than this test: a correct new leader extends it by a minute.
+    let lease = leases
+        .create_lease(pb::CreateLeaseRequest { ttl_ms: 60_000 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut f = cluster.catalog(follower).await;
+    let mut reg = registration("db", "db-1", 5432);
+    reg.lease_id = lease.lease_id;
+    f.register(reg).await.unwrap();
+    cluster.stop(leader).await;
+    // The new leader (one of the two left) ends the lease at its first tick.
+    wait_for("the new leader to end the minute-long lease", || {
+        let mut f = f.clone();
+        async move {
+            let (ids, _) = list_ids(&mut f, "db", consistent()).await.ok()?;
+            ids.is_empty().then_some(())
+        }
+    })
+    .await;
+    cluster.shutdown().await;
+}

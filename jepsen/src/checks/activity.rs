@@ -47,6 +47,18 @@ const REQUIREMENTS: &[Requirement] = &[
         min: MIN_OK_OPS,
     },
     Requirement {
+        checker: "lease",
+        what: "acknowledged keep-alives",
+        stats: &["keepalives_ok"],
+        min: MIN_OK_OPS,
+    },
+    Requirement {
+        checker: "lease",
+        what: "lease expiries observed",
+        stats: &["expiries_observed"],
+        min: 1,
+    },
+    Requirement {
         checker: "dns",
         what: "answered DNS queries",
         stats: &["dns_noerror"],

@@ -13,11 +13,14 @@
 //!   never answer above the final reads' index.
 //! - [`dns`]: DNS SOA serials per node never go back, nor above the final reads' index;
 //!   a node cut off past the DNS guard answers SERVFAIL.
+//! - [`lease`]: a lease never ends before its last acknowledged renewal plus its TTL,
+//!   is gone once revoked, and ends no later than the documented bound.
 
 pub mod activity;
 pub mod dns;
 mod final_index;
 pub mod isolation;
+pub mod lease;
 pub mod register;
 mod register_indexes;
 pub mod set;
@@ -66,6 +69,8 @@ use crate::history::Nanos;
 pub const REGISTER_SERVICE: &str = "jepsen-register";
 /// The service the set workload adds to and removes from.
 pub const SET_SERVICE: &str = "jepsen-set";
+/// The service whose instances the lease workload registers under its leases.
+pub const LEASE_SERVICE: &str = "jepsen-lease";
 /// The meta key that holds a register's value.
 pub const VALUE_META: &str = "value";
 

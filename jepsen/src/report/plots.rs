@@ -31,6 +31,7 @@ pub(super) const OUTCOME_COLOURS: [(&str, &str); 3] =
 /// A colour per `f`, in [`OP_NAMES`] order.
 const F_COLOURS: [&str; OP_NAMES.len()] = [
     "#1c4f8c", "#37b24d", "#e8590c", "#7048e8", "#5c3d2e", "#d6336c", "#0b7285", "#868e96",
+    "#f08c00", "#1098ad", "#ae3ec9", "#74b816", "#c92a2a",
 ];
 
 /// The CSS rules the plots' marks use (by class, so each mark stays short).
@@ -590,6 +591,37 @@ fn describe(op: &Op) -> String {
             format!("dns SOA → {}", rcode.as_deref().unwrap_or("no answer")),
             serial,
         ),
+        Op::LeaseCreate {
+            lease_id, index, ..
+        } => match lease_id {
+            Some(id) => (format!("create lease → {id}"), index),
+            None => ("create lease".to_string(), index),
+        },
+        Op::LeaseAttach {
+            lease_id,
+            id,
+            index,
+        } => (format!("register {id} under lease {lease_id}"), index),
+        Op::KeepAlive {
+            lease_id,
+            granted_ms,
+        } => match granted_ms {
+            Some(0) => (format!("keep-alive {lease_id} → gone"), &None),
+            Some(ttl) => (format!("keep-alive {lease_id} → {ttl} ms"), &None),
+            None => (format!("keep-alive {lease_id}"), &None),
+        },
+        Op::LeaseScan { ids, index } => match ids {
+            Some(ids) => (format!("list leased → {} instances", ids.len()), index),
+            None => ("list leased".to_string(), index),
+        },
+        Op::LeaseRevoke {
+            lease_id,
+            revoked,
+            index,
+        } => match revoked {
+            Some(false) => (format!("revoke {lease_id} (absent)"), index),
+            _ => (format!("revoke {lease_id}"), index),
+        },
     };
     match index {
         Some(i) => format!("{text} @{i}"),

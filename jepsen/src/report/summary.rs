@@ -102,7 +102,7 @@ pub fn summarize(meta: RunMeta, events: &[Event], checkers: Vec<CheckerReport>) 
 }
 
 /// Every `f`, in the order reports list them (the history's own tag names).
-pub(super) const OP_NAMES: [&str; 8] = [
+pub(super) const OP_NAMES: [&str; 13] = [
     "read",
     "write",
     "cas",
@@ -111,6 +111,11 @@ pub(super) const OP_NAMES: [&str; 8] = [
     "list_all",
     "stale_read",
     "dns_soa",
+    "lease_create",
+    "lease_attach",
+    "keep_alive",
+    "lease_scan",
+    "lease_revoke",
 ];
 
 /// Every outcome, in the order reports list them.
@@ -127,6 +132,11 @@ pub(super) fn op_name(op: &Op) -> &'static str {
         Op::ListAll { .. } => "list_all",
         Op::StaleRead { .. } => "stale_read",
         Op::DnsSoa { .. } => "dns_soa",
+        Op::LeaseCreate { .. } => "lease_create",
+        Op::LeaseAttach { .. } => "lease_attach",
+        Op::KeepAlive { .. } => "keep_alive",
+        Op::LeaseScan { .. } => "lease_scan",
+        Op::LeaseRevoke { .. } => "lease_revoke",
     }
 }
 

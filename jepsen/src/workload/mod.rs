@@ -9,6 +9,7 @@
 
 pub mod dns;
 pub mod final_reads;
+pub mod lease;
 pub mod register;
 pub mod set;
 pub mod stale;
@@ -25,6 +26,7 @@ use tonic::Code;
 use waymark_client::Channel;
 use waymark_client::{classify, Client, ConnectOptions};
 use waymark_proto::pb::catalog_client::CatalogClient;
+use waymark_proto::pb::leases_client::LeasesClient;
 
 use crate::cluster::ApiTargets;
 use crate::history::{Event, Op, OpRecord, Outcome, Recorder};
@@ -36,6 +38,7 @@ pub enum WorkloadKind {
     Set,
     Watch,
     Stale,
+    Lease,
 }
 
 impl FromStr for WorkloadKind {
@@ -47,8 +50,9 @@ impl FromStr for WorkloadKind {
             "set" => Self::Set,
             "watch" => Self::Watch,
             "stale" => Self::Stale,
+            "lease" => Self::Lease,
             other => {
-                bail!("unknown workload {other:?} (expected register, set, watch or stale)")
+                bail!("unknown workload {other:?} (expected register, set, watch, stale or lease)")
             }
         })
     }
@@ -61,6 +65,7 @@ impl WorkloadKind {
             Self::Set => "set",
             Self::Watch => "watch",
             Self::Stale => "stale",
+            Self::Lease => "lease",
         }
     }
 }
@@ -145,15 +150,19 @@ pub struct Process {
     pub id: u64,
     pub node: u32,
     pub client: CatalogClient<Channel>,
+    /// The Leases service over the same connection.
+    pub leases: LeasesClient<Channel>,
 }
 
 impl Process {
     pub fn new(env: &ClientEnv, slot: usize) -> anyhow::Result<Self> {
         let (node, addr) = env.node_for(slot);
+        let channel = Client::lazy_channel(&addr, &env.connect)?;
         Ok(Self {
             id: env.next_process(),
             node,
-            client: waymark_client::catalog(Client::lazy_channel(&addr, &env.connect)?),
+            client: waymark_client::catalog(channel.clone()),
+            leases: waymark_client::leases(channel),
         })
     }
 }

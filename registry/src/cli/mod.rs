@@ -581,6 +581,7 @@ mod tests {
             ("watch-skip", UnsafeControl::WatchSkip),
             ("stale-bound", UnsafeControl::StaleBound),
             ("dns-guard-off", UnsafeControl::DnsGuardOff),
+            ("lease-early", UnsafeControl::LeaseEarly),
         ] {
             let cli = Cli::try_parse_from(["waymark", "server", "--unsafe-control", name]);
             let Ok(Cli {

@@ -88,6 +88,19 @@ fn a_new_term_extends_every_lease_by_its_ttl() {
 }
 
 #[test]
+fn the_lease_early_control_ends_inherited_leases_at_a_new_term() {
+    let c = catalog();
+    let t0 = Instant::now();
+    let mut timers = LeaderTimers::without_new_leader_extension();
+    // A follower first (which forgets everything else), then leader: lease 1 is
+    // inherited, and ended at once rather than after its TTL.
+    assert!(timers.due(t0, None, &c).is_empty());
+    assert!(ends_lease(&timers.due(t0, Some(1), &c)));
+    let mut safe = LeaderTimers::default();
+    assert!(!ends_lease(&safe.due(t0, Some(1), &c)));
+}
+
+#[test]
 fn a_follower_decides_nothing_and_forgets() {
     let c = catalog();
     let t0 = Instant::now();
