@@ -210,6 +210,10 @@ async fn drive(
         task.await
             .context("a watcher task panicked; the history is incomplete")?;
     }
+    if opts.workloads.contains(&WorkloadKind::Lease) {
+        // Every lease is abandoned now: watch them all end, in quiet.
+        workload::lease::drain(&env_for_final(&env), workload::lease::DRAIN_LIMIT).await;
+    }
     // The replicas must hold the same state: compare digests taken at the same index.
     stats.insert("digests_compared".into(), 0);
     if let Ok(statuses) = &settled {

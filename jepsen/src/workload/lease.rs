@@ -29,6 +29,9 @@ pub const TTL_MS: u64 = 5_000;
 const HOLD_MS: std::ops::RangeInclusive<u64> = 2_000..=6_000;
 /// How often each observer lists the leased instances.
 pub const SCAN_EVERY: Duration = Duration::from_millis(100);
+/// How long [`drain`] waits for the last leases to end: two TTLs (a lease renewed just
+/// before the end, then extended by a new leader) and then some.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(20);
 
 /// Runs `holders` lease holders and one observer per node until the stop token fires.
 pub async fn run(env: ClientEnv, holders: usize, seed: u64) {
@@ -59,33 +62,10 @@ async fn observe(env: ClientEnv, slot: usize) {
         return;
     };
     while !env.stop.is_cancelled() {
-        let start = env.recorder.now();
-        let request = ListInstancesRequest {
-            service: LEASE_SERVICE.into(),
-            read: Some(ReadOptions {
-                consistency: Consistency::Consistent as i32,
-                max_stale_ms: 0,
-            }),
-            passing_only: false,
+        let outcome = match scan(&env, &process).await {
+            Some(_) => Outcome::Ok,
+            None => Outcome::Fail,
         };
-        let mut client = process.client.clone();
-        let (ids, index, outcome, error) =
-            match read_call(&env, client.list_instances(request)).await {
-                Ok(r) => {
-                    let mut ids: Vec<String> = r.instances.into_iter().map(|i| i.id).collect();
-                    ids.sort();
-                    (Some(ids), r.meta.map(|m| m.index), Outcome::Ok, None)
-                }
-                Err((_, e)) => (None, None, Outcome::Fail, Some(e)),
-            };
-        record(
-            &env,
-            &process,
-            Op::LeaseScan { ids, index },
-            start,
-            outcome,
-            error,
-        );
         if outcome == Outcome::Ok {
             tokio::select! {
                 _ = env.stop.cancelled() => {}
@@ -95,6 +75,52 @@ async fn observe(env: ClientEnv, slot: usize) {
             pace(&env, outcome).await;
         }
     }
+}
+
+/// After the run, with faults healed: every holder has stopped, so every lease left
+/// is abandoned. Lists the leased instances from each node in turn until one answer
+/// holds none, or `give_up` passes, so that every expiry is observed and one that
+/// never comes is seen still there long after it was due.
+pub async fn drain(env: &ClientEnv, give_up: Duration) {
+    let deadline = tokio::time::Instant::now() + give_up;
+    let mut slot = 0;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(process) = Process::new(env, slot) {
+            if scan(env, &process).await.is_some_and(|ids| ids.is_empty()) {
+                return;
+            }
+        }
+        slot += 1;
+        tokio::time::sleep(SCAN_EVERY).await;
+    }
+}
+
+/// One consistent list of the leased instances, recorded; their ids if it answered.
+async fn scan(env: &ClientEnv, process: &Process) -> Option<Vec<String>> {
+    let start = env.recorder.now();
+    let request = ListInstancesRequest {
+        service: LEASE_SERVICE.into(),
+        read: Some(ReadOptions {
+            consistency: Consistency::Consistent as i32,
+            max_stale_ms: 0,
+        }),
+        passing_only: false,
+    };
+    let mut client = process.client.clone();
+    let (ids, index, outcome, error) = match read_call(env, client.list_instances(request)).await {
+        Ok(r) => {
+            let mut ids: Vec<String> = r.instances.into_iter().map(|i| i.id).collect();
+            ids.sort();
+            (Some(ids), r.meta.map(|m| m.index), Outcome::Ok, None)
+        }
+        Err((_, e)) => (None, None, Outcome::Fail, Some(e)),
+    };
+    let op = Op::LeaseScan {
+        ids: ids.clone(),
+        index,
+    };
+    record(env, process, op, start, outcome, error);
+    ids
 }
 
 /// One sequential lease client.
