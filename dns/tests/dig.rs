@@ -526,6 +526,11 @@ fn udp_truncates_and_tcp_returns_everything() {
     assert!(d.has_flag("tc"), "{}", d.raw);
     assert!(d.size <= 1000 && d.size > 512, "{}", d.raw);
 
+    // EDNS with 4096 bytes offered: capped at 1232 (DNS Flag Day 2020), TC set.
+    let d = s.dig(&["+bufsize=4096", "+ignore", "big.service.waymark.", "A"]);
+    assert!(d.has_flag("tc"), "{}", d.raw);
+    assert!(d.size <= 1232 && d.size > 1000, "{}", d.raw);
+
     // TCP: the full set, no TC.
     let d = s.dig(&["+tcp", "big.service.waymark.", "A"]);
     assert!(!d.has_flag("tc"), "{}", d.raw);

@@ -573,6 +573,61 @@ mod tests {
     }
 
     #[test]
+    fn reaping_is_off_or_at_least_the_minimum() {
+        for (ms, ok) in [(0, true), (999, false), (1_000, true), (60_000, true)] {
+            let mut r = valid();
+            r.deregister_critical_after_ms = ms;
+            match Registration::try_from(r) {
+                Ok(reg) => {
+                    assert!(ok, "{ms} accepted");
+                    assert_eq!(reg.deregister_critical_after_ms, ms);
+                }
+                Err(e) => {
+                    assert!(!ok, "{ms} refused: {e}");
+                    assert_eq!(e.field, "deregister_critical_after_ms");
+                    assert!(e.to_string().contains("at least 1000 (got 999)"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn health_updates_need_a_real_status_and_bounded_output() {
+        let update = |status: pb::HealthStatus, output_len: usize| pb::UpdateHealthRequest {
+            service: "web".into(),
+            id: "web-1".into(),
+            status: status as i32,
+            output: "x".repeat(output_len),
+        };
+        let at_limit = update(pb::HealthStatus::Critical, MAX_HEALTH_OUTPUT_LEN);
+        assert_eq!(
+            check_health_update(&at_limit),
+            Ok(pb::HealthStatus::Critical)
+        );
+        let over = update(pb::HealthStatus::Passing, MAX_HEALTH_OUTPUT_LEN + 1);
+        let e = check_health_update(&over).unwrap_err();
+        assert_eq!(e.field, "output");
+        assert!(
+            e.to_string().contains("at most 4096 bytes (got 4097)"),
+            "{e}"
+        );
+        let unknown = update(pb::HealthStatus::Unspecified, 0);
+        assert_eq!(check_health_update(&unknown).unwrap_err().field, "status");
+    }
+
+    #[test]
+    fn lease_ttls_are_between_two_seconds_and_a_day() {
+        for ok in [MIN_LEASE_TTL_MS, 60_000, MAX_LEASE_TTL_MS] {
+            assert_eq!(check_lease_ttl(ok), Ok(()), "{ok}");
+        }
+        for bad in [0, MIN_LEASE_TTL_MS - 1, MAX_LEASE_TTL_MS + 1] {
+            let e = check_lease_ttl(bad).unwrap_err();
+            assert_eq!(e.field, "ttl_ms");
+            assert!(e.to_string().contains(&format!("(got {bad})")), "{e}");
+        }
+    }
+
+    #[test]
     fn error_message_names_field_and_rule() {
         let mut r = valid();
         r.port = 0;

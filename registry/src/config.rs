@@ -167,7 +167,7 @@ pub struct ServerConfig {
     pub watch_queue: usize,
     /// A deliberately unsafe behaviour for the Jepsen harness's positive controls
     /// (`stale-reads`, `early-ack`, `watch-skip`, `stale-bound`, `dns-guard-off`,
-    /// `lease-early`; see `unsafe_control.rs`). Refused
+    /// `lease-early`, `replica-diverge`; see `unsafe_control.rs`). Refused
     /// unless WAYMARK_ALLOW_UNSAFE_CONTROLS=1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsafe_control: Option<UnsafeControl>,

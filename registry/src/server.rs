@@ -35,6 +35,7 @@ use crate::store::snapshot_file::SnapshotDir;
 use crate::store::{open_db, snapshot_dir, LogStore, StateMachineStore};
 use crate::tls::incoming::{Port, TlsIncoming};
 use crate::tls::NodeTls;
+use crate::unsafe_control::{self, UnsafeControl};
 
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -218,6 +219,13 @@ async fn run_inner(
         config.watch_queue,
     )
     .context("opening the state machine")?;
+    let state_machine = if config.unsafe_control == Some(UnsafeControl::ReplicaDiverge)
+        && config.node_id == unsafe_control::DIVERGING_NODE
+    {
+        state_machine.diverging()
+    } else {
+        state_machine
+    };
     // A handle sharing the state machine's read views, kept after Raft takes the store.
     let views = state_machine.clone();
     let peers = PeerChannels::new(tls.as_ref().map(|t| t.peer_client.clone()));

@@ -46,6 +46,9 @@ pub enum UnsafeControl {
     /// although its predecessor may have renewed them a moment ago (an early expiry on
     /// every leader change).
     LeaseEarly,
+    /// Node 1's replica silently applies every eighth registration with its port off by
+    /// one: the same log, a different state, and nothing said.
+    ReplicaDiverge,
 }
 
 impl UnsafeControl {
@@ -58,6 +61,7 @@ impl UnsafeControl {
             UnsafeControl::StaleBound => "stale-bound",
             UnsafeControl::DnsGuardOff => "dns-guard-off",
             UnsafeControl::LeaseEarly => "lease-early",
+            UnsafeControl::ReplicaDiverge => "replica-diverge",
         }
     }
 
@@ -76,6 +80,9 @@ impl UnsafeControl {
             UnsafeControl::LeaseEarly => {
                 "a new leader ends every inherited lease at once instead of extending it"
             }
+            UnsafeControl::ReplicaDiverge => {
+                "node 1 applies some registrations differently from its peers"
+            }
         }
     }
 }
@@ -91,6 +98,23 @@ pub fn check_allowed(control: Option<UnsafeControl>, allow: Option<&OsStr>) -> a
             c.breaks()
         ),
         _ => Ok(()),
+    }
+}
+
+/// The node whose replica `replica-diverge` corrupts.
+pub const DIVERGING_NODE: u64 = 1;
+
+/// `replica-diverge`: the command node [`DIVERGING_NODE`] applies instead of `cmd` at
+/// `index`, if it differs: every registration at an index divisible by 8, its port
+/// off by one. Deterministic, so the node diverges the same way after a restart.
+pub fn diverged(cmd: &Command, index: u64) -> Option<Command> {
+    match cmd {
+        Command::Register(new) if index.is_multiple_of(8) => {
+            let mut new = new.clone();
+            new.port = new.port % 65_535 + 1;
+            Some(Command::Register(new))
+        }
+        _ => None,
     }
 }
 
@@ -166,6 +190,22 @@ mod tests {
         assert!(check_allowed(Some(UnsafeControl::EarlyAck), Some(OsStr::new("0"))).is_err());
         assert!(check_allowed(Some(UnsafeControl::EarlyAck), Some(OsStr::new("1"))).is_ok());
         assert!(check_allowed(None, None).is_ok());
+    }
+
+    #[test]
+    fn replica_diverge_changes_only_every_eighth_registration() {
+        let new = NewInstance::example("web", "a", 80);
+        assert_eq!(diverged(&Command::Register(new.clone()), 7), None);
+        let Some(Command::Register(changed)) = diverged(&Command::Register(new), 16) else {
+            panic!("index 16 must be corrupted");
+        };
+        assert_eq!(changed.port, 81);
+        let top = NewInstance::example("web", "b", 65_535);
+        let Some(Command::Register(wrapped)) = diverged(&Command::Register(top), 8) else {
+            panic!("index 8 must be corrupted");
+        };
+        assert_eq!(wrapped.port, 1, "still a valid port");
+        assert_eq!(diverged(&Command::CreateLease { ttl_ms: 5000 }, 8), None);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Leases and health: instances leave (or turn critical) when their lease is not kept
-//! alive, stay through a leader kill while it is, and critical instances are hidden
-//! from passing-only reads and watches and reaped after `deregister_critical_after`.
+//! alive, stay through a leader change while it is (a graceful stop here; the Jepsen
+//! lease workload kills, pauses and cuts off leaders), and critical instances are
+//! hidden from passing-only reads and watches and reaped after
+//! `deregister_critical_after`.
 
 mod common;
 
@@ -101,7 +103,7 @@ async fn keep_alive_once(addr: &str, lease_id: u64) -> pb::KeepAliveResponse {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn leases_expire_without_keep_alive_and_survive_a_leader_kill_with_it() {
+async fn leases_expire_without_keep_alive_and_survive_a_leader_stop_with_it() {
     let mut cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.wait_for_leader().await;
     let follower = cluster
@@ -179,7 +181,8 @@ async fn leases_expire_without_keep_alive_and_survive_a_leader_kill_with_it() {
     let reply = keep_alive_once(&api, idle).await;
     assert_eq!((reply.lease_id, reply.ttl_ms), (idle, 0));
 
-    // Kill the leader; the kept lease must outlive the election and several TTLs.
+    // Stop the leader (gracefully); the kept lease must outlive the election and
+    // several TTLs.
     cluster.stop(leader).await;
     cluster.wait_for_leader().await;
     let survivor = cluster.running_ids()[0];

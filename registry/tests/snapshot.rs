@@ -1,11 +1,14 @@
 //! Snapshots: enough writes trigger a snapshot and a log purge, and a fourth node
 //! added with AddMember catches up through InstallSnapshot and serves consistent reads;
-//! a catalog holding every record kind arrives whole and survives a restart.
+//! a catalog holding every record kind arrives whole and survives a restart; a watch
+//! open on the node that installs it gets a Reset and the new state.
 
 mod common;
 
+use common::watch::{kind, next, watch_request};
 use common::*;
 use waymark_proto::pb;
+use waymark_proto::pb::watch_response::Event;
 use waymark_registry::ServerConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -58,13 +61,24 @@ async fn new_member_catches_up_from_a_snapshot_after_the_log_was_purged() {
 
 /// Starts a fourth, empty node and adds it through a follower.
 async fn add_fourth_node(cluster: &TestCluster, leader: u64) -> (TestNode, String) {
+    let (fourth, api, raft) = start_fourth_node(cluster).await;
+    add_fourth_member(cluster, leader, &api, raft).await;
+    (fourth, api)
+}
+
+/// A fourth node, started empty and not yet a member: (node, API, Raft address).
+async fn start_fourth_node(cluster: &TestCluster) -> (TestNode, String, String) {
     let (listeners, api, raft, admin) = bind_listeners().await;
     let mut cfg = ServerConfig::new(4, cluster.dir.path().join("node-4"));
     cfg.api_addr = api.clone();
     cfg.raft_addr = raft.clone();
     cfg.admin_addr = admin;
     cfg.dns_addr = listeners.dns.local_addr().unwrap().to_string();
-    let fourth = start_node(cfg, listeners).await;
+    (start_node(cfg, listeners).await, api, raft)
+}
+
+/// Adds node 4 as a voter through a follower.
+async fn add_fourth_member(cluster: &TestCluster, leader: u64, api: &str, raft: String) {
     let follower = cluster
         .running_ids()
         .into_iter()
@@ -75,7 +89,7 @@ async fn add_fourth_node(cluster: &TestCluster, leader: u64) -> (TestNode, Strin
         .await
         .add_member(pb::AddMemberRequest {
             node_id: 4,
-            api_addr: api.clone(),
+            api_addr: api.to_string(),
             raft_addr: raft,
         })
         .await
@@ -88,7 +102,99 @@ async fn add_fourth_node(cluster: &TestCluster, leader: u64) -> (TestNode, Strin
         .map(|m| m.node_id)
         .collect();
     assert_eq!(voters, vec![1, 2, 3, 4]);
-    (fourth, api)
+}
+
+/// The next message that is not Progress, with the Progress seen before it.
+async fn next_event(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+) -> (pb::WatchResponse, Vec<pb::WatchProgress>) {
+    let mut progress = Vec::new();
+    loop {
+        let m = next(stream).await;
+        match m.event {
+            Some(Event::Progress(p)) => progress.push(p),
+            _ => return (m, progress),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_on_a_node_that_installs_a_snapshot_is_reset_to_the_new_state() {
+    let mut cluster = TestCluster::start(3, |c| {
+        c.snapshot_threshold = 50;
+        c.logs_to_keep = 0;
+    })
+    .await;
+    let leader = cluster.wait_for_leader().await;
+    let mut c = cluster.catalog(leader).await;
+    for i in 0..60 {
+        let id = format!("s-{i:02}");
+        c.register(registration("store", &id, 7000)).await.unwrap();
+    }
+    let leader_node = cluster.node(leader).node.clone();
+    wait_for("a snapshot and a purge on the leader", || {
+        let v = leader_node.view();
+        async move { (v.snapshot_index > 0 && v.purged_index > 0).then_some(()) }
+    })
+    .await;
+
+    // Watch the empty node before it joins: an empty snapshot, then Progress saying it
+    // has never heard from a leader.
+    let (fourth, api, raft) = start_fourth_node(&cluster).await;
+    let mut w = catalog_client(&api)
+        .await
+        .watch(watch_request(&["store"], 0))
+        .await
+        .unwrap()
+        .into_inner();
+    let (first, _) = next_event(&mut w).await;
+    let Some(Event::Snapshot(empty)) = &first.event else {
+        panic!("expected a snapshot first, got {first:?}");
+    };
+    assert!(empty.instances.is_empty());
+    let lonely = loop {
+        let m = next(&mut w).await;
+        if let Some(Event::Progress(p)) = m.event {
+            break p;
+        }
+    };
+    assert_eq!(lonely.last_contact_ms, None);
+    assert!(lonely.leader_lost, "{lonely:?}");
+
+    add_fourth_member(&cluster, leader, &api, raft).await;
+    let (reset, _) = next_event(&mut w).await;
+    let Some(Event::Reset(r)) = &reset.event else {
+        panic!("expected a reset, got {reset:?}");
+    };
+    assert_eq!(r.reason, pb::ResetReason::SnapshotInstalled as i32);
+    let (snapshot, _) = next_event(&mut w).await;
+    assert_eq!(kind(&snapshot), "snapshot");
+    assert_eq!(snapshot.index, reset.index);
+    let Some(Event::Snapshot(s)) = &snapshot.event else {
+        unreachable!()
+    };
+    assert!(
+        s.instances.len() <= 60 && !s.instances.is_empty(),
+        "{}",
+        s.instances.len()
+    );
+    // The stream carries on to the rest, and Progress now reports a leader's contact.
+    let mut seen = s.instances.len();
+    let mut in_touch = None;
+    while seen < 60 || in_touch.is_none() {
+        let m = next(&mut w).await;
+        match m.event {
+            Some(Event::Changes(ch)) => seen += ch.changes.len(),
+            Some(Event::Progress(p)) if p.last_contact_ms.is_some() && !p.leader_lost => {
+                in_touch = Some(p)
+            }
+            Some(Event::Progress(_)) => {}
+            other => panic!("unexpected after the snapshot: {other:?}"),
+        }
+    }
+    assert_eq!(seen, 60);
+    cluster.nodes.push(Some(fourth));
+    cluster.shutdown().await;
 }
 
 /// (state digest, index it is at) of every running node.

@@ -226,3 +226,34 @@ async fn lease_early_ends_inherited_leases_at_a_leader_change() {
     .await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_diverge_leaves_node_1_with_a_different_state_at_the_same_index() {
+    let cluster = cluster_with(UnsafeControl::ReplicaDiverge).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut l = cluster.catalog(leader).await;
+    // Eight registrations: one of them lands at an index divisible by 8.
+    for i in 0..8 {
+        l.register(registration("web", &format!("w{i}"), 80))
+            .await
+            .unwrap();
+    }
+    // Every node at the same index, and node 1 alone with another digest.
+    let digests = wait_for("all three nodes at one index", || {
+        let cluster = &cluster;
+        async move {
+            let mut all = Vec::new();
+            for id in cluster.running_ids() {
+                let mut c = cluster.cluster(id).await;
+                let s = c.status(pb::StatusRequest {}).await.ok()?.into_inner();
+                all.push((id, s.digest_index, s.state_digest));
+            }
+            all.windows(2).all(|w| w[0].1 == w[1].1).then_some(all)
+        }
+    })
+    .await;
+    let digest = |id: u64| digests.iter().find(|d| d.0 == id).unwrap().2.clone();
+    assert_eq!(digest(2), digest(3), "{digests:?}");
+    assert_ne!(digest(1), digest(2), "{digests:?}");
+    cluster.shutdown().await;
+}

@@ -1,6 +1,7 @@
 //! Watch streams: from now, resumed from a past index on another node, from before
-//! the history window (Reset), from a future index (waits), across the loss of the
-//! serving node, and for a watcher that stops reading (bounded, then Reset).
+//! the history window (Reset), from a future index (waits), across the stop of the
+//! serving node, for a watcher that stops reading (bounded, then Reset), and a
+//! passing-only watch as an instance leaves and comes back.
 
 mod common;
 
@@ -188,7 +189,7 @@ async fn watch_from_a_future_index_waits_then_delivers_or_gives_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_watcher_whose_node_dies_resumes_elsewhere_with_exactly_the_committed_changes() {
+async fn a_watcher_whose_node_stops_resumes_elsewhere_with_exactly_the_committed_changes() {
     let mut cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.wait_for_leader().await;
     let follower = cluster
@@ -241,7 +242,8 @@ async fn a_watcher_whose_node_dies_resumes_elsewhere_with_exactly_the_committed_
         committed
     });
 
-    // Follow on the follower for a while, then lose it.
+    // Follow on the follower for a while, then lose it (a graceful stop; the Jepsen
+    // watch workload resumes across kills, pauses and partitions).
     while model.log.len() < 10 {
         model.apply(&next(&mut s).await);
     }
@@ -328,5 +330,50 @@ async fn a_watcher_that_stops_reading_is_reset_and_then_converges() {
     assert!(cluster.node(leader).node.metrics.watch_resets.get() >= 1);
     let (ids, _) = list_ids(&mut w, "big", consistent()).await.unwrap();
     assert_eq!(model.ids("big"), ids);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_passing_only_watch_sees_an_instance_leave_when_critical_and_return_when_passing() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut c = cluster.catalog(leader).await;
+    c.register(registration("web", "a", 80)).await.unwrap();
+    let mut request = watch_request(&["web"], 0);
+    request.passing_only = true;
+    let mut s = c.watch(request).await.unwrap().into_inner();
+    let mut model = WatchModel::default();
+    model.apply(&next(&mut s).await);
+    assert_eq!(model.ids("web"), vec!["a"]);
+    let health = |status: pb::HealthStatus| pb::UpdateHealthRequest {
+        service: "web".into(),
+        id: "a".into(),
+        status: status as i32,
+        output: String::new(),
+    };
+    let critical = c
+        .update_health(health(pb::HealthStatus::Critical))
+        .await
+        .unwrap()
+        .into_inner();
+    read_until(&mut s, &mut model, critical.index).await;
+    assert!(
+        model.ids("web").is_empty(),
+        "a critical instance is not passing"
+    );
+    let passing = c
+        .update_health(health(pb::HealthStatus::Passing))
+        .await
+        .unwrap()
+        .into_inner();
+    read_until(&mut s, &mut model, passing.index).await;
+    assert_eq!(model.ids("web"), vec!["a"]);
+    // It came back as an upsert carrying its new state, at the index that made it so.
+    let (index, change) = model.log.last().unwrap();
+    assert_eq!(*index, passing.index);
+    let Some(pb::record_change::Change::Upsert(back)) = &change.change else {
+        panic!("expected an upsert, got {change:?}");
+    };
+    assert_eq!(back.status, pb::HealthStatus::Passing as i32);
     cluster.shutdown().await;
 }

@@ -582,6 +582,7 @@ mod tests {
             ("stale-bound", UnsafeControl::StaleBound),
             ("dns-guard-off", UnsafeControl::DnsGuardOff),
             ("lease-early", UnsafeControl::LeaseEarly),
+            ("replica-diverge", UnsafeControl::ReplicaDiverge),
         ] {
             let cli = Cli::try_parse_from(["waymark", "server", "--unsafe-control", name]);
             let Ok(Cli {

@@ -73,6 +73,8 @@ pub struct StateMachineStore {
     snapshot_seq: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
     hub: Arc<WatchHub>,
+    /// UNSAFE CONTROL (`replica-diverge`): this replica corrupts what it applies.
+    diverge: bool,
 }
 
 impl StateMachineStore {
@@ -110,6 +112,7 @@ impl StateMachineStore {
             snapshots,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
             metrics,
+            diverge: false,
         };
         if let Some(image) = store.snapshots.load()? {
             // After a purge the snapshot is the only copy of the purged prefix: a
@@ -123,6 +126,13 @@ impl StateMachineStore {
             }
         }
         Ok(store)
+    }
+
+    /// UNSAFE CONTROL (`replica-diverge`): from now on this replica applies some
+    /// registrations differently (`unsafe_control::diverged`).
+    pub fn diverging(mut self) -> Self {
+        self.diverge = true;
+        self
     }
 
     /// The read view of the catalog.
@@ -318,7 +328,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         results.push(CommandResult::None);
                     }
                     EntryPayload::Normal(cmd) => {
-                        let effects = catalog.apply(entry.log_id.index, &cmd);
+                        let index = entry.log_id.index;
+                        // UNSAFE CONTROL (`replica-diverge`).
+                        let corrupted = self
+                            .diverge
+                            .then(|| crate::unsafe_control::diverged(&cmd, index))
+                            .flatten();
+                        let effects = catalog.apply(index, corrupted.as_ref().unwrap_or(&cmd));
                         for change in &effects.changes {
                             let handle = cf(&self.db, change.kind().store());
                             match change.row().map_err(sm_write_err)? {
