@@ -58,3 +58,5 @@ control dns-guard-off --workload stale --nemesis partition-leader --time-limit 3
   --expect-anomaly dns:dns-guard
 control lease-early --workload lease --nemesis partition-leader --time-limit 30 --interval 3 \
   --expect-anomaly lease:early-expiry
+control replica-diverge --workload set --nemesis none --time-limit 20 \
+  --expect-anomaly cluster:replicas-diverged

@@ -83,14 +83,15 @@ async fn observe(env: ClientEnv, slot: usize) {
 /// never comes is seen still there long after it was due.
 pub async fn drain(env: &ClientEnv, give_up: Duration) {
     let deadline = tokio::time::Instant::now() + give_up;
-    let mut slot = 0;
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(process) = Process::new(env, slot) {
-            if scan(env, &process).await.is_some_and(|ids| ids.is_empty()) {
-                return;
-            }
+    let processes: Vec<Process> = (0..env.nodes.len())
+        .filter_map(|slot| Process::new(env, slot).ok())
+        .collect();
+    for process in processes.iter().cycle() {
+        if tokio::time::Instant::now() >= deadline
+            || scan(env, process).await.is_some_and(|ids| ids.is_empty())
+        {
+            return;
         }
-        slot += 1;
         tokio::time::sleep(SCAN_EVERY).await;
     }
 }
