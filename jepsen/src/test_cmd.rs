@@ -15,8 +15,8 @@ use crate::{EXIT_ANOMALY, EXIT_OK, EXIT_UNKNOWN};
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Comma-separated workloads: register, set, watch, stale.
-    #[arg(long, default_value = "register,set,watch,stale")]
+    /// Comma-separated workloads: register, set, watch, stale, lease.
+    #[arg(long, default_value = "register,set,watch,stale,lease")]
     workload: String,
     /// Comma-separated faults: kill, pause, partition, partition-leader, loss (or none).
     #[arg(long, default_value = "kill,pause,partition")]
