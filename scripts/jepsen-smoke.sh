@@ -46,8 +46,8 @@ control() {
   fi
 }
 echo "== jepsen smoke: positive controls (each must be caught on at least 2 of 3 seeds)"
-control stale-reads --workload register --nemesis partition-leader --time-limit 30 --interval 2 \
-  --expect-anomaly register:not-linearizable
+control stale-reads --workload register --nemesis partition-leader --time-limit 30 --interval 5 \
+  --op-timeout-ms 500 --clients 6 --expect-anomaly register:not-linearizable
 control early-ack --workload set --nemesis partition-leader --time-limit 30 --interval 2 \
   --expect-anomaly set:lost-write
 control watch-skip --workload watch --nemesis none --time-limit 20 \
