@@ -35,11 +35,15 @@ echo "== jepsen smoke: the same, secured: ACLs (default deny) and TLS on both po
 # cut comes), so CI asks for at least 2 of the 3 runs; a checker that stopped catching
 # a control misses all of them. The 10-run rates are in jepsen/README.md.
 control() {
-  local name=$1 out caught
+  local name=$1 log caught
   shift
-  out=$("$jepsen" test --control "$name" --seed 100 --runs 3 --results "$results" "$@" \
-    2>&1 | tee /dev/stderr) || true
-  caught=$(grep -oE 'caught in [0-9]+ of' <<<"$out" | tail -1 | grep -oE '[0-9]+' || true)
+  log=$(mktemp)
+  # tee's copy goes to our stderr through its stdout: `tee /dev/stderr` would reopen a
+  # log file that stderr points to, truncating it (CI's log kept only the last control).
+  "$jepsen" test --control "$name" --seed 100 --runs 3 --results "$results" "$@" 2>&1 \
+    | tee "$log" >&2 || true
+  caught=$(grep -oE 'caught in [0-9]+ of' "$log" | tail -1 | grep -oE '[0-9]+' || true)
+  rm -f "$log"
   if [ "${caught:-0}" -lt 2 ]; then
     echo "error: control $name caught in ${caught:-0} of 3 runs (at least 2 needed)" >&2
     exit 1
