@@ -2,10 +2,8 @@
 //! read of each workload service from every node. The checkers hold the whole run to
 //! these (nothing acknowledged lost, nothing invented, every watcher converged).
 
-use waymark_proto::pb::{Consistency, ListInstancesRequest, ReadOptions};
-
 use super::watch::instance_state;
-use super::{read_call, record, ClientEnv, Process};
+use super::{consistent_list, read_call, record, ClientEnv, Process};
 use crate::checks::{REGISTER_SERVICE, SET_SERVICE};
 use crate::history::{Op, Outcome};
 
@@ -19,14 +17,7 @@ pub async fn run(env: &ClientEnv) -> u64 {
         };
         for service in [REGISTER_SERVICE, SET_SERVICE] {
             let start = env.recorder.now();
-            let request = ListInstancesRequest {
-                service: service.into(),
-                read: Some(ReadOptions {
-                    consistency: Consistency::Consistent as i32,
-                    max_stale_ms: 0,
-                }),
-                passing_only: false,
-            };
+            let request = consistent_list(service);
             let (instances, index, outcome, error) =
                 match read_call(env, process.client.list_instances(request)).await {
                     Ok(r) => {

@@ -13,11 +13,10 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use waymark_proto::pb::{
-    Consistency, CreateLeaseRequest, KeepAliveRequest, ListInstancesRequest, ReadOptions,
-    RegisterRequest, RevokeLeaseRequest,
+    CreateLeaseRequest, KeepAliveRequest, RegisterRequest, RevokeLeaseRequest,
 };
 
-use super::{call, pace, read_call, record, ClientEnv, Process, Reply};
+use super::{call, consistent_list, pace, read_call, record, ClientEnv, Process, Reply};
 use crate::checks::LEASE_SERVICE;
 use crate::history::{Op, Outcome};
 
@@ -99,14 +98,7 @@ pub async fn drain(env: &ClientEnv, give_up: Duration) {
 /// One consistent list of the leased instances, recorded; their ids if it answered.
 async fn scan(env: &ClientEnv, process: &Process) -> Option<Vec<String>> {
     let start = env.recorder.now();
-    let request = ListInstancesRequest {
-        service: LEASE_SERVICE.into(),
-        read: Some(ReadOptions {
-            consistency: Consistency::Consistent as i32,
-            max_stale_ms: 0,
-        }),
-        passing_only: false,
-    };
+    let request = consistent_list(LEASE_SERVICE);
     let mut client = process.client.clone();
     let (ids, index, outcome, error) = match read_call(env, client.list_instances(request)).await {
         Ok(r) => {

@@ -27,6 +27,7 @@ use waymark_client::Channel;
 use waymark_client::{classify, Client, ConnectOptions};
 use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::leases_client::LeasesClient;
+use waymark_proto::pb::{Consistency, ListInstancesRequest, ReadOptions};
 
 use crate::cluster::ApiTargets;
 use crate::history::{Event, Op, OpRecord, Outcome, Recorder};
@@ -203,6 +204,18 @@ where
         Err(_) => Err((None, format!("timed out after {:?}", env.op_timeout))),
         Ok(Ok(reply)) => Ok(reply.into_inner()),
         Ok(Err(status)) => Err((Some(status.code()), status_text(&status))),
+    }
+}
+
+/// A consistent read of every instance of `service`, passing or not.
+pub fn consistent_list(service: &str) -> ListInstancesRequest {
+    ListInstancesRequest {
+        service: service.into(),
+        read: Some(ReadOptions {
+            consistency: Consistency::Consistent as i32,
+            max_stale_ms: 0,
+        }),
+        passing_only: false,
     }
 }
 
