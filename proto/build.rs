@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/waymark/v1/read.proto",
         "proto/waymark/v1/config.proto",
+        "proto/waymark/v1/mesh.proto",
         "proto/waymark/v1/catalog.proto",
         "proto/waymark/v1/cluster.proto",
         "proto/waymark/v1/lease.proto",

@@ -55,10 +55,13 @@ pub enum Reason {
     /// fetch yet (the message names the URL and the error). Retry here after a
     /// backoff; nothing was done.
     JwksUnavailable,
+    /// The mesh CA has no root yet (the leader creates one just after the cluster
+    /// forms). Retry here after a backoff; nothing was done.
+    CaNotReady,
 }
 
 impl Reason {
-    const ALL: [Reason; 16] = [
+    const ALL: [Reason; 17] = [
         Reason::NoLeader,
         Reason::LeaderUnavailable,
         Reason::Timeout,
@@ -75,6 +78,7 @@ impl Reason {
         Reason::Conflict,
         Reason::ResourceExhausted,
         Reason::JwksUnavailable,
+        Reason::CaNotReady,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +99,7 @@ impl Reason {
             Reason::Conflict => "CONFLICT",
             Reason::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Reason::JwksUnavailable => "JWKS_UNAVAILABLE",
+            Reason::CaNotReady => "CA_NOT_READY",
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod config_key;
 pub mod errors;
+pub mod intention;
 pub mod mesh;
 pub mod selector;
 pub mod validate;

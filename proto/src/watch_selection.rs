@@ -40,6 +40,20 @@ pub struct WatchSelection {
     pub instances: Vec<InstanceSelection>,
     /// Config key prefixes ("" = every entry).
     pub config_prefixes: Vec<String>,
+    /// The mesh's CA roots.
+    pub ca_roots: bool,
+    /// Intentions by destination ("" = every intention; a named service also selects
+    /// the intentions whose destination is "*").
+    pub intention_destinations: Vec<String>,
+}
+
+impl WatchSelection {
+    /// Whether an intention to `destination` is selected.
+    pub fn wants_intention(&self, destination: &str) -> bool {
+        self.intention_destinations
+            .iter()
+            .any(|d| d.is_empty() || d == destination || destination == crate::intention::WILDCARD)
+    }
 }
 
 fn instance_selection(
@@ -78,7 +92,7 @@ impl TryFrom<&pb::WatchRequest> for WatchSelection {
             let sel = instance_selection("", &req.services, req.all, req.passing_only)?;
             return Ok(WatchSelection {
                 instances: vec![sel],
-                config_prefixes: Vec::new(),
+                ..Default::default()
             });
         }
         if !req.services.is_empty() || req.all || req.passing_only {
@@ -111,10 +125,20 @@ impl TryFrom<&pb::WatchRequest> for WatchSelection {
                     check_config_prefix(&format!("topics[{i}].config.prefix"), &t.prefix)?;
                     sel.config_prefixes.push(t.prefix.clone());
                 }
+                Some(pb::watch_topic::Topic::CaRoots(_)) => sel.ca_roots = true,
+                Some(pb::watch_topic::Topic::Intentions(t)) => {
+                    if !t.destination.is_empty() {
+                        crate::intention::check_intention_service(
+                            &format!("topics[{i}].intentions.destination"),
+                            &t.destination,
+                        )?;
+                    }
+                    sel.intention_destinations.push(t.destination.clone());
+                }
                 None => {
                     return Err(ValidationError::new(
                         format!("topics[{i}]"),
-                        "must name instances or config",
+                        "must name instances, config, ca_roots or intentions",
                     ))
                 }
             }
@@ -163,6 +187,7 @@ mod tests {
         let sel = WatchSelection::try_from(&req).unwrap();
         assert_eq!(sel.instances[0].services, None);
         assert_eq!(sel.config_prefixes, ["proxy"]);
+        assert!(!sel.ca_roots);
 
         let mut mixed = req.clone();
         mixed.services = vec!["web".into()];
@@ -180,6 +205,40 @@ mod tests {
         assert_eq!(
             WatchSelection::try_from(&bad).unwrap_err().field,
             "topics[0].config.prefix"
+        );
+    }
+
+    #[test]
+    fn mesh_topics_select_roots_and_intentions_by_destination() {
+        let req = pb::WatchRequest {
+            topics: vec![
+                topic(pb::watch_topic::Topic::CaRoots(pb::CaRootsTopic {})),
+                topic(pb::watch_topic::Topic::Intentions(pb::IntentionsTopic {
+                    destination: "api".into(),
+                })),
+            ],
+            ..Default::default()
+        };
+        let sel = WatchSelection::try_from(&req).unwrap();
+        assert!(sel.ca_roots);
+        assert!(sel.wants_intention("api"));
+        assert!(
+            sel.wants_intention("*"),
+            "a wildcard destination applies to api too"
+        );
+        assert!(!sel.wants_intention("web"));
+
+        let bad = pb::WatchRequest {
+            topics: vec![topic(pb::watch_topic::Topic::Intentions(
+                pb::IntentionsTopic {
+                    destination: "API".into(),
+                },
+            ))],
+            ..Default::default()
+        };
+        assert_eq!(
+            WatchSelection::try_from(&bad).unwrap_err().field,
+            "topics[0].intentions.destination"
         );
     }
 }

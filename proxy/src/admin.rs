@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::mesh::Mesh;
 use crate::metrics::ProxyMetrics;
 use crate::upstream::Upstream;
 
@@ -25,6 +26,8 @@ pub struct AdminState {
     pub upstreams: Vec<Arc<Upstream>>,
     pub metrics: Arc<ProxyMetrics>,
     pub draining: AtomicBool,
+    /// With mTLS on: ready only once it holds a leaf.
+    pub mesh: Option<Arc<Mesh>>,
 }
 
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, shutdown: CancellationToken) {
@@ -56,6 +59,9 @@ async fn ready(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     }
     if s.metrics.registration.registered.get() != 1 {
         problems.push(format!("instance {}/{} is not registered", s.service, s.id));
+    }
+    if s.mesh.as_ref().is_some_and(|m| !m.ready()) {
+        problems.push("no leaf certificate from the registry's CA yet (mTLS)".to_string());
     }
     for u in &s.upstreams {
         let state = u.pool.state();

@@ -39,6 +39,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub admin: AdminConfig,
     pub drain: DrainConfig,
+    pub mesh: MeshConfig,
     pub log: LogFormat,
     /// Threads that run the proxy; 1 (the default, as Linkerd's proxy) is a
     /// single-threaded runtime, 0 one thread per CPU the process may use.
@@ -178,6 +179,16 @@ pub struct DrainConfig {
     pub timeout: Duration,
 }
 
+/// `[mesh]`: identity and mutual TLS between proxies.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Mutual TLS on the inbound port and to every upstream, with a leaf the
+    /// registry's CA signs for this service (SPIFFE X.509-SVID).
+    pub mtls: bool,
+    /// With mTLS: what applies to a caller no intention matches.
+    pub default_intention: waymark_proto::intention::Action,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -213,6 +224,15 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     runtime: RawRuntime,
+    #[serde(default)]
+    mesh: RawMesh,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMesh {
+    mtls: Option<bool>,
+    default_intention: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -572,6 +592,22 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
         grace: duration("drain.grace", &raw.drain.grace, DEFAULT_DRAIN_GRACE)?,
         timeout: duration("drain.timeout", &raw.drain.timeout, DEFAULT_DRAIN_TIMEOUT)?,
     };
+    let mesh = MeshConfig {
+        mtls: raw.mesh.mtls.unwrap_or(false),
+        default_intention: match &raw.mesh.default_intention {
+            None => waymark_proto::intention::Action::Allow,
+            Some(v) => v
+                .parse()
+                .map_err(|e| ConfigError::new("mesh.default_intention", e))?,
+        },
+    };
+    if raw.mesh.default_intention.is_some() && !mesh.mtls {
+        return Err(ConfigError::new(
+            "mesh.default_intention",
+            "intentions are enforced only with mesh.mtls = true (callers are known by \
+             their certificates)",
+        ));
+    }
     let log = o.log_format.or(raw.log.format).unwrap_or(LogFormat::Json);
     let worker_threads = raw.runtime.worker_threads.unwrap_or(1);
     if worker_threads > MAX_WORKER_THREADS {
@@ -588,6 +624,7 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
         upstreams,
         admin,
         drain,
+        mesh,
         log,
     })
 }

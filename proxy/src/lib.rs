@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod forward;
 pub mod health;
 pub mod load;
+pub mod mesh;
 pub mod metrics;
 pub mod outlier;
 pub mod registration;

@@ -3,8 +3,9 @@
 //! and ejected, the catalog index of the endpoint set, fail-static), per check, the
 //! inbound side and the registration.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use waymark_metrics::{escape_label, family, sample, Counter, Gauge, Histogram, LATENCY_BUCKETS};
@@ -97,6 +98,121 @@ pub struct InboundMetrics {
     pub connect_errors: Counter,
 }
 
+/// Mesh identity and policy: the leaf, handshakes refused, intention decisions.
+#[derive(Debug, Default)]
+pub struct MeshMetrics {
+    pub renewals: Counter,
+    pub renewal_failures: Counter,
+    /// The current leaf's expiry (unix ms; 0 before the first).
+    pub leaf_not_after_ms: Gauge,
+    pub trusted_roots: Gauge,
+    /// Inbound connections closed because an intention now denies their caller.
+    pub closed_by_intention: Counter,
+    /// Handshakes refused by (side, reason).
+    handshake_failures: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Inbound connections by (source service, allowed).
+    decisions: Mutex<BTreeMap<(String, bool), u64>>,
+}
+
+impl MeshMetrics {
+    pub fn handshake_failure(&self, side: &'static str, reason: &'static str) {
+        *self
+            .handshake_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((side, reason))
+            .or_default() += 1;
+    }
+
+    pub fn decision(&self, source: &str, action: waymark_proto::intention::Action) {
+        let allowed = action == waymark_proto::intention::Action::Allow;
+        *self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((source.to_string(), allowed))
+            .or_default() += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        let name = "waymark_proxy_mesh_handshake_failures_total";
+        family(
+            out,
+            name,
+            "Mutual TLS handshakes refused, by side (inbound: a caller refused here; outbound: a peer this proxy dialled) and reason.",
+            "counter",
+        );
+        for ((side, reason), n) in self
+            .handshake_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            sample(
+                out,
+                name,
+                &format!("side=\"{side}\",reason=\"{reason}\""),
+                n,
+            );
+        }
+        let name = "waymark_proxy_mesh_inbound_connections_total";
+        family(
+            out,
+            name,
+            "Inbound mesh connections by the caller's verified service and the intention decision.",
+            "counter",
+        );
+        for ((source, allowed), n) in self
+            .decisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let decision = if *allowed { "allow" } else { "deny" };
+            sample(
+                out,
+                name,
+                &format!(
+                    "source=\"{}\",decision=\"{decision}\"",
+                    escape_label(source)
+                ),
+                n,
+            );
+        }
+        for (name, help, value) in [
+            (
+                "waymark_proxy_mesh_closed_by_intention_total",
+                "Open inbound connections closed because an intention now denies their caller.",
+                self.closed_by_intention.get(),
+            ),
+            (
+                "waymark_proxy_mesh_leaf_renewals_total",
+                "Leaf certificates issued to this proxy (the first one and every renewal).",
+                self.renewals.get(),
+            ),
+            (
+                "waymark_proxy_mesh_leaf_renewal_failures_total",
+                "Failed attempts to get a leaf certificate.",
+                self.renewal_failures.get(),
+            ),
+        ] {
+            family(out, name, help, "counter");
+            sample(out, name, "", value);
+        }
+        let name = "waymark_proxy_mesh_leaf_expiry_timestamp_seconds";
+        family(
+            out,
+            name,
+            "When the current leaf certificate expires (unix seconds; 0 before the first).",
+            "gauge",
+        );
+        sample(out, name, "", self.leaf_not_after_ms.get() as f64 / 1000.0);
+        let name = "waymark_proxy_mesh_trusted_roots";
+        family(out, name, "CA roots this proxy trusts now.", "gauge");
+        sample(out, name, "", self.trusted_roots.get());
+    }
+}
+
 /// The instance's registration and lease.
 #[derive(Debug, Default)]
 pub struct RegistrationMetrics {
@@ -115,6 +231,8 @@ pub struct RegistrationMetrics {
 #[derive(Debug)]
 pub struct ProxyMetrics {
     pub started: Instant,
+    /// Rendered only when mTLS is on.
+    pub mesh: Option<Arc<MeshMetrics>>,
     pub checks: Vec<Arc<CheckMetrics>>,
     pub inbound: InboundMetrics,
     pub registration: RegistrationMetrics,
@@ -124,6 +242,7 @@ impl ProxyMetrics {
     pub fn new(check_names: &[String]) -> Self {
         Self {
             started: Instant::now(),
+            mesh: None,
             checks: check_names
                 .iter()
                 .map(|n| Arc::new(CheckMetrics::new(n)))
@@ -147,6 +266,9 @@ impl ProxyMetrics {
         self.render_checks(&mut out);
         self.render_inbound(&mut out);
         self.render_registration(&mut out);
+        if let Some(mesh) = &self.mesh {
+            mesh.render(&mut out);
+        }
         family(
             &mut out,
             "waymark_proxy_uptime_seconds",

@@ -16,8 +16,10 @@ use waymark_client::{Client, ConnectOptions};
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Protocol};
+use crate::forward::inbound::Inbound;
 use crate::forward::{self, Connections};
-use crate::metrics::ProxyMetrics;
+use crate::mesh::Mesh;
+use crate::metrics::{MeshMetrics, ProxyMetrics};
 use crate::registration::Registration;
 use crate::upstream::Upstream;
 use crate::{discovery, health};
@@ -63,15 +65,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let metrics = Arc::new(ProxyMetrics::new(&check_names));
+    let mut metrics = ProxyMetrics::new(&check_names);
     let background = CancellationToken::new();
     let connections = Connections::default();
+    let mesh = config.mesh.mtls.then(|| {
+        let mesh_metrics = Arc::new(MeshMetrics::default());
+        metrics.mesh = Some(mesh_metrics.clone());
+        Mesh::start(
+            client.clone(),
+            config.service.name.clone(),
+            config.mesh.default_intention,
+            mesh_metrics,
+            background.clone(),
+        )
+    });
+    let metrics = Arc::new(metrics);
 
     let upstreams: Vec<Arc<Upstream>> = config
         .upstreams
         .iter()
         .cloned()
-        .map(Upstream::new)
+        .map(|u| Upstream::new(u, mesh.clone()))
         .collect();
     for (upstream, listener) in upstreams.iter().zip(bound.upstreams) {
         tokio::spawn(discovery::follow(
@@ -100,21 +114,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
     }
 
-    let app: Arc<str> = config.service.app.clone().into();
-    let inbound_timeout = config.inbound.connect_timeout;
-    let inbound_metrics = metrics.clone();
-    tracing::info!(listen = %bound.inbound.local_addr()?, app = %app, "inbound listening");
+    let inbound = Inbound {
+        app: config.service.app.clone().into(),
+        connect_timeout: config.inbound.connect_timeout,
+        metrics: metrics.clone(),
+        mesh: mesh.clone(),
+    };
+    tracing::info!(listen = %bound.inbound.local_addr()?, app = %inbound.app, mtls = config.mesh.mtls, "inbound listening");
     tokio::spawn(forward::accept_loop(
         bound.inbound,
         connections.clone(),
-        move |s| {
-            forward::tcp::inbound_connection(
-                s,
-                app.clone(),
-                inbound_timeout,
-                inbound_metrics.clone(),
-            )
-        },
+        move |s| inbound.clone().connection(s),
     ));
 
     let health = health::start(
@@ -136,6 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         upstreams: upstreams.clone(),
         metrics: metrics.clone(),
         draining: Default::default(),
+        mesh,
     });
     tracing::info!(listen = %bound.admin.local_addr()?, "admin listening");
     let admin_task = tokio::spawn(admin::serve(

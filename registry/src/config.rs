@@ -126,6 +126,9 @@ pub struct ServerConfig {
     /// Per-caller limits on the client API (`[limits]` table).
     #[serde(default)]
     pub limits: crate::limits::LimitsConfig,
+    /// Mesh identity (`[mesh]` table): trust_domain, leaf_ttl_ms, sign limits.
+    #[serde(default)]
+    pub mesh: crate::identity::MeshConfig,
     /// API address other nodes and clients should use; defaults to `api_addr`.
     #[serde(default)]
     pub advertise_api_addr: Option<String>,
@@ -204,6 +207,7 @@ impl ServerConfig {
             audit: crate::audit::AuditConfig::default(),
             tls: None,
             limits: crate::limits::LimitsConfig::default(),
+            mesh: crate::identity::MeshConfig::default(),
             advertise_api_addr: None,
             advertise_raft_addr: None,
             initial_cluster: Vec::new(),
@@ -332,6 +336,7 @@ impl ServerConfig {
             bail!("invalid watch_queue: must be positive");
         }
         self.limits.validate()?;
+        self.mesh.validate()?;
         if let Some(tls) = &self.tls {
             crate::tls::NodeTls::load(tls)?;
         }

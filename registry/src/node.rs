@@ -15,6 +15,7 @@ use waymark_proto::pb;
 use crate::acl::jwks::{JwksCache, JwksSettings};
 use crate::acl::AclConfig;
 use crate::audit::AuditLog;
+use crate::identity::MeshConfig;
 use crate::leader_timers::LeaderTimers;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
@@ -161,6 +162,10 @@ pub struct Node {
     pub limits: Limits,
     /// Keys fetched from auth methods' `jwks_url`s, for the logins this node serves.
     pub jwks: Arc<JwksCache>,
+    /// The `[mesh]` settings: the trust domain of a new CA, leaf lifetime.
+    pub mesh: MeshConfig,
+    /// Per-caller limits on `Identity.Sign` (from `[mesh]`).
+    pub sign_limits: Limits,
 }
 
 impl Node {
@@ -197,7 +202,16 @@ impl Node {
             acl: AclConfig::default(),
             audit: AuditLog::default(),
             limits: Limits::new(LimitsConfig::default()),
+            sign_limits: MeshConfig::default().sign_limits(),
+            mesh: MeshConfig::default(),
         }
+    }
+
+    /// Sets the mesh identity settings (`[mesh]`).
+    pub fn with_mesh(mut self, mesh: MeshConfig) -> Self {
+        self.sign_limits = mesh.sign_limits();
+        self.mesh = mesh;
+        self
     }
 
     /// Sets how callers are authenticated and authorized (`[acl]`).

@@ -19,6 +19,8 @@ use crate::api::acl_service::AclService;
 use crate::api::catalog_service::CatalogService;
 use crate::api::cluster_service::ClusterService;
 use crate::api::config_service::ConfigService;
+use crate::api::identity_service::IdentityService;
+use crate::api::intention_service::IntentionService;
 use crate::api::lease_service::LeaseService;
 use crate::api::rate_limit::RateLimitLayer;
 use crate::api::{standard, Tasks};
@@ -257,7 +259,8 @@ async fn run_inner(
         .with_unsafe_control(config.unsafe_control)
         .with_acl(config.acl.clone())
         .with_audit(audit)
-        .with_limits(config.limits.clone()),
+        .with_limits(config.limits.clone())
+        .with_mesh(config.mesh.clone()),
     );
     if !config.acl.enabled {
         tracing::warn!(
@@ -331,6 +334,14 @@ async fn run_inner(
         )
         .add_service(
             pb::acl_server::AclServer::new(AclService::new(node.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::identity_server::IdentityServer::new(IdentityService::new(node.clone()))
+                .max_decoding_message_size(max_request),
+        )
+        .add_service(
+            pb::intentions_server::IntentionsServer::new(IntentionService::new(node.clone()))
                 .max_decoding_message_size(max_request),
         )
         .add_service(health_service)

@@ -155,6 +155,8 @@ pub fn early_ack_result(cmd: &Command, catalog: &Catalog, index: u64) -> Option<
         | Command::ReapCritical { .. }
         | Command::Config(_)
         | Command::Acl(_)
+        | Command::Ca(_)
+        | Command::Intention(_)
         | Command::Batch(_) => None,
     }
 }

@@ -250,6 +250,7 @@ fn seen(change: &pb::RecordChange) -> Seen {
         Change::Remove(k) => Seen::Instance(k.id.clone(), false),
         Change::ConfigUpsert(e) => Seen::Config(e.key.clone(), true),
         Change::ConfigRemove(k) => Seen::Config(k.clone(), false),
+        other => panic!("not asked for: {other:?}"),
     }
 }
 

@@ -266,6 +266,17 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
     })
     .await
     .unwrap();
+    // Mesh records: an intention (the CA root is the leader's own, from bootstrap).
+    let mut intentions = pb::intentions_client::IntentionsClient::new(channel(&addr).await);
+    intentions
+        .put(pb::PutIntentionRequest {
+            source: "web".into(),
+            destination: "api".into(),
+            action: pb::IntentionAction::Deny as i32,
+            description: "kept through snapshots".into(),
+        })
+        .await
+        .unwrap();
     for i in 0..30 {
         let mut r = registration("api", &format!("i-{i:02}"), 9000);
         if i % 2 == 0 {
@@ -350,6 +361,23 @@ async fn every_record_kind_survives_snapshot_install_and_restart() {
         .into_inner();
     assert_eq!(rules.rules.len(), 1);
     assert_eq!(rules.rules[0].selector, "service=api");
+    let listed = pb::intentions_client::IntentionsClient::new(channel(&api).await)
+        .list(pb::ListIntentionsRequest {
+            destination: String::new(),
+            read: stale(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.intentions.len(), 1);
+    assert_eq!(listed.intentions[0].description, "kept through snapshots");
+    let roots = pb::identity_client::IdentityClient::new(channel(&api).await)
+        .list_roots(pb::ListRootsRequest { read: stale(0) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(roots.roots.len(), 1, "the CA root came with the snapshot");
+    assert!(roots.roots[0].active);
 
     // Restarted on its data dir, node 4 comes back to the same state.
     cluster.stop(4).await;

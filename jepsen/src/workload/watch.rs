@@ -183,7 +183,11 @@ fn convert(message: pb::WatchResponse) -> Option<WatchEvent> {
                     }),
                     // Not asked for: this workload watches instances only.
                     pb::record_change::Change::ConfigUpsert(_)
-                    | pb::record_change::Change::ConfigRemove(_) => None,
+                    | pb::record_change::Change::ConfigRemove(_)
+                    | pb::record_change::Change::CaRootUpsert(_)
+                    | pb::record_change::Change::CaRootRemove(_)
+                    | pb::record_change::Change::IntentionUpsert(_)
+                    | pb::record_change::Change::IntentionRemove(_) => None,
                 })
                 .collect(),
         },

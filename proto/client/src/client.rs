@@ -13,6 +13,8 @@ use waymark_proto::pb::acl_client::AclClient;
 use waymark_proto::pb::catalog_client::CatalogClient;
 use waymark_proto::pb::cluster_client::ClusterClient;
 use waymark_proto::pb::config_client::ConfigClient;
+use waymark_proto::pb::identity_client::IdentityClient;
+use waymark_proto::pb::intentions_client::IntentionsClient;
 use waymark_proto::pb::leases_client::LeasesClient;
 
 use crate::backoff::Backoff;
@@ -303,6 +305,16 @@ pub fn config(channel: Channel) -> ConfigClient<Channel> {
 /// The Acl client on `channel`.
 pub fn acl(channel: Channel) -> AclClient<Channel> {
     AclClient::new(channel)
+}
+
+/// The Identity (mesh CA) client on `channel`.
+pub fn identity(channel: Channel) -> IdentityClient<Channel> {
+    IdentityClient::new(channel)
+}
+
+/// The Intentions client on `channel`.
+pub fn intentions(channel: Channel) -> IntentionsClient<Channel> {
+    IntentionsClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 
 /// The Leases client on `channel`.

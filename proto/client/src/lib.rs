@@ -21,7 +21,8 @@ pub use backoff::Backoff;
 pub use channel::Channel;
 pub use classify::{classify, code_name, status_text, Failure, Origin};
 pub use client::{
-    acl, catalog, cluster, config, leases, CallPolicy, Client, ConnectOptions, MAX_MESSAGE_BYTES,
+    acl, catalog, cluster, config, identity, intentions, leases, CallPolicy, Client,
+    ConnectOptions, MAX_MESSAGE_BYTES,
 };
 pub use duration::{duration_to_ms, parse_duration};
 pub use endpoints::{display_addr, endpoint_uri, AddrError, Endpoints};

@@ -37,6 +37,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.drain.grace, Duration::from_secs(5));
     assert_eq!(c.log, LogFormat::Json);
     assert_eq!(c.worker_threads, 1);
+    assert!(!c.mesh.mtls, "mTLS is opt-in");
     let r = c.registration();
     assert_eq!((r.port, r.address.as_str()), (8080, "127.0.0.1"));
     assert_eq!(r.meta[MESH_PORT_META], "21000");
@@ -138,6 +139,14 @@ fn each_rule_names_its_key() {
     };
     let check = |extra: &str| format!("{MINIMAL}\n[[service.checks]]\nkind = \"tcp\"\n{extra}\n");
     let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{MINIMAL}\n[mesh]\nmtls = true\ndefault_intention = \"maybe\"\n"),
+            "mesh.default_intention",
+        ),
+        (
+            format!("{MINIMAL}\n[mesh]\ndefault_intention = \"deny\"\n"),
+            "mesh.default_intention",
+        ),
         (
             MINIMAL.replace(
                 r#"addrs = ["127.0.0.1:8500", "127.0.0.1:8501"]"#,
@@ -272,5 +281,18 @@ fn a_missing_required_key_is_named() {
     assert_eq!(
         error_key("[service]\nname = \"x\"\nport = 1\n"),
         "proxy.toml"
+    );
+}
+
+#[test]
+fn mesh_mtls_and_the_default_intention_parse() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[mesh]\nmtls = true\ndefault_intention = \"deny\"\n"
+    ))
+    .unwrap();
+    assert!(c.mesh.mtls);
+    assert_eq!(
+        c.mesh.default_intention,
+        waymark_proto::intention::Action::Deny
     );
 }

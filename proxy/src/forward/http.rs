@@ -22,7 +22,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use super::{connect_any, dial, used, Connections, NoConnection};
+use super::{connect_any, used, Connections, NoConnection};
 use crate::endpoints::Endpoint;
 use crate::upstream::Upstream;
 
@@ -61,17 +61,26 @@ impl Conns {
     /// A pooled connection when there is one; otherwise a new one. The connect is
     /// boxed: its futures (dial, handshake) are large and rare, and every request's
     /// future would otherwise carry them (and be copied with them) on each move.
-    async fn get(&self, addr: &str, version: Version) -> Result<Sender, String> {
+    async fn get(
+        &self,
+        upstream: &Upstream,
+        endpoint: &Endpoint,
+        version: Version,
+    ) -> Result<Sender, String> {
         if version == Version::HTTP_2 {
             if let Some(s) = self.open_h2() {
                 return Ok(Sender::H2(s));
             }
-            return Box::pin(self.connect_h2(addr)).await.map(Sender::H2);
+            return Box::pin(self.connect_h2(upstream, endpoint))
+                .await
+                .map(Sender::H2);
         }
         if let Some(s) = self.take_idle_h1() {
             return Ok(Sender::H1(s));
         }
-        Box::pin(connect_h1(addr)).await.map(Sender::H1)
+        Box::pin(connect_h1(upstream, endpoint))
+            .await
+            .map(Sender::H1)
     }
 
     fn open_h2(&self) -> Option<http2::SendRequest<Incoming>> {
@@ -79,13 +88,17 @@ impl Conns {
         h2.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
-    async fn connect_h2(&self, addr: &str) -> Result<http2::SendRequest<Incoming>, String> {
+    async fn connect_h2(
+        &self,
+        upstream: &Upstream,
+        endpoint: &Endpoint,
+    ) -> Result<http2::SendRequest<Incoming>, String> {
         let _connecting = self.h2_connecting.lock().await;
         // Another request may have connected while this one waited.
         if let Some(s) = self.open_h2() {
             return Ok(s);
         }
-        let stream = dial(addr).await?;
+        let stream = upstream.connect(endpoint).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(stream))
             .await
@@ -115,8 +128,11 @@ impl Conns {
     }
 }
 
-async fn connect_h1(addr: &str) -> Result<http1::SendRequest<Incoming>, String> {
-    let stream: TcpStream = dial(addr).await?;
+async fn connect_h1(
+    upstream: &Upstream,
+    endpoint: &Endpoint,
+) -> Result<http1::SendRequest<Incoming>, String> {
+    let stream = upstream.connect(endpoint).await?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
@@ -176,7 +192,7 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
     let mut unsent_retries = 0;
     let mut response = loop {
         let connected = connect_any(upstream, |e: Arc<Endpoint>| async move {
-            e.conns.get(&e.addr, version).await
+            e.conns.get(upstream, &e, version).await
         })
         .await;
         let (endpoint, sender) = match connected {

@@ -3,6 +3,7 @@
 //! connection (`tcp`), HTTP per request over pooled connections (`http`).
 
 pub mod http;
+pub mod inbound;
 pub mod tcp;
 
 use std::future::Future;

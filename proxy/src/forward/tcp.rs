@@ -1,7 +1,7 @@
 //! TCP forwarding: each connection from the local app goes to one endpoint chosen by
 //! the upstream's policy (a failed connect is retried on another; with none, the
-//! connection is closed at once), and each connection on the inbound port goes to the
-//! local app. Bytes are copied both ways until either side closes.
+//! connection is closed at once). Bytes are copied both ways until either side
+//! closes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,8 +9,7 @@ use std::time::Instant;
 use tokio::io::copy_bidirectional;
 use tokio::net::TcpStream;
 
-use super::{connect_any, dial, used, NoConnection};
-use crate::metrics::{InboundMetrics, ProxyMetrics};
+use super::{connect_any, used, NoConnection};
 use crate::upstream::Upstream;
 
 /// One connection from the local app to the upstream.
@@ -19,7 +18,8 @@ pub async fn upstream_connection(mut client: TcpStream, upstream: Arc<Upstream>)
     m.requests.inc();
     m.open_connections.inc();
     let started = Instant::now();
-    match connect_any(&upstream, |e| async move { dial(&e.addr).await }).await {
+    let up = &upstream;
+    match connect_any(up, |e| async move { up.connect(&e).await }).await {
         Ok((endpoint, mut server)) => {
             used(&endpoint);
             let in_flight = endpoint.load.start();
@@ -45,35 +45,5 @@ pub async fn upstream_connection(mut client: TcpStream, upstream: Arc<Upstream>)
         }
     }
     m.latency.observe(started.elapsed().as_secs_f64());
-    m.open_connections.dec();
-}
-
-/// One connection from a peer on the inbound port, carried to the local app.
-pub async fn inbound_connection(
-    mut peer: TcpStream,
-    app: Arc<str>,
-    connect_timeout: std::time::Duration,
-    metrics: Arc<ProxyMetrics>,
-) {
-    let m: &InboundMetrics = &metrics.inbound;
-    m.connections.inc();
-    m.open_connections.inc();
-    match tokio::time::timeout(connect_timeout, dial(&app)).await {
-        Ok(Ok(mut app_stream)) => match copy_bidirectional(&mut peer, &mut app_stream).await {
-            Ok((from_peer, to_peer)) => {
-                m.bytes_in.add(from_peer);
-                m.bytes_out.add(to_peer);
-            }
-            Err(e) => tracing::debug!(error = %e, "inbound connection ended with an error"),
-        },
-        Ok(Err(e)) => {
-            m.connect_errors.inc();
-            tracing::warn!(app = %app, error = %e, "cannot reach the local app");
-        }
-        Err(_) => {
-            m.connect_errors.inc();
-            tracing::warn!(app = %app, "connecting to the local app timed out");
-        }
-    }
     m.open_connections.dec();
 }

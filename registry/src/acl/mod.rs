@@ -15,7 +15,7 @@ pub mod secret;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::model::{AclAccess, AclRule, GLOBAL_MANAGEMENT};
+use crate::model::{AclAccess, AclResource, AclRule, GLOBAL_MANAGEMENT};
 pub use rules::Need;
 
 /// What a request no rule covers gets.
@@ -205,6 +205,10 @@ impl Authorizer {
 
     pub fn may_read_config(&self, key: &str) -> bool {
         self.allows(&Need::config(key, AclAccess::Read))
+    }
+
+    pub fn may_read_intentions(&self) -> bool {
+        self.allows(&Need::global(AclResource::Intention, AclAccess::Read))
     }
 }
 

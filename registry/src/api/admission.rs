@@ -6,11 +6,13 @@
 
 use waymark_proto::{
     acl, check_config_key, check_config_value, check_health_update, check_instance_key,
-    check_lease_id, check_lease_ttl, pb, Registration, ValidationError,
+    check_lease_id, check_lease_ttl, intention, pb, Registration, ValidationError,
 };
 
 use super::convert;
-use crate::model::{AclCommand, AuthMethodConfig, Command, ConfigCommand, NewToken};
+use crate::model::{
+    AclCommand, AuthMethodConfig, CaCommand, Command, ConfigCommand, IntentionCommand, NewToken,
+};
 
 /// Longest reason an `EndLease` or `DeleteToken` may carry, in bytes.
 const MAX_REASON_LEN: usize = 128;
@@ -62,16 +64,57 @@ pub fn check_command(cmd: &Command) -> Result<(), ValidationError> {
             "a batch is formed by the leader, never proposed",
         )),
         Command::Acl(cmd) => check_acl_command(cmd),
+        Command::Ca(CaCommand::Initialize(root) | CaCommand::Rotate { root, .. }) => {
+            crate::identity::ca::check_new_root(root)
+        }
+        Command::Ca(CaCommand::Retire { id }) => check_root_id(id),
+        Command::Intention(IntentionCommand::Put {
+            source,
+            destination,
+            action,
+            description,
+        }) => intention::check_put_intention(&pb::PutIntentionRequest {
+            source: source.clone(),
+            destination: destination.clone(),
+            action: convert::intention_action(*action).to_wire() as i32,
+            description: description.clone(),
+        })
+        .map(|_| ()),
+        Command::Intention(IntentionCommand::Delete {
+            source,
+            destination,
+        }) => {
+            intention::check_intention_service("source", source)?;
+            intention::check_intention_service("destination", destination)
+        }
     }
+}
+
+/// A root id: 16 lowercase hex characters.
+pub fn check_root_id(id: &str) -> Result<(), ValidationError> {
+    if id.len() != 16
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(ValidationError::new(
+            "id",
+            format!("must be a root id, 16 lowercase hex characters (got {id:?})"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a command a follower forwarded: a client's write, never one of the leader's
 /// own decisions.
 pub fn check_forwarded(cmd: &Command) -> Result<(), ValidationError> {
-    if let Command::ReapCritical { .. } = cmd {
+    if let Command::ReapCritical { .. } | Command::Ca(CaCommand::Initialize(_)) = cmd {
         return Err(ValidationError::new(
             "command",
-            "ReapCritical is decided by the leader and never forwarded",
+            format!(
+                "{} is decided by the leader and never forwarded",
+                cmd.name()
+            ),
         ));
     }
     check_command(cmd)

@@ -7,8 +7,8 @@ use waymark_proto::{pb, Registration};
 use crate::catalog::ServiceSummary;
 use crate::model::{
     AclAccess, AclAuthMethod, AclBindingRule, AclPolicy, AclResource, AclRule, AclToken,
-    AuthMethodConfig, AuthMethodSpec, ConfigEntry, Health, InstanceRecord, JwtMethod, LeaseExpiry,
-    NewInstance, TokenOrigin,
+    AuthMethodConfig, AuthMethodSpec, CaRoot, ConfigEntry, Health, InstanceRecord, Intention,
+    IntentionAction, JwtMethod, LeaseExpiry, NewInstance, TokenOrigin,
 };
 use crate::node::{Node, RaftView};
 
@@ -288,4 +288,45 @@ pub fn acl_rule_from_wire(r: &pb::AclRule) -> Option<AclRule> {
         prefix: r.prefix,
         access,
     })
+}
+
+/// A CA root as clients see it: never its private key.
+pub fn ca_root(r: &CaRoot) -> pb::CaRoot {
+    pb::CaRoot {
+        id: r.id.clone(),
+        signing_cert_pem: r.signing_cert_pem.clone(),
+        trust_anchor_pem: r.trust_anchor_pem.clone(),
+        chain_pem: r.chain_pem.clone(),
+        active: r.active,
+        trust_domain: r.trust_domain.clone(),
+        not_after_ms: r.not_after_ms,
+        imported: r.imported,
+        create_index: r.create_index,
+        modify_index: r.modify_index,
+    }
+}
+
+pub fn intention_action(a: IntentionAction) -> waymark_proto::intention::Action {
+    match a {
+        IntentionAction::Allow => waymark_proto::intention::Action::Allow,
+        IntentionAction::Deny => waymark_proto::intention::Action::Deny,
+    }
+}
+
+pub fn intention_action_from(a: waymark_proto::intention::Action) -> IntentionAction {
+    match a {
+        waymark_proto::intention::Action::Allow => IntentionAction::Allow,
+        waymark_proto::intention::Action::Deny => IntentionAction::Deny,
+    }
+}
+
+pub fn intention(i: &Intention) -> pb::Intention {
+    pb::Intention {
+        source: i.source.clone(),
+        destination: i.destination.clone(),
+        action: intention_action(i.action).to_wire() as i32,
+        description: i.description.clone(),
+        create_index: i.create_index,
+        modify_index: i.modify_index,
+    }
 }

@@ -43,6 +43,9 @@ pub enum ApiError {
     /// A login's auth method has a `jwks_url` this node has not fetched keys from yet.
     #[error("login unavailable: {0}")]
     JwksUnavailable(#[from] crate::acl::jwks::Unavailable),
+    /// The mesh CA has no root yet.
+    #[error("{0}")]
+    CaNotReady(String),
 }
 
 impl ApiError {
@@ -157,6 +160,10 @@ pub fn status(node: &Node, e: impl Into<ApiError>) -> Status {
         ApiError::JwksUnavailable(_) => (
             Code::Unavailable,
             ErrorDetail::new(Reason::JwksUnavailable, Retry::Here, Applied::No),
+        ),
+        ApiError::CaNotReady(_) => (
+            Code::Unavailable,
+            ErrorDetail::new(Reason::CaNotReady, Retry::Here, Applied::No),
         ),
     };
     let detail = if detail.leader_id.is_some() {

@@ -11,6 +11,8 @@ pub mod cluster_service;
 pub mod config_service;
 pub mod convert;
 pub mod errors;
+pub mod identity_service;
+pub mod intention_service;
 pub mod lease_service;
 pub mod rate_limit;
 pub mod standard;

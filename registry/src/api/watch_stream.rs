@@ -86,6 +86,10 @@ impl WatchFilter {
             && self.authz.may_read_config(key)
     }
 
+    fn wants_intention(&self, destination: &str) -> bool {
+        self.selection.wants_intention(destination) && self.authz.may_read_intentions()
+    }
+
     /// The change as this watcher sees it, or `None` if it does not match.
     pub fn map(&self, change: &Change) -> Option<pb::RecordChange> {
         use pb::record_change::Change as Wire;
@@ -112,7 +116,26 @@ impl WatchFilter {
             Change::Config(RecordChange::Delete(key)) if self.wants_config(key) => {
                 Wire::ConfigRemove(key.clone())
             }
+            Change::CaRoot(RecordChange::Put(r)) if self.selection.ca_roots => {
+                Wire::CaRootUpsert(convert::ca_root(r))
+            }
+            Change::CaRoot(RecordChange::Delete(id)) if self.selection.ca_roots => {
+                Wire::CaRootRemove(id.clone())
+            }
+            Change::Intention(RecordChange::Put(i)) if self.wants_intention(&i.destination) => {
+                Wire::IntentionUpsert(convert::intention(i))
+            }
+            Change::Intention(RecordChange::Delete((destination, source)))
+                if self.wants_intention(destination) =>
+            {
+                Wire::IntentionRemove(pb::IntentionKey {
+                    source: source.clone(),
+                    destination: destination.clone(),
+                })
+            }
             Change::Config(_)
+            | Change::CaRoot(_)
+            | Change::Intention(_)
             | Change::Lease(_)
             | Change::AclToken(_)
             | Change::AclPolicy(_)
@@ -174,6 +197,20 @@ fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchRespon
         .map(|e| (e.key.as_str(), e))
         .collect();
     let config_entries = config.into_values().map(convert::config_entry).collect();
+    let ca_roots = if filter.selection.ca_roots {
+        catalog.ca_roots().map(convert::ca_root).collect()
+    } else {
+        Vec::new()
+    };
+    let intentions = if filter.selection.intention_destinations.is_empty() {
+        Vec::new()
+    } else {
+        catalog
+            .intentions(None)
+            .filter(|i| filter.wants_intention(&i.destination))
+            .map(convert::intention)
+            .collect()
+    };
     let sub = node
         .hub
         .subscribe(index)
@@ -184,6 +221,8 @@ fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchRespon
         event: Some(pb::watch_response::Event::Snapshot(pb::WatchSnapshot {
             instances,
             config_entries,
+            ca_roots,
+            intentions,
         })),
     };
     (msg, sub)

@@ -10,6 +10,7 @@ mod acl;
 mod config;
 mod instances;
 mod leases;
+mod mesh;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -115,6 +116,8 @@ impl Catalog {
             Command::Config(cmd) => self.apply_config(index, cmd),
             Command::Batch(cmds) => self.apply_batch(index, cmds),
             Command::Acl(cmd) => self.apply_acl(index, cmd),
+            Command::Ca(cmd) => self.apply_ca(index, cmd),
+            Command::Intention(cmd) => self.apply_intention(index, cmd),
         }
     }
 

@@ -536,6 +536,18 @@ fn one_of_each_command() -> Vec<Command> {
         Command::Acl(AclCommand::DeleteAuthMethod {
             name: "nope".into(),
         }),
+        Command::Ca(CaCommand::Initialize(new_root("r1"))),
+        Command::Ca(CaCommand::Rotate {
+            root: new_root("r2"),
+            if_active: "r1".into(),
+        }),
+        Command::Ca(CaCommand::Retire { id: "nope".into() }),
+        intention_put("web", "api", IntentionAction::Allow),
+        intention_put("*", "api", IntentionAction::Deny),
+        Command::Intention(IntentionCommand::Delete {
+            source: "*".into(),
+            destination: "api".into(),
+        }),
     ];
     for cmd in &all {
         match cmd {
@@ -547,6 +559,8 @@ fn one_of_each_command() -> Vec<Command> {
             | Command::ReapCritical { .. }
             | Command::Config(_)
             | Command::Acl(_)
+            | Command::Ca(_)
+            | Command::Intention(_)
             | Command::Batch(_) => {}
         }
     }
@@ -621,4 +635,132 @@ fn every_kind_a_command_changes_is_in_the_table_list() {
             .collect::<Vec<_>>(),
         Kind::ALL
     );
+}
+
+fn new_root(id: &str) -> NewRoot {
+    NewRoot {
+        id: id.into(),
+        signing_cert_pem: format!("cert of {id}"),
+        signing_key_pem: format!("key of {id}"),
+        trust_anchor_pem: format!("cert of {id}"),
+        chain_pem: Vec::new(),
+        trust_domain: "c1.waymark".into(),
+        not_after_ms: 1,
+        imported: false,
+    }
+}
+
+fn intention_put(source: &str, destination: &str, action: IntentionAction) -> Command {
+    Command::Intention(IntentionCommand::Put {
+        source: source.into(),
+        destination: destination.into(),
+        action,
+        description: String::new(),
+    })
+}
+
+#[test]
+fn the_ca_has_one_active_root_and_rotations_are_conditional() {
+    let mut c = Catalog::default();
+    let first = c.apply(1, &Command::Ca(CaCommand::Initialize(new_root("r1"))));
+    assert!(matches!(
+        first.result,
+        CommandResult::CaInit(CaInitOutcome::Initialized(_))
+    ));
+    // A second leader's proposal changes nothing.
+    let again = c.apply(2, &Command::Ca(CaCommand::Initialize(new_root("rx"))));
+    assert_eq!(
+        again.result,
+        CommandResult::CaInit(CaInitOutcome::AlreadyInitialized)
+    );
+    assert!(again.changes.is_empty());
+    assert_eq!(c.active_root().unwrap().id, "r1");
+
+    // A rotation made against a root that is no longer active is refused whole.
+    let stale = c.apply(
+        3,
+        &Command::Ca(CaCommand::Rotate {
+            root: new_root("r2"),
+            if_active: "r0".into(),
+        }),
+    );
+    assert_eq!(
+        stale.result,
+        CommandResult::CaRotate(CaRotateOutcome::ActiveChanged {
+            active: Some("r1".into())
+        })
+    );
+    let rotated = c.apply(
+        4,
+        &Command::Ca(CaCommand::Rotate {
+            root: new_root("r2"),
+            if_active: "r1".into(),
+        }),
+    );
+    assert!(matches!(
+        rotated.result,
+        CommandResult::CaRotate(CaRotateOutcome::Rotated { ref previous_id, .. }) if previous_id == "r1"
+    ));
+    assert_eq!(
+        rotated.changes.len(),
+        2,
+        "the old root demoted, the new one added"
+    );
+    let actives: Vec<_> = c
+        .ca_roots()
+        .filter(|r| r.active)
+        .map(|r| r.id.clone())
+        .collect();
+    assert_eq!(actives, ["r2"]);
+    assert_eq!(c.ca_roots().count(), 2, "the old root is still trusted");
+
+    assert_eq!(
+        c.apply(5, &Command::Ca(CaCommand::Retire { id: "r2".into() }))
+            .result,
+        CommandResult::CaRetire(CaRetireOutcome::IsActive)
+    );
+    assert_eq!(
+        c.apply(6, &Command::Ca(CaCommand::Retire { id: "r1".into() }))
+            .result,
+        CommandResult::CaRetire(CaRetireOutcome::Retired { removed: true })
+    );
+    assert_eq!(c.ca_roots().count(), 1);
+}
+
+#[test]
+fn intentions_are_kept_by_pair_and_listed_by_destination() {
+    let mut c = Catalog::default();
+    c.apply(1, &intention_put("web", "api", IntentionAction::Allow));
+    c.apply(2, &intention_put("*", "*", IntentionAction::Deny));
+    c.apply(3, &intention_put("web", "db", IntentionAction::Allow));
+    let updated = c.apply(4, &intention_put("web", "api", IntentionAction::Deny));
+    let CommandResult::IntentionPut(i) = updated.result else {
+        panic!("{:?}", updated.result);
+    };
+    assert_eq!(
+        (i.create_index, i.modify_index, i.action),
+        (1, 4, IntentionAction::Deny)
+    );
+    let to_api: Vec<_> = c
+        .intentions(Some("api"))
+        .map(|i| format!("{}->{}", i.source, i.destination))
+        .collect();
+    assert_eq!(
+        to_api,
+        ["*->*", "web->api"],
+        "a wildcard destination applies to api too"
+    );
+    assert_eq!(c.intentions(None).count(), 3);
+    let gone = c.apply(
+        5,
+        &Command::Intention(IntentionCommand::Delete {
+            source: "web".into(),
+            destination: "api".into(),
+        }),
+    );
+    assert_eq!(
+        gone.result,
+        CommandResult::IntentionDelete(IntentionDeleted { removed: true })
+    );
+    assert_eq!(c.intentions(Some("api")).count(), 1);
 }

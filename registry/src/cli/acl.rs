@@ -547,7 +547,7 @@ async fn login(a: LoginArgs) -> anyhow::Result<()> {
                     ),
                     (
                         "expires",
-                        expires_text(t.map_or(0, |t| t.expires_at_unix_ms))
+                        output::expires_text(t.map_or(0, |t| t.expires_at_unix_ms))
                     ),
                 ]),
                 resp.index
@@ -824,26 +824,12 @@ fn created_text(token: Option<&pb::AclToken>, secret: &str, index: u64) -> Strin
     )
 }
 
-fn expires_text(unix_ms: u64) -> String {
-    if unix_ms == 0 {
-        return "never".into();
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, duration_to_ms);
-    if unix_ms <= now {
-        format!("expired ({unix_ms} unix ms)")
-    } else {
-        format!("in {} ({unix_ms} unix ms)", output::ms_text(unix_ms - now))
-    }
-}
-
 fn token_text(t: &pb::AclToken) -> String {
     key_values(&[
         ("accessor", t.accessor_id.clone()),
         ("description", t.description.clone()),
         ("policies", t.policies.join(", ")),
-        ("expires", expires_text(t.expires_at_unix_ms)),
+        ("expires", output::expires_text(t.expires_at_unix_ms)),
         ("origin", t.origin.clone()),
         ("created at index", t.create_index.to_string()),
     ])
@@ -855,7 +841,7 @@ fn tokens_text(resp: &pb::ListTokensResponse) -> String {
         table.row(vec![
             t.accessor_id.clone(),
             t.policies.join(","),
-            expires_text(t.expires_at_unix_ms),
+            output::expires_text(t.expires_at_unix_ms),
             t.description.clone(),
         ]);
     }

@@ -11,7 +11,7 @@ use waymark_client::{catalog, cluster, duration_to_ms, CallPolicy};
 use waymark_proto::pb;
 
 use super::output::{self, emit};
-use super::{acl, config, health, lease, proxies, register, watch};
+use super::{acl, ca, config, health, intention, lease, proxies, register, watch};
 use super::{ClientCommand, ClientOpts, ReadArgs, ReadMode, UsageError};
 
 pub(super) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
@@ -30,6 +30,8 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Lease(c) => lease::run(c).await?,
         ClientCommand::Health(c) => health::run(c).await?,
         ClientCommand::Config(c) => config::run(c).await?,
+        ClientCommand::Ca(c) => ca::run(c).await?,
+        ClientCommand::Intention(c) => intention::run(c).await?,
         ClientCommand::Acl(c) => acl::run(c).await?,
         ClientCommand::Proxies(a) => proxies::run(a).await?,
         ClientCommand::Deregister(a) => {

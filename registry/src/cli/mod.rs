@@ -4,10 +4,12 @@
 
 mod acl;
 mod acl_rule;
+mod ca;
 mod client;
 mod config;
 mod dev;
 mod health;
+mod intention;
 mod lease;
 mod output;
 mod parse;
@@ -192,6 +194,12 @@ enum ClientCommand {
     /// (auth methods, binding rules).
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// The mesh CA: list its roots, rotate to a new one, retire an old one.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Intentions: which service may call which (create, delete, list, check).
+    #[command(subcommand)]
+    Intention(intention::IntentionCommand),
 }
 
 #[derive(Debug, Args)]

@@ -145,6 +145,21 @@ pub fn lease_expiry_name(raw: i32) -> String {
 
 /// A millisecond count the way `--ttl` and friends take it: `30s` when whole
 /// seconds, else `1500ms`.
+/// When a unix-ms deadline falls: "never" (0), "expired (…)" or "in 3h 2m (…)".
+pub fn expires_text(unix_ms: u64) -> String {
+    if unix_ms == 0 {
+        return "never".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, waymark_client::duration_to_ms);
+    if unix_ms <= now {
+        format!("expired ({unix_ms} unix ms)")
+    } else {
+        format!("in {} ({unix_ms} unix ms)", ms_text(unix_ms - now))
+    }
+}
+
 pub fn ms_text(ms: u64) -> String {
     let (secs, rest) = (ms / 1000, ms % 1000);
     if secs > 0 && rest == 0 {

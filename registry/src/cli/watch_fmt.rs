@@ -63,6 +63,22 @@ pub fn text(msg: &pb::WatchResponse) -> Option<String> {
                     format!("@{index} config put {} ({} bytes)\n", e.key, e.value.len())
                 }
                 Change::ConfigRemove(key) => format!("@{index} config delete {key}\n"),
+                Change::CaRootUpsert(r) => format!(
+                    "@{index} ca root {}{}\n",
+                    r.id,
+                    if r.active { " (active)" } else { "" }
+                ),
+                Change::CaRootRemove(id) => format!("@{index} ca root {id} retired\n"),
+                Change::IntentionUpsert(i) => format!(
+                    "@{index} intention {} -> {} {}\n",
+                    i.source,
+                    i.destination,
+                    intention_action(i.action)
+                ),
+                Change::IntentionRemove(k) => format!(
+                    "@{index} intention {} -> {} deleted\n",
+                    k.source, k.destination
+                ),
             })
             .collect(),
         Event::Progress(p) => {
@@ -155,6 +171,21 @@ pub fn json(msg: &pb::WatchResponse) -> Option<Value> {
                         "modify_index": e.modify_index,
                     }),
                     Change::ConfigRemove(key) => json!({ "op": "config_delete", "key": key }),
+                    Change::CaRootUpsert(r) => {
+                        json!({ "op": "ca_root_put", "id": r.id, "active": r.active })
+                    }
+                    Change::CaRootRemove(id) => json!({ "op": "ca_root_retire", "id": id }),
+                    Change::IntentionUpsert(i) => json!({
+                        "op": "intention_put",
+                        "source": i.source,
+                        "destination": i.destination,
+                        "action": intention_action(i.action),
+                    }),
+                    Change::IntentionRemove(k) => json!({
+                        "op": "intention_delete",
+                        "source": k.source,
+                        "destination": k.destination,
+                    }),
                 })
                 .collect();
             json!({ "type": "changes", "index": index, "changes": changes })
@@ -181,6 +212,12 @@ pub fn render(msg: &pb::WatchResponse, as_json: bool) -> Option<String> {
     } else {
         text(msg)
     }
+}
+
+/// An intention's action by name.
+fn intention_action(wire: i32) -> &'static str {
+    waymark_proto::intention::Action::from_wire("action", wire)
+        .map_or("unknown", waymark_proto::intention::Action::name)
 }
 
 #[cfg(test)]

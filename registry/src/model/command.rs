@@ -16,6 +16,10 @@ use super::acl::{
 use super::config::{ConfigCommand, ConfigEntry};
 use super::instance::{Health, InstanceRecord, NewInstance};
 use super::lease::LeaseRecord;
+use super::mesh::{
+    CaCommand, CaInitOutcome, CaRetireOutcome, CaRotateOutcome, Intention, IntentionCommand,
+    IntentionDeleted,
+};
 
 /// A state-machine command: the payload of a normal log entry. Commands are validated
 /// before they are proposed; applying one is deterministic and never fails.
@@ -56,6 +60,10 @@ pub enum Command {
     Batch(Vec<Command>),
     /// Tokens, policies, auth methods and binding rules.
     Acl(AclCommand),
+    /// The mesh's CA roots.
+    Ca(CaCommand),
+    /// Intentions.
+    Intention(IntentionCommand),
 }
 
 /// What a command touches, for deciding which commands may share a log entry.
@@ -73,6 +81,8 @@ pub enum Footprint<'a> {
     AclAuthMethod(&'a str),
     /// One binding rule (by id).
     AclBindingRule(&'a str),
+    /// One intention (destination, source).
+    Intention(&'a str, &'a str),
     /// Creating a lease: its id is the entry's index, so one per entry.
     NewLease,
     /// Touches records it cannot name in advance (ending a lease removes or changes
@@ -102,6 +112,11 @@ impl Command {
             Command::Acl(AclCommand::DeleteAuthMethod { .. }) => "AclDeleteAuthMethod",
             Command::Acl(AclCommand::CreateBindingRule(_)) => "AclCreateBindingRule",
             Command::Acl(AclCommand::DeleteBindingRule { .. }) => "AclDeleteBindingRule",
+            Command::Ca(CaCommand::Initialize(_)) => "CaInitialize",
+            Command::Ca(CaCommand::Rotate { .. }) => "CaRotate",
+            Command::Ca(CaCommand::Retire { .. }) => "CaRetire",
+            Command::Intention(IntentionCommand::Put { .. }) => "IntentionPut",
+            Command::Intention(IntentionCommand::Delete { .. }) => "IntentionDelete",
         }
     }
 
@@ -126,11 +141,24 @@ impl Command {
             Command::Acl(AclCommand::PutAuthMethod(spec)) => Footprint::AclAuthMethod(&spec.name),
             Command::Acl(AclCommand::CreateBindingRule(r)) => Footprint::AclBindingRule(&r.id),
             Command::Acl(AclCommand::DeleteBindingRule { id }) => Footprint::AclBindingRule(id),
+            Command::Intention(
+                IntentionCommand::Put {
+                    source,
+                    destination,
+                    ..
+                }
+                | IntentionCommand::Delete {
+                    source,
+                    destination,
+                },
+            ) => Footprint::Intention(destination, source),
             // Bootstrap writes the marker and a token; deleting a method deletes its
             // binding rules, which it cannot name in advance: alone, each needs no finer
             // footprint.
+            // CA changes are rare and change which root is active: alone.
             Command::EndLease { .. }
             | Command::Batch(_)
+            | Command::Ca(_)
             | Command::Acl(AclCommand::Bootstrap(_) | AclCommand::DeleteAuthMethod { .. }) => {
                 Footprint::Exclusive
             }
@@ -226,6 +254,11 @@ pub enum CommandResult {
     AclAuthMethod(AuthMethodWritten),
     AclAuthMethodDelete(AuthMethodDeleted),
     AclBindingRule(BindingRuleOutcome),
+    CaInit(CaInitOutcome),
+    CaRotate(CaRotateOutcome),
+    CaRetire(CaRetireOutcome),
+    IntentionPut(Intention),
+    IntentionDelete(IntentionDeleted),
 }
 
 /// `TryFrom<CommandResult>` for each outcome type, so a proposer names the outcome it
@@ -259,6 +292,11 @@ outcome_of! {
     AclAuthMethod => AuthMethodWritten,
     AclAuthMethodDelete => AuthMethodDeleted,
     AclBindingRule => BindingRuleOutcome,
+    CaInit => CaInitOutcome,
+    CaRotate => CaRotateOutcome,
+    CaRetire => CaRetireOutcome,
+    IntentionPut => Intention,
+    IntentionDelete => IntentionDeleted,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod command;
 mod config;
 mod instance;
 mod lease;
+mod mesh;
 mod table;
 
 pub use acl::{
@@ -29,6 +30,10 @@ pub use command::{
 pub use config::{key_in_prefix, ConfigCommand, ConfigEntry};
 pub use instance::{Health, InstanceKey, InstanceRecord, LeaseExpiry, NewInstance};
 pub use lease::LeaseRecord;
+pub use mesh::{
+    CaCommand, CaInitOutcome, CaRetireOutcome, CaRoot, CaRotateOutcome, Intention, IntentionAction,
+    IntentionCommand, IntentionDeleted, NewRoot,
+};
 pub use table::{AnyTable, Record, RecordChange, Table};
 
 macro_rules! record_kinds {
@@ -123,4 +128,6 @@ record_kinds! {
     AclBootstrap => acl_bootstrap: AclBootstrap,
     AclAuthMethod => acl_auth_methods: AclAuthMethod,
     AclBindingRule => acl_binding_rules: AclBindingRule,
+    CaRoot => ca_roots: CaRoot,
+    Intention => intentions: Intention,
 }

@@ -119,6 +119,12 @@ impl WatchModel {
                         pb::record_change::Change::ConfigRemove(key) => {
                             self.config.remove(key);
                         }
+                        // Mesh records: kept only in the log (tests/identity.rs checks
+                        // them message by message).
+                        pb::record_change::Change::CaRootUpsert(_)
+                        | pb::record_change::Change::CaRootRemove(_)
+                        | pb::record_change::Change::IntentionUpsert(_)
+                        | pb::record_change::Change::IntentionRemove(_) => {}
                     }
                     self.log.push((m.index, ch.clone()));
                 }
