@@ -106,6 +106,10 @@ pub struct MeshMetrics {
     /// The current leaf's expiry (unix ms; 0 before the first).
     pub leaf_not_after_ms: Gauge,
     pub trusted_roots: Gauge,
+    /// The catalog index of the roots and intentions in force.
+    pub state_index: Gauge,
+    /// The root that signed the current leaf.
+    pub leaf_root: Mutex<String>,
     /// Inbound connections closed because an intention now denies their caller.
     pub closed_by_intention: Counter,
     /// Handshakes refused by (side, reason).
@@ -210,6 +214,25 @@ impl MeshMetrics {
         let name = "waymark_proxy_mesh_trusted_roots";
         family(out, name, "CA roots this proxy trusts now.", "gauge");
         sample(out, name, "", self.trusted_roots.get());
+        let name = "waymark_proxy_mesh_state_index";
+        family(
+            out,
+            name,
+            "Catalog index of the CA roots and intentions this proxy enforces.",
+            "gauge",
+        );
+        sample(out, name, "", self.state_index.get());
+        let name = "waymark_proxy_mesh_leaf_info";
+        family(
+            out,
+            name,
+            "The root that signed the current leaf (1 per proxy).",
+            "gauge",
+        );
+        let root = self.leaf_root.lock().unwrap_or_else(|p| p.into_inner());
+        if !root.is_empty() {
+            sample(out, name, &format!("root=\"{}\"", escape_label(&root)), 1);
+        }
     }
 }
 

@@ -173,6 +173,8 @@ pub async fn run(
             match credentials(l, &state) {
                 Ok(c) => {
                     metrics.leaf_not_after_ms.set(c.not_after_ms as i64);
+                    *metrics.leaf_root.lock().unwrap_or_else(|p| p.into_inner()) =
+                        c.root_id.clone();
                     metrics.trusted_roots.set(trusted(l, &state).len() as i64);
                     tx.send_replace(Some(Arc::new(c)));
                 }

@@ -57,6 +57,7 @@ impl Mesh {
             client.clone(),
             service.clone(),
             state_tx,
+            metrics.clone(),
             shutdown.clone(),
         ));
         tokio::spawn(identity::run(

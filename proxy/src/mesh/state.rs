@@ -15,6 +15,8 @@ use waymark_proto::pb;
 use waymark_proto::pb::record_change::Change;
 use waymark_proto::pb::watch_response::Event;
 
+use crate::metrics::MeshMetrics;
+
 /// The mesh as of one catalog index.
 #[derive(Debug, Clone, Default)]
 pub struct MeshState {
@@ -97,6 +99,7 @@ pub async fn follow(
     client: Client,
     service: String,
     tx: watch::Sender<Arc<MeshState>>,
+    metrics: Arc<MeshMetrics>,
     shutdown: CancellationToken,
 ) {
     let mut state = MeshState::default();
@@ -136,6 +139,7 @@ pub async fn follow(
                         continue;
                     }
                     if state.apply(msg.index, &event) {
+                        metrics.state_index.set(state.index as i64);
                         tx.send_replace(Arc::new(state.clone()));
                     }
                 }

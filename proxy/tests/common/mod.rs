@@ -166,6 +166,11 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "").await
+    }
+
+    /// With `settings` (TOML tables, e.g. `[mesh]`) in every node's config file.
+    pub async fn start_with(dir: &Path, settings: &str) -> Self {
         let ports: Vec<[u16; 4]> = (0..3)
             .map(|_| [free_port(), free_port(), free_port(), free_port()])
             .collect();
@@ -194,6 +199,20 @@ impl Registry {
                 "--initial-cluster".into(),
                 initial.join(","),
             ];
+            let mut args = args;
+            if !settings.is_empty() {
+                let path = dir.join(format!("node-{id}.toml"));
+                let data_dir = dir.join(format!("node-{id}"));
+                std::fs::write(
+                    &path,
+                    format!(
+                        "node_id = {id}\ndata_dir = {:?}\n{settings}\n",
+                        data_dir.display().to_string()
+                    ),
+                )
+                .unwrap();
+                args.extend(["--config".into(), path.display().to_string()]);
+            }
             let mut p = Proc::new(&format!("registry-{id}"), waymark_bin(), args, dir);
             p.spawn();
             nodes.push(p);

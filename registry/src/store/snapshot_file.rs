@@ -258,8 +258,9 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
     use crate::model::{
-        AclCommand, AuthMethodConfig, AuthMethodSpec, Command, ConfigCommand, JwtMethod,
-        NewBindingRule, NewInstance, NewToken, TokenOrigin,
+        AclCommand, AuthMethodConfig, AuthMethodSpec, CaCommand, Command, ConfigCommand,
+        IntentionAction, IntentionCommand, JwtMethod, NewBindingRule, NewInstance, NewRoot,
+        NewToken, TokenOrigin,
     };
 
     fn some_tables() -> Tables {
@@ -325,6 +326,28 @@ mod tests {
                 selector: "service=web".into(),
                 policies: vec!["p".into()],
             })),
+        );
+        c.apply(
+            8,
+            &Command::Ca(CaCommand::Initialize(NewRoot {
+                id: "0123456789abcdef".into(),
+                signing_cert_pem: "cert".into(),
+                signing_key_pem: "key".into(),
+                trust_anchor_pem: "cert".into(),
+                chain_pem: Vec::new(),
+                trust_domain: "c1.waymark".into(),
+                not_after_ms: 1,
+                imported: false,
+            })),
+        );
+        c.apply(
+            9,
+            &Command::Intention(IntentionCommand::Put {
+                source: "web".into(),
+                destination: "api".into(),
+                action: IntentionAction::Allow,
+                description: String::new(),
+            }),
         );
         c.tables().clone()
     }
