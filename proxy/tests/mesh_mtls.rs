@@ -298,6 +298,8 @@ async fn mtls_carries_http_grpc_and_tcp_and_refuses_strangers_with_the_reason() 
         (registry.passing_ids("db").await == ["db-a"]).then_some(())
     })
     .await;
+    // With its leaf: a proxy without one drops connections for another reason.
+    wait_leaves(&[db.admin]).await;
     let imposter = pb::RegisterRequest {
         meta: [(
             waymark_proto::mesh::MESH_PORT_META.to_string(),

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 use waymark_client::identity as identity_client;
 use waymark_proto::pb;
 
+use crate::identity::split_certificates;
+
 use super::client::{read, read_options, write};
 use super::output::{self, emit, Table};
 use super::{ClientOpts, ReadArgs, UsageError};
@@ -23,6 +25,27 @@ pub(super) enum CaCommand {
     Rotate(RotateArgs),
     /// Stop trusting a root that is no longer active.
     Retire(RetireArgs),
+    /// Get a leaf certificate for a service (a new P-256 key and CSR, signed by the
+    /// active root; the token must be allowed service:NAME write) and write it, its key
+    /// and the trusted roots to files: for workloads outside waymark-proxy.
+    Sign(SignArgs),
+}
+
+#[derive(Debug, Args)]
+pub(super) struct SignArgs {
+    /// The service the certificate identifies (spiffe://<trust-domain>/svc/SERVICE).
+    service: String,
+    /// Where to write the certificate, followed by its chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    cert_file: PathBuf,
+    /// Where to write the private key (PEM, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    key_file: PathBuf,
+    /// Where to write every trusted root (PEM), for verifying peers.
+    #[arg(long, value_name = "FILE")]
+    roots_file: Option<PathBuf>,
+    #[command(flatten)]
+    client: ClientOpts,
 }
 
 #[derive(Debug, Args)]
@@ -72,15 +95,6 @@ fn read_file(path: &Option<PathBuf>) -> anyhow::Result<String> {
     }
 }
 
-/// The certificates of a PEM file, each as its own PEM text.
-fn split_pem(text: &str) -> Vec<String> {
-    const END: &str = "-----END CERTIFICATE-----";
-    text.split_inclusive(END)
-        .filter(|part| part.contains("-----BEGIN CERTIFICATE-----"))
-        .map(|part| format!("{}\n", part.trim()))
-        .collect()
-}
-
 pub(super) async fn run(cmd: CaCommand) -> anyhow::Result<()> {
     match cmd {
         CaCommand::Roots(a) => {
@@ -108,7 +122,7 @@ pub(super) async fn run(cmd: CaCommand) -> anyhow::Result<()> {
             let request = pb::RotateRootRequest {
                 cert_pem: read_file(&a.cert)?,
                 key_pem: read_file(&a.key)?,
-                chain_pem: split_pem(&read_file(&a.chain)?),
+                chain_pem: split_certificates(&read_file(&a.chain)?),
                 trust_anchor_pem: read_file(&a.trust_anchor)?,
             };
             let resp = write(&a.client, |ch| {
@@ -135,6 +149,7 @@ pub(super) async fn run(cmd: CaCommand) -> anyhow::Result<()> {
                 },
             );
         }
+        CaCommand::Sign(a) => sign(a).await?,
         CaCommand::Retire(a) => {
             let request = pb::RetireRootRequest { id: a.id.clone() };
             let resp = write(&a.client, |ch| {
@@ -152,6 +167,63 @@ pub(super) async fn run(cmd: CaCommand) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+async fn sign(a: SignArgs) -> anyhow::Result<()> {
+    let key = rcgen::KeyPair::generate()?;
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)?
+        .pem()?;
+    let request = pb::SignRequest {
+        service: a.service.clone(),
+        csr_pem: csr,
+    };
+    let resp = read(&a.client, |ch| {
+        let request = request.clone();
+        async move { identity_client(ch).sign(request).await }
+    })
+    .await?;
+    let mut chain = resp.cert_pem.clone();
+    for c in &resp.chain_pem {
+        chain.push_str(c);
+    }
+    std::fs::write(&a.cert_file, chain)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", a.cert_file.display()))?;
+    crate::tls::generate::write_file(&a.key_file, &key.serialize_pem(), 0o600)?;
+    if let Some(path) = &a.roots_file {
+        let roots: String = resp
+            .roots
+            .iter()
+            .map(|r| r.trust_anchor_pem.as_str())
+            .collect();
+        std::fs::write(path, roots)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    emit(
+        a.client.json,
+        || {
+            json!({
+                "spiffe_id": resp.spiffe_id,
+                "serial": resp.serial,
+                "root_id": resp.root_id,
+                "not_after_ms": resp.not_after_ms,
+                "cert_file": a.cert_file,
+                "key_file": a.key_file,
+            })
+        },
+        || {
+            format!(
+                "{} (serial {}, root {}) expires {}\nwrote {} and {}",
+                resp.spiffe_id,
+                resp.serial,
+                resp.root_id,
+                output::expires_text(resp.not_after_ms),
+                a.cert_file.display(),
+                a.key_file.display()
+            )
+        },
+    );
     Ok(())
 }
 
@@ -195,18 +267,4 @@ fn roots_text(resp: &pb::ListRootsResponse, pem: bool) -> String {
     text.push_str(&output::footer(resp.meta.as_ref()));
     text.push('\n');
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chain_file_splits_into_certificates() {
-        let one = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----";
-        let two = "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----";
-        let parts = split_pem(&format!("{one}\n{two}\n"));
-        assert_eq!(parts, [format!("{one}\n"), format!("{two}\n")]);
-        assert!(split_pem("").is_empty());
-    }
 }

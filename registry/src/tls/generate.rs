@@ -127,8 +127,8 @@ impl LocalCa {
                 );
             }
         }
-        write(&cert_file, &self.cert_pem, 0o644)?;
-        write(&key_file, &self.key.serialize_pem(), 0o600)?;
+        write_file(&cert_file, &self.cert_pem, 0o644)?;
+        write_file(&key_file, &self.key.serialize_pem(), 0o600)?;
         Ok((cert_file, key_file))
     }
 
@@ -171,7 +171,7 @@ impl LocalCa {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let ca_file = dir.join("ca.pem");
         if !ca_file.exists() {
-            write(&ca_file, &self.cert_pem, 0o644)?;
+            write_file(&ca_file, &self.cert_pem, 0o644)?;
         }
         let leaf = self.leaf_files(dir, name);
         self.write_issued(&leaf, name, sans)?;
@@ -205,8 +205,8 @@ impl LocalCa {
 
     fn write_issued(&self, leaf: &LeafFiles, name: &str, sans: &[&str]) -> anyhow::Result<()> {
         let issued = self.issue(name, sans)?;
-        write(&leaf.cert_file, &issued.cert_pem, 0o644)?;
-        write(&leaf.key_file, &issued.key_pem, 0o600)
+        write_file(&leaf.cert_file, &issued.cert_pem, 0o644)?;
+        write_file(&leaf.key_file, &issued.key_pem, 0o600)
     }
 }
 
@@ -228,7 +228,8 @@ fn same_public_key(cert_pem: &str, key_pem: &str) -> anyhow::Result<bool> {
     Ok(rustls::sign::CertifiedKey::from_der(vec![cert], key, &super::crypto_provider()).is_ok())
 }
 
-fn write(path: &PathBuf, text: &str, mode: u32) -> anyhow::Result<()> {
+/// Writes `text` to `path` created with `mode` (0o600 for private keys).
+pub fn write_file(path: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
