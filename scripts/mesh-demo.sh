@@ -3,8 +3,9 @@
 # sample service ("web", `waymark-sample-app`) each behind its `waymark-proxy`, and a
 # client-side proxy whose upstream `web` listens on 127.0.0.1:9000. It prints the
 # commands that show requests spread over the instances, an instance failing its
-# check and leaving the rotation, and the registry losing a node without a failed
-# request; Ctrl-C stops everything.
+# check and leaving the rotation, the registry losing a node without a failed
+# request, and mutual TLS between the proxies (leaves from the registry's CA) with an
+# intention denying and allowing the client; Ctrl-C stops everything.
 #
 #   scripts/mesh-demo.sh           # build (release), start, print the commands, wait
 #   scripts/mesh-demo.sh --check   # run those steps itself and fail if one does not hold
@@ -85,6 +86,9 @@ listen = "127.0.0.1:1900$i"
 [drain]
 grace = "2s"
 
+[mesh]
+mtls = true
+
 [log]
 format = "text"
 EOF
@@ -112,6 +116,9 @@ listen = "127.0.0.1:9000"
 protocol = "http"
 policy = "round_robin"
 
+[mesh]
+mtls = true
+
 [log]
 format = "text"
 EOF
@@ -121,6 +128,7 @@ PIDS+=($!)
 endpoints() { curl -sf 127.0.0.1:19000/endpoints | grep -c '"id": "web-'; }
 has_endpoints() { [[ "$(endpoints)" == "$1" ]]; }
 wait_until "three endpoints at the client proxy" has_endpoints 3
+wait_until "the client proxy's leaf certificate" curl -sf 127.0.0.1:19000/ready
 
 if [[ $CHECK == 0 ]]; then
     cat <<EOF
@@ -142,6 +150,16 @@ An instance fails its health check and leaves the rotation (and DNS), then retur
   $BIN_DIR/waymark instances web --addr 127.0.0.1:8500
   dig @127.0.0.1 -p 8600 web.service.waymark SRV +short
   curl -X POST 127.0.0.1:18082/recover
+
+Every proxy-to-proxy hop is mutual TLS with SPIFFE identities from the registry's CA;
+an intention denies the client, then the default (allow) applies again:
+  $BIN_DIR/waymark ca roots --addr 127.0.0.1:8500
+  curl -s 127.0.0.1:19001/metrics | grep waymark_proxy_mesh_inbound
+  $BIN_DIR/waymark intention create client web --action deny --addr 127.0.0.1:8500
+  curl -s 127.0.0.1:9000/                                     # 502: web's proxies refuse client
+  $BIN_DIR/waymark intention check client web --addr 127.0.0.1:8500
+  $BIN_DIR/waymark intention delete client web --addr 127.0.0.1:8500
+  curl -s 127.0.0.1:21001/                                    # plaintext to a mesh port: refused
 
 The registry loses its leader without a single failed request:
   while true; do curl -sf 127.0.0.1:9000/ >/dev/null || echo FAILED; done &
@@ -169,6 +187,14 @@ served=$(for i in $(seq 6); do curl -sf 127.0.0.1:9000/; done | sort -u | xargs)
 echo "web-2 failing its check: served by $served"
 curl -sf -X POST 127.0.0.1:18082/recover >/dev/null
 wait_until "web-2 to return" has_endpoints 3
+
+denied() { ! curl -sf 127.0.0.1:9000/; }
+"$BIN_DIR/waymark" intention create client web --action deny --addr 127.0.0.1:8500 >/dev/null
+wait_until "web's proxies to refuse client (intention deny)" denied
+"$BIN_DIR/waymark" intention delete client web --addr 127.0.0.1:8500 >/dev/null
+wait_until "client to be allowed again" curl -sf 127.0.0.1:9000/
+curl -sf --max-time 5 127.0.0.1:21001/ >/dev/null && fail "plaintext to a mesh port was served"
+echo "mTLS: an intention denied client and its deletion allowed it again; plaintext refused"
 
 ALL=127.0.0.1:8500,127.0.0.1:8501,127.0.0.1:8502
 leader=$("$BIN_DIR/waymark" status --addr 127.0.0.1:8500 --json | sed -n 's/.*"leader_id": \([0-9]*\).*/\1/p')

@@ -34,7 +34,7 @@ fn one_service_watcher() -> WatchFilter {
                 services: Some(BTreeSet::from(["svc-050".to_string()])),
                 passing_only: false,
             }],
-            config_prefixes: Vec::new(),
+            ..WatchSelection::default()
         },
         Authorizer::everything(),
     )

@@ -132,6 +132,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics.checks.clone(),
         background.clone(),
     );
+    // With mTLS, routable only once it can complete a handshake.
+    let health = match &mesh {
+        Some(mesh) => mesh.gate(health, background.clone()),
+        None => health,
+    };
     let registration = Registration::start(
         client.clone(),
         config.registration(),

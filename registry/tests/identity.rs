@@ -184,7 +184,7 @@ async fn sign_issues_a_spiffe_leaf_only_for_a_service_the_token_may_write() {
     let (_, leaf) = parse_x509_certificate(&leaf_der).unwrap();
     assert_eq!(
         uris(&leaf),
-        [resp.spiffe_id.clone()],
+        std::slice::from_ref(&resp.spiffe_id),
         "the CSR's DNS name is not granted"
     );
     assert!(!leaf.is_ca());

@@ -64,6 +64,9 @@ fn every_leaf_the_ca_issues_is_a_valid_x509_svid() {
     assert_eq!(svid.cert_chain().len(), 2);
 }
 
+/// One change to a leaf's parameters.
+type Spoil = Box<dyn FnOnce(&mut CertificateParams)>;
+
 /// A leaf for spiffe://c1.waymark/svc/web signed by `root`'s CA, made by hand with
 /// one property changed by `spoil`.
 fn hand_made(spoil: impl FnOnce(&mut CertificateParams)) -> (Vec<u8>, Vec<u8>) {
@@ -94,7 +97,7 @@ fn the_validator_rejects_hand_made_bad_leaves() {
     let (cert, key) = hand_made(|_| {});
     X509Svid::parse_from_der(&cert, &key).expect("the unspoiled hand-made leaf");
 
-    let cases: [(&str, Box<dyn FnOnce(&mut CertificateParams)>); 3] = [
+    let cases: [(&str, Spoil); 3] = [
         (
             "cA=true",
             Box::new(|p| {

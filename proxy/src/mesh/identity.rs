@@ -31,6 +31,8 @@ struct Leaf {
     key: PrivatePkcs8KeyDer<'static>,
     not_before_ms: u64,
     not_after_ms: u64,
+    /// Unique per leaf (the CA's random serial).
+    serial: String,
     root_id: String,
     /// The roots the Sign answer listed (before the watch delivers any).
     roots: Vec<pb::CaRoot>,
@@ -86,6 +88,7 @@ async fn sign(client: &Client, service: &str) -> Result<Leaf, String> {
         key: PrivatePkcs8KeyDer::from(key.serialize_der()),
         not_before_ms: resp.not_before_ms,
         not_after_ms: resp.not_after_ms,
+        serial: resp.serial,
         root_id: resp.root_id,
         roots: resp.roots,
         trust_domain,
@@ -134,6 +137,10 @@ pub async fn run(
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut leaf: Option<Leaf> = None;
     let mut renew_at = tokio::time::Instant::now();
+    // What the published credentials were built from (leaf serial, trusted roots):
+    // an intention change alone does not rebuild them (a new configuration would
+    // also start a new TLS session cache).
+    let mut published: Option<(String, Vec<String>)> = None;
     loop {
         // Sign when due (first leaf, renewal time, or a new active root).
         let state = mesh.borrow_and_update().clone();
@@ -169,7 +176,12 @@ pub async fn run(
                 }
             }
         }
-        if let Some(l) = &leaf {
+        let basis = leaf.as_ref().map(|l| {
+            let roots = trusted(l, &state).iter().map(|r| r.id.clone()).collect();
+            (l.serial.clone(), roots)
+        });
+        if let (Some(l), true) = (&leaf, basis != published) {
+            published = basis;
             match credentials(l, &state) {
                 Ok(c) => {
                     metrics.leaf_not_after_ms.set(c.not_after_ms as i64);

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use waymark_client::Client;
 use waymark_proto::intention::Action;
 
+use crate::health::{Health, Status};
 use crate::metrics::MeshMetrics;
 use state::MeshState;
 use stream::MeshStream;
@@ -157,6 +158,49 @@ impl Mesh {
         self.state
             .borrow()
             .decide(source, &self.service, self.default_intention)
+    }
+
+    /// The instance's health as peers should see it: never better than critical
+    /// until the proxy holds a leaf, since until then every mesh connection to it
+    /// would be refused. Published on the returned channel until `shutdown`.
+    pub fn gate(
+        &self,
+        mut health: watch::Receiver<Health>,
+        shutdown: CancellationToken,
+    ) -> watch::Receiver<Health> {
+        let mut credentials = self.credentials.clone();
+        let gated = |h: &Health, ready: bool| {
+            if ready {
+                h.clone()
+            } else {
+                Health {
+                    status: Status::Critical,
+                    output: format!("{}\nmesh: no leaf certificate yet", h.output),
+                }
+            }
+        };
+        let (tx, rx) = watch::channel(gated(&health.borrow(), credentials.borrow().is_some()));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    changed = health.changed() => if changed.is_err() { return },
+                    changed = credentials.changed() => if changed.is_err() { return },
+                }
+                let next = gated(
+                    &health.borrow_and_update(),
+                    credentials.borrow_and_update().is_some(),
+                );
+                tx.send_if_modified(|current| {
+                    let differs = *current != next;
+                    if differs {
+                        *current = next;
+                    }
+                    differs
+                });
+            }
+        });
+        rx
     }
 
     /// Changes to the roots and intentions (an open connection re-checks its caller).

@@ -29,7 +29,7 @@ pub fn server_name(service: &str) -> ServerName<'static> {
         .expect("a DNS label plus a fixed suffix is a DNS name")
 }
 
-fn expected_service<'a>(name: &'a ServerName<'_>) -> Option<String> {
+fn expected_service(name: &ServerName<'_>) -> Option<String> {
     match name {
         ServerName::DnsName(d) => d
             .as_ref()

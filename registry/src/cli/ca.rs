@@ -101,9 +101,8 @@ pub(super) async fn run(cmd: CaCommand) -> anyhow::Result<()> {
             let request = pb::ListRootsRequest {
                 read: Some(read_options(&a.read).map_err(UsageError)?),
             };
-            let resp = read(&a.client, |ch| {
-                let request = request.clone();
-                async move { identity_client(ch).list_roots(request).await }
+            let resp = read(&a.client, |ch| async move {
+                identity_client(ch).list_roots(request).await
             })
             .await?;
             emit(

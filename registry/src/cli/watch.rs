@@ -14,7 +14,7 @@ use super::signals::StopSignals;
 use super::{watch_fmt, ClientOpts};
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("selection").required(true).multiple(true).args(["services", "all", "config_prefixes"])))]
+#[command(group(ArgGroup::new("selection").required(true).multiple(true).args(["services", "all", "config_prefixes", "ca_roots", "intentions"])))]
 pub(super) struct WatchArgs {
     /// Services to watch.
     #[arg(value_name = "SERVICE")]
@@ -26,6 +26,13 @@ pub(super) struct WatchArgs {
     /// "" = every entry); repeat for more.
     #[arg(long = "config-prefix", value_name = "PREFIX")]
     config_prefixes: Vec<String>,
+    /// Also (or only) watch the mesh CA's roots.
+    #[arg(long)]
+    ca_roots: bool,
+    /// Also (or only) watch intentions: those to DESTINATION (and to '*'), or every
+    /// one without a value.
+    #[arg(long, value_name = "DESTINATION", num_args = 0..=1, default_missing_value = "")]
+    intentions: Option<String>,
     /// Everything up to this catalog index was already seen: print only the changes
     /// after it (a reset and a snapshot if the node no longer has them).
     /// Default: start with a snapshot of the current instances.
@@ -56,7 +63,7 @@ pub(super) async fn run(args: WatchArgs) -> anyhow::Result<()> {
 /// the instances go in a topic too (a request uses one form or the other).
 fn build_request(args: &WatchArgs) -> pb::WatchRequest {
     let progress_interval_ms = args.progress_interval.map_or(0, duration_to_ms);
-    if args.config_prefixes.is_empty() {
+    if args.config_prefixes.is_empty() && !args.ca_roots && args.intentions.is_none() {
         return pb::WatchRequest {
             services: args.services.clone(),
             all: args.all,
@@ -82,6 +89,18 @@ fn build_request(args: &WatchArgs) -> pb::WatchRequest {
             prefix: prefix.clone(),
         })),
     }));
+    if args.ca_roots {
+        topics.push(pb::WatchTopic {
+            topic: Some(Topic::CaRoots(pb::CaRootsTopic {})),
+        });
+    }
+    if let Some(destination) = &args.intentions {
+        topics.push(pb::WatchTopic {
+            topic: Some(Topic::Intentions(pb::IntentionsTopic {
+                destination: destination.clone(),
+            })),
+        });
+    }
     pb::WatchRequest {
         from_index: args.from_index,
         progress_interval_ms,
@@ -181,6 +200,32 @@ mod tests {
         assert!(
             Cli::try_parse_from(["watch"]).is_err(),
             "something must be watched"
+        );
+    }
+
+    #[test]
+    fn mesh_flags_become_topics() {
+        use pb::watch_topic::Topic;
+        let topics: Vec<_> = request(&["--ca-roots", "--intentions", "api"])
+            .topics
+            .into_iter()
+            .filter_map(|t| t.topic)
+            .collect();
+        assert_eq!(
+            topics,
+            [
+                Topic::CaRoots(pb::CaRootsTopic {}),
+                Topic::Intentions(pb::IntentionsTopic {
+                    destination: "api".into()
+                })
+            ]
+        );
+        let every = request(&["--intentions"]);
+        assert_eq!(
+            every.topics[0].topic,
+            Some(Topic::Intentions(pb::IntentionsTopic {
+                destination: String::new()
+            }))
         );
     }
 }

@@ -44,7 +44,7 @@ pub fn host_port(address: &str, port: u32) -> String {
 pub fn text(msg: &pb::WatchResponse) -> Option<String> {
     let index = msg.index;
     Some(match msg.event.as_ref()? {
-        Event::Snapshot(s) => snapshot_text(index, &s.instances),
+        Event::Snapshot(s) => snapshot_text(index, &s.instances) + &snapshot_records(s),
         Event::Changes(c) => c
             .changes
             .iter()
@@ -111,6 +111,27 @@ fn brief_output(output: &str) -> String {
         brief.push('…');
     }
     format!(" ({brief})")
+}
+
+/// The snapshot's records of other kinds, a line each (after the instances).
+fn snapshot_records(s: &pb::WatchSnapshot) -> String {
+    let mut out = String::new();
+    for e in &s.config_entries {
+        out.push_str(&format!("  config {} ({} bytes)\n", e.key, e.value.len()));
+    }
+    for r in &s.ca_roots {
+        let active = if r.active { " (active)" } else { "" };
+        out.push_str(&format!("  ca root {}{active} {}\n", r.id, r.trust_domain));
+    }
+    for i in &s.intentions {
+        out.push_str(&format!(
+            "  intention {} -> {} {}\n",
+            i.source,
+            i.destination,
+            intention_action(i.action)
+        ));
+    }
+    out
 }
 
 fn snapshot_text(index: u64, instances: &[pb::Instance]) -> String {
