@@ -261,25 +261,5 @@ async fn http1_h2_grpc_and_tcp_spread_over_every_instance_by_every_policy() {
     assert!(text.contains(&format!(
         "waymark_proxy_upstream_endpoints{{{rr},state=\"ready\"}} 3"
     )));
-    let promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut promtool = promtool.expect("promtool (installed by scripts/install-deps.sh test)");
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&text);
 }

@@ -333,6 +333,14 @@ async fn mtls_carries_http_grpc_and_tcp_and_refuses_strangers_with_the_reason() 
         1.0,
     )
     .await;
+    // The mesh series pass promtool, labels and all.
+    for p in [admin, a.admin] {
+        let (_, text) = get_once(&format!("127.0.0.1:{p}"), "/metrics")
+            .await
+            .unwrap();
+        assert!(text.contains("waymark_proxy_mesh_leaf_expiry_timestamp_seconds"));
+        promtool_check(&text);
+    }
 }
 
 fn registration_of(service: &str, id: &str, port: u16) -> pb::RegisterRequest {
