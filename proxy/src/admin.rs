@@ -1,6 +1,7 @@
 //! The admin listener: `/metrics` (Prometheus text), `/ready` (registered, and a first
 //! endpoint set for every upstream; says when an upstream is failing static) and
-//! `/endpoints` (JSON: per upstream its endpoints, their state and the catalog index).
+//! `/endpoints` (JSON: per upstream its endpoints, their state and the catalog index;
+//! with mTLS, the root its leaf is from and when the leaf expires).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -137,11 +138,21 @@ async fn endpoints(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
             })
         })
         .collect();
+    let mesh = s.metrics.mesh.as_ref().map(|m| {
+        json!({
+            "mtls": true,
+            "leaf_root": m.leaf_root.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "leaf_not_after_ms": m.leaf_not_after_ms.get(),
+            "trusted_roots": m.trusted_roots.get(),
+            "state_index": m.state_index.get(),
+        })
+    });
     let body = json!({
         "service": s.service,
         "id": s.id,
         "registered": s.metrics.registration.registered.get() == 1,
         "lease_id": s.metrics.registration.lease_id.get(),
+        "mesh": mesh,
         "upstreams": upstreams,
     });
     (

@@ -554,6 +554,21 @@ async fn renewal_and_a_root_rotation_under_traffic_fail_no_request() {
         })
         .await;
     }
+    // What an operator checks before retiring: `waymark proxies` shows the new root
+    // on every proxy.
+    let out = std::process::Command::new(waymark_bin())
+        .args(["proxies", "--addr", &registry.apis.join(",")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for id in ["api/api-a", "api/api-b", "web/web"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id}:\n{text}"));
+        assert!(line.contains(&new), "{id} is not on the new root:\n{text}");
+    }
     traffic.progress(50).await;
 
     // Retire the old root: every proxy trusts only the new one.

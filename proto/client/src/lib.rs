@@ -29,7 +29,7 @@ pub use endpoints::{display_addr, endpoint_uri, AddrError, Endpoints};
 pub use error::ClientError;
 pub use leader::{find_leader, leader_addr};
 pub use lease::{keep_alive, register_with_lease, KeepAliveError, KeepAliveEvent, LeaseKeeper};
-pub use tls::ClientTls;
+pub use tls::{crypto_provider, ClientTls};
 pub use watch::{WatchCursor, WatchFollower, WatchItem};
 
 /// Re-exported so callers match on the same types `classify` returns.

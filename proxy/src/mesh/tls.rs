@@ -84,12 +84,10 @@ pub fn service_of(cert: &CertificateDer<'_>, trust_domain: &str) -> Result<Strin
         .ok_or_else(|| IdentityError::Foreign(id.clone(), trust_domain.to_string()))
 }
 
-/// ring, as the registry's TLS uses. rustls deprecates it for lacking post-quantum key
-/// exchange, which its aws-lc-rs provider has; that one needs cmake and a long C
-/// build, and classical ECDHE is what every proxy here offers.
-#[allow(deprecated)]
+/// The provider every Waymark TLS endpoint uses (ring, X25519 first: see
+/// `waymark_client::crypto_provider`).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    waymark_client::crypto_provider()
 }
 
 /// What a proxy presents and trusts at one moment: rebuilt when its leaf is renewed

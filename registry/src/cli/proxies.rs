@@ -1,7 +1,7 @@
 //! `waymark proxies [SERVICE]`: the instances registered by `waymark-proxy` (those
 //! carrying the `waymark-mesh-port` meta), their health, and — asked from each proxy's
-//! admin listener (`/endpoints`) — the endpoint count, catalog index and fail-static
-//! state of every upstream the proxy routes to.
+//! admin listener (`/endpoints`) — the root its mTLS leaf is from, and the endpoint
+//! count, catalog index and fail-static state of every upstream the proxy routes to.
 
 use std::time::Duration;
 
@@ -133,6 +133,7 @@ fn proxy_json(p: &Proxy) -> Value {
         "mesh_port": p.instance.meta.get(MESH_PORT_META),
         "status": health_name(p.instance.status),
         "admin": p.admin,
+        "mesh": p.endpoints.as_ref().ok().map(|e| e["mesh"].clone()),
         "upstreams": p.endpoints.as_ref().ok().map(|e| e["upstreams"].clone()),
         "error": p.endpoints.as_ref().err(),
     })
@@ -169,11 +170,30 @@ fn upstreams_text(endpoints: &Result<Value, String>) -> String {
         .join(", ")
 }
 
+/// The root the proxy's mTLS leaf is from (`-`: mTLS off, `?`: unknown).
+fn leaf_root_text(endpoints: &Result<Value, String>) -> String {
+    match endpoints {
+        Err(_) => "?".into(),
+        Ok(j) if j["mesh"].is_null() => "-".into(),
+        Ok(j) => match j["mesh"]["leaf_root"].as_str() {
+            Some("") | None => "(no leaf yet)".into(),
+            Some(root) => root.to_string(),
+        },
+    }
+}
+
 fn proxies_text(proxies: &[Proxy]) -> String {
     if proxies.is_empty() {
         return "no instances registered by waymark-proxy\n".into();
     }
-    let mut table = Table::new(&["INSTANCE", "ADDRESS", "MESH PORT", "HEALTH", "UPSTREAMS"]);
+    let mut table = Table::new(&[
+        "INSTANCE",
+        "ADDRESS",
+        "MESH PORT",
+        "HEALTH",
+        "LEAF ROOT",
+        "UPSTREAMS",
+    ]);
     for p in proxies {
         table.row(vec![
             format!("{}/{}", p.instance.service, p.instance.id),
@@ -184,6 +204,7 @@ fn proxies_text(proxies: &[Proxy]) -> String {
                 .cloned()
                 .unwrap_or_default(),
             health_name(p.instance.status),
+            leaf_root_text(&p.endpoints),
             upstreams_text(&p.endpoints),
         ]);
     }
@@ -208,5 +229,19 @@ mod tests {
             upstreams_text(&Err("connection refused".into())),
             "(admin unreachable: connection refused)"
         );
+    }
+
+    #[test]
+    fn the_leaf_root_column_says_whether_mtls_is_on() {
+        assert_eq!(leaf_root_text(&Ok(json!({"mesh": null}))), "-");
+        assert_eq!(
+            leaf_root_text(&Ok(json!({"mesh": {"leaf_root": "3f2a9c1d5e6f7a8b"}}))),
+            "3f2a9c1d5e6f7a8b"
+        );
+        assert_eq!(
+            leaf_root_text(&Ok(json!({"mesh": {"leaf_root": ""}}))),
+            "(no leaf yet)"
+        );
+        assert_eq!(leaf_root_text(&Err("refused".into())), "?");
     }
 }

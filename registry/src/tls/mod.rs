@@ -111,12 +111,10 @@ impl NodeTls {
     }
 }
 
-/// ring, as tonic's `tls-ring` client side uses. rustls deprecates it for lacking
-/// post-quantum key exchange, which its aws-lc-rs provider has; that one needs cmake
-/// and a long C build, and classical ECDHE is what the peers here all offer.
-#[allow(deprecated)]
+/// The one provider every Waymark TLS endpoint uses (`waymark_client::crypto_provider`:
+/// ring, X25519 first).
 pub(crate) fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    waymark_client::crypto_provider()
 }
 
 /// Every certificate in the PEM file at `path`; at least one.
