@@ -156,7 +156,19 @@ pub fn expires_text(unix_ms: u64) -> String {
     if unix_ms <= now {
         format!("expired ({unix_ms} unix ms)")
     } else {
-        format!("in {} ({unix_ms} unix ms)", ms_text(unix_ms - now))
+        format!("in {} ({unix_ms} unix ms)", rough_text(unix_ms - now))
+    }
+}
+
+/// A duration for people, to its two largest units: `3650d0h`, `23h59m`, `59m59s`, `12s`.
+fn rough_text(ms: u64) -> String {
+    let s = ms / 1000;
+    let (d, h, m) = (s / 86_400, s / 3600 % 24, s / 60 % 60);
+    match s {
+        86_400.. => format!("{d}d{h}h"),
+        3600.. => format!("{}h{m}m", s / 3600),
+        60.. => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{s}s"),
     }
 }
 
@@ -559,6 +571,10 @@ mod tests {
     #[test]
     fn millis_as_flag_values() {
         assert_eq!(ms_text(30_000), "30s");
+        assert_eq!(rough_text(3_599_999), "59m59s");
+        assert_eq!(rough_text(90_061_000), "1d1h");
+        assert_eq!(rough_text(7_260_000), "2h1m");
+        assert_eq!(rough_text(12_500), "12s");
         assert_eq!(ms_text(1_500), "1500ms");
         assert_eq!(ms_text(0), "0ms");
     }
