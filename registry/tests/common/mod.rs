@@ -170,9 +170,12 @@ impl TestCluster {
             .expect("a running follower")
     }
 
-    /// Waits until every running node agrees on one leader, and returns it.
+    /// Waits until every running node agrees on one leader, and that leader has
+    /// applied the cluster's bootstrap entry (the mesh CA's first root, which a new
+    /// leader proposes on its own: a test that compares indexes must start after it).
+    /// Returns the leader.
     pub async fn wait_for_leader(&self) -> u64 {
-        wait_for("an agreed leader", || async {
+        wait_for("an agreed leader with the CA root applied", || async {
             let leaders: Vec<Option<u64>> = self
                 .nodes
                 .iter()
@@ -181,7 +184,17 @@ impl TestCluster {
                 .collect();
             let first = leaders.first().copied().flatten()?;
             let leader_running = self.running_ids().contains(&first);
-            (leader_running && leaders.iter().all(|l| *l == Some(first))).then_some(first)
+            let agreed = leader_running && leaders.iter().all(|l| *l == Some(first));
+            let bootstrapped = agreed
+                && self
+                    .node(first)
+                    .node
+                    .catalog
+                    .read()
+                    .expect("catalog lock")
+                    .active_root()
+                    .is_some();
+            bootstrapped.then_some(first)
         })
         .await
     }
