@@ -2,7 +2,8 @@
 # Installs the system packages Waymark needs, if missing. Usage: install-deps.sh build|test|bench
 #   build: a C++ toolchain, libclang (RocksDB bindgen), protoc and the protobuf well-known
 #          types (libprotobuf-dev: etcd-client in benches needs google/protobuf/*.proto)
-#   test:  build + promtool (Prometheus text check), dig (DNS tests), protoc (etcd-client in benches),
+#   test:  build + promtool (Prometheus text check), dig and unbound (DNS tests: a strict
+#          resolver in front of the server), protoc (etcd-client in benches),
 #          nft + ip (the Jepsen harness: partitions in network namespaces), curl (the
 #          mesh demo's check)
 #          + Python grpcio, grpcio-health-checking, grpcio-reflection (real gRPC clients
@@ -13,7 +14,7 @@ set -euo pipefail
 need_pkgs=(libclang-dev g++ make protobuf-compiler libprotobuf-dev)
 case "${1:-build}" in
   build) ;;
-  test) need_pkgs+=(prometheus dnsutils protobuf-compiler nftables iproute2 curl) ;;
+  test) need_pkgs+=(prometheus dnsutils unbound protobuf-compiler nftables iproute2 curl) ;;
   bench) need_pkgs+=(protobuf-compiler etcd-server etcd-client knot dnsperf) ;;
   *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac

@@ -18,6 +18,8 @@ pub trait CatalogView: Send + Sync + 'static {
     /// last acknowledged it). `None` = never, which answers SERVFAIL.
     fn last_leader_contact(&self) -> Option<Duration>;
     /// The catalog index the replica reflects; used as the SOA serial and in logs.
+    /// UDP answers are cached per index, so anything that changes an answer (records,
+    /// members, ACLs) must advance it.
     fn index(&self) -> u64;
 }
 

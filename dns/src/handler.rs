@@ -1,6 +1,8 @@
-//! The hickory `RequestHandler`: checks the request (opcode, EDNS version, class,
-//! domain, staleness), builds the answer from the catalog view, and fits UDP answers
-//! into the client's size limit, setting TC only when answer data was cut.
+//! The hickory `RequestHandler` (the full path): checks the request (opcode, EDNS
+//! version, class, domain, staleness), builds the answer from the catalog view, and
+//! fits UDP answers into the client's size limit, setting TC only when answer data was
+//! cut. `Handler::answer_datagram` runs it on raw bytes as hickory's server would, for
+//! the UDP loop (`udp.rs`) and the fuzz target.
 
 use std::iter;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -14,7 +16,9 @@ use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
 use hickory_server::proto::rr::{DNSClass, Record, RecordType};
-use hickory_server::proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
+};
 use hickory_server::proto::ProtoError;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
@@ -43,6 +47,54 @@ pub(crate) struct Handler {
 impl Handler {
     pub fn new(zone: Zone, view: Arc<dyn CatalogView>) -> Self {
         Self { zone, view }
+    }
+
+    /// Whether this node may answer at all now (its last leader contact is within
+    /// `max_stale`); when not, every answer is SERVFAIL, cached names included.
+    pub(crate) fn fresh(&self) -> bool {
+        !too_stale(self.view.last_leader_contact(), self.zone.max_stale)
+    }
+
+    /// The catalog index answers are computed at now.
+    pub(crate) fn index(&self) -> u64 {
+        self.view.index()
+    }
+
+    /// Answers one DNS message in wire format exactly as hickory's server does with
+    /// this handler (its decoding, FORMERR for a message with a readable header but an
+    /// undecodable body, responses dropped against reflection, this handler, then its
+    /// encoding) and returns the bytes to send, or `None` where nothing is sent: a
+    /// message shorter than a header, or a response.
+    pub(crate) async fn answer_datagram(
+        &self,
+        message: &[u8],
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
+        let src = SocketAddr::from((Ipv4Addr::LOCALHOST, 53_000));
+        let capture = Capture {
+            protocol,
+            sent: Arc::default(),
+        };
+        match Request::from_bytes(message.to_vec(), src, protocol) {
+            Ok(request) if request.metadata.message_type == MessageType::Response => return None,
+            Ok(request) => {
+                self.handle_request::<_, TokioTime>(&request, capture.clone())
+                    .await;
+            }
+            Err(_) => {
+                let header = Header::read(&mut BinDecoder::new(message)).ok()?;
+                let no_queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+                let response = MessageResponseBuilder::new(&no_queries, None)
+                    .error_msg(&header.metadata, ResponseCode::FormErr);
+                capture.clone().send_response(response).await.ok()?;
+            }
+        }
+        let sent = capture
+            .sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        sent
     }
 
     /// Everything but the send: synchronous, so the thread-local RNG is never held
@@ -116,8 +168,13 @@ pub(crate) fn too_stale(contact: Option<Duration>, max_stale: Duration) -> bool 
 /// The UDP size limit for a request: 512 without EDNS; with it, the advertised size
 /// (at least 512) capped at `MAX_UDP_PAYLOAD`.
 pub(crate) fn udp_limit(edns: Option<&Edns>) -> u16 {
-    edns.map_or(PLAIN_UDP_PAYLOAD, |e| {
-        e.max_payload().clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
+    udp_limit_for(edns.map(Edns::max_payload))
+}
+
+/// `udp_limit` from the advertised EDNS payload size (`None` without EDNS).
+pub(crate) fn udp_limit_for(edns_payload: Option<u16>) -> u16 {
+    edns_payload.map_or(PLAIN_UDP_PAYLOAD, |size| {
+        size.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD)
     })
 }
 
@@ -214,15 +271,12 @@ impl RequestHandler for Handler {
     }
 }
 
-/// Answers one DNS message in wire format as the server would over UDP or TCP (the
-/// same checks, answer, UDP trimming and encoding: hickory's decoding, then this
-/// module's `Handler`), without sockets, and returns the response bytes. It exists so
-/// the fuzz target (`fuzz/fuzz_targets/dns.rs`) can drive the real handler with
-/// arbitrary bytes; the server does not call it. `Err` only for an invalid `config`.
-///
-/// `None` where the server sends nothing from this handler: a message shorter than a
-/// header (dropped), one hickory cannot decode (hickory answers FORMERR itself, before
-/// any handler), or a response rather than a query (dropped, against reflection).
+/// Answers one DNS message in wire format as the server answers a UDP or TCP query
+/// that misses the fast path (`Handler::answer_datagram`), without sockets, and returns
+/// the response bytes. It exists so the fuzz target (`fuzz/fuzz_targets/dns.rs`) can
+/// drive the real handler with arbitrary bytes. `Err` only for an invalid `config`;
+/// `None` where the server sends nothing: a message shorter than a header, or a
+/// response rather than a query (dropped, against reflection).
 pub async fn answer_wire(
     config: &DnsConfig,
     view: Arc<dyn CatalogView>,
@@ -235,29 +289,10 @@ pub async fn answer_wire(
     } else {
         Protocol::Udp
     };
-    let src = SocketAddr::from((Ipv4Addr::LOCALHOST, 53_000));
-    let Ok(request) = Request::from_bytes(message.to_vec(), src, protocol) else {
-        return Ok(None);
-    };
-    if request.metadata.message_type == MessageType::Response {
-        return Ok(None);
-    }
-    let capture = Capture {
-        protocol,
-        sent: Arc::default(),
-    };
-    handler
-        .handle_request::<_, TokioTime>(&request, capture.clone())
-        .await;
-    let sent = capture
-        .sent
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    Ok(sent)
+    Ok(handler.answer_datagram(message, protocol).await)
 }
 
-/// `answer_wire`'s stand-in for the socket: keeps the encoded response.
+/// The full path's stand-in for the socket: keeps the encoded response.
 #[derive(Clone)]
 struct Capture {
     protocol: Protocol,
@@ -453,7 +488,10 @@ mod tests {
             assert_eq!(m.answers.len(), 3);
         }
         assert_eq!(wire(&query[..11], false), None, "shorter than a header");
-        assert_eq!(wire(&query[..14], false), None, "hickory answers FORMERR");
+        let formerr = wire(&query[..14], false).expect("a FORMERR");
+        let m = Message::from_vec(&formerr).expect("decode FORMERR");
+        assert_eq!(m.metadata.id, 9);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         let mut response = msg.clone();
         response.metadata.message_type = MessageType::Response;
         let response = response.to_vec().expect("encode response");

@@ -64,21 +64,44 @@
 //! `max_stale_ms` plus the TTL it cached the answer for (plus the follower's apply lag
 //! behind the leader's last message, normally milliseconds).
 //!
+//! # The fast path (UDP)
+//!
+//! Answers only change when the catalog index does, so each UDP socket's loop
+//! (`udp.rs`) keeps the full path's wire answers to plain queries (one IN question,
+//! no EDNS options, EDNS version 0 at most) per (lowercased name, type, UDP size
+//! limit) and serves a repeat by copying the stored bytes with the query's ID, RD and
+//! CD flags and its exact question spelling (resolvers that randomise case, 0x20,
+//! find their own). The cache empties whenever the index moves, so a cached answer is
+//! never older than the replica; the staleness guard runs before the cache, so a stale
+//! node SERVFAILs cached names too. Answers in weighted random order keep 8 orders,
+//! one of which is picked per query and one in 16 hits redraws it through the full
+//! path, so the order still varies per query and follows the weights over time.
+//! Everything else (EDNS options, several or compressed questions, other classes or
+//! opcodes, SERVFAIL/REFUSED answers, TCP) goes through hickory exactly as before.
+//! Datagrams move in batches (`recvmmsg`/`sendmmsg` on Linux, `batch_io.rs`).
+//!
 //! # Cores
 //!
 //! [`DnsListeners::bind`] opens N UDP sockets on one port with SO_REUSEPORT (Linux):
-//! the kernel spreads queries over them by flow, each has its own receive task, so a
-//! multi-thread runtime serves them on all its cores. One exclusive TCP listener.
+//! the kernel spreads queries over them by flow, each has its own loop (and cache), so
+//! a multi-thread runtime serves them on all its cores. One exclusive TCP listener,
+//! served by hickory's `Server`.
 
 mod answer;
+mod batch_io;
+mod cache;
 mod catalog;
 mod config;
 mod handler;
 mod name;
 mod order;
 mod server;
+mod stats;
+mod udp;
+mod wire;
 
 pub use catalog::{CatalogView, DnsInstance, DnsMember, Health};
 pub use config::{ConfigError, DnsConfig, MAX_DOMAIN_LEN, MAX_TTL_SECS, MAX_UDP_SOCKETS};
 pub use handler::{answer_wire, MAX_UDP_PAYLOAD, PLAIN_UDP_PAYLOAD};
 pub use server::{serve, DnsError, DnsListeners, TCP_IDLE_TIMEOUT};
+pub use stats::DnsStats;

@@ -1,5 +1,6 @@
-//! Sockets and the serve loop: binds one TCP listener and N UDP sockets sharing a port
-//! with SO_REUSEPORT, hands them to hickory's `Server`, and runs until cancelled.
+//! Sockets and serving: binds one TCP listener and N UDP sockets sharing a port with
+//! SO_REUSEPORT, runs the TCP listener on hickory's `Server` and one fast-path loop per
+//! UDP socket (`udp.rs`), until cancelled.
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,12 +9,15 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::catalog::CatalogView;
 use crate::config::{ConfigError, DnsConfig, Zone};
 use crate::handler::Handler;
+use crate::stats::DnsStats;
+use crate::udp;
 
 /// A TCP connection that sends no query for this long is closed, so idle clients cannot
 /// hold connections (and their tasks) forever.
@@ -123,42 +127,60 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSoc
 }
 
 /// Serves DNS for `view` on `listeners` until `shutdown` is cancelled, then stops
-/// accepting, drops in-flight work and returns. Validates `config` first. Must run on
-/// a multi-thread tokio runtime to use more than one core.
+/// accepting, drops in-flight work and returns. Validates `config` first. Counts what
+/// it answers in `stats`. Must run on a multi-thread tokio runtime to use more than one
+/// core.
 pub async fn serve(
     config: DnsConfig,
     listeners: DnsListeners,
     view: Arc<dyn CatalogView>,
+    stats: Arc<DnsStats>,
     shutdown: CancellationToken,
 ) -> Result<(), DnsError> {
     let zone = Zone::new(&config)?;
     let addr = listeners.local_addr().map_err(DnsError::Runtime)?;
     let udp_sockets = listeners.udp.len();
-    let mut server = Server::new(Handler::new(zone, view));
+    // UDP: our own loops (answer cache, batched socket I/O), each falling back to the
+    // same handler for everything the cache does not serve.
+    let udp_handler = Arc::new(Handler::new(zone.clone(), view.clone()));
+    let mut udp_loops = JoinSet::new();
     for socket in listeners.udp {
         let socket = tokio::net::UdpSocket::from_std(socket).map_err(DnsError::Runtime)?;
-        server.register_socket(socket);
+        udp_loops.spawn(udp::serve(
+            socket,
+            udp_handler.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ));
     }
+    // TCP: hickory's server as it comes.
+    let mut server = Server::new(Handler::new(zone, view));
     let tcp = tokio::net::TcpListener::from_std(listeners.tcp).map_err(DnsError::Runtime)?;
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
     info!(%addr, udp_sockets, domain = %config.domain, "dns: serving");
 
-    // `block_until_done` only returns once every listener task has ended, which
-    // without a shutdown means the sockets failed.
-    let ended = tokio::select! {
-        result = server.block_until_done() => Some(result),
+    // `block_until_done` only returns once every listener task has ended, and a UDP
+    // loop only ends on shutdown, so without a shutdown either means a socket failed.
+    let failed = tokio::select! {
+        result = server.block_until_done() => Some(match result {
+            Ok(()) => "the TCP listener ended".to_string(),
+            Err(e) => e.to_string(),
+        }),
+        Some(ended) = udp_loops.join_next() => Some(match ended {
+            Ok(Ok(())) => "a UDP socket loop ended".to_string(),
+            Ok(Err(e)) => format!("UDP socket: {e}"),
+            Err(e) => format!("UDP socket loop: {e}"),
+        }),
         () = shutdown.cancelled() => None,
     };
-    match ended {
-        None => {
-            server
-                .shutdown_gracefully()
-                .await
-                .map_err(|e| DnsError::Stopped(e.to_string()))?;
-            info!(%addr, "dns: stopped");
-            Ok(())
-        }
-        Some(Err(e)) => Err(DnsError::Stopped(e.to_string())),
-        Some(Ok(())) => Err(DnsError::Stopped("every listener ended".into())),
+    if let Some(reason) = failed {
+        return Err(DnsError::Stopped(reason));
     }
+    server
+        .shutdown_gracefully()
+        .await
+        .map_err(|e| DnsError::Stopped(e.to_string()))?;
+    while udp_loops.join_next().await.is_some() {}
+    info!(%addr, "dns: stopped");
+    Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub use waymark_metrics::{render_counter, render_gauge, Counter, Histogram, LATENCY_BUCKETS};
 
@@ -35,6 +35,8 @@ pub struct Metrics {
     grpc_requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Failed fetches of auth methods' `jwks_url`s, by method.
     jwks_fetch_failures: Mutex<BTreeMap<String, u64>>,
+    /// The DNS server's own counters (it updates them; rendered here).
+    pub dns: Arc<waymark_dns::DnsStats>,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,7 @@ impl Default for Metrics {
             limited_watch_streams: Counter::default(),
             grpc_requests: Mutex::new(BTreeMap::new()),
             jwks_fetch_failures: Mutex::new(BTreeMap::new()),
+            dns: Arc::default(),
         }
     }
 }
@@ -214,6 +217,7 @@ impl Metrics {
                 "waymark_jwks_fetch_failures_total{{method=\"{method}\"}} {n}"
             );
         }
+        self.dns.render(out);
         let _ = writeln!(
             out,
             "# HELP waymark_grpc_requests_total Client API requests by method and status code."

@@ -372,9 +372,15 @@ async fn run_inner(
     let dns_addr = listeners.dns.local_addr()?;
     let dns_view = Arc::new(DnsCatalogView::new(node.clone()));
     tasks.spawn(
-        waymark_dns::serve(config.dns.clone(), listeners.dns, dns_view, servers.clone())
-            .map(|r| r.context("serving DNS"))
-            .instrument(tracing::info_span!("dns", %dns_addr)),
+        waymark_dns::serve(
+            config.dns.clone(),
+            listeners.dns,
+            dns_view,
+            node.metrics.dns.clone(),
+            servers.clone(),
+        )
+        .map(|r| r.context("serving DNS"))
+        .instrument(tracing::info_span!("dns", %dns_addr)),
     );
     tasks.spawn(
         crate::leader_loop::run(node.clone(), requests.tracker.clone(), servers.clone())
