@@ -1,13 +1,11 @@
 //! Batched datagram I/O for the UDP serving loop: on Linux `recvmmsg`/`sendmmsg` move
 //! up to `BATCH` datagrams per system call (for small DNS packets the kernel crossing,
-//! not the copy, is most of the cost); elsewhere one datagram per call. Non-blocking
-//! only: callers wait for readiness through tokio and get `WouldBlock` otherwise.
+//! not the copy, is most of the cost); elsewhere one datagram per call. On blocking
+//! sockets: a receive waits for the first datagram (or the socket's read timeout) and
+//! then takes whatever else is already queued.
 
 use std::io;
-use std::net::SocketAddr;
-
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 
 /// Datagrams per system call.
 pub(crate) const BATCH: usize = 32;
@@ -39,7 +37,8 @@ impl RecvBatch {
         (0..self.count).map(|i| (&self.buffers[i][..self.lens[i]], self.peers[i]))
     }
 
-    /// Receives at least one and up to `BATCH` datagrams, or fails with `WouldBlock`.
+    /// Receives at least one and up to `BATCH` datagrams; fails with `WouldBlock` (or
+    /// `TimedOut`) when the socket's read timeout passes first.
     #[cfg(target_os = "linux")]
     pub(crate) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         use std::os::fd::AsRawFd;
@@ -58,22 +57,19 @@ impl RecvBatch {
             header.msg_iov = &mut iovecs[i];
             header.msg_iovlen = 1;
         }
-        // `try_io` clears tokio's readiness flag when this fails with WouldBlock.
-        let received = socket.try_io(Interest::READABLE, || {
-            // SAFETY: every header points at a live buffer, iovec and address storage
-            // of the sizes given, all outliving the call; the kernel writes at most
-            // that much.
-            let received = unsafe {
-                libc::recvmmsg(
-                    socket.as_raw_fd(),
-                    headers.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            usize::try_from(received).map_err(|_| io::Error::last_os_error())
-        })?;
+        // SAFETY: every header points at a live buffer, iovec and address storage of
+        // the sizes given, all outliving the call; the kernel writes at most that much.
+        let received = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                // Block for the first datagram only, then take what is queued.
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        let received = usize::try_from(received).map_err(|_| io::Error::last_os_error())?;
         for i in 0..received {
             self.lens[i] = (headers[i].msg_len as usize).min(DATAGRAM_MAX);
             self.peers[i] = socket_addr(&names[i]);
@@ -85,7 +81,7 @@ impl RecvBatch {
     #[cfg(not(target_os = "linux"))]
     pub(crate) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         self.count = 0;
-        let (len, peer) = socket.try_recv_from(&mut self.buffers[0])?;
+        let (len, peer) = socket.recv_from(&mut self.buffers[0])?;
         self.lens[0] = len;
         self.peers[0] = Some(peer);
         self.count = 1;
@@ -120,7 +116,7 @@ fn socket_addr(name: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// Sends the first datagrams of `out` (at most `BATCH`) and returns how many went, or
-/// fails with the error of the first one (`WouldBlock` when the socket is full).
+/// fails with the error of the first one.
 #[cfg(target_os = "linux")]
 pub(crate) fn send(socket: &UdpSocket, out: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
@@ -145,25 +141,23 @@ pub(crate) fn send(socket: &UdpSocket, out: &[(Vec<u8>, SocketAddr)]) -> io::Res
         header.msg_iov = &mut iovecs[i];
         header.msg_iovlen = 1;
     }
-    socket.try_io(Interest::WRITABLE, || {
-        // SAFETY: every header points at live data, iovecs and addresses that outlive
-        // the call; the kernel only reads them.
-        let sent = unsafe {
-            libc::sendmmsg(
-                socket.as_raw_fd(),
-                headers.as_mut_ptr(),
-                count as libc::c_uint,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        usize::try_from(sent).map_err(|_| io::Error::last_os_error())
-    })
+    // SAFETY: every header points at live data, iovecs and addresses that outlive the
+    // call; the kernel only reads them.
+    let sent = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            headers.as_mut_ptr(),
+            count as libc::c_uint,
+            0,
+        )
+    };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn send(socket: &UdpSocket, out: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
     match out.first() {
-        Some((data, peer)) => socket.try_send_to(data, *peer).map(|_| 1),
+        Some((data, peer)) => socket.send_to(data, peer).map(|_| 1),
         None => Ok(0),
     }
 }
@@ -172,32 +166,35 @@ pub(crate) fn send(socket: &UdpSocket, out: &[(Vec<u8>, SocketAddr)]) -> io::Res
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_batch_goes_out_and_comes_back_with_its_senders() {
-        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    #[test]
+    fn a_batch_goes_out_and_comes_back_with_its_senders() {
+        let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        server
+            .set_read_timeout(Some(std::time::Duration::from_millis(50)))
+            .expect("timeout");
         let server_addr = server.local_addr().expect("addr");
-        let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let client_addr = client.local_addr().expect("addr");
         let mut batch = RecvBatch::new();
-        assert_eq!(
-            batch.recv(&server).expect_err("nothing yet").kind(),
-            io::ErrorKind::WouldBlock
+        let quiet = batch.recv(&server).expect_err("nothing sent yet");
+        assert!(
+            matches!(
+                quiet.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "{quiet}"
         );
         for k in 0..5u8 {
             client.send_to(&[k; 20], server_addr).expect("send");
         }
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
         let mut got = Vec::new();
-        let wait = async {
-            while got.len() < 5 {
-                server.readable().await.expect("readable");
-                if batch.recv(&server).is_ok() {
-                    got.extend(batch.iter().map(|(d, p)| (d.to_vec(), p)));
-                }
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
-            .await
-            .expect("five datagrams within 10 s");
+        while got.len() < 5 {
+            batch.recv(&server).expect("the datagrams sent");
+            got.extend(batch.iter().map(|(d, p)| (d.to_vec(), p)));
+        }
         for (k, (data, peer)) in got.iter().enumerate() {
             assert_eq!(data, &vec![k as u8; 20]);
             assert_eq!(*peer, Some(client_addr));
@@ -206,8 +203,7 @@ mod tests {
             (0..3u8).map(|k| (vec![k; 7], client_addr)).collect();
         let mut sent = 0;
         while sent < replies.len() {
-            server.writable().await.expect("writable");
-            sent += send(&server, &replies[sent..]).unwrap_or(0);
+            sent += send(&server, &replies[sent..]).expect("send");
         }
         let mut buf = [0; 64];
         for k in 0..3u8 {

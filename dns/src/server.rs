@@ -1,6 +1,6 @@
 //! Sockets and serving: binds one TCP listener and N UDP sockets sharing a port with
-//! SO_REUSEPORT, runs the TCP listener on hickory's `Server` and one fast-path loop per
-//! UDP socket (`udp.rs`), until cancelled.
+//! SO_REUSEPORT, runs the TCP listener on hickory's `Server` and one fast-path loop
+//! thread per UDP socket (`udp.rs`), until cancelled.
 
 use std::io;
 use std::net::SocketAddr;
@@ -145,13 +145,9 @@ pub async fn serve(
     let udp_handler = Arc::new(Handler::new(zone.clone(), view.clone()));
     let mut udp_loops = JoinSet::new();
     for socket in listeners.udp {
-        let socket = tokio::net::UdpSocket::from_std(socket).map_err(DnsError::Runtime)?;
-        udp_loops.spawn(udp::serve(
-            socket,
-            udp_handler.clone(),
-            stats.clone(),
-            shutdown.clone(),
-        ));
+        let (handler, stats, shutdown) = (udp_handler.clone(), stats.clone(), shutdown.clone());
+        // A thread of the blocking pool for as long as the server runs.
+        udp_loops.spawn_blocking(move || udp::serve(socket, handler, stats, shutdown));
     }
     // TCP: hickory's server as it comes.
     let mut server = Server::new(Handler::new(zone, view));

@@ -143,3 +143,63 @@ async fn registrations_reach_every_nodes_dns_and_a_cut_off_node_goes_servfail() 
     .await;
     cluster.shutdown().await;
 }
+
+/// The UDP answer cache on real replicas: plain queries (`+nocookie`) are answered from
+/// it, and a deregistration reaches every node's next answer, since the cache belongs
+/// to the index it was filled at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_answers_follow_each_replicas_index() {
+    let cluster = TestCluster::start(3, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let mut c = cluster.catalog(leader).await;
+    for (id, address) in [("web-1", "10.0.0.1"), ("web-2", "10.0.0.2")] {
+        let mut r = registration("web", id, 8080);
+        r.address = address.into();
+        c.register(r).await.unwrap();
+    }
+    let plain = |addr: &str| {
+        let (status, mut a) = dig_with(addr, "web.service.waymark", "A", &["+nocookie"]);
+        a.sort();
+        (status, a)
+    };
+    for id in cluster.running_ids() {
+        let addr = cluster.node(id).config.dns_addr.clone();
+        wait_for(&format!("node {id} to answer both instances"), || {
+            let addr = addr.clone();
+            async move { (plain(&addr).1 == ["10.0.0.1", "10.0.0.2"]).then_some(()) }
+        })
+        .await;
+        let stats = &cluster.node(id).node.metrics.dns;
+        let before = stats.udp_cached.get();
+        for _ in 0..40 {
+            assert_eq!(
+                plain(&addr),
+                ("NOERROR".into(), vec!["10.0.0.1".into(), "10.0.0.2".into()])
+            );
+        }
+        assert!(
+            stats.udp_cached.get() > before,
+            "node {id}: no answer came from the cache"
+        );
+    }
+
+    c.deregister(pb::DeregisterRequest {
+        service: "web".into(),
+        id: "web-1".into(),
+    })
+    .await
+    .unwrap();
+    for id in cluster.running_ids() {
+        let addr = cluster.node(id).config.dns_addr.clone();
+        wait_for(&format!("node {id} to drop web-1"), || {
+            let addr = addr.clone();
+            async move { (plain(&addr).1 == ["10.0.0.2"]).then_some(()) }
+        })
+        .await;
+        // Once gone, gone from every later answer (no cached order brings it back).
+        for _ in 0..20 {
+            assert_eq!(plain(&addr).1, ["10.0.0.2"], "node {id}");
+        }
+    }
+    cluster.shutdown().await;
+}
