@@ -66,7 +66,7 @@
 //!
 //! # The fast path (UDP)
 //!
-//! Answers only change when the catalog index does, so each UDP socket's loop
+//! Answers only change when the catalog index does, so each UDP socket's loop thread
 //! (`udp.rs`) keeps the full path's wire answers to plain queries (one IN question,
 //! no EDNS options, EDNS version 0 at most) per (lowercased name, type, UDP size
 //! limit) and serves a repeat by copying the stored bytes with the query's ID, RD and
@@ -83,9 +83,9 @@
 //! # Cores
 //!
 //! [`DnsListeners::bind`] opens N UDP sockets on one port with SO_REUSEPORT (Linux):
-//! the kernel spreads queries over them by flow, each has its own loop (and cache), so
-//! a multi-thread runtime serves them on all its cores. One exclusive TCP listener,
-//! served by hickory's `Server`.
+//! the kernel spreads queries over them by flow, and each has its own loop thread
+//! (and cache), from the runtime's blocking pool, so N sockets use N cores. One
+//! exclusive TCP listener, served by hickory's `Server` on the async runtime.
 
 mod answer;
 mod batch_io;
