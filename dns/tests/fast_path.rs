@@ -54,6 +54,11 @@ fn ask(sock: &UdpSocket, packet: &[u8]) -> Vec<u8> {
     panic!("no answer to query {id} within 10 s");
 }
 
+/// Asks a plain `name`/`qtype` query (no EDNS) and decodes the answer.
+fn exchange(sock: &UdpSocket, id: u16, name: &str, qtype: RecordType) -> Message {
+    Message::from_vec(&ask(sock, &query(id, name, qtype, None))).expect("decode answer")
+}
+
 /// The full path's answer to the same bytes, from the same view.
 fn full_path(s: &TestServer, packet: &[u8]) -> Vec<u8> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -222,11 +227,7 @@ fn the_next_index_drops_what_the_cache_held() {
     let s = TestServer::default_with(catalog());
     let sock = client(&s);
     let a_records = |id: u16| {
-        let m = Message::from_vec(&ask(
-            &sock,
-            &query(id, "web.service.waymark.", RecordType::A, None),
-        ))
-        .expect("decode");
+        let m = exchange(&sock, id, "web.service.waymark.", RecordType::A);
         let mut v: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
         v.sort();
         v
@@ -263,11 +264,7 @@ fn a_stale_node_answers_servfail_for_cached_names_too() {
     while s.stats.udp_cached.get() < 5 {
         assert!(Instant::now() < deadline, "the cache never answered");
         id += 1;
-        let m = Message::from_vec(&ask(
-            &sock,
-            &query(id, "web-1.web.instance.waymark.", RecordType::A, None),
-        ))
-        .expect("decode");
+        let m = exchange(&sock, id, "web-1.web.instance.waymark.", RecordType::A);
         assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     }
     // Lose the leader without the index moving: the cache still holds the answer.
@@ -275,11 +272,7 @@ fn a_stale_node_answers_servfail_for_cached_names_too() {
     let hits = s.stats.udp_cached.get();
     for _ in 0..20 {
         id += 1;
-        let m = Message::from_vec(&ask(
-            &sock,
-            &query(id, "web-1.web.instance.waymark.", RecordType::A, None),
-        ))
-        .expect("decode");
+        let m = exchange(&sock, id, "web-1.web.instance.waymark.", RecordType::A);
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
         assert!(m.answers.is_empty());
     }
@@ -289,11 +282,7 @@ fn a_stale_node_answers_servfail_for_cached_names_too() {
         "no answer came from the cache"
     );
     s.view.0.lock().expect("fake lock").contact = Some(Duration::from_millis(10));
-    let m = Message::from_vec(&ask(
-        &sock,
-        &query(id + 1, "web-1.web.instance.waymark.", RecordType::A, None),
-    ))
-    .expect("decode");
+    let m = exchange(&sock, id + 1, "web-1.web.instance.waymark.", RecordType::A);
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
 }
 
@@ -313,11 +302,7 @@ fn weighted_order_varies_per_query_and_follows_the_weights() {
     let mut orders = std::collections::HashSet::new();
     let queries = 4_000u16;
     for id in 0..queries {
-        let m = Message::from_vec(&ask(
-            &sock,
-            &query(id, "w.service.waymark.", RecordType::A, None),
-        ))
-        .expect("decode");
+        let m = exchange(&sock, id, "w.service.waymark.", RecordType::A);
         let order: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
         assert_eq!(order.len(), 3);
         *first.entry(order[0].clone()).or_default() += 1;
