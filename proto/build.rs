@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The descriptor set feeds gRPC server reflection (`pb::FILE_DESCRIPTOR_SET`).
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Smaller per-call buffers (`src/codec.rs` says why).
+        .codec_path("crate::codec::LeanCodec")
         .file_descriptor_set_path(out_dir.join("waymark_descriptor.bin"))
         .compile_protos(&protos, &["proto"])?;
     Ok(())

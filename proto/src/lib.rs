@@ -2,6 +2,7 @@
 //! validated value types that the registry accepts from it.
 
 pub mod acl;
+pub mod codec;
 pub mod config_key;
 pub mod errors;
 pub mod intention;

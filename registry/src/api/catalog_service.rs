@@ -197,7 +197,7 @@ impl pb::catalog_server::Catalog for CatalogService {
         audit.finish(respond(&self.node, "UpdateHealth", result), |r| r.index)
     }
 
-    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+    type WatchStream = WatchResponses;
 
     async fn watch(
         &self,
@@ -247,9 +247,26 @@ impl pb::catalog_server::Catalog for CatalogService {
                 }
                 .instrument(span),
             );
-            Ok(ReceiverStream::new(rx))
+            Ok(WatchResponses(ReceiverStream::new(rx)))
         }
         .await;
         respond(&self.node, "Watch", result)
+    }
+}
+
+/// A watch stream's messages as tonic sends them, unboxed from the channel
+/// (`watch_stream::WatchItem` says why they are boxed).
+pub struct WatchResponses(ReceiverStream<watch_stream::WatchItem>);
+
+impl tokio_stream::Stream for WatchResponses {
+    type Item = Result<pb::WatchResponse, Status>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_next(cx)
+            .map(|item| item.map(|boxed| *boxed))
     }
 }

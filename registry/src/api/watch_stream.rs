@@ -25,7 +25,11 @@ pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// A node that has not heard from a leader for longer says so on its streams.
 pub const LEADER_LOST_AFTER_MS: u64 = 5_000;
 
-type Tx = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+/// One message (or the final error) for the client. Boxed: a channel allocates its
+/// slots 32 at a time, and unboxed each slot is the size of a `Status` (hundreds of
+/// bytes), which made the channel a large part of an idle watcher's memory.
+pub type WatchItem = Box<Result<pb::WatchResponse, Status>>;
+type Tx = mpsc::Sender<WatchItem>;
 
 /// What a watcher follows: the union of its topics.
 #[derive(Debug, Clone)]
@@ -264,7 +268,10 @@ impl Stream {
         debug_assert!(msg.index >= self.last_index);
         self.last_index = self.last_index.max(msg.index);
         self.sent_since_tick = true;
-        self.tx.send(Ok(msg)).await.map_err(|_| End::ClientGone)
+        self.tx
+            .send(Box::new(Ok(msg)))
+            .await
+            .map_err(|_| End::ClientGone)
     }
 
     /// Sends the matching changes of one index, if any.
@@ -441,7 +448,7 @@ pub async fn run(
             tracing::info!(%why, "watch ended: its token is gone");
             let _ = stream
                 .tx
-                .send(Err(status(&node, ApiError::TokenRevoked(why))))
+                .send(Box::new(Err(status(&node, ApiError::TokenRevoked(why)))))
                 .await;
         }
         Ok(()) => {}
