@@ -38,6 +38,15 @@ pub const MAX_BATCH: usize = 128;
 /// with 16 clients, 4 gave 1,305 writes/s at 2.7 per entry, 2 gave 1,630 at 4.9.
 const MAX_IN_FLIGHT: usize = 2;
 
+/// Longest an entry holds its in-flight slot. openraft 0.9 can leave a write
+/// unanswered when its leader is deposed with it in flight (seen in the Jepsen smoke:
+/// a node paused as leader, re-elected later, then timed out every write it proposed
+/// for the rest of the run, while reads through it worked); without a limit, two such
+/// writes hold both slots for ever and the node can never write as leader again.
+/// Callers give up long before (`Node` waits `request_timeout`, 5 s by default, and
+/// says the write may have applied), so freeing the slot changes no answer.
+const SLOT_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Writes waiting for the batching task. A full queue makes callers wait (back
 /// pressure) rather than grow memory without bound.
 const QUEUE: usize = 8 * MAX_BATCH;
@@ -101,7 +110,16 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, metrics: Arc<Metrics>
         metrics.proposal_batch_size.observe(batch.len() as f64);
         let raft = raft.clone();
         tokio::spawn(async move {
-            commit(&raft, batch).await;
+            if tokio::time::timeout(SLOT_HOLD_LIMIT, commit(&raft, batch))
+                .await
+                .is_err()
+            {
+                // Its callers (already gone) get no answer: the entry may still commit.
+                tracing::warn!(
+                    limit = ?SLOT_HOLD_LIMIT,
+                    "a proposed entry was not answered in time; freeing its slot"
+                );
+            }
             drop(slot);
         });
     }
