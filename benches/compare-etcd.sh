@@ -246,6 +246,16 @@ stop_servers() {
     PIDS=()
 }
 
+# Resident memory (VmRSS, kB) of the running servers, summed.
+servers_rss_kb() {
+    local pid total=0 kb
+    for pid in "${PIDS[@]}"; do
+        kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -382,9 +392,20 @@ run_one() {
     local cmd=("$BENCH" --backend "$backend" --endpoints "$(endpoints_of "$backend")" "$@" $BENCH_ARGS --json)
     log "run $n: ${cmd[*]}"
     COMMANDS+=("${cmd[*]}")
-    local rc=0
-    timeout -k 10 "$RUN_TIMEOUT" "${cmd[@]}" >"$WORK/run-$n.json" 2>"$WORK/run-$n.err" || rc=$?
+    local rc=0 rss_before rss_peak=0 rss sampler
+    rss_before=$(servers_rss_kb)
+    timeout -k 10 "$RUN_TIMEOUT" "${cmd[@]}" >"$WORK/run-$n.json" 2>"$WORK/run-$n.err" &
+    sampler=$!
+    # The servers' resident memory, summed, every half second while the run lasts: its
+    # peak minus the value before, over the watchers, is the memory per watcher.
+    while kill -0 "$sampler" 2>/dev/null; do
+        rss=$(servers_rss_kb)
+        ((rss > rss_peak)) && rss_peak=$rss
+        sleep 0.5
+    done
+    wait "$sampler" || rc=$?
     if ((rc == 0)) && [[ -s $WORK/run-$n.json ]]; then
+        sed -i "1s/^{/{\"servers_rss_before_kb\":$rss_before,\"servers_rss_peak_kb\":$rss_peak,/" "$WORK/run-$n.json"
         cat "$WORK/run-$n.json" >>"$RESULTS"
         cat "$WORK/run-$n.json"
     else

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 /// Watch put→event p99 goal at 10k watchers, in milliseconds.
 pub const WATCH_P99_GOAL_MS: f64 = 50.0;
+/// Server memory goal per watcher at 10k watchers, in KB (1,000 bytes).
+pub const WATCH_RSS_GOAL_KB: f64 = 5.0;
 /// Registration throughput goal: this many times etcd's put throughput at 256 clients.
 pub const REGISTER_RATIO_GOAL: f64 = 2.0;
 
@@ -309,7 +311,51 @@ pub fn goals(rows: &[Value]) -> anyhow::Result<String> {
             let _ = writeln!(out, "- Watch latency at 10000 watchers: no result");
         }
     }
+    if let Some(p) = find("watch-latency", "10000 watchers") {
+        let (w, e) = (setup_s(p.waymark), setup_s(p.etcd));
+        let met = matches!((w, e), (Some(w), Some(e)) if w <= e);
+        let _ = writeln!(
+            out,
+            "- Setting up 10000 watchers at least as fast as etcd: waymark {}, etcd {} — {}",
+            seconds_text(w),
+            seconds_text(e),
+            verdict(met)
+        );
+        let (w, e) = (rss_per_watcher_kb(p.waymark), rss_per_watcher_kb(p.etcd));
+        let met = w.is_some_and(|w| w <= WATCH_RSS_GOAL_KB);
+        let _ = writeln!(
+            out,
+            "- Server memory per watcher at 10000 watchers ≤ {WATCH_RSS_GOAL_KB} KB (the \
+             servers' summed peak RSS during the run minus before it, ÷ watchers): waymark \
+             {}, etcd {} — {}",
+            kb_text(w),
+            kb_text(e),
+            verdict(met)
+        );
+    }
     Ok(out)
+}
+
+fn setup_s(v: Option<&Value>) -> Option<f64> {
+    num_field(v?, "setup_s")
+}
+
+/// Growth of the servers' resident memory during a watch run, per watcher, in KB.
+fn rss_per_watcher_kb(v: Option<&Value>) -> Option<f64> {
+    let v = v?;
+    let before = num_field(v, "servers_rss_before_kb")?;
+    let peak = num_field(v, "servers_rss_peak_kb")?;
+    let watchers = num_field(v, "watchers").filter(|w| *w > 0.0)?;
+    // VmRSS is in KiB; the goal is in KB.
+    Some((peak - before).max(0.0) * 1.024 / watchers)
+}
+
+fn seconds_text(s: Option<f64>) -> String {
+    s.map_or("no result".into(), |s| format!("{s:.3} s"))
+}
+
+fn kb_text(kb: Option<f64>) -> String {
+    kb.map_or("not measured".into(), |kb| format!("{kb:.1} KB"))
 }
 
 #[cfg(test)]
@@ -328,6 +374,36 @@ mod tests {
                "watchers": watchers, "ops_per_sec": 1000.0, "errors": 0,
                "missed": missed, "duplicates": 0,
                "latency_ms": {"p50": 1.0, "p99": p99}})
+    }
+
+    #[test]
+    fn watch_setup_and_memory_goals_are_judged_from_the_10k_run() {
+        let mut w = watch("waymark", 10000, 40.0, 0);
+        w["setup_s"] = json!(0.3);
+        w["servers_rss_before_kb"] = json!(80_000);
+        w["servers_rss_peak_kb"] = json!(120_000);
+        let mut e = watch("etcd", 10000, 90.0, 0);
+        e["setup_s"] = json!(0.9);
+        e["servers_rss_before_kb"] = json!(80_000);
+        e["servers_rss_peak_kb"] = json!(560_000);
+        let text = goals(&[w.clone(), e.clone()]).unwrap();
+        assert!(
+            text.contains("waymark 0.300 s, etcd 0.900 s — **met**"),
+            "{text}"
+        );
+        // (120,000 - 80,000) KiB × 1.024 / 10,000 = 4.1 KB.
+        assert!(
+            text.contains("waymark 4.1 KB, etcd 49.2 KB — **met**"),
+            "{text}"
+        );
+        w["servers_rss_peak_kb"] = json!(140_000);
+        w["setup_s"] = json!(1.2);
+        let text = goals(&[w, e]).unwrap();
+        assert!(text.contains("etcd 0.900 s — **not met**"), "{text}");
+        assert!(
+            text.contains("waymark 6.1 KB, etcd 49.2 KB — **not met**"),
+            "{text}"
+        );
     }
 
     #[test]

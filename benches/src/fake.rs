@@ -160,7 +160,7 @@ struct Svc {
     leader: String,
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<waymark_proto::WatchFrame, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::catalog_server::Catalog for Svc {
@@ -294,7 +294,7 @@ impl pb::catalog_server::Catalog for Svc {
                                     }],
                                 })),
                             };
-                            return Some((Ok(msg), rx));
+                            return Some((Ok(msg.into()), rx));
                         }
                         Ok(_) => continue,
                         Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -305,7 +305,8 @@ impl pb::catalog_server::Catalog for Svc {
                 }
             }
         });
-        let stream = futures::StreamExt::chain(futures::stream::iter([Ok(snapshot)]), changes);
+        let stream =
+            futures::StreamExt::chain(futures::stream::iter([Ok(snapshot.into())]), changes);
         Ok(Response::new(Box::pin(stream)))
     }
 }

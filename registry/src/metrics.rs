@@ -20,6 +20,12 @@ pub struct Metrics {
     pub snapshots_installed: Counter,
     /// Watch streams reset because they fell behind.
     pub watch_resets: Counter,
+    /// Changes turned into wire form for watchers (once per change, shared by all).
+    pub watch_change_encodings: Counter,
+    /// Changes messages sent to watchers: assembled for this stream, or the bytes one
+    /// assembled for another stream that selected the same.
+    pub watch_messages_assembled: Counter,
+    pub watch_messages_shared: Counter,
     /// Commands per log entry this node proposed as leader (group commit).
     pub proposal_batch_size: Histogram,
     /// Synced (fsynced) writes of log entries, and the entries they carried.
@@ -46,6 +52,9 @@ impl Default for Metrics {
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
             watch_resets: Counter::default(),
+            watch_change_encodings: Counter::default(),
+            watch_messages_assembled: Counter::default(),
+            watch_messages_shared: Counter::default(),
             proposal_batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
             log_syncs: Counter::default(),
             log_entries_appended: Counter::default(),
@@ -153,6 +162,27 @@ impl Metrics {
             "Watch streams reset (Reset + Snapshot) because the watcher fell behind.",
             self.watch_resets.get(),
         );
+        render_counter(
+            out,
+            "waymark_watch_change_encodings_total",
+            "Changes put into wire form for watch streams (once per change, shared by every stream).",
+            self.watch_change_encodings.get(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP waymark_watch_change_messages_total Changes messages sent on watch streams, by whether this stream assembled it or sent the bytes assembled for another stream with the same selection."
+        );
+        let _ = writeln!(out, "# TYPE waymark_watch_change_messages_total counter");
+        for (source, counter) in [
+            ("assembled", &self.watch_messages_assembled),
+            ("shared", &self.watch_messages_shared),
+        ] {
+            let _ = writeln!(
+                out,
+                "waymark_watch_change_messages_total{{source=\"{source}\"}} {}",
+                counter.get()
+            );
+        }
         self.proposal_batch_size.render(
             out,
             "waymark_proposal_batch_size",

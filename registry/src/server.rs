@@ -422,6 +422,7 @@ async fn run_inner(
         Some(res) = tasks.join_next() => Some(res),
     };
     servers.cancel();
+    node.hub.stop_watches();
     requests.tracker.close();
     let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
         while tasks.join_next().await.is_some() {}

@@ -1,7 +1,8 @@
 //! Watch streams: from now, resumed from a past index on another node, from before
 //! the history window (Reset), from a future index (waits), across the stop of the
-//! serving node, for a watcher that stops reading (bounded, then Reset), and a
-//! passing-only watch as an instance leaves and comes back.
+//! serving node, for a watcher that stops reading (bounded, then Reset), a
+//! passing-only watch as an instance leaves and comes back, and watchers of one
+//! selection sharing one encoding of each change.
 
 mod common;
 
@@ -375,5 +376,68 @@ async fn a_passing_only_watch_sees_an_instance_leave_when_critical_and_return_wh
         panic!("expected an upsert, got {change:?}");
     };
     assert_eq!(back.status, pb::HealthStatus::Passing as i32);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn watchers_of_the_same_selection_share_one_encoding_of_each_change() {
+    let cluster = TestCluster::start(1, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let metrics = cluster.node(leader).node.metrics.clone();
+    let mut c = cluster.catalog(leader).await;
+    c.register(registration("web", "a", 80)).await.unwrap();
+    // 12 watchers of `web`, 4 of `web` passing only, 4 of everything.
+    let mut watchers = Vec::new();
+    for i in 0..20 {
+        let mut request = watch_request(&["web"], 0);
+        request.passing_only = (12..16).contains(&i);
+        if i >= 16 {
+            request.services.clear();
+            request.all = true;
+        }
+        let passing_only = request.passing_only;
+        let mut s = c.watch(request).await.unwrap().into_inner();
+        let mut model = WatchModel::default();
+        model.apply(&next(&mut s).await);
+        assert_eq!(model.ids("web"), vec!["a"]);
+        watchers.push((s, model, passing_only));
+    }
+    let encodings = metrics.watch_change_encodings.get();
+    let assembled = metrics.watch_messages_assembled.get();
+    let shared = metrics.watch_messages_shared.get();
+
+    // One change, seen two ways: as it is (critical), and as a removal by the
+    // passing-only watchers.
+    let critical = c
+        .update_health(pb::UpdateHealthRequest {
+            service: "web".into(),
+            id: "a".into(),
+            status: pb::HealthStatus::Critical as i32,
+            output: "down".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for (s, model, passing_only) in &mut watchers {
+        read_until(s, model, critical.index).await;
+        if *passing_only {
+            assert!(model.ids("web").is_empty(), "{model:?}");
+        } else {
+            let a = &model.instances[&("web".to_string(), "a".to_string())];
+            assert_eq!(a.status, pb::HealthStatus::Critical as i32);
+            assert_eq!(a.status_output, "down");
+        }
+    }
+    assert_eq!(
+        metrics.watch_change_encodings.get() - encodings,
+        1,
+        "the change is converted and encoded once for all 20 streams"
+    );
+    assert_eq!(
+        metrics.watch_messages_assembled.get() - assembled,
+        2,
+        "one message as it is, one as a removal"
+    );
+    assert_eq!(metrics.watch_messages_shared.get() - shared, 18);
     cluster.shutdown().await;
 }

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::Instrument;
 use waymark_proto::{check_health_update, check_instance_key, pb, Registration, WatchSelection};
 
 use super::errors::{respond, ApiError};
-use super::watch_stream::{self, WatchFilter, DEFAULT_PROGRESS_INTERVAL};
+use super::watch_stream::{
+    self, WatchFilter, WatchResponses, WatchStart, DEFAULT_PROGRESS_INTERVAL,
+};
 use super::{auth, convert, read, Tasks};
 use crate::acl::Need;
 use crate::limits::Caller;
@@ -18,7 +18,8 @@ use crate::node::{self, Node};
 
 pub struct CatalogService {
     node: Arc<Node>,
-    /// Owns the watch streams; ends them at shutdown.
+    /// Tracks the watch streams, so a stopping server waits for them (the hub ends
+    /// them: `WatchHub::stop_watches`).
     tasks: Tasks,
 }
 
@@ -220,7 +221,7 @@ impl pb::catalog_server::Catalog for CatalogService {
             let interval =
                 waymark_proto::watch_selection::progress_interval(req.progress_interval_ms)?
                     .unwrap_or(DEFAULT_PROGRESS_INTERVAL);
-            // Counted against the caller until the stream's task ends.
+            // Counted against the caller until the stream ends.
             let permit = self
                 .node
                 .limits
@@ -229,44 +230,20 @@ impl pb::catalog_server::Catalog for CatalogService {
                 .map_err(|limited| ApiError::Limited(limited.to_string()))?;
             // Never serve "from N" from a state older than N.
             node::wait_for_index(&self.node, req.from_index).await?;
-            let (tx, rx) = tokio::sync::mpsc::channel(16);
-            let span = tracing::debug_span!("watch", from_index = req.from_index);
-            let stream = watch_stream::run(
+            tracing::debug!(from_index = req.from_index, "watch opened");
+            Ok(watch_stream::responses(
                 self.node.clone(),
-                filter,
-                secret,
-                req.from_index,
-                interval,
-                tx,
-                self.tasks.shutdown.clone(),
-            );
-            self.tasks.tracker.spawn(
-                async move {
-                    let _permit = permit;
-                    stream.await
-                }
-                .instrument(span),
-            );
-            Ok(WatchResponses(ReceiverStream::new(rx)))
+                WatchStart {
+                    filter,
+                    secret,
+                    from_index: req.from_index,
+                    progress_interval: interval,
+                    // The drain token makes a stopping server wait for the stream.
+                    held: Box::new((permit, self.tasks.tracker.token())),
+                },
+            ))
         }
         .await;
         respond(&self.node, "Watch", result)
-    }
-}
-
-/// A watch stream's messages as tonic sends them, unboxed from the channel
-/// (`watch_stream::WatchItem` says why they are boxed).
-pub struct WatchResponses(ReceiverStream<watch_stream::WatchItem>);
-
-impl tokio_stream::Stream for WatchResponses {
-    type Item = Result<pb::WatchResponse, Status>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        std::pin::Pin::new(&mut self.0)
-            .poll_next(cx)
-            .map(|item| item.map(|boxed| *boxed))
     }
 }

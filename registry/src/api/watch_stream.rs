@@ -3,33 +3,30 @@
 //! messages when idle, and Reset + Snapshot when history is gone or the watcher fell
 //! behind. Every topic's changes share the hub's one index order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
+use futures::Stream;
+use tokio::sync::broadcast;
 use tonic::Status;
-use waymark_proto::{pb, InstanceSelection, WatchSelection};
+use waymark_proto::{pb, watch_frame, InstanceSelection, WatchFrame, WatchSelection};
 
 use super::errors::{status, ApiError};
 use super::{auth, convert};
 use crate::acl::{Authorizer, Resolved};
+use crate::metrics::Metrics;
 use crate::model::{key_in_prefix, Change, ConfigEntry, InstanceRecord, RecordChange};
 use crate::node::Node;
 use crate::unsafe_control::UnsafeControl;
+use crate::watch::encoded::{Assembly, EncodedChanges, Form};
 use crate::watch::hub::{Compacted, HubEvent, IndexChanges, Subscription};
 
 /// Default interval between Progress messages on an idle stream.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// A node that has not heard from a leader for longer says so on its streams.
 pub const LEADER_LOST_AFTER_MS: u64 = 5_000;
-
-/// One message (or the final error) for the client. Boxed: a channel allocates its
-/// slots 32 at a time, and unboxed each slot is the size of a `Status` (hundreds of
-/// bytes), which made the channel a large part of an idle watcher's memory.
-pub type WatchItem = Box<Result<pb::WatchResponse, Status>>;
-type Tx = mpsc::Sender<WatchItem>;
 
 /// What a watcher follows: the union of its topics.
 #[derive(Debug, Clone)]
@@ -94,74 +91,121 @@ impl WatchFilter {
         self.selection.wants_intention(destination) && self.authz.may_read_intentions()
     }
 
-    /// The change as this watcher sees it, or `None` if it does not match.
-    pub fn map(&self, change: &Change) -> Option<pb::RecordChange> {
-        use pb::record_change::Change as Wire;
-        let wire = match change {
-            Change::Instance(RecordChange::Put(r)) => match self.visibility(r) {
-                Visibility::Unselected => return None,
-                Visibility::Shown => Wire::Upsert(convert::instance(r)),
-                // Passing-only watchers see an instance that stops passing as removed.
-                Visibility::HiddenNotPassing => Wire::Remove(pb::InstanceKey {
-                    service: r.service.clone(),
-                    id: r.id.clone(),
-                }),
-            },
-            Change::Instance(RecordChange::Delete((service, id))) => {
-                self.selecting(service).next()?;
-                Wire::Remove(pb::InstanceKey {
-                    service: service.clone(),
-                    id: id.clone(),
-                })
+    /// How a change appears to this watcher.
+    pub fn form(&self, change: &Change) -> Form {
+        let selected = match change {
+            Change::Instance(RecordChange::Put(r)) => {
+                return match self.visibility(r) {
+                    Visibility::Unselected => Form::Skipped,
+                    Visibility::Shown => Form::Shown,
+                    // Passing-only watchers see an instance that stops passing as removed.
+                    Visibility::HiddenNotPassing => Form::AsRemoved,
+                };
             }
-            Change::Config(RecordChange::Put(e)) if self.wants_config(&e.key) => {
-                Wire::ConfigUpsert(convert::config_entry(e))
+            Change::Instance(RecordChange::Delete((service, _))) => {
+                self.selecting(service).next().is_some()
             }
-            Change::Config(RecordChange::Delete(key)) if self.wants_config(key) => {
-                Wire::ConfigRemove(key.clone())
+            Change::Config(RecordChange::Put(e)) => self.wants_config(&e.key),
+            Change::Config(RecordChange::Delete(key)) => self.wants_config(key),
+            Change::CaRoot(_) => self.selection.ca_roots,
+            Change::Intention(RecordChange::Put(i)) => self.wants_intention(&i.destination),
+            Change::Intention(RecordChange::Delete((destination, _))) => {
+                self.wants_intention(destination)
             }
-            Change::CaRoot(RecordChange::Put(r)) if self.selection.ca_roots => {
-                Wire::CaRootUpsert(convert::ca_root(r))
-            }
-            Change::CaRoot(RecordChange::Delete(id)) if self.selection.ca_roots => {
-                Wire::CaRootRemove(id.clone())
-            }
-            Change::Intention(RecordChange::Put(i)) if self.wants_intention(&i.destination) => {
-                Wire::IntentionUpsert(convert::intention(i))
-            }
-            Change::Intention(RecordChange::Delete((destination, source)))
-                if self.wants_intention(destination) =>
-            {
-                Wire::IntentionRemove(pb::IntentionKey {
-                    source: source.clone(),
-                    destination: destination.clone(),
-                })
-            }
-            Change::Config(_)
-            | Change::CaRoot(_)
-            | Change::Intention(_)
-            | Change::Lease(_)
+            Change::Lease(_)
             | Change::AclToken(_)
             | Change::AclPolicy(_)
             | Change::AclBootstrap(_)
             | Change::AclAuthMethod(_)
-            | Change::AclBindingRule(_) => return None,
+            | Change::AclBindingRule(_) => false,
         };
-        Some(pb::RecordChange { change: Some(wire) })
+        if selected {
+            Form::Shown
+        } else {
+            Form::Skipped
+        }
     }
 
-    fn changes_message(&self, entry: &IndexChanges) -> Option<pb::WatchResponse> {
-        let changes: Vec<_> = entry.changes.iter().filter_map(|c| self.map(c)).collect();
-        if changes.is_empty() {
+    /// This watcher's Changes message for one index (the bytes shared with every
+    /// watcher that selects the same), or `None` if none of its changes match.
+    fn changes_frame(
+        &self,
+        entry: &IndexChanges,
+        forms: &mut Vec<Form>,
+        metrics: &Metrics,
+    ) -> Option<WatchFrame> {
+        forms.clear();
+        forms.extend(entry.changes.iter().map(|c| self.form(c)));
+        if forms.iter().all(|f| *f == Form::Skipped) {
             return None;
         }
-        Some(pb::WatchResponse {
-            index: entry.index,
-            event: Some(pb::watch_response::Event::Changes(pb::WatchChanges {
-                changes,
-            })),
-        })
+        let encoded = entry.encoded(|changes| {
+            metrics.watch_change_encodings.add(changes.len() as u64);
+            encode_changes(changes)
+        });
+        let (bytes, assembly) = encoded.message(entry.index, forms)?;
+        match assembly {
+            Assembly::Assembled => metrics.watch_messages_assembled.inc(),
+            Assembly::Shared => metrics.watch_messages_shared.inc(),
+        }
+        Some(WatchFrame::Encoded(bytes))
     }
+}
+
+/// A change as watchers see it when it is shown as it is (`None`: a kind watchers
+/// never receive).
+fn shown_change(change: &Change) -> Option<pb::RecordChange> {
+    use pb::record_change::Change as Wire;
+    let wire = match change {
+        Change::Instance(RecordChange::Put(r)) => Wire::Upsert(convert::instance(r)),
+        Change::Instance(RecordChange::Delete((service, id))) => instance_removal(service, id),
+        Change::Config(RecordChange::Put(e)) => Wire::ConfigUpsert(convert::config_entry(e)),
+        Change::Config(RecordChange::Delete(key)) => Wire::ConfigRemove(key.clone()),
+        Change::CaRoot(RecordChange::Put(r)) => Wire::CaRootUpsert(convert::ca_root(r)),
+        Change::CaRoot(RecordChange::Delete(id)) => Wire::CaRootRemove(id.clone()),
+        Change::Intention(RecordChange::Put(i)) => Wire::IntentionUpsert(convert::intention(i)),
+        Change::Intention(RecordChange::Delete((destination, source))) => {
+            Wire::IntentionRemove(pb::IntentionKey {
+                source: source.clone(),
+                destination: destination.clone(),
+            })
+        }
+        Change::Lease(_)
+        | Change::AclToken(_)
+        | Change::AclPolicy(_)
+        | Change::AclBootstrap(_)
+        | Change::AclAuthMethod(_)
+        | Change::AclBindingRule(_) => return None,
+    };
+    Some(pb::RecordChange { change: Some(wire) })
+}
+
+fn instance_removal(service: &str, id: &str) -> pb::record_change::Change {
+    pb::record_change::Change::Remove(pb::InstanceKey {
+        service: service.to_string(),
+        id: id.to_string(),
+    })
+}
+
+/// Encodes one index's changes for every watcher to share: each as it is, and each
+/// instance upsert that is not passing also as its removal.
+fn encode_changes(changes: &[Change]) -> EncodedChanges {
+    let shown = changes
+        .iter()
+        .map(|c| shown_change(c).map(|w| watch_frame::change_element(&w)))
+        .collect();
+    let as_removed = changes
+        .iter()
+        .map(|c| match c {
+            Change::Instance(RecordChange::Put(r)) if !r.is_passing() => {
+                Some(watch_frame::change_element(&pb::RecordChange {
+                    change: Some(instance_removal(&r.service, &r.id)),
+                }))
+            }
+            _ => None,
+        })
+        .collect();
+    EncodedChanges::new(shown, as_removed)
 }
 
 /// Takes a snapshot of the matching set and subscribes to the changes after it, as
@@ -241,49 +285,92 @@ fn reset_message(index: u64, reason: pb::ResetReason) -> pb::WatchResponse {
     }
 }
 
+/// The messages of one watch stream as tonic sends them. The stream is polled by the
+/// connection's own task whenever the client can take more, so a watcher costs no
+/// task and no channel of its own: one wake-up per event, not two, and a few hundred
+/// bytes less per idle watcher.
+pub type WatchResponses = Pin<Box<dyn Stream<Item = Result<WatchFrame, Status>> + Send>>;
+
+/// Where a new stream starts and how it runs.
+pub struct WatchStart {
+    pub filter: WatchFilter,
+    /// The secret the watch was opened with, to resolve its rights again when tokens
+    /// or policies change.
+    pub secret: Option<String>,
+    /// 0 starts with a snapshot; otherwise the changes after this index.
+    pub from_index: u64,
+    pub progress_interval: Duration,
+    /// Whatever must live exactly as long as the stream (its limit permit, the
+    /// server's drain token).
+    pub held: Box<dyn Send>,
+}
+
 /// The state of one stream.
-struct Stream {
+struct Watch {
     node: Arc<Node>,
     filter: WatchFilter,
-    tx: Tx,
+    secret: Option<String>,
+    /// Set until the first step: where to start.
+    start: Option<u64>,
+    sub: Option<Subscription>,
+    /// Retained changes a resumed stream still has to turn into messages (one per
+    /// step, so a long backlog is never built into messages all at once).
+    backlog: VecDeque<Arc<IndexChanges>>,
+    /// Messages ready for the client, in order.
+    outbox: VecDeque<WatchFrame>,
     /// Highest index the client has been told about; never goes down.
     last_index: u64,
     sent_since_tick: bool,
     /// UNSAFE CONTROL (`watch-skip`): drop the next Changes message unsent.
     skip_next_changes: bool,
-    /// The secret the watch was opened with, to resolve its rights again when tokens
-    /// or policies change.
-    secret: Option<String>,
+    tick: tokio::time::Interval,
+    /// Scratch for each index's change forms (no allocation per event).
+    forms: Vec<Form>,
+    /// The stream said its last word (an error) and ends after the outbox.
+    ended: bool,
+    _held: Box<dyn Send>,
 }
 
 /// Why the stream ended.
 enum End {
-    ClientGone,
+    /// The server is stopping.
+    Shutdown,
     /// The watcher's token was deleted or expired (the client gets PERMISSION_DENIED).
     TokenGone(String),
 }
 
-impl Stream {
-    async fn send(&mut self, msg: pb::WatchResponse) -> Result<(), End> {
-        debug_assert!(msg.index >= self.last_index);
-        self.last_index = self.last_index.max(msg.index);
-        self.sent_since_tick = true;
-        self.tx
-            .send(Box::new(Ok(msg)))
-            .await
-            .map_err(|_| End::ClientGone)
+/// What woke a live stream.
+enum Wake {
+    Event(Result<HubEvent, broadcast::error::RecvError>),
+    Tick,
+}
+
+impl Watch {
+    fn queue(&mut self, msg: pb::WatchResponse) {
+        let index = msg.index;
+        self.queue_frame(index, msg.into());
     }
 
-    /// Sends the matching changes of one index, if any.
-    async fn send_changes(&mut self, entry: &IndexChanges) -> Result<(), End> {
-        let Some(msg) = self.filter.changes_message(entry) else {
-            return Ok(());
+    fn queue_frame(&mut self, index: u64, frame: WatchFrame) {
+        debug_assert!(index >= self.last_index);
+        self.last_index = self.last_index.max(index);
+        self.sent_since_tick = true;
+        self.outbox.push_back(frame);
+    }
+
+    /// Queues the matching changes of one index, if any.
+    fn queue_changes(&mut self, entry: &IndexChanges) {
+        let Some(frame) = self
+            .filter
+            .changes_frame(entry, &mut self.forms, &self.node.metrics)
+        else {
+            return;
         };
         if std::mem::take(&mut self.skip_next_changes) {
             // UNSAFE CONTROL (`watch-skip`): a silent gap in the resumed stream.
-            return Ok(());
+            return;
         }
-        self.send(msg).await
+        self.queue_frame(entry.index, frame);
     }
 
     /// When an index changes tokens or policies, resolves the watcher's rights again
@@ -313,144 +400,167 @@ impl Stream {
         }
     }
 
-    async fn restart(&mut self, reason: pb::ResetReason) -> Result<Subscription, End> {
+    /// Starts over from a snapshot after a Reset saying why.
+    fn restart(&mut self, reason: pb::ResetReason) {
         self.skip_next_changes = false;
+        self.backlog.clear();
         let (snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
-        self.send(reset_message(snapshot.index, reason)).await?;
-        self.send(snapshot).await?;
-        Ok(sub)
+        self.queue(reset_message(snapshot.index, reason));
+        self.queue(snapshot);
+        self.sub = Some(sub);
     }
 
-    /// Handles one hub event; returns a replacement subscription after a reset.
-    async fn on_event(
+    fn begin(&mut self, from_index: u64) {
+        if from_index == 0 {
+            let (snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
+            self.queue(snapshot);
+            self.sub = Some(sub);
+            return;
+        }
+        match self.node.hub.subscribe(from_index) {
+            Ok(mut sub) => {
+                // UNSAFE CONTROL (`watch-skip`): only resumes inside the window.
+                self.skip_next_changes = self.node.unsafe_control == Some(UnsafeControl::WatchSkip);
+                self.backlog = std::mem::take(&mut sub.backlog).into();
+                self.sub = Some(sub);
+            }
+            Err(Compacted { .. }) => self.restart(pb::ResetReason::Compacted),
+        }
+    }
+
+    fn on_event(
         &mut self,
         event: Result<HubEvent, broadcast::error::RecvError>,
-    ) -> Result<Option<Subscription>, End> {
+    ) -> Result<(), End> {
         match event {
             Ok(HubEvent::Changes(entry)) => {
                 self.recheck_token(&entry)?;
                 if entry.index > self.last_index {
-                    self.send_changes(&entry).await?;
+                    self.queue_changes(&entry);
                 }
-                Ok(None)
             }
-            Ok(HubEvent::SnapshotInstalled(_)) => self
-                .restart(pb::ResetReason::SnapshotInstalled)
-                .await
-                .map(Some),
+            Ok(HubEvent::SnapshotInstalled(_)) => self.restart(pb::ResetReason::SnapshotInstalled),
+            Ok(HubEvent::Stopping) => return Err(End::Shutdown),
             Err(broadcast::error::RecvError::Lagged(_)) => {
                 self.node.metrics.watch_resets.inc();
-                self.restart(pb::ResetReason::SlowConsumer).await.map(Some)
+                self.restart(pb::ResetReason::SlowConsumer);
             }
-            Err(broadcast::error::RecvError::Closed) => Err(End::ClientGone),
+            // The hub lives as long as the node: only a stopping node closes it.
+            Err(broadcast::error::RecvError::Closed) => return Err(End::Shutdown),
         }
+        Ok(())
     }
 
     /// Idle tick: catch up with everything published so far, then report progress.
-    async fn on_tick(&mut self, sub: &mut Subscription) -> Result<(), End> {
+    fn on_tick(&mut self) -> Result<(), End> {
         if std::mem::take(&mut self.sent_since_tick) {
             return Ok(());
         }
         // Read the applied index first: every change up to it is already queued.
         let applied = self.node.hub.applied_index();
         loop {
-            match sub.live.try_recv() {
-                Ok(ev) => {
-                    if let Some(new) = self.on_event(Ok(ev)).await? {
-                        *sub = new;
-                    }
-                }
+            let Some(sub) = self.sub.as_mut() else { break };
+            let event = match sub.live.try_recv() {
+                Ok(ev) => Ok(ev),
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    if let Some(new) = self
-                        .on_event(Err(broadcast::error::RecvError::Lagged(n)))
-                        .await?
-                    {
-                        *sub = new;
-                    }
+                    Err(broadcast::error::RecvError::Lagged(n))
                 }
-                Err(broadcast::error::TryRecvError::Closed) => return Err(End::ClientGone),
-            }
+                Err(broadcast::error::TryRecvError::Closed) => return Err(End::Shutdown),
+            };
+            self.on_event(event)?;
         }
         let view = self.node.view();
         let last_contact_ms = self.node.last_contact_ms(&view);
-        let msg = pb::WatchResponse {
+        self.queue(pb::WatchResponse {
             index: self.last_index.max(applied),
             event: Some(pb::watch_response::Event::Progress(pb::WatchProgress {
                 last_contact_ms,
                 leader_lost: last_contact_ms.is_none_or(|ms| ms > LEADER_LOST_AFTER_MS),
             })),
-        };
-        self.send(msg).await?;
+        });
         self.sent_since_tick = false;
         Ok(())
     }
+
+    /// Does one thing: starts, turns one backlog entry into a message, or waits for
+    /// the next hub event, tick or shutdown and handles it.
+    async fn step(&mut self) -> Result<(), End> {
+        if let Some(from_index) = self.start.take() {
+            self.begin(from_index);
+            return Ok(());
+        }
+        if let Some(entry) = self.backlog.pop_front() {
+            self.queue_changes(&entry);
+            return Ok(());
+        }
+        let Some(sub) = self.sub.as_mut() else {
+            return Err(End::Shutdown);
+        };
+        if self.node.hub.is_stopping() {
+            return Err(End::Shutdown);
+        }
+        // Events first: a stream woken by one handles it without polling its timer.
+        let wake = tokio::select! {
+            biased;
+            ev = sub.live.recv() => Wake::Event(ev),
+            _ = self.tick.tick() => Wake::Tick,
+        };
+        match wake {
+            Wake::Event(ev) => self.on_event(ev),
+            Wake::Tick => self.on_tick(),
+        }
+    }
+
+    /// The next message, or `None` when the stream is over.
+    async fn next(&mut self) -> Option<Result<WatchFrame, Status>> {
+        loop {
+            if let Some(msg) = self.outbox.pop_front() {
+                return Some(Ok(msg));
+            }
+            if self.ended {
+                return None;
+            }
+            match self.step().await {
+                Ok(()) => {}
+                Err(End::Shutdown) => return None,
+                Err(End::TokenGone(why)) => {
+                    tracing::info!(%why, "watch ended: its token is gone");
+                    self.ended = true;
+                    return Some(Err(status(&self.node, ApiError::TokenRevoked(why))));
+                }
+            }
+        }
+    }
 }
 
-/// Runs one watch stream until the client goes away or `shutdown`.
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    node: Arc<Node>,
-    filter: WatchFilter,
-    secret: Option<String>,
-    from_index: u64,
-    progress_interval: Duration,
-    tx: Tx,
-    shutdown: CancellationToken,
-) {
-    let mut stream = Stream {
-        node: node.clone(),
-        filter,
-        tx,
-        last_index: from_index,
+/// The stream of one watch, from its snapshot or resume index until the client goes
+/// away, its token goes, or the server stops.
+pub fn responses(node: Arc<Node>, start: WatchStart) -> WatchResponses {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + start.progress_interval,
+        start.progress_interval,
+    );
+    // A tick missed while the client was slow is not made up in a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watch = Watch {
+        node,
+        filter: start.filter,
+        secret: start.secret,
+        start: Some(start.from_index),
+        sub: None,
+        backlog: VecDeque::new(),
+        outbox: VecDeque::new(),
+        last_index: start.from_index,
         sent_since_tick: false,
         skip_next_changes: false,
-        secret,
+        tick,
+        forms: Vec::new(),
+        ended: false,
+        _held: start.held,
     };
-    let result = async {
-        let mut sub = if from_index == 0 {
-            let (snapshot, sub) = snapshot_and_subscribe(&node, &stream.filter);
-            stream.send(snapshot).await?;
-            sub
-        } else {
-            match node.hub.subscribe(from_index) {
-                Ok(sub) => {
-                    // UNSAFE CONTROL (`watch-skip`): only resumes inside the window.
-                    stream.skip_next_changes =
-                        node.unsafe_control == Some(UnsafeControl::WatchSkip);
-                    for entry in &sub.backlog {
-                        stream.send_changes(entry).await?;
-                    }
-                    sub
-                }
-                Err(Compacted { .. }) => stream.restart(pb::ResetReason::Compacted).await?,
-            }
-        };
-        let mut tick = tokio::time::interval(progress_interval);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = stream.tx.closed() => return Err(End::ClientGone),
-                ev = sub.live.recv() => {
-                    if let Some(new) = stream.on_event(ev).await? {
-                        sub = new;
-                    }
-                }
-                _ = tick.tick() => stream.on_tick(&mut sub).await?,
-            }
-        }
-    }
-    .await;
-    match result {
-        Err(End::ClientGone) => tracing::debug!("watch client went away"),
-        Err(End::TokenGone(why)) => {
-            tracing::info!(%why, "watch ended: its token is gone");
-            let _ = stream
-                .tx
-                .send(Box::new(Err(status(&node, ApiError::TokenRevoked(why)))))
-                .await;
-        }
-        Ok(()) => {}
-    }
+    Box::pin(futures::stream::unfold(watch, |mut watch| async move {
+        let item = watch.next().await?;
+        Some((item, watch))
+    }))
 }

@@ -8,18 +8,50 @@
 //! each live watcher has a bounded queue (a watcher that falls behind it gets a Reset).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
+use super::encoded::EncodedChanges;
 use crate::model::Change;
 
 /// Every change made by the log entry at `index`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct IndexChanges {
     pub index: u64,
     pub changes: Vec<Change>,
+    /// The changes in wire form, made by the first watcher that sends one of them and
+    /// shared by the rest; dropped once the index is `ENCODED_KEPT` indexes behind the
+    /// newest (only a watcher resuming or catching up from that far back encodes
+    /// them again), so the history does not hold every change twice.
+    encoded: Mutex<Option<Arc<EncodedChanges>>>,
 }
+
+impl IndexChanges {
+    pub fn new(index: u64, changes: Vec<Change>) -> Self {
+        Self {
+            index,
+            changes,
+            encoded: Mutex::new(None),
+        }
+    }
+
+    /// The shared wire form, built with `encode` by the first caller.
+    pub fn encoded(&self, encode: impl FnOnce(&[Change]) -> EncodedChanges) -> Arc<EncodedChanges> {
+        let mut slot = self.encoded.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert_with(|| Arc::new(encode(&self.changes)))
+            .clone()
+    }
+
+    fn drop_encoded(&self) {
+        *self.encoded.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Indexes (with changes) behind the newest whose wire form is kept: live watchers
+/// are within a few of the newest.
+const ENCODED_KEPT: usize = 64;
 
 /// What live watchers receive.
 #[derive(Debug, Clone)]
@@ -27,6 +59,8 @@ pub enum HubEvent {
     Changes(Arc<IndexChanges>),
     /// The replica was replaced by a snapshot at this index: history before it is gone.
     SnapshotInstalled(u64),
+    /// The node is stopping: every watch stream ends.
+    Stopping,
 }
 
 /// Default number of indexes (with changes) kept for resuming watches.
@@ -45,6 +79,8 @@ pub struct WatchHub {
     history_limit: usize,
     live: broadcast::Sender<HubEvent>,
     applied: watch::Sender<u64>,
+    /// Set (before `Stopping` is sent) when the node stops.
+    stopping: AtomicBool,
 }
 
 /// A watcher's starting point: the retained changes after its index, then live events.
@@ -73,6 +109,7 @@ impl WatchHub {
             history_limit: history_limit.max(1),
             live,
             applied,
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -80,9 +117,12 @@ impl WatchHub {
     /// write lock. Entries without changes only advance the applied index.
     pub fn publish(&self, index: u64, changes: Vec<Change>) {
         if !changes.is_empty() {
-            let entry = Arc::new(IndexChanges { index, changes });
+            let entry = Arc::new(IndexChanges::new(index, changes));
             let mut h = self.history.lock().expect("hub lock poisoned");
             h.entries.push_back(entry.clone());
+            if let Some(old) = h.entries.len().checked_sub(ENCODED_KEPT + 1) {
+                h.entries[old].drop_encoded();
+            }
             while h.entries.len() > self.history_limit {
                 if let Some(old) = h.entries.pop_front() {
                     h.compacted_through = old.index;
@@ -105,6 +145,19 @@ impl WatchHub {
         let _ = self.live.send(HubEvent::SnapshotInstalled(index));
         drop(h);
         self.applied.send_replace(index);
+    }
+
+    /// Ends every watch stream: live ones get `Stopping`; one that subscribes later
+    /// finds `is_stopping`. Streams watch this instead of a cancellation token each, so
+    /// waiting for the next event registers one waker, not two.
+    pub fn stop_watches(&self) {
+        let _h = self.history.lock().expect("hub lock poisoned");
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.live.send(HubEvent::Stopping);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Subscribes to the changes after `from_index`. Call under the catalog read lock
