@@ -244,6 +244,16 @@ impl pb::catalog_server::Catalog for Svc {
         Err(Status::unimplemented("fake"))
     }
 
+    type StreamInstancesStream =
+        Pin<Box<dyn Stream<Item = Result<pb::ListInstancesResponse, Status>> + Send>>;
+
+    async fn stream_instances(
+        &self,
+        _req: Request<pb::ListInstancesRequest>,
+    ) -> Result<Response<Self::StreamInstancesStream>, Status> {
+        Err(Status::unimplemented("fake: no StreamInstances"))
+    }
+
     type WatchStream = WatchStream;
 
     async fn watch(

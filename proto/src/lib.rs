@@ -7,6 +7,7 @@ pub mod config_key;
 pub mod errors;
 pub mod intention;
 pub mod mesh;
+pub mod parts;
 pub mod selector;
 pub mod validate;
 pub mod watch_frame;

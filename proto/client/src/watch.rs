@@ -27,10 +27,15 @@ const MAX_RECONNECTS: u32 = 10;
 /// a Reset is held back until the Snapshot that always follows it, and the two are
 /// delivered together, so a stream cut between them leaves the caller consistent with
 /// the position (the resumed stream sends its own Reset if it needs one).
+///
+/// A snapshot sent in parts (`WatchSnapshot.more`) is held until its last part and
+/// delivered as one; a stream cut in the middle drops the parts.
 #[derive(Debug, Clone, Default)]
 pub struct WatchCursor {
     seen: u64,
     reset: Option<pb::WatchResponse>,
+    /// Parts of a snapshot at this index whose last part has not come yet.
+    parts: Option<(u64, Vec<pb::WatchSnapshot>)>,
 }
 
 impl WatchCursor {
@@ -39,6 +44,7 @@ impl WatchCursor {
         Self {
             seen: from_index,
             reset: None,
+            parts: None,
         }
     }
 
@@ -49,6 +55,9 @@ impl WatchCursor {
 
     /// Takes one message from the stream and returns what to deliver now, in order.
     pub fn accept(&mut self, msg: pb::WatchResponse) -> Vec<pb::WatchResponse> {
+        let Some(msg) = self.join_parts(msg) else {
+            return Vec::new();
+        };
         match &msg.event {
             Some(Event::Reset(_)) => {
                 self.reset = Some(msg);
@@ -76,9 +85,48 @@ impl WatchCursor {
         out
     }
 
-    /// The stream ended: a Reset still waiting for its Snapshot is dropped.
+    /// The stream ended: a Reset still waiting for its Snapshot, and the parts of an
+    /// unfinished snapshot, are dropped.
     pub fn stream_ended(&mut self) {
         self.reset = None;
+        self.parts = None;
+    }
+
+    /// Holds the parts of a snapshot until the last, then returns them joined as one
+    /// snapshot message; passes every other message through.
+    fn join_parts(&mut self, msg: pb::WatchResponse) -> Option<pb::WatchResponse> {
+        let more = match &msg.event {
+            Some(Event::Snapshot(part)) => part.more,
+            _ => {
+                // Anything else amid a snapshot's parts means the stream broke its
+                // shape (a correct node never does this): drop the parts and the
+                // Reset they answer rather than deliver half a snapshot.
+                if self.parts.take().is_some() {
+                    self.reset = None;
+                }
+                return Some(msg);
+            }
+        };
+        if !more && self.parts.is_none() {
+            return Some(msg);
+        }
+        let index = msg.index;
+        let Some(Event::Snapshot(part)) = msg.event else {
+            unreachable!("matched a snapshot above");
+        };
+        match &mut self.parts {
+            Some((at, parts)) if *at == index => parts.push(part),
+            // A new snapshot's first part (an unfinished one before it is dropped).
+            _ => self.parts = Some((index, vec![part])),
+        }
+        if more {
+            return None;
+        }
+        let (index, parts) = self.parts.take()?;
+        Some(pb::WatchResponse {
+            index,
+            event: Some(Event::Snapshot(waymark_proto::parts::join_snapshot(parts))),
+        })
     }
 }
 
@@ -313,6 +361,70 @@ mod tests {
 
     fn indexes(v: &[pb::WatchResponse]) -> Vec<u64> {
         v.iter().map(|m| m.index).collect()
+    }
+
+    fn part(index: u64, ids: &[&str], more: bool) -> pb::WatchResponse {
+        msg(
+            index,
+            Event::Snapshot(pb::WatchSnapshot {
+                instances: ids
+                    .iter()
+                    .map(|id| pb::Instance {
+                        service: "web".into(),
+                        id: id.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                more,
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn ids(m: &pb::WatchResponse) -> Vec<String> {
+        let Some(Event::Snapshot(s)) = &m.event else {
+            panic!("not a snapshot: {m:?}");
+        };
+        assert!(!s.more, "a delivered snapshot is whole");
+        s.instances.iter().map(|i| i.id.clone()).collect()
+    }
+
+    #[test]
+    fn a_snapshot_in_parts_is_delivered_once_whole_after_its_reset() {
+        let mut c = WatchCursor::new(40);
+        assert!(c.accept(reset(50)).is_empty());
+        assert!(c.accept(part(50, &["a", "b"], true)).is_empty());
+        assert!(c.accept(part(50, &["c"], true)).is_empty());
+        assert_eq!(c.seen(), 40, "nothing delivered until the last part");
+        let out = c.accept(part(50, &["d"], false));
+        assert_eq!(indexes(&out), [50, 50]);
+        assert!(matches!(out[0].event, Some(Event::Reset(_))));
+        assert_eq!(ids(&out[1]), ["a", "b", "c", "d"]);
+        assert_eq!(c.seen(), 50);
+        assert_eq!(indexes(&c.accept(changes(51))), [51]);
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_is_never_delivered() {
+        // Cut mid-snapshot: the parts (and their Reset) are dropped.
+        let mut c = WatchCursor::new(40);
+        assert!(c.accept(reset(50)).is_empty());
+        assert!(c.accept(part(50, &["a"], true)).is_empty());
+        c.stream_ended();
+        let out = c.accept(part(52, &["x"], false));
+        assert_eq!(
+            indexes(&out),
+            [52],
+            "no Reset left over from the cut stream"
+        );
+        assert_eq!(ids(&out[0]), ["x"]);
+        // A message other than the next part breaks the snapshot: its parts are dropped.
+        assert!(c.accept(part(60, &["y"], true)).is_empty());
+        assert_eq!(indexes(&c.accept(changes(61))), [61]);
+        assert!(c.accept(part(70, &["z"], true)).is_empty());
+        // A first part at another index starts that snapshot over.
+        assert!(c.accept(part(71, &["p"], true)).is_empty());
+        assert_eq!(ids(&c.accept(part(71, &["q"], false))[0]), ["p", "q"]);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use waymark_proto::{check_health_update, check_instance_key, pb, Registration, WatchSelection};
+use waymark_proto::{
+    check_health_update, check_instance_key, parts, pb, Registration, WatchSelection,
+};
 
 use super::errors::{respond, ApiError};
 use super::watch_stream::{
@@ -15,6 +17,11 @@ use crate::acl::Need;
 use crate::limits::Caller;
 use crate::model::{AclAccess, Command, Deregistered, Health, HealthOutcome, RegisterOutcome};
 use crate::node::{self, Node};
+
+/// The parts of a StreamInstances answer.
+pub type InstanceParts = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::ListInstancesResponse, Status>> + Send>,
+>;
 
 pub struct CatalogService {
     node: Arc<Node>,
@@ -156,10 +163,45 @@ impl pb::catalog_server::Catalog for CatalogService {
             Ok(pb::ListInstancesResponse {
                 instances,
                 meta: Some(meta),
+                more: false,
             })
         }
         .await;
         respond(&self.node, "ListInstances", result)
+    }
+
+    type StreamInstancesStream = InstanceParts;
+
+    async fn stream_instances(
+        &self,
+        req: Request<pb::ListInstancesRequest>,
+    ) -> Result<Response<Self::StreamInstancesStream>, Status> {
+        let result = async {
+            let caller = auth::caller(&self.node, req.metadata()).await?;
+            let req = req.into_inner();
+            waymark_proto::validate::check_dns_label("service", &req.service)?;
+            caller.require(Need::service(&req.service, AclAccess::Read))?;
+            let (instances, meta) = read(&self.node, req.read, |c| {
+                c.service_records(&req.service)
+                    .filter(|r| !req.passing_only || r.is_passing())
+                    .map(convert::instance)
+                    .collect()
+            })
+            .await?;
+            let runs = parts::split_by_size(instances, parts::PART_BYTES);
+            let last = runs.len() - 1;
+            let responses = runs.into_iter().enumerate().map(move |(i, instances)| {
+                Ok(pb::ListInstancesResponse {
+                    instances,
+                    meta: Some(meta.clone()),
+                    more: i < last,
+                })
+            });
+            let stream: InstanceParts = Box::pin(futures::stream::iter(responses));
+            Ok(stream)
+        }
+        .await;
+        respond(&self.node, "StreamInstances", result)
     }
 
     async fn update_health(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::Stream;
 use tokio::sync::broadcast;
 use tonic::Status;
-use waymark_proto::{pb, watch_frame, InstanceSelection, WatchFrame, WatchSelection};
+use waymark_proto::{parts, pb, watch_frame, InstanceSelection, WatchFrame, WatchSelection};
 
 use super::errors::{status, ApiError};
 use super::{auth, convert};
@@ -211,7 +211,10 @@ fn encode_changes(changes: &[Change]) -> EncodedChanges {
 /// Takes a snapshot of the matching set and subscribes to the changes after it, as
 /// one atomic step (under the catalog read lock, which apply holds for writing while
 /// it publishes).
-fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchResponse, Subscription) {
+fn snapshot_and_subscribe(
+    node: &Node,
+    filter: &WatchFilter,
+) -> (u64, pb::WatchSnapshot, Subscription) {
     let catalog = node.catalog.read().expect("catalog lock poisoned");
     let index = catalog.applied_index();
     // Only what the topics select is walked: this runs under the read lock that apply
@@ -264,16 +267,14 @@ fn snapshot_and_subscribe(node: &Node, filter: &WatchFilter) -> (pb::WatchRespon
         .subscribe(index)
         .expect("the hub never compacts past the applied index");
     drop(catalog);
-    let msg = pb::WatchResponse {
-        index,
-        event: Some(pb::watch_response::Event::Snapshot(pb::WatchSnapshot {
-            instances,
-            config_entries,
-            ca_roots,
-            intentions,
-        })),
+    let snapshot = pb::WatchSnapshot {
+        instances,
+        config_entries,
+        ca_roots,
+        intentions,
+        more: false,
     };
-    (msg, sub)
+    (index, snapshot, sub)
 }
 
 fn reset_message(index: u64, reason: pb::ResetReason) -> pb::WatchResponse {
@@ -400,20 +401,30 @@ impl Watch {
         }
     }
 
+    /// Queues a snapshot, in parts when it is large (`waymark_proto::parts`).
+    fn queue_snapshot(&mut self, index: u64, snapshot: pb::WatchSnapshot) {
+        for part in parts::snapshot_parts(snapshot, parts::PART_BYTES) {
+            self.queue(pb::WatchResponse {
+                index,
+                event: Some(pb::watch_response::Event::Snapshot(part)),
+            });
+        }
+    }
+
     /// Starts over from a snapshot after a Reset saying why.
     fn restart(&mut self, reason: pb::ResetReason) {
         self.skip_next_changes = false;
         self.backlog.clear();
-        let (snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
-        self.queue(reset_message(snapshot.index, reason));
-        self.queue(snapshot);
+        let (index, snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
+        self.queue(reset_message(index, reason));
+        self.queue_snapshot(index, snapshot);
         self.sub = Some(sub);
     }
 
     fn begin(&mut self, from_index: u64) {
         if from_index == 0 {
-            let (snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
-            self.queue(snapshot);
+            let (index, snapshot, sub) = snapshot_and_subscribe(&self.node, &self.filter);
+            self.queue_snapshot(index, snapshot);
             self.sub = Some(sub);
             return;
         }

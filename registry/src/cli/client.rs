@@ -11,7 +11,7 @@ use waymark_client::{catalog, cluster, duration_to_ms, CallPolicy};
 use waymark_proto::pb;
 
 use super::output::{self, emit};
-use super::{acl, ca, config, health, intention, lease, proxies, register, watch};
+use super::{acl, ca, config, health, instances, intention, lease, proxies, register, watch};
 use super::{ClientCommand, ClientOpts, ReadArgs, ReadMode, UsageError};
 
 pub(super) fn run(cmd: ClientCommand) -> anyhow::Result<()> {
@@ -106,28 +106,7 @@ async fn dispatch(cmd: ClientCommand) -> anyhow::Result<()> {
                 || output::services_text(&resp.services, resp.meta.as_ref()),
             );
         }
-        ClientCommand::Instances(a) => {
-            let request = pb::ListInstancesRequest {
-                service: a.service.clone(),
-                read: Some(read_options(&a.read).map_err(UsageError)?),
-                passing_only: a.passing_only,
-            };
-            let resp = read(&a.client, |ch| {
-                let request = request.clone();
-                async move { catalog(ch).list_instances(request).await }
-            })
-            .await?;
-            emit(
-                a.client.json,
-                || {
-                    json!({
-                        "instances": resp.instances.iter().map(output::instance_json).collect::<Vec<_>>(),
-                        "meta": output::meta_json(resp.meta.as_ref()),
-                    })
-                },
-                || output::instances_text(&a.service, &resp.instances, resp.meta.as_ref()),
-            );
-        }
+        ClientCommand::Instances(a) => instances::run(a).await?,
         ClientCommand::Members(a) => {
             let resp = read(&a.client, |ch| async move {
                 cluster(ch).members(pb::MembersRequest {}).await

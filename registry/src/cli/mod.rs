@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod dev;
 mod health;
+mod instances;
 mod intention;
 mod lease;
 mod output;

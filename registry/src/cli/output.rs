@@ -314,38 +314,30 @@ pub fn footer(meta: Option<&pb::ResponseMeta>) -> String {
     )
 }
 
-pub fn instances_text(
-    service: &str,
-    instances: &[pb::Instance],
-    meta: Option<&pb::ResponseMeta>,
-) -> String {
-    let body = if instances.is_empty() {
-        format!("no instances of service {service:?}\n")
-    } else {
-        let mut t = Table::new(&[
-            "ID", "ADDRESS", "PORT", "STATUS", "WEIGHTS", "TAGS", "META", "MODIFIED",
+/// The instances as a table with its header (no footer).
+pub fn instances_table(instances: &[pb::Instance]) -> String {
+    let mut t = Table::new(&[
+        "ID", "ADDRESS", "PORT", "STATUS", "WEIGHTS", "TAGS", "META", "MODIFIED",
+    ]);
+    for i in instances {
+        let (passing, warning) = weights_pair(i);
+        let meta = sorted_meta(i)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        t.row(vec![
+            i.id.clone(),
+            i.address.clone(),
+            i.port.to_string(),
+            health_name(i.status),
+            format!("{passing}/{warning}"),
+            dash_if_empty(i.tags.join(",")),
+            dash_if_empty(meta),
+            i.modify_index.to_string(),
         ]);
-        for i in instances {
-            let (passing, warning) = weights_pair(i);
-            let meta = sorted_meta(i)
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            t.row(vec![
-                i.id.clone(),
-                i.address.clone(),
-                i.port.to_string(),
-                health_name(i.status),
-                format!("{passing}/{warning}"),
-                dash_if_empty(i.tags.join(",")),
-                dash_if_empty(meta),
-                i.modify_index.to_string(),
-            ]);
-        }
-        t.render()
-    };
-    format!("{body}{}\n", footer(meta))
+    }
+    t.render()
 }
 
 /// All fields of one instance as a key/value list (without the footer).
