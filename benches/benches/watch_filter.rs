@@ -1,19 +1,23 @@
 //! Watch fan-out micro-benchmarks: what every watch stream pays for every change
-//! today (`WatchFilter::map`, which converts the record with `convert::instance`, then
-//! prost-encoding its own `pb::WatchResponse`), the per-watcher cost that encoding a
-//! change once for all watchers would remove.
+//! (`WatchFilter::form`, then `changes_frame`: the bytes of a message already assembled
+//! for another watcher of the same selection), beside what is paid once per change per
+//! node (`convert::instance` and prost encoding), which each watcher paid itself
+//! before changes were encoded once.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use prost::Message;
 use waymark_proto::{pb, InstanceSelection, WatchSelection};
 use waymark_registry::acl::Authorizer;
 use waymark_registry::api::convert;
 use waymark_registry::api::watch_stream::WatchFilter;
+use waymark_registry::metrics::Metrics;
 use waymark_registry::model::{Change, InstanceRecord, RecordChange};
+use waymark_registry::watch::encoded::Form;
+use waymark_registry::watch::hub::IndexChanges;
 
 const INDEX: u64 = 10_001;
 
@@ -40,76 +44,62 @@ fn one_service_watcher() -> WatchFilter {
     )
 }
 
-/// The Changes message a stream sends for one index holding these changes.
-fn changes_response(changes: Vec<pb::RecordChange>) -> pb::WatchResponse {
-    pb::WatchResponse {
-        index: INDEX,
-        event: Some(pb::watch_response::Event::Changes(pb::WatchChanges {
-            changes,
-        })),
-    }
-}
-
-fn map(c: &mut Criterion) {
+fn form(c: &mut Criterion) {
     let filter = one_service_watcher();
     let hit = put("svc-050");
     let miss = put("svc-051");
-    assert!(filter.map(&hit).is_some() && filter.map(&miss).is_none());
-
-    let mut group = c.benchmark_group("watch_filter/map_one_service");
+    assert_eq!(
+        (filter.form(&hit), filter.form(&miss)),
+        (Form::Shown, Form::Skipped)
+    );
+    let mut group = c.benchmark_group("watch_filter/form_one_service");
     group.throughput(Throughput::Elements(1));
     group.bench_function("match", |b| {
-        b.iter(|| black_box(&filter).map(black_box(&hit)))
+        b.iter(|| black_box(&filter).form(black_box(&hit)))
     });
     group.bench_function("miss", |b| {
-        b.iter(|| black_box(&filter).map(black_box(&miss)))
+        b.iter(|| black_box(&filter).form(black_box(&miss)))
     });
     group.finish();
 }
 
-fn encode(c: &mut Criterion) {
-    let r = record("svc-050");
-    let upsert = |i: pb::Instance| pb::RecordChange {
-        change: Some(pb::record_change::Change::Upsert(i)),
-    };
-    let response = changes_response(vec![upsert(convert::instance(&r))]);
-    let encoded_len = response.encoded_len() as u64;
+fn per_watcher(c: &mut Criterion) {
+    // Everything one matching watcher costs per change, from the hub's entry to the
+    // bytes for its stream, once another watcher has encoded the change.
+    let filter = one_service_watcher();
+    let metrics = Metrics::default();
+    let entry = IndexChanges::new(INDEX, vec![put("svc-050")]);
+    let mut forms = Vec::new();
+    assert!(filter.changes_frame(&entry, &mut forms, &metrics).is_some());
+    let mut group = c.benchmark_group("watch_filter/per_watcher");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("form_and_shared_bytes", |b| {
+        b.iter(|| black_box(&filter).changes_frame(black_box(&entry), &mut forms, &metrics))
+    });
+    group.finish();
+}
 
-    let mut group = c.benchmark_group("watch_filter/encode");
+fn once_per_change(c: &mut Criterion) {
+    let r = record("svc-050");
+    let response = pb::WatchResponse {
+        index: INDEX,
+        event: Some(pb::watch_response::Event::Changes(pb::WatchChanges {
+            changes: vec![pb::RecordChange {
+                change: Some(pb::record_change::Change::Upsert(convert::instance(&r))),
+            }],
+        })),
+    };
+    let mut group = c.benchmark_group("watch_filter/once_per_change");
     group.throughput(Throughput::Elements(1));
     group.bench_function("convert_instance", |b| {
         b.iter(|| convert::instance(black_box(&r)))
     });
-
-    group.throughput(Throughput::Bytes(encoded_len));
+    group.throughput(Throughput::Bytes(response.encoded_len() as u64));
     group.bench_function("encode_to_vec_watch_response", |b| {
         b.iter(|| black_box(&response).encode_to_vec())
-    });
-    // Wrapping a converted instance consumes it: a fresh one per call, untimed.
-    group.bench_function("wrap_and_encode", |b| {
-        b.iter_batched(
-            || convert::instance(&r),
-            |i| changes_response(vec![upsert(i)]).encode_to_vec(),
-            BatchSize::SmallInput,
-        )
-    });
-    group.finish();
-
-    // Everything one matching watcher costs per change today, from the hub's Change
-    // to the bytes on its stream: map (with the conversion), wrap, encode.
-    let filter = one_service_watcher();
-    let change = put("svc-050");
-    let mut group = c.benchmark_group("watch_filter/per_watcher");
-    group.throughput(Throughput::Elements(1));
-    group.bench_function("map_wrap_encode", |b| {
-        b.iter(|| {
-            black_box(&filter)
-                .map(black_box(&change))
-                .map(|rc| changes_response(vec![rc]).encode_to_vec())
-        })
     });
     group.finish();
 }
 
-criterion_group!(benches, map, encode);
+criterion_group!(benches, form, per_watcher, once_per_change);
 criterion_main!(benches);

@@ -229,6 +229,7 @@ impl pb::catalog_server::Catalog for Svc {
             .collect();
         Ok(Response::new(pb::ListInstancesResponse {
             instances,
+            more: false,
             meta: Some(pb::ResponseMeta {
                 index: st.index,
                 consistency,

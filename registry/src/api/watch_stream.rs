@@ -128,7 +128,8 @@ impl WatchFilter {
 
     /// This watcher's Changes message for one index (the bytes shared with every
     /// watcher that selects the same), or `None` if none of its changes match.
-    fn changes_frame(
+    /// `forms` is scratch space the caller keeps between calls.
+    pub fn changes_frame(
         &self,
         entry: &IndexChanges,
         forms: &mut Vec<Form>,
@@ -469,8 +470,7 @@ impl Watch {
         }
         // Read the applied index first: every change up to it is already queued.
         let applied = self.node.hub.applied_index();
-        loop {
-            let Some(sub) = self.sub.as_mut() else { break };
+        while let Some(sub) = self.sub.as_mut() {
             let event = match sub.live.try_recv() {
                 Ok(ev) => Ok(ev),
                 Err(broadcast::error::TryRecvError::Empty) => break,
