@@ -143,9 +143,15 @@ pub async fn serve(
     // UDP: our own loops (answer cache, batched socket I/O), each falling back to the
     // same handler for everything the cache does not serve.
     let udp_handler = Arc::new(Handler::new(zone.clone(), view.clone()));
+    // The loops are threads, which dropping this future cannot abort: they stop when
+    // `shutdown` is cancelled or when this future is dropped without it (a task
+    // aborted, a runtime shut down), else a runtime's shutdown would wait for them
+    // for ever.
+    let loops_stop = shutdown.child_token();
+    let _stop_loops_on_drop = loops_stop.clone().drop_guard();
     let mut udp_loops = JoinSet::new();
     for socket in listeners.udp {
-        let (handler, stats, shutdown) = (udp_handler.clone(), stats.clone(), shutdown.clone());
+        let (handler, stats, shutdown) = (udp_handler.clone(), stats.clone(), loops_stop.clone());
         // A thread of the blocking pool for as long as the server runs.
         udp_loops.spawn_blocking(move || udp::serve(socket, handler, stats, shutdown));
     }

@@ -401,6 +401,50 @@ fn shutdown_returns_and_frees_the_port() {
 }
 
 #[test]
+fn an_aborted_server_stops_its_udp_threads_and_frees_the_port() {
+    // A node whose task is aborted (or whose runtime shuts down) without the shutdown
+    // token: the UDP loops are threads, and a runtime waits for them when it shuts
+    // down, so they must stop on their own.
+    let listeners = DnsListeners::bind("127.0.0.1:0".parse().expect("addr"), 2).expect("bind");
+    let addr = listeners.local_addr().expect("addr");
+    let view: std::sync::Arc<dyn waymark_dns::CatalogView> =
+        std::sync::Arc::new(common::Fake(std::sync::Mutex::new(common::State {
+            instances: catalog(),
+            members: Vec::new(),
+            contact: Some(std::time::Duration::from_millis(20)),
+            index: 1,
+        })));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let never_cancelled = tokio_util::sync::CancellationToken::new();
+    let task = rt.spawn(waymark_dns::serve(
+        DnsConfig::default(),
+        listeners,
+        view,
+        std::sync::Arc::new(waymark_dns::DnsStats::default()),
+        never_cancelled.clone(),
+    ));
+    assert_eq!(
+        common::dig(addr, &["web.service.waymark.", "A"]).status,
+        "NOERROR"
+    );
+    task.abort();
+    // Dropping a runtime returns only once every blocking thread has ended.
+    let (dropped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = dropped.send(());
+    });
+    done.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the runtime's shutdown waited 30 s for UDP loops that never stopped");
+    assert!(!never_cancelled.is_cancelled());
+    DnsListeners::bind(addr, 2).expect("port free again once the threads ended");
+}
+
+#[test]
 fn invalid_config_is_rejected_before_serving() {
     let listeners = DnsListeners::bind("127.0.0.1:0".parse().expect("addr"), 1).expect("bind");
     let config = DnsConfig {

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub snapshots_installed: Counter,
     /// Watch streams reset because they fell behind.
     pub watch_resets: Counter,
+    /// Log entries examined by watch streams (each stream, each entry it was woken
+    /// for): how much of the fan-out reaches streams that select nothing in it.
+    pub watch_entries_examined: Counter,
     /// Changes turned into wire form for watchers (once per change, shared by all).
     pub watch_change_encodings: Counter,
     /// Changes messages sent to watchers: assembled for this stream, or the bytes one
@@ -52,6 +55,7 @@ impl Default for Metrics {
             snapshots_built: Counter::default(),
             snapshots_installed: Counter::default(),
             watch_resets: Counter::default(),
+            watch_entries_examined: Counter::default(),
             watch_change_encodings: Counter::default(),
             watch_messages_assembled: Counter::default(),
             watch_messages_shared: Counter::default(),
@@ -161,6 +165,12 @@ impl Metrics {
             "waymark_watch_resets_total",
             "Watch streams reset (Reset + Snapshot) because the watcher fell behind.",
             self.watch_resets.get(),
+        );
+        render_counter(
+            out,
+            "waymark_watch_entries_examined_total",
+            "Log entries examined by watch streams (each stream counts each entry it was woken for).",
+            self.watch_entries_examined.get(),
         );
         render_counter(
             out,

@@ -1,8 +1,9 @@
 //! Watch streams: from now, resumed from a past index on another node, from before
 //! the history window (Reset), from a future index (waits), across the stop of the
 //! serving node, for a watcher that stops reading (bounded, then Reset), a
-//! passing-only watch as an instance leaves and comes back, and watchers of one
-//! selection sharing one encoding of each change.
+//! passing-only watch as an instance leaves and comes back, watchers of one
+//! selection sharing one encoding of each change, and watchers of one service not
+//! woken by changes to services of other shards.
 
 mod common;
 
@@ -439,5 +440,55 @@ async fn watchers_of_the_same_selection_share_one_encoding_of_each_change() {
         "one message as it is, one as a removal"
     );
     assert_eq!(metrics.watch_messages_shared.get() - shared, 18);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watcher_of_one_service_is_not_woken_by_changes_to_other_shards() {
+    use waymark_registry::watch::hub::shard_of;
+    let cluster = TestCluster::start(1, |_| {}).await;
+    let leader = cluster.wait_for_leader().await;
+    let metrics = cluster.node(leader).node.metrics.clone();
+    let mut c = cluster.catalog(leader).await;
+    let mut watchers = Vec::new();
+    for i in 0..21 {
+        let mut request = watch_request(&["web"], 0);
+        if i == 20 {
+            // One watcher of everything, for contrast.
+            request.services.clear();
+            request.all = true;
+        }
+        let mut s = c.watch(request).await.unwrap().into_inner();
+        let mut model = WatchModel::default();
+        model.apply(&next(&mut s).await);
+        watchers.push((s, model));
+    }
+    let examined = metrics.watch_entries_examined.get();
+    let others: Vec<String> = (0..)
+        .map(|i| format!("svc-{i}"))
+        .filter(|s| shard_of(s) != shard_of("web"))
+        .take(100)
+        .collect();
+    for service in &others {
+        c.register(registration(service, "x", 80)).await.unwrap();
+    }
+    let web = c
+        .register(registration("web", "a", 80))
+        .await
+        .unwrap()
+        .into_inner()
+        .index;
+    // Each stream examines entries in order, so once every watcher has the web change
+    // each has examined everything it was woken for before it.
+    for (s, model) in &mut watchers {
+        read_until(s, model, web).await;
+        assert_eq!(model.ids("web"), vec!["a"]);
+    }
+    assert_eq!(watchers[20].1.instances.len(), 101);
+    assert_eq!(
+        metrics.watch_entries_examined.get() - examined,
+        20 + 101,
+        "the web watchers examine only the web entry; the watcher of everything all 101"
+    );
     cluster.shutdown().await;
 }

@@ -141,6 +141,9 @@ async fn follow(
     };
     let hang_up = tokio::time::sleep(session_limit);
     tokio::pin!(hang_up);
+    // A snapshot in parts is recorded once, joined, when its last part is in (what a
+    // client applies); a stream cut before that leaves nothing recorded of it.
+    let mut parts: Vec<pb::WatchSnapshot> = Vec::new();
     loop {
         let next = tokio::select! {
             _ = env.stop.cancelled() => return "run stopped".into(),
@@ -152,6 +155,21 @@ async fn follow(
             Ok(None) => return "stream ended".into(),
             Ok(Some(Err(s))) => return status_text(&s),
             Ok(Some(Ok(m))) => m,
+        };
+        let message = match message.event {
+            Some(watch_response::Event::Snapshot(part)) if part.more => {
+                parts.push(part);
+                continue;
+            }
+            Some(watch_response::Event::Snapshot(last)) if !parts.is_empty() => {
+                parts.push(last);
+                let joined = waymark_proto::parts::join_snapshot(std::mem::take(&mut parts));
+                pb::WatchResponse {
+                    index: message.index,
+                    event: Some(watch_response::Event::Snapshot(joined)),
+                }
+            }
+            _ => message,
         };
         let Some(event) = convert(message) else {
             continue;

@@ -21,7 +21,7 @@ use crate::model::{key_in_prefix, Change, ConfigEntry, InstanceRecord, RecordCha
 use crate::node::Node;
 use crate::unsafe_control::UnsafeControl;
 use crate::watch::encoded::{Assembly, EncodedChanges, Form};
-use crate::watch::hub::{Compacted, HubEvent, IndexChanges, Subscription};
+use crate::watch::hub::{Compacted, HubEvent, IndexChanges, Interest, Subscription};
 
 /// Default interval between Progress messages on an idle stream.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
@@ -265,7 +265,7 @@ fn snapshot_and_subscribe(
     };
     let sub = node
         .hub
-        .subscribe(index)
+        .subscribe(index, Interest::of(&filter.selection))
         .expect("the hub never compacts past the applied index");
     drop(catalog);
     let snapshot = pb::WatchSnapshot {
@@ -362,6 +362,7 @@ impl Watch {
 
     /// Queues the matching changes of one index, if any.
     fn queue_changes(&mut self, entry: &IndexChanges) {
+        self.node.metrics.watch_entries_examined.inc();
         let Some(frame) = self
             .filter
             .changes_frame(entry, &mut self.forms, &self.node.metrics)
@@ -429,7 +430,11 @@ impl Watch {
             self.sub = Some(sub);
             return;
         }
-        match self.node.hub.subscribe(from_index) {
+        match self
+            .node
+            .hub
+            .subscribe(from_index, Interest::of(&self.filter.selection))
+        {
             Ok(mut sub) => {
                 // UNSAFE CONTROL (`watch-skip`): only resumes inside the window.
                 self.skip_next_changes = self.node.unsafe_control == Some(UnsafeControl::WatchSkip);

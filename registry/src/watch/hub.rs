@@ -6,6 +6,13 @@
 //! Memory is bounded twice: the retained history keeps at most `history_limit`
 //! indexes (older ones are compacted; resuming from before them gets a Reset), and
 //! each live watcher has a bounded queue (a watcher that falls behind it gets a Reset).
+//!
+//! Live events go out on `SHARDS + 1` channels, so a watcher is woken only by entries
+//! that can matter to it: a watcher of services that all hash to one shard listens on
+//! that shard's channel, which carries the entries changing an instance of a service
+//! of that shard (plus ACL changes and the hub's own events); every other watcher
+//! listens on the channel that carries everything. At 10,000 watchers of 10,000
+//! services, a change wakes about 1/64 of them instead of all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
+use waymark_proto::WatchSelection;
+
 use super::encoded::EncodedChanges;
-use crate::model::Change;
+use crate::model::{Change, RecordChange};
 
 /// Every change made by the log entry at `index`.
 #[derive(Debug)]
@@ -68,6 +77,55 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;
 /// Default number of events a live watcher may fall behind before it is reset.
 pub const DEFAULT_WATCHER_QUEUE: usize = 1_024;
 
+/// Channels for instance changes by service (`shard_of`).
+pub const SHARDS: usize = 64;
+
+/// The shard of a service's instance changes (FNV-1a: stable across runs and nodes).
+pub fn shard_of(service: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in service.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % SHARDS as u64) as usize
+}
+
+/// Which live events a watcher needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Every entry.
+    Everything,
+    /// Entries changing instances of this shard's services (and ACL changes).
+    Shard(usize),
+}
+
+impl Interest {
+    /// The narrowest interest that still carries every change a selection can match:
+    /// one shard when it selects only instances of named services that share a shard.
+    pub fn of(selection: &WatchSelection) -> Self {
+        if !selection.config_prefixes.is_empty()
+            || selection.ca_roots
+            || !selection.intention_destinations.is_empty()
+        {
+            return Interest::Everything;
+        }
+        let mut shard = None;
+        for topic in &selection.instances {
+            let Some(services) = &topic.services else {
+                return Interest::Everything;
+            };
+            for s in services {
+                match shard {
+                    None => shard = Some(shard_of(s)),
+                    Some(first) if first == shard_of(s) => {}
+                    Some(_) => return Interest::Everything,
+                }
+            }
+        }
+        shard.map_or(Interest::Everything, Interest::Shard)
+    }
+}
+
 struct History {
     entries: VecDeque<Arc<IndexChanges>>,
     /// Changes at or below this index are no longer retained.
@@ -77,7 +135,11 @@ struct History {
 pub struct WatchHub {
     history: Mutex<History>,
     history_limit: usize,
-    live: broadcast::Sender<HubEvent>,
+    /// Every event.
+    everything: broadcast::Sender<HubEvent>,
+    /// Per shard: the entries changing its services' instances, ACL changes, and the
+    /// hub's own events.
+    shards: Vec<broadcast::Sender<HubEvent>>,
     applied: watch::Sender<u64>,
     /// Set (before `Stopping` is sent) when the node stops.
     stopping: AtomicBool,
@@ -98,7 +160,9 @@ pub struct Compacted {
 
 impl WatchHub {
     pub fn new(applied_index: u64, history_limit: usize, watcher_queue: usize) -> Self {
-        let (live, _) = broadcast::channel(watcher_queue.max(1));
+        let queue = watcher_queue.max(1);
+        let (everything, _) = broadcast::channel(queue);
+        let shards = (0..SHARDS).map(|_| broadcast::channel(queue).0).collect();
         let (applied, _) = watch::channel(applied_index);
         Self {
             history: Mutex::new(History {
@@ -107,7 +171,8 @@ impl WatchHub {
                 compacted_through: applied_index,
             }),
             history_limit: history_limit.max(1),
-            live,
+            everything,
+            shards,
             applied,
             stopping: AtomicBool::new(false),
         }
@@ -130,7 +195,13 @@ impl WatchHub {
             }
             // Sent while the history lock is held, so subscribe() never sees an entry
             // both in the backlog and live.
-            let _ = self.live.send(HubEvent::Changes(entry));
+            let touched = touched_shards(&entry.changes);
+            for (shard, tx) in self.shards.iter().enumerate() {
+                if touched & (1 << shard) != 0 {
+                    let _ = tx.send(HubEvent::Changes(entry.clone()));
+                }
+            }
+            let _ = self.everything.send(HubEvent::Changes(entry));
         }
         // After the broadcast: a watcher that reads `applied` and then drains its
         // queue has every change up to that index.
@@ -142,7 +213,7 @@ impl WatchHub {
         let mut h = self.history.lock().expect("hub lock poisoned");
         h.entries.clear();
         h.compacted_through = index;
-        let _ = self.live.send(HubEvent::SnapshotInstalled(index));
+        self.send_to_all(HubEvent::SnapshotInstalled(index));
         drop(h);
         self.applied.send_replace(index);
     }
@@ -153,7 +224,14 @@ impl WatchHub {
     pub fn stop_watches(&self) {
         let _h = self.history.lock().expect("hub lock poisoned");
         self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.live.send(HubEvent::Stopping);
+        self.send_to_all(HubEvent::Stopping);
+    }
+
+    fn send_to_all(&self, event: HubEvent) {
+        for tx in &self.shards {
+            let _ = tx.send(event.clone());
+        }
+        let _ = self.everything.send(event);
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -162,7 +240,11 @@ impl WatchHub {
 
     /// Subscribes to the changes after `from_index`. Call under the catalog read lock
     /// when pairing with a snapshot.
-    pub fn subscribe(&self, from_index: u64) -> Result<Subscription, Compacted> {
+    pub fn subscribe(
+        &self,
+        from_index: u64,
+        interest: Interest,
+    ) -> Result<Subscription, Compacted> {
         let h = self.history.lock().expect("hub lock poisoned");
         if from_index < h.compacted_through {
             return Err(Compacted {
@@ -175,10 +257,11 @@ impl WatchHub {
             .filter(|e| e.index > from_index)
             .cloned()
             .collect();
-        Ok(Subscription {
-            backlog,
-            live: self.live.subscribe(),
-        })
+        let live = match interest {
+            Interest::Everything => self.everything.subscribe(),
+            Interest::Shard(shard) => self.shards[shard % SHARDS].subscribe(),
+        };
+        Ok(Subscription { backlog, live })
     }
 
     /// The last applied index published.
@@ -192,8 +275,30 @@ impl WatchHub {
     }
 
     pub fn live_watchers(&self) -> usize {
-        self.live.receiver_count()
+        self.everything.receiver_count()
+            + self
+                .shards
+                .iter()
+                .map(|s| s.receiver_count())
+                .sum::<usize>()
     }
+}
+
+/// The shards an entry's events go to, as a bit set: those of the services whose
+/// instances it changes, and all of them when it changes tokens or policies (a
+/// watcher re-resolves its rights on those, in log order).
+fn touched_shards(changes: &[Change]) -> u64 {
+    const _: () = assert!(SHARDS <= 64, "the shard set is one u64");
+    let mut set = 0u64;
+    for c in changes {
+        match c {
+            Change::Instance(RecordChange::Put(r)) => set |= 1 << shard_of(&r.service),
+            Change::Instance(RecordChange::Delete((service, _))) => set |= 1 << shard_of(service),
+            Change::AclToken(_) | Change::AclPolicy(_) => return u64::MAX,
+            _ => {}
+        }
+    }
+    set
 }
 
 #[cfg(test)]
@@ -213,7 +318,7 @@ mod tests {
         hub.publish(1, vec![remove("a")]);
         hub.publish(2, vec![]);
         hub.publish(3, vec![remove("b")]);
-        let mut sub = hub.subscribe(1).unwrap();
+        let mut sub = hub.subscribe(1, Interest::Everything).unwrap();
         assert_eq!(
             sub.backlog.iter().map(|e| e.index).collect::<Vec<_>>(),
             vec![3]
@@ -234,12 +339,12 @@ mod tests {
             hub.publish(i, vec![remove("x")]);
         }
         assert_eq!(
-            hub.subscribe(2).unwrap_err(),
+            hub.subscribe(2, Interest::Everything).unwrap_err(),
             Compacted {
                 compacted_through: 3
             }
         );
-        let sub = hub.subscribe(3).unwrap();
+        let sub = hub.subscribe(3, Interest::Everything).unwrap();
         assert_eq!(
             sub.backlog.iter().map(|e| e.index).collect::<Vec<_>>(),
             vec![4, 5]
@@ -249,7 +354,7 @@ mod tests {
     #[test]
     fn a_slow_live_watcher_lags_instead_of_growing() {
         let hub = WatchHub::new(0, 100, 2);
-        let mut sub = hub.subscribe(0).unwrap();
+        let mut sub = hub.subscribe(0, Interest::Everything).unwrap();
         for i in 1..=5 {
             hub.publish(i, vec![remove("x")]);
         }
@@ -259,17 +364,111 @@ mod tests {
         ));
     }
 
+    fn put(service: &str) -> Change {
+        Change::Instance(crate::model::RecordChange::Put(
+            crate::model::InstanceRecord {
+                service: service.into(),
+                id: "i".into(),
+                address: "10.0.0.1".into(),
+                port: 80,
+                tags: Vec::new(),
+                meta: Default::default(),
+                weight_passing: 1,
+                weight_warning: 1,
+                health: crate::model::Health::Passing,
+                health_output: String::new(),
+                create_index: 1,
+                modify_index: 1,
+                lease_id: None,
+                on_lease_expiry: Default::default(),
+                deregister_critical_after_ms: 0,
+            },
+        ))
+    }
+
+    /// A service of another shard than `service`'s.
+    fn elsewhere(service: &str) -> String {
+        (0..)
+            .map(|i| format!("other-{i}"))
+            .find(|s| shard_of(s) != shard_of(service))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_shard_watcher_gets_only_its_shards_changes_and_everything_else_all() {
+        let hub = WatchHub::new(0, 100, 16);
+        let web = Interest::Shard(shard_of("web"));
+        let mut narrow = hub.subscribe(0, web).unwrap();
+        let mut broad = hub.subscribe(0, Interest::Everything).unwrap();
+        assert_eq!(hub.live_watchers(), 2);
+        hub.publish(1, vec![put(&elsewhere("web"))]);
+        hub.publish(2, vec![remove("b")]); // a delete of web/b
+        hub.publish(3, vec![put(&elsewhere("web")), put("web")]);
+        hub.publish(
+            4,
+            vec![Change::AclPolicy(crate::model::RecordChange::Delete(
+                "p".into(),
+            ))],
+        );
+        hub.snapshot_installed(9);
+        let seen = |sub: &mut Subscription| {
+            std::iter::from_fn(|| sub.live.try_recv().ok())
+                .map(|ev| match ev {
+                    HubEvent::Changes(c) => c.index,
+                    HubEvent::SnapshotInstalled(i) => i,
+                    HubEvent::Stopping => 0,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(seen(&mut narrow), [2, 3, 4, 9]);
+        assert_eq!(seen(&mut broad), [1, 2, 3, 4, 9]);
+        hub.stop_watches();
+        assert_eq!(seen(&mut narrow), [0]);
+    }
+
+    #[test]
+    fn interest_is_one_shard_only_for_named_services_sharing_it() {
+        use std::collections::BTreeSet;
+        use waymark_proto::InstanceSelection;
+        let services = |names: &[&str]| WatchSelection {
+            instances: vec![InstanceSelection {
+                services: Some(names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()),
+                passing_only: false,
+            }],
+            ..WatchSelection::default()
+        };
+        assert_eq!(
+            Interest::of(&services(&["web"])),
+            Interest::Shard(shard_of("web"))
+        );
+        let other = elsewhere("web");
+        assert_eq!(
+            Interest::of(&services(&["web", &other])),
+            Interest::Everything
+        );
+        let mut all = services(&[]);
+        all.instances[0].services = None;
+        assert_eq!(Interest::of(&all), Interest::Everything);
+        let mut with_config = services(&["web"]);
+        with_config.config_prefixes.push("app".into());
+        assert_eq!(Interest::of(&with_config), Interest::Everything);
+    }
+
     #[test]
     fn snapshot_install_resets_history() {
         let hub = WatchHub::new(0, 100, 16);
         hub.publish(1, vec![remove("a")]);
-        let mut sub = hub.subscribe(1).unwrap();
+        let mut sub = hub.subscribe(1, Interest::Everything).unwrap();
         hub.snapshot_installed(50);
         assert!(matches!(
             sub.live.try_recv().unwrap(),
             HubEvent::SnapshotInstalled(50)
         ));
-        assert!(hub.subscribe(10).is_err());
-        assert!(hub.subscribe(50).unwrap().backlog.is_empty());
+        assert!(hub.subscribe(10, Interest::Everything).is_err());
+        assert!(hub
+            .subscribe(50, Interest::Everything)
+            .unwrap()
+            .backlog
+            .is_empty());
     }
 }

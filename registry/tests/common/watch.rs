@@ -53,12 +53,41 @@ pub struct WatchModel {
     pub awaiting_snapshot: bool,
     /// (index, change) for every change applied, in order.
     pub log: Vec<(u64, pb::RecordChange)>,
+    /// Parts of a snapshot still waiting for its last part (at this index).
+    pub pending_parts: Option<(u64, Vec<pb::WatchSnapshot>)>,
 }
 
 impl WatchModel {
     /// Applies one message, asserting: index never decreases, Changes indexes strictly
     /// increase, and a Reset is followed (by the caller's next message) by a snapshot.
     pub fn apply(&mut self, m: &pb::WatchResponse) {
+        let part = match &m.event {
+            Some(Event::Snapshot(s)) if s.more || self.pending_parts.is_some() => s,
+            _ => {
+                assert!(
+                    self.pending_parts.is_none(),
+                    "a snapshot's parts must be consecutive, got {m:?}"
+                );
+                return self.apply_whole(m);
+            }
+        };
+        // A snapshot in parts: applied as one when its last part is in.
+        let (at, parts) = self
+            .pending_parts
+            .get_or_insert_with(|| (m.index, Vec::new()));
+        assert_eq!(*at, m.index, "a snapshot's parts share its index");
+        parts.push(part.clone());
+        if part.more {
+            return;
+        }
+        let (index, parts) = self.pending_parts.take().expect("parts");
+        self.apply_whole(&pb::WatchResponse {
+            index,
+            event: Some(Event::Snapshot(waymark_proto::parts::join_snapshot(parts))),
+        });
+    }
+
+    fn apply_whole(&mut self, m: &pb::WatchResponse) {
         assert!(
             m.index >= self.index,
             "index went back: {} after {}",
@@ -142,7 +171,7 @@ impl WatchModel {
 
     /// True once the model reflects a complete state at or after `index`.
     pub fn caught_up_to(&self, index: u64) -> bool {
-        self.index >= index && !self.awaiting_snapshot
+        self.index >= index && !self.awaiting_snapshot && self.pending_parts.is_none()
     }
 
     pub fn ids(&self, service: &str) -> Vec<String> {
