@@ -36,6 +36,11 @@ pub struct RegisterArgs {
     #[arg(long, default_value = "bench")]
     pub service: String,
 
+    /// Spread the instances over this many services, `<service>-<n mod services>`
+    /// (1: all under `--service` itself), for catalogs of many services.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub services: u64,
+
     /// First instance number: ids run from i-<offset> to i-<offset+total-1>, so
     /// consecutive runs against one cluster can register new instances each time.
     #[arg(long, default_value_t = 0)]
@@ -75,27 +80,42 @@ pub fn instance_address(n: u64) -> String {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub service: String,
+    /// Services the instances are spread over (`RegisterArgs::services`).
+    pub services: u64,
     pub id_offset: u64,
     pub payload: String,
 }
 
 impl Plan {
     pub fn new(args: &RegisterArgs) -> Self {
-        Self::with(&args.service, args.id_offset, args.val_size)
+        Self {
+            services: args.services,
+            ..Self::with(&args.service, args.id_offset, args.val_size)
+        }
     }
 
     pub fn with(service: &str, id_offset: u64, val_size: usize) -> Self {
         Self {
             service: service.to_string(),
+            services: 1,
             id_offset,
             payload: "x".repeat(val_size),
         }
     }
 
+    /// The service of instance number `n`.
+    pub fn service_of(&self, n: u64) -> String {
+        match self.services {
+            1 => self.service.clone(),
+            k => format!("{}-{}", self.service, n % k),
+        }
+    }
+
     /// The etcd key and value that stand for operation `seq`'s instance.
     pub fn etcd_put(&self, seq: u64) -> (String, String) {
+        let n = self.id_offset.wrapping_add(seq);
         (
-            etcd::key(&self.service, &instance_id(self.id_offset, seq)),
+            etcd::key(&self.service_of(n), &instance_id(self.id_offset, seq)),
             self.payload.clone(),
         )
     }
@@ -104,7 +124,7 @@ impl Plan {
     pub fn request(&self, seq: u64) -> pb::RegisterRequest {
         let n = self.id_offset.wrapping_add(seq);
         pb::RegisterRequest {
-            service: self.service.clone(),
+            service: self.service_of(n),
             id: instance_id(self.id_offset, seq),
             address: instance_address(n),
             port: 8080,
@@ -163,6 +183,7 @@ pub async fn run(opts: &ClientOpts, args: &RegisterArgs) -> anyhow::Result<Summa
         ("rate", json!(args.rate)),
         ("val_size", json!(args.val_size)),
         ("service", json!(args.service)),
+        ("services", json!(args.services)),
         ("id_offset", json!(args.id_offset)),
     ];
     Ok(Summary::new("register", params, &outcome))
@@ -181,8 +202,25 @@ mod tests {
             val_size: 256,
             rate: 0,
             service: "bench".into(),
+            services: 1,
             id_offset: 0,
         }
+    }
+
+    #[test]
+    fn instances_spread_over_services_by_number() {
+        let plan = Plan::new(&RegisterArgs {
+            services: 3,
+            ..args(10)
+        });
+        let services: Vec<String> = (0..4).map(|seq| plan.request(seq).service).collect();
+        assert_eq!(services, ["bench-0", "bench-1", "bench-2", "bench-0"]);
+        assert!(
+            plan.etcd_put(4).0.contains("/bench-1/"),
+            "{:?}",
+            plan.etcd_put(4)
+        );
+        assert_eq!(Plan::new(&args(10)).request(5).service, "bench");
     }
 
     #[test]
