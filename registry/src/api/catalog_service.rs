@@ -34,6 +34,25 @@ impl CatalogService {
     pub fn new(node: Arc<Node>, tasks: Tasks) -> Self {
         Self { node, tasks }
     }
+
+    /// The answer of ListInstances and StreamInstances: the service's instances (the
+    /// caller must be allowed to read it), read in the requested mode, with its meta.
+    async fn instances(
+        &self,
+        req: Request<pb::ListInstancesRequest>,
+    ) -> Result<(Vec<pb::Instance>, pb::ResponseMeta), ApiError> {
+        let caller = auth::caller(&self.node, req.metadata()).await?;
+        let req = req.into_inner();
+        waymark_proto::validate::check_dns_label("service", &req.service)?;
+        caller.require(Need::service(&req.service, AclAccess::Read))?;
+        read(&self.node, req.read, |c| {
+            c.service_records(&req.service)
+                .filter(|r| !req.passing_only || r.is_passing())
+                .map(convert::instance)
+                .collect()
+        })
+        .await
+    }
 }
 
 /// `instance S/ID`, as errors name it.
@@ -149,17 +168,7 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::ListInstancesRequest>,
     ) -> Result<Response<pb::ListInstancesResponse>, Status> {
         let result = async {
-            let caller = auth::caller(&self.node, req.metadata()).await?;
-            let req = req.into_inner();
-            waymark_proto::validate::check_dns_label("service", &req.service)?;
-            caller.require(Need::service(&req.service, AclAccess::Read))?;
-            let (instances, meta) = read(&self.node, req.read, |c| {
-                c.service_records(&req.service)
-                    .filter(|r| !req.passing_only || r.is_passing())
-                    .map(convert::instance)
-                    .collect()
-            })
-            .await?;
+            let (instances, meta) = self.instances(req).await?;
             Ok(pb::ListInstancesResponse {
                 instances,
                 meta: Some(meta),
@@ -177,17 +186,7 @@ impl pb::catalog_server::Catalog for CatalogService {
         req: Request<pb::ListInstancesRequest>,
     ) -> Result<Response<Self::StreamInstancesStream>, Status> {
         let result = async {
-            let caller = auth::caller(&self.node, req.metadata()).await?;
-            let req = req.into_inner();
-            waymark_proto::validate::check_dns_label("service", &req.service)?;
-            caller.require(Need::service(&req.service, AclAccess::Read))?;
-            let (instances, meta) = read(&self.node, req.read, |c| {
-                c.service_records(&req.service)
-                    .filter(|r| !req.passing_only || r.is_passing())
-                    .map(convert::instance)
-                    .collect()
-            })
-            .await?;
+            let (instances, meta) = self.instances(req).await?;
             let runs = parts::split_by_size(instances, parts::PART_BYTES);
             let last = runs.len() - 1;
             let responses = runs.into_iter().enumerate().map(move |(i, instances)| {
