@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-pub use waymark_metrics::{render_counter, render_gauge, Counter, Histogram, LATENCY_BUCKETS};
+pub use waymark_metrics::{
+    render_counter, render_gauge, render_labelled_counter, Counter, Histogram, LATENCY_BUCKETS,
+};
 
 /// Buckets for counts of commands per log entry (group commit).
 pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
@@ -178,21 +180,13 @@ impl Metrics {
             "Changes put into wire form for watch streams (once per change, shared by every stream).",
             self.watch_change_encodings.get(),
         );
-        let _ = writeln!(
+        render_labelled_counter(
             out,
-            "# HELP waymark_watch_change_messages_total Changes messages sent on watch streams, by whether this stream assembled it or sent the bytes assembled for another stream with the same selection."
+            "waymark_watch_change_messages_total",
+            "Changes messages sent on watch streams, by whether this stream assembled it or sent the bytes assembled for another stream with the same selection.",
+            "source",
+            &[("assembled", self.watch_messages_assembled.get()), ("shared", self.watch_messages_shared.get())],
         );
-        let _ = writeln!(out, "# TYPE waymark_watch_change_messages_total counter");
-        for (source, counter) in [
-            ("assembled", &self.watch_messages_assembled),
-            ("shared", &self.watch_messages_shared),
-        ] {
-            let _ = writeln!(
-                out,
-                "waymark_watch_change_messages_total{{source=\"{source}\"}} {}",
-                counter.get()
-            );
-        }
         self.proposal_batch_size.render(
             out,
             "waymark_proposal_batch_size",
@@ -210,36 +204,23 @@ impl Metrics {
             "Raft log entries written to disk.",
             self.log_entries_appended.get(),
         );
-        let _ = writeln!(
+        render_labelled_counter(
             out,
-            "# HELP waymark_tls_handshakes_refused_total TLS connections refused (bad, missing or untrusted certificate, plaintext, timeout), by port."
+            "waymark_tls_handshakes_refused_total",
+            "TLS connections refused (bad, missing or untrusted certificate, plaintext, timeout), by port.",
+            "port",
+            &[("api", self.tls_refused_api.get()), ("raft", self.tls_refused_raft.get())],
         );
-        let _ = writeln!(out, "# TYPE waymark_tls_handshakes_refused_total counter");
-        for (port, counter) in [
-            ("api", &self.tls_refused_api),
-            ("raft", &self.tls_refused_raft),
-        ] {
-            let _ = writeln!(
-                out,
-                "waymark_tls_handshakes_refused_total{{port=\"{port}\"}} {}",
-                counter.get()
-            );
-        }
-        let _ = writeln!(
+        render_labelled_counter(
             out,
-            "# HELP waymark_requests_limited_total Client API calls refused RESOURCE_EXHAUSTED by a [limits] limit, by limit."
+            "waymark_requests_limited_total",
+            "Client API calls refused RESOURCE_EXHAUSTED by a [limits] limit, by limit.",
+            "limit",
+            &[
+                ("rate", self.limited_rate.get()),
+                ("watch_streams", self.limited_watch_streams.get()),
+            ],
         );
-        let _ = writeln!(out, "# TYPE waymark_requests_limited_total counter");
-        for (limit, counter) in [
-            ("rate", &self.limited_rate),
-            ("watch_streams", &self.limited_watch_streams),
-        ] {
-            let _ = writeln!(
-                out,
-                "waymark_requests_limited_total{{limit=\"{limit}\"}} {}",
-                counter.get()
-            );
-        }
         let _ = writeln!(
             out,
             "# HELP waymark_jwks_fetch_failures_total Failed fetches of an auth method's jwks_url (the last good keys stay in use), by method."

@@ -149,6 +149,20 @@ pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
     sample(out, name, "", value);
 }
 
+/// A counter family with one sample per value of one label (values need no escaping).
+pub fn render_labelled_counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: &[(&str, u64)],
+) {
+    family(out, name, help, "counter");
+    for (value, count) in samples {
+        sample(out, name, &format!("{label}=\"{value}\""), count);
+    }
+}
+
 pub fn render_gauge(out: &mut String, name: &str, help: &str, value: f64) {
     family(out, name, help, "gauge");
     sample(out, name, "", value);
