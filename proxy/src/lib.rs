@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod outlier;
 pub mod registration;
 pub mod run;
+pub mod scheduling;
 pub mod upstream;

@@ -82,6 +82,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(config.log);
+    if let Err(e) = config.scheduling.apply_to_this_thread() {
+        // Not fatal: the proxy works under any policy (a seccomp profile or a
+        // container runtime may forbid changing it).
+        tracing::warn!(policy = ?config.scheduling, error = %e, "cannot set the scheduling policy; running under the inherited one");
+    }
     let runtime = match runtime(config.worker_threads) {
         Ok(r) => r,
         Err(e) => {

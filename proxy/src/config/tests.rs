@@ -37,6 +37,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.drain.grace, Duration::from_secs(5));
     assert_eq!(c.log, LogFormat::Json);
     assert_eq!(c.worker_threads, 1);
+    assert_eq!(c.scheduling, Scheduling::Batch);
     assert!(!c.mesh.mtls, "mTLS is opt-in");
     let r = c.registration();
     assert_eq!((r.port, r.address.as_str()), (8080, "127.0.0.1"));
@@ -294,5 +295,17 @@ fn mesh_mtls_and_the_default_intention_parse() {
     assert_eq!(
         c.mesh.default_intention,
         waymark_proto::intention::Action::Deny
+    );
+}
+
+#[test]
+fn scheduling_is_batch_or_normal_and_anything_else_is_refused_by_name() {
+    let c = parse(&format!("{MINIMAL}\n[runtime]\nscheduling = \"normal\"\n")).unwrap();
+    assert_eq!(c.scheduling, Scheduling::Normal);
+    let e = parse(&format!("{MINIMAL}\n[runtime]\nscheduling = \"fifo\"\n")).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("scheduling") && text.contains("fifo") && text.contains("batch"),
+        "{text}"
     );
 }
