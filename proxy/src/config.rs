@@ -110,6 +110,9 @@ pub struct InboundConfig {
     /// The port peers dial (recorded as [`MESH_PORT_META`]); defaults to the listen port.
     pub advertise_port: u16,
     pub connect_timeout: Duration,
+    /// `tcp`: connections carried as bytes; `http`: request by request (intentions
+    /// decided per request).
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -303,6 +306,7 @@ struct RawInbound {
     listen: String,
     advertise_port: Option<u32>,
     connect_timeout: Option<String>,
+    protocol: Option<Protocol>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -533,6 +537,7 @@ fn validate(raw: RawConfig, o: &Overrides) -> Result<Config, ConfigError> {
             &raw.inbound.connect_timeout,
             DEFAULT_CONNECT_TIMEOUT,
         )?,
+        protocol: raw.inbound.protocol.unwrap_or(Protocol::Tcp),
     };
 
     let service = validate_service(raw.service, o, &inbound)?;

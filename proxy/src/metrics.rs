@@ -116,6 +116,8 @@ pub struct MeshMetrics {
     handshake_failures: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Inbound connections by (source service, allowed).
     decisions: Mutex<BTreeMap<(String, bool), u64>>,
+    /// Inbound requests (HTTP inbound) by (source service, allowed).
+    request_decisions: Mutex<BTreeMap<(String, bool), u64>>,
 }
 
 impl MeshMetrics {
@@ -128,14 +130,14 @@ impl MeshMetrics {
             .or_default() += 1;
     }
 
+    /// An inbound connection decided by intention.
     pub fn decision(&self, source: &str, action: waymark_proto::intention::Action) {
-        let allowed = action == waymark_proto::intention::Action::Allow;
-        *self
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((source.to_string(), allowed))
-            .or_default() += 1;
+        count_decision(&self.decisions, source, action);
+    }
+
+    /// An inbound request decided by intention (`inbound.protocol = "http"`).
+    pub fn request_decision(&self, source: &str, action: waymark_proto::intention::Action) {
+        count_decision(&self.request_decisions, source, action);
     }
 
     fn render(&self, out: &mut String) {
@@ -159,30 +161,18 @@ impl MeshMetrics {
                 n,
             );
         }
-        let name = "waymark_proxy_mesh_inbound_connections_total";
-        family(
+        render_decisions(
             out,
-            name,
+            "waymark_proxy_mesh_inbound_connections_total",
             "Inbound mesh connections by the caller's verified service and the intention decision.",
-            "counter",
+            &self.decisions,
         );
-        for ((source, allowed), n) in self
-            .decisions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let decision = if *allowed { "allow" } else { "deny" };
-            sample(
-                out,
-                name,
-                &format!(
-                    "source=\"{}\",decision=\"{decision}\"",
-                    escape_label(source)
-                ),
-                n,
-            );
-        }
+        render_decisions(
+            out,
+            "waymark_proxy_mesh_inbound_requests_total",
+            "Inbound mesh requests (inbound.protocol = \"http\") by the caller's verified service and the intention decision.",
+            &self.request_decisions,
+        );
         for (name, help, value) in [
             (
                 "waymark_proxy_mesh_closed_by_intention_total",
@@ -569,5 +559,40 @@ fn render_upstreams(out: &mut String, upstreams: &[Arc<Upstream>]) {
     );
     for u in upstreams {
         sample(out, name, &label(u), u8::from(u.pool.state().fail_static));
+    }
+}
+
+fn count_decision(
+    counts: &Mutex<BTreeMap<(String, bool), u64>>,
+    source: &str,
+    action: waymark_proto::intention::Action,
+) {
+    let allowed = action == waymark_proto::intention::Action::Allow;
+    *counts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry((source.to_string(), allowed))
+        .or_default() += 1;
+}
+
+/// A counter family of intention decisions, by source and decision.
+fn render_decisions(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    counts: &Mutex<BTreeMap<(String, bool), u64>>,
+) {
+    family(out, name, help, "counter");
+    for ((source, allowed), n) in counts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let decision = if *allowed { "allow" } else { "deny" };
+        sample(
+            out,
+            name,
+            &format!(
+                "source=\"{}\",decision=\"{decision}\"",
+                escape_label(source)
+            ),
+            n,
+        );
     }
 }

@@ -17,6 +17,7 @@ use waymark_client::{Client, ConnectOptions};
 use crate::admin::{self, AdminState};
 use crate::config::{Config, Protocol};
 use crate::forward::inbound::Inbound;
+use crate::forward::inbound_http::LocalApp;
 use crate::forward::{self, Connections};
 use crate::mesh::Mesh;
 use crate::metrics::{MeshMetrics, ProxyMetrics};
@@ -114,13 +115,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
     }
 
+    let app: Arc<str> = config.service.app.clone().into();
     let inbound = Inbound {
-        app: config.service.app.clone().into(),
+        app: app.clone(),
         connect_timeout: config.inbound.connect_timeout,
         metrics: metrics.clone(),
         mesh: mesh.clone(),
+        http: (config.inbound.protocol == Protocol::Http)
+            .then(|| Arc::new(LocalApp::new(app, config.inbound.connect_timeout))),
     };
-    tracing::info!(listen = %bound.inbound.local_addr()?, app = %inbound.app, mtls = config.mesh.mtls, "inbound listening");
+    tracing::info!(listen = %bound.inbound.local_addr()?, app = %inbound.app, protocol = ?config.inbound.protocol, mtls = config.mesh.mtls, "inbound listening");
     tokio::spawn(forward::accept_loop(
         bound.inbound,
         connections.clone(),

@@ -601,3 +601,80 @@ async fn renewal_and_a_root_rotation_under_traffic_fail_no_request() {
         "too little traffic: {ok} HTTP, {tcp_ok} TCP"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http_inbound_decides_each_request_by_intention_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path()).await;
+    let (app_port, inbound, api_admin) = (free_port(), free_port(), free_port());
+    let _app = sample_app("api-a", app_port, dir.path());
+    let config = server_proxy_config(
+        &registry, "api", "api-a", app_port, inbound, api_admin, MTLS,
+    )
+    .replacen("[inbound]\n", "[inbound]\nprotocol = \"http\"\n", 1);
+    let _api = proxy("api-a", &config, dir.path());
+    let (_web, admin, http, _tcp) = web_proxy(&registry, dir.path());
+    wait_endpoints(admin, &http, &["api-a"]).await;
+    wait_leaves(&[api_admin, admin]).await;
+
+    // One kept-alive HTTP/1.1 connection and one gRPC channel from the app, both
+    // carried by the inbound request by request.
+    let mut c = H1::connect(&http).await.unwrap();
+    let r = c.get("/").await.unwrap();
+    assert_eq!(
+        (r.status, r.served_by.as_deref()),
+        (200, Some("api-a")),
+        "{}",
+        r.body
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{http}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let health = || {
+        let mut client = HealthClient::new(channel.clone());
+        async move {
+            client
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+        }
+    };
+    assert_eq!(health().await.expect("gRPC allowed").into_inner().status, 1);
+
+    // A deny: the same connections now get answers saying why, not a reset.
+    let index = put_intention(&registry, "web", "api", pb::IntentionAction::Deny).await;
+    enforcing(api_admin, index).await;
+    let r = c.get("/").await.unwrap();
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("web is denied by intention"), "{}", r.body);
+    let refused = health().await.expect_err("gRPC denied");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("web is denied by intention"),
+        "{refused:?}"
+    );
+    let requests = |decision: &str| {
+        format!(
+            r#"waymark_proxy_mesh_inbound_requests_total{{source="web",decision="{decision}"}}"#
+        )
+    };
+    assert_eq!(count(api_admin, &requests("allow")).await, 2.0);
+    assert_eq!(count(api_admin, &requests("deny")).await, 2.0);
+
+    // Deleting it lets the next request on the same connection through again.
+    let index = delete_intention(&registry, "web", "api").await;
+    enforcing(api_admin, index).await;
+    assert_eq!(c.get("/").await.unwrap().status, 200);
+    assert_eq!(
+        health()
+            .await
+            .expect("gRPC allowed again")
+            .into_inner()
+            .status,
+        1
+    );
+    assert_eq!(count(api_admin, &requests("allow")).await, 4.0);
+}

@@ -38,6 +38,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.log, LogFormat::Json);
     assert_eq!(c.worker_threads, 1);
     assert_eq!(c.scheduling, Scheduling::Batch);
+    assert_eq!(c.inbound.protocol, Protocol::Tcp);
     assert!(!c.mesh.mtls, "mTLS is opt-in");
     let r = c.registration();
     assert_eq!((r.port, r.address.as_str()), (8080, "127.0.0.1"));
@@ -308,4 +309,13 @@ fn scheduling_is_batch_or_normal_and_anything_else_is_refused_by_name() {
         text.contains("scheduling") && text.contains("fifo") && text.contains("batch"),
         "{text}"
     );
+}
+
+#[test]
+fn the_inbound_carries_http_when_asked_and_names_a_bad_protocol() {
+    let http = MINIMAL.replace("[inbound]\n", "[inbound]\nprotocol = \"http\"\n");
+    assert_eq!(parse(&http).unwrap().inbound.protocol, Protocol::Http);
+    let bad = MINIMAL.replace("[inbound]\n", "[inbound]\nprotocol = \"udp\"\n");
+    let text = parse(&bad).unwrap_err().to_string();
+    assert!(text.contains("protocol") && text.contains("udp"), "{text}");
 }

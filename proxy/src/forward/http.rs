@@ -20,6 +20,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::{connect_any, used, Connections, NoConnection};
@@ -29,10 +30,10 @@ use crate::upstream::Upstream;
 /// A response body: the endpoint's, streamed through, or the proxy's own.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 
-/// Idle HTTP/1.1 connections kept per endpoint.
+/// Idle HTTP/1.1 connections kept per endpoint (or per local app, inbound).
 const MAX_IDLE_H1: usize = 256;
 /// Pooled connections that may close under one request before it gives up.
-const MAX_UNSENT_RETRIES: u32 = 3;
+pub(super) const MAX_UNSENT_RETRIES: u32 = 3;
 
 /// Pooled connections to one endpoint.
 #[derive(Default)]
@@ -52,35 +53,32 @@ impl std::fmt::Debug for Conns {
 }
 
 /// A connection ready to take one request.
-enum Sender {
+pub(super) enum Sender {
     H1(http1::SendRequest<Incoming>),
     H2(http2::SendRequest<Incoming>),
 }
 
 impl Conns {
-    /// A pooled connection when there is one; otherwise a new one. The connect is
-    /// boxed: its futures (dial, handshake) are large and rare, and every request's
-    /// future would otherwise carry them (and be copied with them) on each move.
-    async fn get(
-        &self,
-        upstream: &Upstream,
-        endpoint: &Endpoint,
-        version: Version,
-    ) -> Result<Sender, String> {
+    /// A pooled connection when there is one; otherwise a new one over what `dial`
+    /// connects. The connect is boxed: its futures (dial, handshake) are large and
+    /// rare, and every request's future would otherwise carry them (and be copied
+    /// with them) on each move.
+    pub(super) async fn get<D, Fut, S>(&self, version: Version, dial: D) -> Result<Sender, String>
+    where
+        D: FnOnce() -> Fut,
+        Fut: Future<Output = Result<S, String>>,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         if version == Version::HTTP_2 {
             if let Some(s) = self.open_h2() {
                 return Ok(Sender::H2(s));
             }
-            return Box::pin(self.connect_h2(upstream, endpoint))
-                .await
-                .map(Sender::H2);
+            return Box::pin(self.connect_h2(dial)).await.map(Sender::H2);
         }
         if let Some(s) = self.take_idle_h1() {
             return Ok(Sender::H1(s));
         }
-        Box::pin(connect_h1(upstream, endpoint))
-            .await
-            .map(Sender::H1)
+        Box::pin(connect_h1(dial)).await.map(Sender::H1)
     }
 
     fn open_h2(&self) -> Option<http2::SendRequest<Incoming>> {
@@ -88,17 +86,18 @@ impl Conns {
         h2.as_ref().filter(|s| !s.is_closed()).cloned()
     }
 
-    async fn connect_h2(
-        &self,
-        upstream: &Upstream,
-        endpoint: &Endpoint,
-    ) -> Result<http2::SendRequest<Incoming>, String> {
+    async fn connect_h2<D, Fut, S>(&self, dial: D) -> Result<http2::SendRequest<Incoming>, String>
+    where
+        D: FnOnce() -> Fut,
+        Fut: Future<Output = Result<S, String>>,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let _connecting = self.h2_connecting.lock().await;
         // Another request may have connected while this one waited.
         if let Some(s) = self.open_h2() {
             return Ok(s);
         }
-        let stream = upstream.connect(endpoint).await?;
+        let stream = dial().await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .handshake(TokioIo::new(stream))
             .await
@@ -128,11 +127,13 @@ impl Conns {
     }
 }
 
-async fn connect_h1(
-    upstream: &Upstream,
-    endpoint: &Endpoint,
-) -> Result<http1::SendRequest<Incoming>, String> {
-    let stream = upstream.connect(endpoint).await?;
+async fn connect_h1<D, Fut, S>(dial: D) -> Result<http1::SendRequest<Incoming>, String>
+where
+    D: FnOnce() -> Fut,
+    Fut: Future<Output = Result<S, String>>,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let stream = dial().await?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
@@ -183,16 +184,12 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
     let started = Instant::now();
     let m = &upstream.metrics;
     m.requests.inc();
-    let version = if req.version() == Version::HTTP_2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
+    let version = outgoing_version(&req);
     let mut req = prepare(req, version);
     let mut unsent_retries = 0;
     let mut response = loop {
         let connected = connect_any(upstream, |e: Arc<Endpoint>| async move {
-            e.conns.get(upstream, &e, version).await
+            e.conns.get(version, || upstream.connect(&e)).await
         })
         .await;
         let (endpoint, sender) = match connected {
@@ -204,7 +201,7 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
         };
         used(&endpoint);
         let in_flight = endpoint.load.start();
-        let sent = send(&endpoint, sender, req);
+        let sent = send(&endpoint.conns, sender, req);
         let outcome = match upstream.config.request_timeout {
             Some(t) => tokio::time::timeout(t, sent).await.ok(),
             None => Some(sent.await),
@@ -261,14 +258,16 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
     response
 }
 
-enum SendError {
+pub(super) enum SendError {
     /// The connection was not usable; the request comes back unsent.
     NotSent(Box<Request<Incoming>>),
     Failed(String),
 }
 
-async fn send(
-    endpoint: &Endpoint,
+/// Sends `req` on `sender`, a connection from `conns` (an HTTP/1.1 one goes back to
+/// the pool once the response headers are in).
+pub(super) async fn send(
+    conns: &Conns,
     sender: Sender,
     req: Request<Incoming>,
 ) -> Result<Response<Incoming>, SendError> {
@@ -278,7 +277,7 @@ async fn send(
             let sent = s.try_send_request(req);
             let result = sent.await;
             if result.is_ok() {
-                endpoint.conns.put_h1(s);
+                conns.put_h1(s);
             }
             result
         }
@@ -299,7 +298,7 @@ fn is_failure(resp: &Response<Incoming>) -> bool {
 }
 
 /// The proxy's own answer, with a body saying why.
-fn local(status: StatusCode, why: &str) -> Response<ProxyBody> {
+pub(super) fn local(status: StatusCode, why: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from(format!(
         "waymark-proxy: {why}\n"
     )))));
@@ -311,11 +310,20 @@ fn local(status: StatusCode, why: &str) -> Response<ProxyBody> {
     resp
 }
 
+/// h2 goes on as h2; HTTP/1.0 and 1.1 as HTTP/1.1.
+pub(super) fn outgoing_version<B>(req: &Request<B>) -> Version {
+    if req.version() == Version::HTTP_2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    }
+}
+
 /// Makes the app's request into the one sent on: hop-by-hop headers removed, the
 /// URI in the form the outgoing version needs (origin-form for HTTP/1.1 with a Host
 /// header; scheme and authority for h2). The usual requests (origin-form with a Host
 /// over HTTP/1.1, absolute over h2) keep their URI as it is.
-fn prepare<B>(mut req: Request<B>, version: Version) -> Request<B> {
+pub(super) fn prepare<B>(mut req: Request<B>, version: Version) -> Request<B> {
     strip_hop_by_hop(req.headers_mut());
     let uri = req.uri();
     if version == Version::HTTP_2 {
@@ -363,7 +371,7 @@ fn host_header<B>(req: &Request<B>) -> Option<String> {
 
 /// Removes the headers that describe one connection, not the message (RFC 9110 7.6.1),
 /// keeping `te: trailers` (gRPC needs it).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them: one pass over the names, no removals.
     if !headers.keys().any(is_hop_by_hop) {
         return;

@@ -1,8 +1,10 @@
-//! The inbound (mesh) port: each connection from a peer is carried to the local app.
-//! With mTLS on, the peer must complete a mutual TLS handshake with a certificate of
-//! this mesh, and its service (from the certificate) must be allowed by intention;
-//! an open connection whose caller an intention later denies is closed as soon as the
-//! proxy's watch delivers that intention.
+//! The inbound (mesh) port: each connection from a peer is carried to the local app,
+//! as bytes (`inbound.protocol = "tcp"`) or request by request (`"http"`,
+//! `inbound_http`). With mTLS on, the peer must complete a mutual TLS handshake with
+//! a certificate of this mesh. Over TCP its service (from the certificate) must be
+//! allowed by intention, and an open connection whose caller an intention later
+//! denies is closed as soon as the proxy's watch delivers that intention; over HTTP
+//! each request is decided instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +14,7 @@ use tokio::net::TcpStream;
 use waymark_proto::intention::Action;
 
 use super::dial;
+use super::inbound_http::{self, LocalApp};
 use crate::mesh::Mesh;
 use crate::metrics::ProxyMetrics;
 
@@ -23,6 +26,8 @@ pub struct Inbound {
     pub metrics: Arc<ProxyMetrics>,
     /// With mTLS on: who may call, and the handshake.
     pub mesh: Option<Arc<Mesh>>,
+    /// With `inbound.protocol = "http"`: the app's pooled HTTP connections.
+    pub http: Option<Arc<LocalApp>>,
 }
 
 impl Inbound {
@@ -34,7 +39,7 @@ impl Inbound {
         match self.mesh.clone() {
             None => self.carry(peer, None).await,
             Some(mesh) => {
-                if let Some(admitted) = mesh.accept(peer).await {
+                if let Some(admitted) = mesh.accept(peer, self.http.is_none()).await {
                     self.carry(admitted.stream, Some((&mesh, admitted.source)))
                         .await
                 }
@@ -47,8 +52,12 @@ impl Inbound {
     /// intention denies it.
     async fn carry<S>(&self, mut peer: S, caller: Option<(&Arc<Mesh>, String)>)
     where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        if let Some(app) = &self.http {
+            let caller = caller.map(|(mesh, source)| (mesh.clone(), source));
+            return inbound_http::serve(peer, app.clone(), caller).await;
+        }
         let m = &self.metrics.inbound;
         let mut app = match tokio::time::timeout(self.connect_timeout, dial(&self.app)).await {
             Ok(Ok(app)) => app,

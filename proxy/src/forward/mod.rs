@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod inbound;
+pub mod inbound_http;
 pub mod tcp;
 
 use std::future::Future;

@@ -105,8 +105,9 @@ impl Mesh {
     }
 
     /// Completes the inbound handshake (a client certificate of this mesh is
-    /// required) and decides the caller by intention. `None`: refused (counted).
-    pub async fn accept(&self, tcp: TcpStream) -> Option<Admitted> {
+    /// required) and, if `decide_connection`, decides the caller by intention (an
+    /// HTTP inbound decides each request instead). `None`: refused (counted).
+    pub async fn accept(&self, tcp: TcpStream, decide_connection: bool) -> Option<Admitted> {
         let creds = match self.current() {
             Ok(c) => c,
             Err(why) => {
@@ -144,6 +145,9 @@ impl Mesh {
                 return None;
             }
         };
+        if !decide_connection {
+            return Some(Admitted { stream, source });
+        }
         let (action, why) = self.decide(&source);
         self.metrics.decision(&source, action);
         if action == Action::Deny {
