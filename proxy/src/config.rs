@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::scheduling::Scheduling;
 use serde::Deserialize;
 use waymark_client::{parse_duration, ClientTls, Endpoints};
 use waymark_proto::{pb, Registration};
+
+use crate::scheduling::Scheduling;
 
 pub use waymark_proto::mesh::{MESH_PORT_META, PROXY_ADMIN_META};
 

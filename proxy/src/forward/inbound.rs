@@ -48,8 +48,8 @@ impl Inbound {
         self.metrics.inbound.open_connections.dec();
     }
 
-    /// Copies bytes between `peer` and the local app; with a caller, until an
-    /// intention denies it.
+    /// Serves `peer`'s requests (HTTP inbound), or copies bytes between `peer` and
+    /// the local app; with a caller, until an intention denies it.
     async fn carry<S>(&self, mut peer: S, caller: Option<(&Arc<Mesh>, String)>)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
