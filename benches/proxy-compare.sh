@@ -45,7 +45,10 @@
 #                  waymark-mtls-normal (SCHED_OTHER, = `[runtime] scheduling = "normal"`;
 #                  the proxy's default is SCHED_BATCH), haproxy-batch and
 #                  haproxy-mtls-batch (SCHED_BATCH, which stock HAProxy does not ask for):
-#                  so the table shows what the policy alone is worth to each
+#                  so the table shows what the policy alone is worth to each.
+#                  waymark-mtls-http (h1 and h2, needs waymark-mtls): the Waymark mTLS
+#                  client through server sidecars with `[inbound] protocol = "http"`,
+#                  which decide every request by intention; reported, not judged
 #   PROTOCOLS      any of "h1 h2 close" (default all three): h1 = wrk keep-alive, h2 =
 #                  h2load, close = wrk with `Connection: close`, a new connection per
 #                  request (for `direct` and the *-mtls setups only: their client sidecar
@@ -69,7 +72,7 @@
 #   WM_CHECK       1 (default): every Waymark proxy checks its app with a TCP check every
 #                  10 s; 0: no checks (builds before a351a70 busy-loop then, see wm_check)
 #   PORT_BASE      first port (default 29000; uses +0..+32 for the registry,
-#                  +100..+197 for nginx, the pairs and two idle proxies, +200..+200+3*PROP_PROXIES)
+#                  +100..+198 for nginx, the pairs and two idle proxies, +200..+200+3*PROP_PROXIES)
 #   OUT            results file (default benches/results/proxy-compare.md)
 #   SKIP_BUILD=1   use the existing waymark-proxy binary
 #   PROXY_BIN      waymark-proxy binary (default ${CARGO_TARGET_DIR:-target}/release/waymark-proxy)
@@ -105,7 +108,7 @@ WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNS=${WRK_CONNS:-32}
 H2_CONNS=${H2_CONNS:-8}
 H2_STREAMS=${H2_STREAMS:-16}
-SETUPS=${SETUPS:-"direct waymark haproxy envoy haproxy-l4 envoy-l4 waymark-normal haproxy-batch waymark-mtls haproxy-mtls envoy-mtls haproxy-mtls-l4 envoy-mtls-l4 waymark-mtls-normal haproxy-mtls-batch"}
+SETUPS=${SETUPS:-"direct waymark haproxy envoy haproxy-l4 envoy-l4 waymark-normal haproxy-batch waymark-mtls waymark-mtls-http haproxy-mtls envoy-mtls haproxy-mtls-l4 envoy-mtls-l4 waymark-mtls-normal haproxy-mtls-batch"}
 PROTOCOLS=${PROTOCOLS:-"h1 h2 close"}
 PIN=${PIN:-1}
 PROFILE=${PROFILE:-auto}
@@ -138,6 +141,7 @@ for s in $SETUPS; do
     direct | waymark | haproxy | envoy | haproxy-l4 | envoy-l4) ;;
     waymark-mtls | haproxy-mtls | envoy-mtls | haproxy-mtls-l4 | envoy-mtls-l4) ;;
     waymark-normal | waymark-mtls-normal | haproxy-batch | haproxy-mtls-batch) ;;
+    waymark-mtls-http) [[ " $SETUPS " == *" waymark-mtls "* ]] || die "waymark-mtls-http adds to the waymark-mtls pair: put waymark-mtls in SETUPS too" ;;
     *) die "unknown setup $s in SETUPS" ;;
     esac
 done
@@ -187,6 +191,10 @@ EL4_S_H1=$((P + 153)) EL4_S_H2=$((P + 154)) EL4_S_ADMIN=$((P + 155))
 # so a new mTLS handshake to the server side's h1 port, per client connection).
 WMM_C_H1=$((P + 165)) WMM_C_H2=$((P + 166)) WMM_C_CLOSE=$((P + 167)) WMM_C_IN=$((P + 168)) WMM_C_ADMIN=$((P + 169))
 WMM_S1_IN=$((P + 170)) WMM_S1_ADMIN=$((P + 171)) WMM_S2_IN=$((P + 172)) WMM_S2_ADMIN=$((P + 173))
+# waymark-mtls-http: two more server sidecars with `[inbound] protocol = "http"` and two
+# more upstreams on the Waymark mTLS client.
+WMH_C_H1=$((P + 156)) WMH_C_H2=$((P + 157)) WMH_S1_IN=$((P + 158)) WMH_S1_ADMIN=$((P + 159))
+WMH_S2_IN=$((P + 164)) WMH_S2_ADMIN=$((P + 198))
 HAM_C_H1=$((P + 174)) HAM_C_H2=$((P + 175)) HAM_C_CLOSE=$((P + 176)) HAM_S_H1=$((P + 177)) HAM_S_H2=$((P + 178))
 HL4M_C_H1=$((P + 179)) HL4M_C_H2=$((P + 180)) HL4M_C_CLOSE=$((P + 181)) HL4M_S_H1=$((P + 182)) HL4M_S_H2=$((P + 183))
 ENM_C_H1=$((P + 184)) ENM_C_H2=$((P + 185)) ENM_C_CLOSE=$((P + 186)) ENM_C_ADMIN=$((P + 187))
@@ -486,6 +494,7 @@ SETUP_LABEL[haproxy-mtls]="HAProxy pair, mTLS"
 SETUP_LABEL[envoy-mtls]="Envoy pair, mTLS"
 SETUP_LABEL[haproxy-mtls-l4]="HAProxy pair, mTLS, L4 server side"
 SETUP_LABEL[envoy-mtls-l4]="Envoy pair, mTLS, L4 server side"
+SETUP_LABEL[waymark-mtls-http]="Waymark pair, mTLS, HTTP inbound (intentions per request)"
 SETUP_LABEL[waymark-normal]="Waymark pair, SCHED_OTHER"
 SETUP_LABEL[waymark-mtls-normal]="Waymark pair, mTLS, SCHED_OTHER"
 SETUP_LABEL[haproxy-batch]="HAProxy pair, SCHED_BATCH"
@@ -624,9 +633,14 @@ if has_setup waymark-mtls; then
     # A third upstream, `api` with protocol = "tcp", takes the close variant: one mTLS
     # connection to the server sidecar per client connection.
     log "starting the Waymark mTLS pair ($PROXY_BIN, [mesh] mtls = true)"
-    for side in h1 h2; do
-        name=api port=$NGINX_H1 inport=$WMM_S1_IN admin=$WMM_S1_ADMIN
-        [[ $side == h2 ]] && name=api-h2 port=$NGINX_H2 inport=$WMM_S2_IN admin=$WMM_S2_ADMIN
+    for side in h1 h2 http-h1 http-h2; do
+        protocol=tcp
+        case $side in
+        h1) name=api port=$NGINX_H1 inport=$WMM_S1_IN admin=$WMM_S1_ADMIN ;;
+        h2) name=api-h2 port=$NGINX_H2 inport=$WMM_S2_IN admin=$WMM_S2_ADMIN ;;
+        http-h1) name=api-http port=$NGINX_H1 inport=$WMH_S1_IN admin=$WMH_S1_ADMIN protocol=http ;;
+        http-h2) name=api-http-h2 port=$NGINX_H2 inport=$WMH_S2_IN admin=$WMH_S2_ADMIN protocol=http ;;
+        esac
         cat >"$WORK/wm-mtls-server-$side.toml" <<EOF
 [registry]
 addrs = $(toml_addrs 0)
@@ -639,6 +653,7 @@ $(wm_check)
 
 [inbound]
 listen = "127.0.0.1:$inport"
+protocol = "$protocol"
 
 [admin]
 listen = "127.0.0.1:$admin"
@@ -680,14 +695,28 @@ protocol = "http"
 service = "api"
 listen = "127.0.0.1:$WMM_C_CLOSE"
 protocol = "tcp"
+
+[[upstreams]]
+service = "api-http"
+listen = "127.0.0.1:$WMH_C_H1"
+protocol = "http"
+
+[[upstreams]]
+service = "api-http-h2"
+listen = "127.0.0.1:$WMH_C_H2"
+protocol = "http"
 EOF
     start_bg wm-mtls-server-h1 "$PROXY_BIN" --config "$WORK/wm-mtls-server-h1.toml" --log-format text
     WMM_S1_PID=$LAST_PID
     start_bg wm-mtls-server-h2 "$PROXY_BIN" --config "$WORK/wm-mtls-server-h2.toml" --log-format text
     WMM_S2_PID=$LAST_PID
+    start_bg wm-mtls-server-http-h1 "$PROXY_BIN" --config "$WORK/wm-mtls-server-http-h1.toml" --log-format text
+    WMH_S1_PID=$LAST_PID
+    start_bg wm-mtls-server-http-h2 "$PROXY_BIN" --config "$WORK/wm-mtls-server-http-h2.toml" --log-format text
+    WMH_S2_PID=$LAST_PID
     start_bg wm-mtls-client "$PROXY_BIN" --config "$WORK/wm-mtls-client.toml" --log-format text
     WMM_C_PID=$LAST_PID
-    wait_endpoints wm-mtls-client "$WMM_C_ADMIN" 3 "$WMM_C_PID" "$WMM_S1_PID" "$WMM_S2_PID"
+    wait_endpoints wm-mtls-client "$WMM_C_ADMIN" 5 "$WMM_C_PID" "$WMM_S1_PID" "$WMM_S2_PID" "$WMH_S1_PID" "$WMH_S2_PID"
     # ready = registered and holding a leaf
     wait_http wm-mtls-client "$WMM_C_PID" "http://127.0.0.1:$WMM_C_ADMIN/ready"
     wait_http wm-mtls-server-h1 "$WMM_S1_PID" "http://127.0.0.1:$WMM_S1_ADMIN/ready"
@@ -702,6 +731,18 @@ EOF
     PAIR_PIDS[waymark-mtls:h1]="$WMM_C_PID $WMM_S1_PID"
     PAIR_PIDS[waymark-mtls:h2]="$WMM_C_PID $WMM_S2_PID"
     PAIR_PIDS[waymark-mtls:close]="$WMM_C_PID $WMM_S1_PID"
+    if has_setup waymark-mtls-http; then
+        wait_http wm-mtls-client "$WMM_C_PID" "http://127.0.0.1:$WMH_C_H1/"
+        wait_http wm-mtls-client "$WMM_C_PID" "http://127.0.0.1:$WMH_C_H2/" --http2-prior-knowledge
+        TARGET[waymark-mtls-http:h1]=$WMH_C_H1
+        TARGET[waymark-mtls-http:h2]=$WMH_C_H2
+        MTLS_HOP_PORT[waymark-mtls-http:h1]=$WMH_S1_IN
+        MTLS_HOP_PORT[waymark-mtls-http:h2]=$WMH_S2_IN
+        PAIR_PIDS[waymark-mtls-http:h1]="$WMM_C_PID $WMH_S1_PID"
+        PAIR_PIDS[waymark-mtls-http:h2]="$WMM_C_PID $WMH_S2_PID"
+        PROC_NAMES[waymark-mtls-http:h1]="client server-http-h1"
+        PROC_NAMES[waymark-mtls-http:h2]="client server-http-h2"
+    fi
     PROC_NAMES[waymark-mtls:h1]="client server-h1"
     PROC_NAMES[waymark-mtls:h2]="client server-h2"
     PROC_NAMES[waymark-mtls:close]="client server-h1"
@@ -1275,11 +1316,16 @@ for wm in waymark waymark-mtls; do
 done
 # Not goals (the issue's anchors are the stock pairs): the same ratios with the
 # scheduling policy equal on both sides.
-for pair in "waymark haproxy-batch" "waymark-normal haproxy" "waymark-mtls haproxy-mtls-batch" "waymark-mtls-normal haproxy-mtls"; do
-    read -r a b <<<"$pair"
+# The HTTP inbound against HAProxy's mTLS pair: both server sides then parse every request.
+for pair in "waymark haproxy-batch|the same scheduling policy on both sides" \
+    "waymark-normal haproxy|the same scheduling policy on both sides" \
+    "waymark-mtls haproxy-mtls-batch|the same scheduling policy on both sides" \
+    "waymark-mtls-normal haproxy-mtls|the same scheduling policy on both sides" \
+    "waymark-mtls-http haproxy-mtls|both server sides parsing every request"; do
+    read -r a b <<<"${pair%%|*}"
     for p in h1 h2; do
         [[ -n "${RPS[$a:$p]:-}" && -n "${RPS[$b:$p]:-}" ]] || continue
-        VERDICTS+=("- $(proto_name "$p"): ${SETUP_LABEL[$a]} ÷ ${SETUP_LABEL[$b]}, the same scheduling policy on both sides: $(ratio "${RPS[$a:$p]}" "${RPS[$b:$p]}") (${RPS[$a:$p]} vs ${RPS[$b:$p]} req/s): **reported**")
+        VERDICTS+=("- $(proto_name "$p"): ${SETUP_LABEL[$a]} ÷ ${SETUP_LABEL[$b]}, ${pair#*|}: $(ratio "${RPS[$a:$p]}" "${RPS[$b:$p]}") (${RPS[$a:$p]} vs ${RPS[$b:$p]} req/s): **reported**")
     done
 done
 if has_setup waymark-mtls && has_proto close && [[ -n "${TARGET[waymark-mtls:close]:-}" ]]; then
@@ -1689,7 +1735,9 @@ mkdir -p "$(dirname "$OUT")"
         echo "    service; the inbound requires a client certificate with one SPIFFE ID of the trust domain (default"
         echo "    intention allow) and forwards the decrypted stream over TCP. No ALPN: h1 and h2 go inside TLS as they"
         echo "    came. A third upstream, \`api\` with \`protocol = \"tcp\"\`, takes the close variant."
-        echo "    Configs: wm-mtls-client.toml, wm-mtls-server-h1.toml, wm-mtls-server-h2.toml."
+        echo "    Configs: wm-mtls-client.toml, wm-mtls-server-h1.toml, wm-mtls-server-h2.toml. \"HTTP inbound\": the same"
+    echo "    client through two more server sidecars (\`api-http\`, \`api-http-h2\`) with \`[inbound] protocol = \"http\"\`,"
+    echo "    which parse every request and decide it by intention (wm-mtls-server-http-h1.toml, -http-h2.toml)."
         echo "  - HAProxy and Envoy get their leaves with \`$SIGN_CMD\` (SERVICE \`web\` for the client sides, \`api\` for"
         echo "    the server sides; HAProxy's \`crt\` is the chain followed by the key, in one file)."
         echo "  - HAProxy: bind lines \`$(sed "s|$CERTS/||g; s/^ //" <<<"$HA_BIND_TLS")\`, server lines"
