@@ -6,7 +6,7 @@
 //! meanwhile in one pass. Its share of the CPU is unchanged; only wake-up preemption
 //! goes. On a CPU with idle time this changes nothing (a woken thread goes to an idle
 //! CPU); on a saturated one it turns one context switch per message into one per
-//! batch: the Waymark pair carries 15 % more HTTP/1.1 requests per second at a lower
+//! batch: the Waymark pair carries 12–16 % more HTTP/1.1 requests per second at a lower
 //! p99 in `benches/proxy-compare.sh`, which measures both policies. `normal` is
 //! `SCHED_OTHER`, what a process gets unless it asks.
 
