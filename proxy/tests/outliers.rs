@@ -24,13 +24,7 @@ async fn no_endpoint_is_a_503_saying_why_and_a_closed_tcp_connection() {
         free_port()
     );
     let _client = proxy("web", &config, dir.path());
-    wait_for("the proxy to be ready", || async {
-        let (status, _) = get_once(&format!("127.0.0.1:{admin}"), "/ready")
-            .await
-            .ok()?;
-        (status == 200).then_some(())
-    })
-    .await;
+    wait_ready(admin).await;
 
     let (status, body) = get_once(&http_listen, "/").await.unwrap();
     assert_eq!(status, 503);

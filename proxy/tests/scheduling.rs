@@ -22,16 +22,6 @@ fn thread_policies(pid: i32) -> Vec<u32> {
         .collect()
 }
 
-async fn wait_ready(admin: u16) {
-    wait_for(&format!("proxy on admin port {admin} ready"), || async {
-        let (status, _) = get_once(&format!("127.0.0.1:{admin}"), "/ready")
-            .await
-            .ok()?;
-        (status == 200).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn proxy_threads_run_sched_batch_unless_configured_normal() {
     let dir = tempfile::tempdir().unwrap();

@@ -710,3 +710,14 @@ pub fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Until the proxy with admin port `admin` answers `/ready` with 200.
+pub async fn wait_ready(admin: u16) {
+    wait_for(&format!("proxy on admin port {admin} ready"), || async {
+        let (status, _) = get_once(&format!("127.0.0.1:{admin}"), "/ready")
+            .await
+            .ok()?;
+        (status == 200).then_some(())
+    })
+    .await;
+}
