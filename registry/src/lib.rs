@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod catalog;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod dns_view;
 pub mod identity;

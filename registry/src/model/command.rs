@@ -322,6 +322,9 @@ mod tests {
             let again: serde_json::Value = serde_json::to_value(&cmd).unwrap();
             let want: serde_json::Value = serde_json::from_str(entry).unwrap();
             assert_eq!(again, want, "{entry}");
+            // And the log's binary encoding carries them unchanged.
+            let stored = crate::codec::to_vec(&cmd).unwrap();
+            assert_eq!(crate::codec::from_slice::<Command>(&stored).unwrap(), cmd);
         }
     }
 

@@ -10,7 +10,7 @@ use super::table::Record;
 pub struct ConfigEntry {
     /// `/`-separated DNS labels.
     pub key: String,
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "crate::codec::bytes_or_base64")]
     pub value: Vec<u8>,
     pub create_index: u64,
     pub modify_index: u64,
@@ -44,7 +44,7 @@ pub fn key_in_prefix(key: &str, prefix: &str) -> bool {
 pub enum ConfigCommand {
     Put {
         key: String,
-        #[serde(with = "base64_bytes")]
+        #[serde(with = "crate::codec::bytes_or_base64")]
         value: Vec<u8>,
         /// Compare-and-set as for instances: `Some(0)` = only if absent.
         if_modify_index: Option<u64>,
@@ -55,20 +55,3 @@ pub enum ConfigCommand {
     },
 }
 
-/// Byte values as base64 strings in the JSON log and mirror (a JSON array of numbers
-/// would be about four times larger).
-mod base64_bytes {
-    use base64::Engine;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(serde::de::Error::custom)
-    }
-}

@@ -9,6 +9,8 @@ use std::ops::RangeBounds;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec;
+
 /// A replicated record kind.
 pub trait Record:
     Serialize + DeserializeOwned + Clone + PartialEq + Eq + Debug + Send + Sync + 'static
@@ -44,9 +46,9 @@ impl<R: Record> RecordChange<R> {
     }
 
     /// The row value a put writes (`None` for a delete).
-    pub fn encoded(&self) -> serde_json::Result<Option<Vec<u8>>> {
+    pub fn encoded(&self) -> codec::Result<Option<Vec<u8>>> {
         match self {
-            RecordChange::Put(r) => serde_json::to_vec(r).map(Some),
+            RecordChange::Put(r) => codec::to_vec(r).map(Some),
             RecordChange::Delete(_) => Ok(None),
         }
     }
@@ -108,7 +110,7 @@ impl<R: Record> Table<R> {
 }
 
 /// Rows as a table hands them out: (storage key, encoded record), in key order.
-pub type Rows<'a> = Box<dyn Iterator<Item = serde_json::Result<(Vec<u8>, Vec<u8>)>> + 'a>;
+pub type Rows<'a> = Box<dyn Iterator<Item = codec::Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 
 /// A table seen without its record type: what every kind must support for the
 /// catalog's kind-agnostic walks. Encodings are serde JSON of the record (canonical:
@@ -125,7 +127,7 @@ pub trait AnyTable: Send + Sync {
     /// Each row as (storage key, encoded record), in key order.
     fn rows(&self) -> Rows<'_>;
     /// Adds one encoded record (from the storage mirror or a snapshot image).
-    fn load_row(&mut self, value: &[u8]) -> serde_json::Result<()>;
+    fn load_row(&mut self, value: &[u8]) -> codec::Result<()>;
 }
 
 impl<R: Record> AnyTable for Table<R> {
@@ -153,12 +155,12 @@ impl<R: Record> AnyTable for Table<R> {
         Box::new(
             self.rows
                 .iter()
-                .map(|(k, r)| Ok((R::key_bytes(k), serde_json::to_vec(r)?))),
+                .map(|(k, r)| Ok((R::key_bytes(k), codec::to_vec(r)?))),
         )
     }
 
-    fn load_row(&mut self, value: &[u8]) -> serde_json::Result<()> {
-        self.put(serde_json::from_slice::<R>(value)?);
+    fn load_row(&mut self, value: &[u8]) -> codec::Result<()> {
+        self.put(codec::from_slice::<R>(value)?);
         Ok(())
     }
 }

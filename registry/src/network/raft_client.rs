@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use waymark_proto::pb;
 
 use super::peers::PeerChannels;
-use super::{decode, encode};
+use super::{decode, encode, SnapshotChunk};
 use crate::raft_types::{Member, NodeId, TypeConfig};
 
 /// First wait after a peer could not be reached; doubled per failure up to the cap.
@@ -145,7 +145,8 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
-        self.call(RPCTypes::InstallSnapshot, &rpc, option.hard_ttl())
+        let chunk = SnapshotChunk::from(rpc);
+        self.call(RPCTypes::InstallSnapshot, &chunk, option.hard_ttl())
             .await
     }
 

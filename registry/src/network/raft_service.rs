@@ -9,7 +9,7 @@ use openraft::raft::{
 use tonic::{Request, Response, Status};
 use waymark_proto::pb;
 
-use super::{decode, encode};
+use super::{decode, encode, SnapshotChunk};
 use crate::api::admission;
 use crate::api::errors::status;
 use crate::model::Command;
@@ -61,7 +61,8 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> =
+            decode::<SnapshotChunk>(&req.into_inner().data)?.into();
         let result = self.node.raft.install_snapshot(rpc).await;
         if result.is_ok() {
             self.node.record_leader_contact();

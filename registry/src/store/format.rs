@@ -6,6 +6,8 @@
 //! - 1 (no FORMAT file): snapshots inside RocksDB as JSON.
 //! - 2: snapshots as checksummed image files beside the database
 //!   (`snapshot_file.rs`); group-commit `Command::Batch` log entries.
+//! - 3: log entries, Raft metadata, mirror rows and snapshot images in the binary
+//!   `codec` (MessagePack) instead of JSON.
 
 use std::path::Path;
 
@@ -13,7 +15,7 @@ use anyhow::{bail, Context};
 
 use super::snapshot_file::write_atomically;
 
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 const FILE_NAME: &str = "FORMAT";
 const PREFIX: &str = "waymark storage format ";
 
@@ -87,6 +89,16 @@ mod tests {
         let err = check_or_init(dir.path()).unwrap_err().to_string();
         assert!(err.contains("storage format 1"), "{err}");
         assert!(err.contains("empty data dir"), "{err}");
+    }
+
+    #[test]
+    fn a_format_2_dir_from_the_json_era_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "waymark storage format 2\n").unwrap();
+        let err = check_or_init(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("storage format 2"), "{err}");
+        assert!(err.contains("reads only format 3"), "{err}");
+        assert!(err.contains("waymark snapshot restore"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, S
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::{blocking, cf, CF_LOGS, CF_RAFT_META};
+use crate::codec;
 use crate::metrics::Metrics;
 use crate::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -80,7 +81,7 @@ impl LogStore {
             .get_cf(cf(&self.db, CF_RAFT_META), key)
             .map_err(read_err)?;
         bytes
-            .map(|b| serde_json::from_slice(&b).map_err(read_err))
+            .map(|b| codec::from_slice(&b).map_err(read_err))
             .transpose()
     }
 
@@ -90,7 +91,7 @@ impl LogStore {
         value: &T,
         sync: bool,
     ) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+        let bytes = codec::to_vec(value).map_err(write_err)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         blocking(|| {
@@ -108,7 +109,7 @@ impl LogStore {
             None => Ok(None),
             Some(item) => {
                 let (_, value) = item.map_err(read_err)?;
-                let entry: Entry = serde_json::from_slice(&value).map_err(read_err)?;
+                let entry: Entry = codec::from_slice(&value).map_err(read_err)?;
                 Ok(Some(entry.log_id))
             }
         }
@@ -137,7 +138,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = serde_json::from_slice(&value).map_err(read_err)?;
+            let entry: Entry = codec::from_slice(&value).map_err(read_err)?;
             entries.push(entry);
         }
         Ok(entries)
@@ -196,7 +197,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let logs = cf(&self.db, CF_LOGS);
         let mut appended = 0;
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+            let bytes = codec::to_vec(&entry).map_err(write_err)?;
             batch.put_cf(logs, index_key(entry.log_id.index), bytes);
             appended += 1;
         }

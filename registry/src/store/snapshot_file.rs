@@ -4,9 +4,9 @@
 //!
 //! Layout (integers big-endian):
 //! ```text
-//! "WAYMARK-SNAPSHOT" (16 bytes) | version u32 | meta length u32 | meta (JSON SnapshotMeta)
+//! "WAYMARK-SNAPSHOT" (16 bytes) | version u32 | meta length u32 | meta (SnapshotMeta, `codec`)
 //! then per record kind:  name length u16 | name (Record::SNAPSHOT_FIELD) | row count u64
-//!                        then per row: length u32 | row (the kind's mirror encoding)
+//!                        then per row: length u32 | row (the mirror's `codec` encoding)
 //! SHA-256 of everything above (32 bytes)
 //! ```
 //! Rows are copied as the storage mirror holds them, so building a snapshot encodes
@@ -17,11 +17,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::codec;
 use crate::model::Tables;
 use crate::raft_types::SnapshotMeta;
 
 const MAGIC: &[u8; 16] = b"WAYMARK-SNAPSHOT";
-const VERSION: u32 = 1;
+/// 1: meta and rows in JSON; 2: in `codec` (MessagePack).
+const VERSION: u32 = 2;
 const CHECKSUM_LEN: usize = 32;
 const FILE_NAME: &str = "current.snap";
 
@@ -51,7 +53,7 @@ pub struct ImageWriter {
 
 impl ImageWriter {
     pub fn new(meta: &SnapshotMeta) -> Self {
-        let meta = serde_json::to_vec(meta).expect("snapshot meta always serializes");
+        let meta = codec::to_vec(meta).expect("snapshot meta always serializes");
         let mut out = Vec::with_capacity(64 + meta.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
@@ -172,7 +174,7 @@ impl<'a> Reader<'a> {
             body: &content[20..],
         };
         let meta_len = r.u32()? as usize;
-        r.meta = serde_json::from_slice(r.take(meta_len)?)
+        r.meta = codec::from_slice(r.take(meta_len)?)
             .map_err(|e| SnapshotError::Malformed(format!("its meta does not decode: {e}")))?;
         Ok(r)
     }

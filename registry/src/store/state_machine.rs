@@ -23,6 +23,7 @@ use serde::Serialize;
 use super::snapshot_file::{self, ImageWriter, SnapshotDir};
 use super::{blocking, cf, CF_SM_META};
 use crate::catalog::Catalog;
+use crate::codec;
 use crate::metrics::Metrics;
 use crate::model::{CommandResult, Kind, Tables};
 use crate::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
@@ -87,9 +88,9 @@ impl StateMachineStore {
         watch_history: usize,
         watch_queue: usize,
     ) -> anyhow::Result<Self> {
-        let applied: Option<LogId> = get_json(&db, CF_SM_META, KEY_APPLIED)?;
+        let applied: Option<LogId> = get_value(&db, CF_SM_META, KEY_APPLIED)?;
         let membership: StoredMembership =
-            get_json(&db, CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default();
+            get_value(&db, CF_SM_META, KEY_MEMBERSHIP)?.unwrap_or_default();
         let mut tables = Tables::default();
         for (kind, table) in tables.each_mut() {
             for item in db.iterator_cf(cf(&db, kind.store()), rocksdb::IteratorMode::Start) {
@@ -159,8 +160,8 @@ impl StateMachineStore {
             }
         }
         let meta_cf = cf(&self.db, CF_SM_META);
-        batch.put_cf(meta_cf, KEY_APPLIED, to_json(&meta.last_log_id)?);
-        batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_json(&meta.last_membership)?);
+        batch.put_cf(meta_cf, KEY_APPLIED, to_stored(&meta.last_log_id)?);
+        batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_stored(&meta.last_membership)?);
         blocking(|| self.db.write(batch)).map_err(sm_write_err)?;
         let catalog = Catalog::from_tables(tables, applied_index);
         let mut current = self.catalog.write().expect("catalog lock poisoned");
@@ -211,16 +212,16 @@ impl BackupSource {
 fn build_image(db: &DB, seq: u64) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
     let view = db.snapshot();
     let read = |e: rocksdb::Error| snap_err(None, ErrorVerb::Read, &e);
-    let meta_json = |key: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
+    let meta_value = |key: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
         view.get_cf(cf(db, CF_SM_META), key).map_err(read)
     };
-    let decode_meta = |e: serde_json::Error| snap_err(None, ErrorVerb::Read, &e);
-    let last_log_id: Option<LogId> = match meta_json(KEY_APPLIED)? {
-        Some(b) => serde_json::from_slice(&b).map_err(decode_meta)?,
+    let decode_meta = |e: codec::CodecError| snap_err(None, ErrorVerb::Read, &e);
+    let last_log_id: Option<LogId> = match meta_value(KEY_APPLIED)? {
+        Some(b) => codec::from_slice(&b).map_err(decode_meta)?,
         None => None,
     };
-    let last_membership: StoredMembership = match meta_json(KEY_MEMBERSHIP)? {
-        Some(b) => serde_json::from_slice(&b).map_err(decode_meta)?,
+    let last_membership: StoredMembership = match meta_value(KEY_MEMBERSHIP)? {
+        Some(b) => codec::from_slice(&b).map_err(decode_meta)?,
         None => StoredMembership::default(),
     };
     let snapshot_id = match last_log_id {
@@ -244,19 +245,19 @@ fn build_image(db: &DB, seq: u64) -> Result<(SnapshotMeta, Vec<u8>), StorageErro
     Ok((meta, image.finish()))
 }
 
-fn get_json<T: serde::de::DeserializeOwned>(
+fn get_value<T: serde::de::DeserializeOwned>(
     db: &DB,
     cf_name: &str,
     key: &[u8],
 ) -> anyhow::Result<Option<T>> {
     match db.get_cf(cf(db, cf_name), key)? {
-        Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+        Some(b) => Ok(Some(codec::from_slice(&b)?)),
         None => Ok(None),
     }
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
-    serde_json::to_vec(v).map_err(sm_write_err)
+fn to_stored<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+    codec::to_vec(v).map_err(sm_write_err)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -309,6 +310,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut batch = WriteBatch::default();
         let mut last_log_id = None;
         let mut membership = None;
+        // What the entries changed, encoded into the mirror batch once the catalog lock
+        // is released: readers and watchers wait on that lock, the encoding need not.
+        let mut applied_changes = Vec::new();
         {
             // Readers see either the state before this batch or after it, never a
             // half-applied entry.
@@ -335,27 +339,32 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             .then(|| crate::unsafe_control::diverged(&cmd, index))
                             .flatten();
                         let effects = catalog.apply(index, corrupted.as_ref().unwrap_or(&cmd));
-                        for change in &effects.changes {
-                            let handle = cf(&self.db, change.kind().store());
-                            match change.row().map_err(sm_write_err)? {
-                                (key, Some(value)) => batch.put_cf(handle, key, value),
-                                (key, None) => batch.delete_cf(handle, key),
-                            }
-                        }
                         // Published under the catalog write lock, in index order.
-                        self.hub.publish(entry.log_id.index, effects.changes);
+                        applied_changes.extend(self.hub.publish(index, effects.changes));
                         results.push(effects.result);
                     }
                 }
             }
             let mut applied = self.last_applied.write().expect("applied lock poisoned");
             applied.0 = last_log_id.or(applied.0);
-            if let Some(m) = membership {
-                applied.1 = m;
+            if let Some(m) = &membership {
+                applied.1 = m.clone();
             }
-            let meta_cf = cf(&self.db, CF_SM_META);
-            batch.put_cf(meta_cf, KEY_APPLIED, to_json(&applied.0)?);
-            batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_json(&applied.1)?);
+        }
+        for change in applied_changes.iter().flat_map(|c| &c.changes) {
+            let handle = cf(&self.db, change.kind().store());
+            match change.row().map_err(sm_write_err)? {
+                (key, Some(value)) => batch.put_cf(handle, key, value),
+                (key, None) => batch.delete_cf(handle, key),
+            }
+        }
+        let meta_cf = cf(&self.db, CF_SM_META);
+        if last_log_id.is_some() {
+            batch.put_cf(meta_cf, KEY_APPLIED, to_stored(&last_log_id)?);
+        }
+        // Only when it changed: the stored membership stays valid until the next one.
+        if let Some(m) = &membership {
+            batch.put_cf(meta_cf, KEY_MEMBERSHIP, to_stored(m)?);
         }
         // Not synced: the log is, and on restart entries after the persisted applied
         // index are applied again (apply is deterministic, so the result is the same).

@@ -180,9 +180,15 @@ impl WatchHub {
 
     /// Records an applied entry. Must be called in index order, under the catalog
     /// write lock. Entries without changes only advance the applied index.
-    pub fn publish(&self, index: u64, changes: Vec<Change>) {
+    ///
+    /// Returns the shared entry (`None` when there were no changes), so the caller can
+    /// still read the changes after handing them over (the storage mirror encodes
+    /// them after the catalog lock is released).
+    pub fn publish(&self, index: u64, changes: Vec<Change>) -> Option<Arc<IndexChanges>> {
+        let mut published = None;
         if !changes.is_empty() {
             let entry = Arc::new(IndexChanges::new(index, changes));
+            published = Some(entry.clone());
             let mut h = self.history.lock().expect("hub lock poisoned");
             h.entries.push_back(entry.clone());
             if let Some(old) = h.entries.len().checked_sub(ENCODED_KEPT + 1) {
@@ -206,6 +212,7 @@ impl WatchHub {
         // After the broadcast: a watcher that reads `applied` and then drains its
         // queue has every change up to that index.
         self.applied.send_replace(index);
+        published
     }
 
     /// The replica was replaced by a snapshot: drop history, tell live watchers.
