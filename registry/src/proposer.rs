@@ -177,7 +177,7 @@ async fn commit(raft: &Raft, mut batch: Vec<Proposal>) {
         return;
     }
     let (cmds, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-    match raft.client_write(Command::Batch(cmds)).await {
+    match raft.client_write(Command::Batch(cmds.into())).await {
         Ok(resp) => {
             let index = resp.log_id.index;
             let results = match resp.data {

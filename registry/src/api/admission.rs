@@ -294,7 +294,7 @@ mod tests {
         };
         assert!(check_command(&reap).is_ok());
         assert!(check_forwarded(&reap).is_err());
-        assert!(check_command(&Command::Batch(vec![])).is_err());
+        assert!(check_command(&Command::Batch(Vec::new().into())).is_err());
         let health = Command::UpdateHealth {
             service: "web".into(),
             id: "a".into(),

@@ -504,7 +504,7 @@ fn one_of_each_command() -> Vec<Command> {
             reason: "revoked".into(),
         },
         delete("nope", None),
-        Command::Batch(vec![reg("db", "c", 5432), put("proxy/db", "y", None)]),
+        Command::Batch(vec![reg("db", "c", 5432), put("proxy/db", "y", None)].into()),
         Command::Acl(AclCommand::PutPolicy {
             name: "web-read".into(),
             description: String::new(),
@@ -587,7 +587,7 @@ fn a_batch_applies_its_commands_in_order_at_one_index_each_with_its_own_result()
         expected_changes.extend(effects.changes);
     }
     let mut batched = Catalog::default();
-    let effects = batched.apply(7, &Command::Batch(cmds));
+    let effects = batched.apply(7, &Command::Batch(cmds.into()));
     assert_eq!(effects.result, CommandResult::Batch(expected_results));
     assert_eq!(effects.changes, expected_changes);
     assert_eq!(batched, one_by_one);

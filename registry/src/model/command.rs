@@ -2,10 +2,12 @@
 //! applying it returns (`CommandResult`), and the typed outcome of each operation.
 //!
 //! Log compatibility: `Command` is stored in the Raft log as externally tagged serde
-//! JSON, so existing variants are never renamed or re-nested; a new record kind adds
+//! (`codec`), so existing variants are never renamed or re-nested; a new record kind adds
 //! one variant holding its own sub-enum (`Command::Config(ConfigCommand)`).
 //! `CommandResult` is never stored (it travels only between nodes of one version, in
 //! forwarded writes), so it may change freely.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,7 +59,9 @@ pub enum Command {
     /// `proposer.rs`). Applied in order, all at the entry's index; each has its own
     /// result in `CommandResult::Batch`. A batch never holds two commands with the
     /// same `Footprint` or an exclusive one, so per-record modify indexes stay unique.
-    Batch(Vec<Command>),
+    /// Shared (`Arc`): openraft clones an entry for each read of it (apply, and each
+    /// follower's replication), and a batch is the big entry.
+    Batch(Arc<[Command]>),
     /// Tokens, policies, auth methods and binding rules.
     Acl(AclCommand),
     /// The mesh's CA roots.

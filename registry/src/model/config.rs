@@ -54,4 +54,3 @@ pub enum ConfigCommand {
         if_modify_index: Option<u64>,
     },
 }
-

@@ -11,6 +11,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
+use super::recent_entries::RecentEntries;
 use super::{blocking, cf, CF_LOGS, CF_RAFT_META};
 use crate::codec;
 use crate::metrics::Metrics;
@@ -19,6 +20,11 @@ use crate::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
+
+/// Stored bytes of the newest entries kept decoded (`RecentEntries`): at 256
+/// concurrent writers an entry is about 30 KB, so this holds a few hundred entries,
+/// far more than are between appended and applied or replicated.
+const RECENT_ENTRIES_BYTES: usize = 8 << 20;
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -42,6 +48,7 @@ pub struct LogStore {
     db: Arc<DB>,
     /// Highest committed index this node has heard of, for status and readiness.
     committed: Arc<AtomicU64>,
+    recent: Arc<RecentEntries>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,6 +57,7 @@ impl LogStore {
         let store = Self {
             db,
             committed: Arc::new(AtomicU64::new(0)),
+            recent: Arc::new(RecentEntries::new(RECENT_ENTRIES_BYTES)),
             metrics,
         };
         if let Ok(Some(c)) = store.get_meta::<LogId>(KEY_COMMITTED) {
@@ -121,6 +129,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        if let Some(entries) = self.recent.get(&range) {
+            return Ok(entries);
+        }
         let start = match range.start_bound() {
             std::ops::Bound::Included(x) => *x,
             std::ops::Bound::Excluded(x) => *x + 1,
@@ -195,17 +206,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         let logs = cf(&self.db, CF_LOGS);
-        let mut appended = 0;
+        let mut written = Vec::new();
         for entry in entries {
             let bytes = codec::to_vec(&entry).map_err(write_err)?;
+            let size = bytes.len();
             batch.put_cf(logs, index_key(entry.log_id.index), bytes);
-            appended += 1;
+            written.push((size, entry));
         }
+        let appended = written.len() as u64;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         let result = blocking(|| self.db.write_opt(batch, &opts));
         match result {
             Ok(()) => {
+                for (size, entry) in written {
+                    self.recent.appended(entry, size);
+                }
                 self.metrics.log_syncs.inc();
                 self.metrics.log_entries_appended.add(appended);
                 callback.log_io_completed(Ok(()));
@@ -219,7 +235,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Removes the conflicting suffix [log_id.index, ∞).
+        // Removes the conflicting suffix [log_id.index, ∞), from the cache first so it
+        // never serves an entry the log no longer has.
+        self.recent.truncated(log_id.index);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
             cf(&self.db, CF_LOGS),
@@ -235,6 +253,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Record the purge point first: a crash between the two writes leaves extra
         // entries, never a hole the log state does not account for.
         self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
+        self.recent.purged(log_id.index);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
             cf(&self.db, CF_LOGS),

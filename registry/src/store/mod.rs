@@ -17,6 +17,7 @@
 
 pub mod format;
 pub mod log_store;
+mod recent_entries;
 pub mod restore;
 pub mod snapshot_file;
 pub mod state_machine;
