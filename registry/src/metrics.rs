@@ -36,6 +36,10 @@ pub struct Metrics {
     /// Synced (fsynced) writes of log entries, and the entries they carried.
     pub log_syncs: Counter,
     pub log_entries_appended: Counter,
+    /// Client writes this node forwarded to the leader, and the stream messages that
+    /// carried them (fewer under load: writes that wait together go together).
+    pub forwarded_writes: Counter,
+    pub forward_messages: Counter,
     /// TLS connections refused (failed or timed-out handshakes), per port.
     tls_refused_api: Counter,
     tls_refused_raft: Counter,
@@ -64,6 +68,8 @@ impl Default for Metrics {
             proposal_batch_size: Histogram::new(BATCH_SIZE_BUCKETS),
             log_syncs: Counter::default(),
             log_entries_appended: Counter::default(),
+            forwarded_writes: Counter::default(),
+            forward_messages: Counter::default(),
             tls_refused_api: Counter::default(),
             tls_refused_raft: Counter::default(),
             limited_rate: Counter::default(),
@@ -203,6 +209,18 @@ impl Metrics {
             "waymark_log_entries_appended_total",
             "Raft log entries written to disk.",
             self.log_entries_appended.get(),
+        );
+        render_counter(
+            out,
+            "waymark_forwarded_writes_total",
+            "Client writes this node forwarded to the leader.",
+            self.forwarded_writes.get(),
+        );
+        render_counter(
+            out,
+            "waymark_forward_messages_total",
+            "Messages on this node's forwarding stream to the leader (each carries the writes that waited together).",
+            self.forward_messages.get(),
         );
         render_labelled_counter(
             out,

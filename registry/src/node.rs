@@ -15,13 +15,14 @@ use waymark_proto::pb;
 use crate::acl::jwks::{JwksCache, JwksSettings};
 use crate::acl::AclConfig;
 use crate::audit::AuditLog;
+use crate::codec;
 use crate::identity::MeshConfig;
 use crate::leader_timers::LeaderTimers;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult};
+use crate::network::forward_link::Forwarder;
 use crate::network::peers::PeerChannels;
-use crate::network::{decode, encode};
 use crate::proposer::{Proposer, WriteError};
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::read_index::Coalescer;
@@ -137,6 +138,8 @@ pub struct Node {
     pub peers: PeerChannels,
     /// Gathers this node's writes as leader into shared log entries (group commit).
     proposer: Proposer,
+    /// As a follower, the stream that carries client writes to the leader.
+    forwarder: Forwarder,
     /// Batched ReadIndex: as leader, the quorum confirmations; as follower, the calls
     /// for the leader's read index.
     leader_reads: Coalescer<Result<u64, NodeError>>,
@@ -182,6 +185,7 @@ impl Node {
         Self {
             id,
             proposer: Proposer::start(raft.clone(), metrics.clone()),
+            forwarder: Forwarder::new(peers.clone(), metrics.clone()),
             leader_reads: Coalescer::default(),
             forwarded_reads: Coalescer::default(),
             jwks: Arc::new(JwksCache::new(
@@ -529,20 +533,32 @@ impl Node {
         cmd: &Command,
         deadline: Instant,
     ) -> Result<(u64, CommandResult), NodeError> {
-        let data = encode(cmd).map_err(|s| NodeError::Internal(s.message().to_string()))?;
-        let call =
-            |mut c: RaftClient| async move { c.forward_write(pb::RaftPayload { data }).await };
-        let reply = self
-            .call_leader(
+        let command = codec::to_vec(cmd).map_err(|e| NodeError::Internal(e.to_string()))?;
+        let answer = self
+            .forwarder
+            .send(&leader.raft_addr, command)
+            .map_err(|status| NodeError::LeaderUnreachable {
                 leader_id,
-                leader,
-                deadline,
+                addr: leader.raft_addr.clone(),
+                reason: status.message().to_string(),
+                applied: Applied::No,
+            })?;
+        let leader_failed = |status| NodeError::Leader {
+            leader_id,
+            addr: leader.raft_addr.clone(),
+            status,
+        };
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Err(_) => Err(NodeError::timeout(
+                self.request_timeout,
                 "the leader to commit the write",
                 Applied::Maybe,
-                call,
-            )
-            .await?;
-        decode(&reply.data).map_err(|s| NodeError::Internal(s.message().to_string()))
+            )),
+            Ok(Err(_)) => Err(leader_failed(tonic::Status::unavailable(
+                "the forwarding stream to the leader ended",
+            ))),
+            Ok(Ok(answer)) => answer.map_err(leader_failed),
+        }
     }
 
     /// Leader side of a forwarded write: commit it here, never forward again.

@@ -293,7 +293,7 @@ async fn run_inner(
     let raft_router = tonic::transport::Server::builder()
         .layer(RateLimitLayer::off())
         .add_service(
-            pb::raft_server::RaftServer::new(RaftService::new(node.clone()))
+            pb::raft_server::RaftServer::new(RaftService::new(node.clone(), servers.clone()))
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
         );

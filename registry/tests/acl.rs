@@ -517,26 +517,20 @@ async fn a_hand_made_forwarded_write_is_refused_and_nothing_is_written() {
     let cluster = TestCluster::start(3, |_| {}).await;
     let leader = cluster.wait_for_leader().await;
     let raft_addr = cluster.node(leader).config.raft_addr.clone();
-    // What the issue sent from outside the cluster: a JSON Register no API accepts.
+    // What the issue sent from outside the cluster: a Register no API accepts.
     let forged = r#"{"Register":{"service":"Evil.Service","id":"../../x",
         "address":"not an address!!","port":0,"tags":[],"meta":{},"weight_passing":0,
         "weight_warning":0,"lease_id":null,"on_lease_expiry":"Remove",
         "deregister_critical_after_ms":0}}"#;
     let mut raft = pb::raft_client::RaftClient::new(channel(&raft_addr).await);
-    let refused = raft
-        .forward_write(pb::RaftPayload {
-            data: forged.as_bytes().to_vec(),
-        })
+    let refused = forward_one(&mut raft, forged)
         .await
         .expect_err("the forged write");
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert_eq!(reason(&refused), Reason::InvalidArgument);
     // A leader-only decision is not taken from outside either.
     let reap = r#"{"ReapCritical":{"service":"web","id":"a","if_modify_index":1}}"#;
-    let refused = raft
-        .forward_write(pb::RaftPayload {
-            data: reap.as_bytes().to_vec(),
-        })
+    let refused = forward_one(&mut raft, reap)
         .await
         .expect_err("a forwarded ReapCritical");
     assert_eq!(refused.code(), Code::InvalidArgument);

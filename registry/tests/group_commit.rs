@@ -1,6 +1,7 @@
 //! Group commit: many concurrent writes share log entries (and fsyncs) on the leader,
 //! yet each is answered with its own result and the index it was applied at, and a
-//! watcher sees every one of them at exactly that index, in index order.
+//! watcher sees every one of them at exactly that index, in index order. Followers
+//! forward the writes they receive over one stream, several writes per message.
 
 mod common;
 
@@ -35,6 +36,7 @@ async fn concurrent_writes_share_fsyncs_and_each_gets_its_own_result_and_index()
 
     let metrics = cluster.node(leader).node.metrics.clone();
     let syncs_before = metrics.log_syncs.get();
+    let forwarded_before = forwarding(&cluster, leader);
 
     // Writes arrive at every node over several connections, all at once.
     let mut clients = Vec::new();
@@ -79,6 +81,20 @@ async fn concurrent_writes_share_fsyncs_and_each_gets_its_own_result_and_index()
         "{WRITERS} concurrent writes cost {syncs} fsyncs on the leader: no group commit"
     );
 
+    // Every write a follower received went to the leader on its stream, and writes
+    // that waited together went in one message.
+    let (writes, messages) = forwarding(&cluster, leader);
+    let (writes, messages) = (writes - forwarded_before.0, messages - forwarded_before.1);
+    let sent_to_followers = (0..WRITERS)
+        .filter(|i| cluster.running_ids()[(i % clients.len()) / 3] != leader)
+        .count() as u64;
+    eprintln!("followers forwarded {writes} writes in {messages} messages");
+    assert_eq!(writes, sent_to_followers);
+    assert!(
+        messages < writes,
+        "{writes} concurrent forwarded writes took {messages} messages: no batching"
+    );
+
     // The watcher sees each write at the index it was acknowledged at, in order.
     let last = *entries.last().unwrap();
     while !model.caught_up_to(last) {
@@ -96,4 +112,17 @@ async fn concurrent_writes_share_fsyncs_and_each_gets_its_own_result_and_index()
     }
     assert_eq!(seen, acked, "watched indexes differ from acknowledged ones");
     cluster.shutdown().await;
+}
+
+/// Writes forwarded by the followers, and the stream messages that carried them.
+fn forwarding(cluster: &TestCluster, leader: u64) -> (u64, u64) {
+    cluster
+        .running_ids()
+        .into_iter()
+        .filter(|&id| id != leader)
+        .map(|id| {
+            let m = &cluster.node(id).node.metrics;
+            (m.forwarded_writes.get(), m.forward_messages.get())
+        })
+        .fold((0, 0), |(w, n), (a, b)| (w + a, n + b))
 }

@@ -165,11 +165,7 @@ async fn clients_need_the_ca_and_peers_need_a_cluster_certificate() {
     let before = refused(leader_node, "raft");
     for (what, tls) in &attempts {
         let mut raft = raft_client(&raft_addr, tls.clone());
-        let forwarded = raft
-            .forward_write(pb::RaftPayload {
-                data: FORWARDED_REGISTER.as_bytes().to_vec(),
-            })
-            .await;
+        let forwarded = forward_one(&mut raft, FORWARDED_REGISTER).await;
         assert!(forwarded.is_err(), "{what}: a forwarded write was answered");
         let appended = raft
             .append_entries(pb::RaftPayload {
@@ -195,12 +191,12 @@ async fn clients_need_the_ca_and_peers_need_a_cluster_certificate() {
             read(&files.cert_file),
             read(&files.key_file),
         ));
-    raft_client(&raft_addr, Some(member))
-        .forward_write(pb::RaftPayload {
-            data: FORWARDED_REGISTER.as_bytes().to_vec(),
-        })
-        .await
-        .expect("a forwarded write from a cluster member");
+    forward_one(
+        &mut raft_client(&raft_addr, Some(member)),
+        FORWARDED_REGISTER,
+    )
+    .await
+    .expect("a forwarded write from a cluster member");
     assert_eq!(
         service_names(&follower_addr, &files.ca_file).await,
         ["api", "web"]

@@ -2,6 +2,8 @@
 //! to reach peers (`raft_client`), the server side that feeds their messages into
 //! the local Raft (`raft_service`), and a small channel cache shared by both.
 
+pub mod forward_link;
+mod forwarded_writes;
 pub mod peers;
 pub mod raft_client;
 pub mod raft_service;

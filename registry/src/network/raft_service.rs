@@ -1,28 +1,35 @@
 //! Server side of the Raft transport: decodes peers' messages, hands them to the local
-//! Raft, and serves the two leader-only helpers followers use (ReadIndex, ForwardWrite).
+//! Raft, and serves the leader-only helpers followers use (ReadIndex, ForwardWrites,
+//! ForwardKeepAlive).
 
 use std::sync::Arc;
 
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
-use tonic::{Request, Response, Status};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
 use waymark_proto::pb;
 
-use super::{decode, encode, SnapshotChunk};
-use crate::api::admission;
+use super::{decode, encode, forwarded_writes, SnapshotChunk};
 use crate::api::errors::status;
-use crate::model::Command;
 use crate::node::Node;
 use crate::raft_types::{NodeId, TypeConfig};
 
+/// Answer messages queued per forwarding stream before its task waits for HTTP/2.
+const RESULT_MESSAGES_QUEUED: usize = 16;
+
 pub struct RaftService {
     node: Arc<Node>,
+    /// Cancelled when the server stops: forwarding streams then end.
+    stop: CancellationToken,
 }
 
 impl RaftService {
-    pub fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<Node>, stop: CancellationToken) -> Self {
+        Self { node, stop }
     }
 }
 
@@ -98,21 +105,19 @@ impl pb::raft_server::Raft for RaftService {
         Ok(Response::new(pb::KeepAliveResponse { lease_id, ttl_ms }))
     }
 
-    async fn forward_write(
+    type ForwardWritesStream = ReceiverStream<Result<pb::ForwardedResults, Status>>;
+
+    async fn forward_writes(
         &self,
-        req: Request<pb::RaftPayload>,
-    ) -> Result<Response<pb::RaftPayload>, Status> {
-        let peer = req.remote_addr();
-        let cmd: Command = decode(&req.into_inner().data)?;
-        if let Err(e) = admission::check_forwarded(&cmd) {
-            tracing::warn!(?peer, command = cmd.name(), error = %e, "refused a forwarded write");
-            return Err(status(&self.node, e));
-        }
-        let result = self
-            .node
-            .write_as_leader(cmd)
-            .await
-            .map_err(|e| status(&self.node, e))?;
-        reply(&result)
+        req: Request<Streaming<pb::ForwardedWrites>>,
+    ) -> Result<Response<Self::ForwardWritesStream>, Status> {
+        let (results, stream) = mpsc::channel(RESULT_MESSAGES_QUEUED);
+        tokio::spawn(forwarded_writes::serve(
+            self.node.clone(),
+            req.into_inner(),
+            results,
+            self.stop.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(stream)))
     }
 }

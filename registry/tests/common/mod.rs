@@ -235,6 +235,41 @@ pub async fn channel(addr: &str) -> Channel {
         .connect_lazy()
 }
 
+/// Sends one hand-made forwarded write to a node's Raft port as a follower would (on
+/// a `ForwardWrites` stream; `command_json` is the command as JSON, sent in the log's
+/// binary encoding) and returns the answer: the encoded (index, result), or the
+/// status the write was refused with (the call's own status if the stream failed).
+pub async fn forward_one(
+    raft: &mut pb::raft_client::RaftClient<Channel>,
+    command_json: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    use pb::forwarded_result::Outcome;
+    let value: serde_json::Value = serde_json::from_str(command_json).expect("a JSON command");
+    let command = waymark_registry::codec::to_vec(&value).unwrap();
+    let writes = pb::ForwardedWrites {
+        writes: vec![pb::ForwardedWrite { seq: 1, command }],
+    };
+    let mut answers = raft
+        .forward_writes(tokio_stream::once(writes))
+        .await?
+        .into_inner();
+    let results = answers
+        .message()
+        .await?
+        .ok_or_else(|| tonic::Status::unavailable("the stream ended without an answer"))?;
+    assert_eq!(results.results.len(), 1, "{results:?}");
+    assert_eq!(results.results[0].seq, 1);
+    match results.results[0].outcome.clone() {
+        Some(Outcome::Written(bytes)) => Ok(bytes),
+        Some(Outcome::Error(e)) => Err(tonic::Status::with_details(
+            tonic::Code::from_i32(e.code),
+            e.message,
+            e.details.into(),
+        )),
+        None => panic!("an answer without an outcome"),
+    }
+}
+
 pub async fn catalog_client(addr: &str) -> CatalogClient<Channel> {
     CatalogClient::new(channel(addr).await).max_decoding_message_size(64 << 20)
 }
