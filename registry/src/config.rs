@@ -82,6 +82,11 @@ fn default_read_timeout_ms() -> u64 {
 fn default_install_snapshot_timeout_ms() -> u64 {
     10_000
 }
+fn default_snapshot_chunk_bytes() -> u64 {
+    3 << 20
+}
+/// The smallest InstallSnapshot chunk accepted: smaller ones only add round trips.
+const MIN_SNAPSHOT_CHUNK_BYTES: u64 = 1024;
 fn default_watch_history() -> usize {
     crate::watch::hub::DEFAULT_HISTORY_LIMIT
 }
@@ -160,6 +165,11 @@ pub struct ServerConfig {
     /// catalog: openraft's 200 ms default made a lagging follower retry forever.
     #[serde(default = "default_install_snapshot_timeout_ms")]
     pub install_snapshot_timeout_ms: u64,
+    /// Bytes of a snapshot sent per InstallSnapshot message. The receiver writes each
+    /// chunk to a file as it arrives, so this (not the snapshot) bounds the memory a
+    /// transfer holds.
+    #[serde(default = "default_snapshot_chunk_bytes")]
+    pub snapshot_chunk_bytes: u64,
     #[serde(default)]
     pub log_format: LogFormat,
     /// Indexes (with changes) kept for resuming watches; older resumes get a Reset.
@@ -218,6 +228,7 @@ impl ServerConfig {
             logs_to_keep: default_logs_to_keep(),
             request_timeout_ms: default_read_timeout_ms(),
             install_snapshot_timeout_ms: default_install_snapshot_timeout_ms(),
+            snapshot_chunk_bytes: default_snapshot_chunk_bytes(),
             log_format: LogFormat::Text,
             watch_history: default_watch_history(),
             watch_queue: default_watch_queue(),
@@ -324,6 +335,12 @@ impl ServerConfig {
         }
         if self.snapshot_threshold == 0 {
             bail!("invalid snapshot_threshold: must be positive");
+        }
+        if self.snapshot_chunk_bytes < MIN_SNAPSHOT_CHUNK_BYTES {
+            bail!(
+                "invalid snapshot_chunk_bytes: must be at least {MIN_SNAPSHOT_CHUNK_BYTES} ({})",
+                self.snapshot_chunk_bytes
+            );
         }
         if self.request_timeout_ms == 0 {
             bail!("invalid request_timeout_ms: must be positive");
@@ -560,6 +577,18 @@ mod tests {
         cfg.install_snapshot_timeout_ms = 50;
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("install_snapshot_timeout_ms"), "{err}");
+    }
+
+    #[test]
+    fn snapshot_chunks_default_to_3_mib_and_are_checked() {
+        let mut cfg = ServerConfig::from_toml_str("node_id = 1\ndata_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(cfg.snapshot_chunk_bytes, 3 << 20);
+        cfg.snapshot_chunk_bytes = 100;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("snapshot_chunk_bytes") && err.contains("1024"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Metrics {
     /// carried them (fewer under load: writes that wait together go together).
     pub forwarded_writes: Counter,
     pub forward_messages: Counter,
+    /// InstallSnapshot messages (chunks) this node received.
+    pub snapshot_chunks_received: Counter,
     /// TLS connections refused (failed or timed-out handshakes), per port.
     tls_refused_api: Counter,
     tls_refused_raft: Counter,
@@ -70,6 +72,7 @@ impl Default for Metrics {
             log_entries_appended: Counter::default(),
             forwarded_writes: Counter::default(),
             forward_messages: Counter::default(),
+            snapshot_chunks_received: Counter::default(),
             tls_refused_api: Counter::default(),
             tls_refused_raft: Counter::default(),
             limited_rate: Counter::default(),
@@ -221,6 +224,12 @@ impl Metrics {
             "waymark_forward_messages_total",
             "Messages on this node's forwarding stream to the leader (each carries the writes that waited together).",
             self.forward_messages.get(),
+        );
+        render_counter(
+            out,
+            "waymark_snapshot_chunks_received_total",
+            "InstallSnapshot chunks received from a leader (each written to disk as it arrives).",
+            self.snapshot_chunks_received.get(),
         );
         render_labelled_counter(
             out,

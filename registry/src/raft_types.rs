@@ -1,8 +1,6 @@
 //! The openraft type configuration: a log entry carries a `model::Command`, applying it
 //! returns a `model::CommandResult`, and a cluster member is a `Member`.
 
-use std::io::Cursor;
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Command, CommandResult};
@@ -33,7 +31,9 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = Member,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        // A file: a snapshot is sent from and received into a file chunk by chunk,
+        // never held whole in memory for the transfer (`store::snapshot_file`).
+        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -152,6 +152,7 @@ fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_threshold(config)),
         max_in_snapshot_log_to_keep: config.logs_to_keep,
         install_snapshot_timeout: config.install_snapshot_timeout_ms,
+        snapshot_max_chunk_size: config.snapshot_chunk_bytes,
         // Entries may be group-commit batches of up to `proposer::MAX_BATCH` writes:
         // keep one AppendEntries near a megabyte so it finishes well within its
         // deadline (one heartbeat interval).

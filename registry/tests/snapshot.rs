@@ -1,5 +1,6 @@
 //! Snapshots: enough writes trigger a snapshot and a log purge, and a fourth node
-//! added with AddMember catches up through InstallSnapshot and serves consistent reads;
+//! added with AddMember catches up through InstallSnapshot (in chunks, each written
+//! to a file as it arrives) and serves consistent reads;
 //! a catalog holding every record kind arrives whole and survives a restart; a watch
 //! open on the node that installs it gets a Reset and the new state.
 
@@ -16,6 +17,8 @@ async fn new_member_catches_up_from_a_snapshot_after_the_log_was_purged() {
     let mut cluster = TestCluster::start(3, |c| {
         c.snapshot_threshold = 50;
         c.logs_to_keep = 0;
+        // The snapshot of 150 instances is tens of KB: it goes in several chunks.
+        c.snapshot_chunk_bytes = 4096;
     })
     .await;
     let leader = cluster.wait_for_leader().await;
@@ -47,6 +50,14 @@ async fn new_member_catches_up_from_a_snapshot_after_the_log_was_purged() {
     let (ids, meta) = list_ids(&mut c4, "store", consistent()).await.unwrap();
     assert_eq!(ids, expected);
     assert_eq!(meta.node_id, 4);
+    let chunks = node4.metrics.snapshot_chunks_received.get();
+    assert!(chunks >= 2, "the snapshot came in {chunks} chunk(s)");
+    // Received into a file, then stored as the node's snapshot; nothing left over.
+    let snapshots: Vec<String> = std::fs::read_dir(cluster.dir.path().join("node-4/snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(snapshots, ["current.snap"]);
     let status = cluster_client(&api)
         .await
         .status(pb::StatusRequest {})

@@ -70,6 +70,7 @@ impl pb::raft_server::Raft for RaftService {
     ) -> Result<Response<pb::RaftPayload>, Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> =
             decode::<SnapshotChunk>(&req.into_inner().data)?.into();
+        self.node.metrics.snapshot_chunks_received.inc();
         let result = self.node.raft.install_snapshot(rpc).await;
         if result.is_ok() {
             self.node.record_leader_contact();

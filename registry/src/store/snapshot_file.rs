@@ -26,6 +26,8 @@ const MAGIC: &[u8; 16] = b"WAYMARK-SNAPSHOT";
 const VERSION: u32 = 2;
 const CHECKSUM_LEN: usize = 32;
 const FILE_NAME: &str = "current.snap";
+/// Files snapshots are received into (`SnapshotDir::receiving`).
+const RECEIVING_PREFIX: &str = "receiving-";
 
 /// Why bytes are not a usable snapshot; the message names what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -236,9 +238,60 @@ impl SnapshotDir {
 
     /// Replaces the current image durably: written to a temporary file, fsynced,
     /// renamed over the old one, and the directory fsynced, so a crash leaves either
-    /// the old image or the new one, whole.
-    pub fn store(&self, image: &[u8]) -> std::io::Result<()> {
-        write_atomically(&self.dir, FILE_NAME, image)
+    /// the old image or the new one, whole. Returns the stored image opened for
+    /// reading: that file stays this image even if a later store replaces it.
+    pub fn store(&self, image: &[u8]) -> std::io::Result<std::fs::File> {
+        write_atomically(&self.dir, FILE_NAME, image)?;
+        std::fs::File::open(self.current())
+    }
+
+    /// The current image opened for reading, with its bytes (read through that same
+    /// handle, so they are the image the handle reads).
+    pub fn open(&self) -> std::io::Result<Option<(std::fs::File, Vec<u8>)>> {
+        use std::io::{Read, Seek};
+        let mut file = match std::fs::File::open(self.current()) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut image = Vec::new();
+        file.read_to_end(&mut image)?;
+        file.rewind()?;
+        Ok(Some((file, image)))
+    }
+
+    /// A new, empty file to receive a leader's snapshot into, chunk by chunk, so a
+    /// snapshot being received is on disk, not in memory. Named by `seq`; removed by
+    /// `remove_received` once installed (or at the next start).
+    pub fn receiving(&self, seq: u64) -> std::io::Result<std::fs::File> {
+        std::fs::create_dir_all(&self.dir)?;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.dir.join(format!("{RECEIVING_PREFIX}{seq}.snap")))
+    }
+
+    /// Removes every file `receiving` made (installed, or left by an install a
+    /// crash or a newer snapshot interrupted).
+    pub fn remove_received(&self) -> std::io::Result<()> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(RECEIVING_PREFIX))
+            {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 }
 

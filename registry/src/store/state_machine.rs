@@ -7,7 +7,6 @@
 //! so the view is exactly the state at that index, read without the catalog lock and
 //! copied into the image without re-encoding a record.
 
-use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -115,6 +114,9 @@ impl StateMachineStore {
             metrics,
             diverge: false,
         };
+        // A snapshot being received when the node stopped is incomplete: the leader
+        // sends it again.
+        store.snapshots.remove_received()?;
         if let Some(image) = store.snapshots.load()? {
             // After a purge the snapshot is the only copy of the purged prefix: a
             // damaged one stops the node rather than starting it with state missing.
@@ -186,7 +188,8 @@ impl StateMachineStore {
     /// Keeps `image` as this node's current snapshot, durably (synced file).
     fn save_snapshot(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<(), StorageError> {
         let snapshots = self.snapshots.clone();
-        blocking(|| snapshots.store(image)).map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+        blocking(|| snapshots.store(image).map(drop))
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
     }
 }
 
@@ -266,25 +269,25 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
         // All O(catalog) work runs on a blocking thread, never on an async worker.
-        let (meta, image) = tokio::task::spawn_blocking(move || {
+        let (meta, file, bytes) = tokio::task::spawn_blocking(move || {
             let (meta, image) = build_image(&db, seq)?;
-            snapshots
+            let file = snapshots
                 .store(&image)
                 .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
-            Ok::<_, StorageError>((meta, image))
+            Ok::<_, StorageError>((meta, file, image.len()))
         })
         .await
         .map_err(|e| snap_err(None, ErrorVerb::Write, AnyError::error(e)))??;
         self.metrics.snapshots_built.inc();
         tracing::info!(
             snapshot_id = %meta.snapshot_id,
-            bytes = image.len(),
+            bytes,
             took_ms = started.elapsed().as_millis() as u64,
             "built snapshot"
         );
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(image)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         })
     }
 }
@@ -381,20 +384,36 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshots = self.snapshots.clone();
+        let file = blocking(|| snapshots.receiving(seq))
+            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
+        Ok(Box::new(tokio::fs::File::from_std(file)))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let image = snapshot.into_inner();
+        let mut received = snapshot.into_std().await;
+        let image = blocking(|| {
+            use std::io::{Read, Seek};
+            received.rewind()?;
+            let mut image = Vec::new();
+            received.read_to_end(&mut image)?;
+            Ok::<_, std::io::Error>(image)
+        })
+        .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
         let (_, tables) =
             snapshot_file::decode(&image).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
         // Durable first: once the state is replaced the log before it may be purged.
         self.save_snapshot(meta, &image)?;
+        drop(image);
+        let snapshots = self.snapshots.clone();
+        blocking(|| snapshots.remove_received())
+            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
         self.replace_state(meta, tables)?;
         self.metrics.snapshots_installed.inc();
         tracing::info!(snapshot_id = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
@@ -403,8 +422,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let snapshots = self.snapshots.clone();
-        let Some(image) =
-            blocking(|| snapshots.load()).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?
+        let Some((file, image)) =
+            blocking(|| snapshots.open()).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?
         else {
             return Ok(None);
         };
@@ -412,7 +431,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             snapshot_file::read_meta(&image).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(image)),
+            snapshot: Box::new(tokio::fs::File::from_std(file)),
         }))
     }
 }
