@@ -143,6 +143,9 @@ fn snapshot_threshold(config: &ServerConfig) -> u64 {
     base + base / 50 * ((config.node_id * 7) % 10)
 }
 
+/// Log entries per AppendEntries (see `raft_config`).
+const MAX_PAYLOAD_ENTRIES: u64 = 16;
+
 fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
     let raft_config = openraft::Config {
         cluster_name: "waymark".into(),
@@ -156,7 +159,11 @@ fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
         // Entries may be group-commit batches of up to `proposer::MAX_BATCH` writes:
         // keep one AppendEntries near a megabyte so it finishes well within its
         // deadline (one heartbeat interval).
-        max_payload_entries: 16,
+        max_payload_entries: MAX_PAYLOAD_ENTRIES,
+        // `AddMember` promotes a learner once it is this close to the leader's log.
+        // openraft's default, 5,000 entries, is up to 640,000 batched writes: an
+        // empty node was made a voter before it had received anything.
+        replication_lag_threshold: MAX_PAYLOAD_ENTRIES,
         ..Default::default()
     };
     raft_config
