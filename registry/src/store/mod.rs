@@ -10,7 +10,8 @@
 //!   `sm_records` (`service/id` → instance), `sm_leases` (id, big-endian u64 → lease),
 //!   `sm_config` (key → config entry).
 //!
-//! Encodings here are Waymark's own serde types, never the protobuf wire types.
+//! Encodings here are Waymark's own serde types in `codec` (MessagePack), never the
+//! protobuf wire types.
 
 // openraft's storage traits fix `StorageError` (a large type) as the error type.
 #![allow(clippy::result_large_err)]
