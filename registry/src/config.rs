@@ -172,7 +172,7 @@ pub struct ServerConfig {
     pub snapshot_chunk_bytes: u64,
     #[serde(default)]
     pub log_format: LogFormat,
-    /// Indexes (with changes) kept for resuming watches; older resumes get a Reset.
+    /// Changes kept for resuming watches (in whole indexes); older resumes get a Reset.
     #[serde(default = "default_watch_history")]
     pub watch_history: usize,
     /// Events a watcher may fall behind before it gets a Reset + Snapshot.

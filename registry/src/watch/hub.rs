@@ -3,9 +3,11 @@
 //! holds the catalog write lock, so a watcher that subscribes under the catalog read
 //! lock sees exactly the changes after the state it snapshotted — no gap, no repeat.
 //!
-//! Memory is bounded twice: the retained history keeps at most `history_limit`
-//! indexes (older ones are compacted; resuming from before them gets a Reset), and
-//! each live watcher has a bounded queue (a watcher that falls behind it gets a Reset).
+//! Memory is bounded twice: the retained history keeps the newest indexes holding at
+//! most `history_limit` changes in all (whole indexes, the newest always; older ones
+//! are compacted and resuming from before them gets a Reset), and each live watcher
+//! has a bounded queue (a watcher that falls behind it gets a Reset). The history
+//! counts changes, not indexes, because a group-commit index holds up to 128 writes.
 //!
 //! Live events go out on `SHARDS + 1` channels, so a watcher is woken only by entries
 //! that can matter to it: a watcher of services that all hash to one shard listens on
@@ -72,8 +74,8 @@ pub enum HubEvent {
     Stopping,
 }
 
-/// Default number of indexes (with changes) kept for resuming watches.
-pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;
+/// Default number of changes kept for resuming watches (tens of MB of records).
+pub const DEFAULT_HISTORY_LIMIT: usize = 50_000;
 /// Default number of events a live watcher may fall behind before it is reset.
 pub const DEFAULT_WATCHER_QUEUE: usize = 1_024;
 
@@ -130,6 +132,8 @@ struct History {
     entries: VecDeque<Arc<IndexChanges>>,
     /// Changes at or below this index are no longer retained.
     compacted_through: u64,
+    /// Changes in `entries`, all indexes together.
+    changes: usize,
 }
 
 pub struct WatchHub {
@@ -169,6 +173,7 @@ impl WatchHub {
                 entries: VecDeque::new(),
                 // Nothing before the state we started from is in the history.
                 compacted_through: applied_index,
+                changes: 0,
             }),
             history_limit: history_limit.max(1),
             everything,
@@ -190,12 +195,14 @@ impl WatchHub {
             let entry = Arc::new(IndexChanges::new(index, changes));
             published = Some(entry.clone());
             let mut h = self.history.lock().expect("hub lock poisoned");
+            h.changes += entry.changes.len();
             h.entries.push_back(entry.clone());
             if let Some(old) = h.entries.len().checked_sub(ENCODED_KEPT + 1) {
                 h.entries[old].drop_encoded();
             }
-            while h.entries.len() > self.history_limit {
+            while h.changes > self.history_limit && h.entries.len() > 1 {
                 if let Some(old) = h.entries.pop_front() {
+                    h.changes -= old.changes.len();
                     h.compacted_through = old.index;
                 }
             }
@@ -219,6 +226,7 @@ impl WatchHub {
     pub fn snapshot_installed(&self, index: u64) {
         let mut h = self.history.lock().expect("hub lock poisoned");
         h.entries.clear();
+        h.changes = 0;
         h.compacted_through = index;
         self.send_to_all(HubEvent::SnapshotInstalled(index));
         drop(h);
@@ -355,6 +363,36 @@ mod tests {
         assert_eq!(
             sub.backlog.iter().map(|e| e.index).collect::<Vec<_>>(),
             vec![4, 5]
+        );
+    }
+
+    #[test]
+    fn history_counts_changes_and_keeps_whole_indexes() {
+        let hub = WatchHub::new(0, 5, 16);
+        hub.publish(1, vec![remove("a"), remove("b"), remove("c")]);
+        hub.publish(2, vec![remove("d"), remove("e")]);
+        // 5 changes: both indexes kept.
+        assert_eq!(
+            hub.subscribe(0, Interest::Everything)
+                .unwrap()
+                .backlog
+                .len(),
+            2
+        );
+        // A sixth change drops index 1 whole.
+        hub.publish(3, vec![remove("f")]);
+        assert_eq!(
+            hub.subscribe(0, Interest::Everything).unwrap_err(),
+            Compacted {
+                compacted_through: 1
+            }
+        );
+        // One index over the limit on its own is still kept (the newest always is).
+        hub.publish(4, (0..9).map(|i| remove(&format!("x{i}"))).collect());
+        let sub = hub.subscribe(3, Interest::Everything).unwrap();
+        assert_eq!(
+            sub.backlog.iter().map(|e| e.index).collect::<Vec<_>>(),
+            vec![4]
         );
     }
 
