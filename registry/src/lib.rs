@@ -7,7 +7,6 @@ pub mod api;
 pub mod audit;
 pub mod catalog;
 pub mod cli;
-pub mod codec;
 pub mod config;
 pub mod dns_view;
 pub mod identity;
@@ -28,4 +27,7 @@ pub mod unsafe_control;
 pub mod watch;
 
 pub use config::ServerConfig;
+/// The binary encoding lives in `model` (which must import nothing from the crate, and
+/// stores its records with it); everything else names it `crate::codec`.
+pub use model::codec;
 pub use server::{run, Listeners};

@@ -305,6 +305,7 @@ outcome_of! {
 
 #[cfg(test)]
 mod tests {
+    use super::super::codec;
     use super::*;
 
     #[test]
@@ -327,8 +328,8 @@ mod tests {
             let want: serde_json::Value = serde_json::from_str(entry).unwrap();
             assert_eq!(again, want, "{entry}");
             // And the log's binary encoding carries them unchanged.
-            let stored = crate::codec::to_vec(&cmd).unwrap();
-            assert_eq!(crate::codec::from_slice::<Command>(&stored).unwrap(), cmd);
+            let stored = codec::to_vec(&cmd).unwrap();
+            assert_eq!(codec::from_slice::<Command>(&stored).unwrap(), cmd);
         }
     }
 

@@ -10,7 +10,7 @@ use super::table::Record;
 pub struct ConfigEntry {
     /// `/`-separated DNS labels.
     pub key: String,
-    #[serde(with = "crate::codec::bytes_or_base64")]
+    #[serde(with = "super::codec::bytes_or_base64")]
     pub value: Vec<u8>,
     pub create_index: u64,
     pub modify_index: u64,
@@ -44,7 +44,7 @@ pub fn key_in_prefix(key: &str, prefix: &str) -> bool {
 pub enum ConfigCommand {
     Put {
         key: String,
-        #[serde(with = "crate::codec::bytes_or_base64")]
+        #[serde(with = "super::codec::bytes_or_base64")]
         value: Vec<u8>,
         /// Compare-and-set as for instances: `Some(0)` = only if absent.
         if_modify_index: Option<u64>,

@@ -10,6 +10,7 @@
 //! left out of any of them.
 
 mod acl;
+pub mod codec;
 mod command;
 mod config;
 mod instance;
@@ -102,7 +103,7 @@ macro_rules! record_kinds {
 
             /// The storage row it writes: the key, and the encoded record (`None`:
             /// delete the row).
-            pub fn row(&self) -> crate::codec::Result<(Vec<u8>, Option<Vec<u8>>)> {
+            pub fn row(&self) -> codec::Result<(Vec<u8>, Option<Vec<u8>>)> {
                 match self {
                     $(Change::$variant(c) => Ok((c.key_bytes(), c.encoded()?))),+
                 }

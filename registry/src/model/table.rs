@@ -9,7 +9,7 @@ use std::ops::RangeBounds;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec;
+use super::codec;
 
 /// A replicated record kind.
 pub trait Record:
