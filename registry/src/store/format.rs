@@ -59,6 +59,7 @@ pub fn check_or_init(dir: &Path) -> anyhow::Result<()> {
                 );
             }
             write_atomically(dir, FILE_NAME, format!("{PREFIX}{CURRENT}\n").as_bytes())
+                .map(drop)
                 .with_context(|| format!("writing {}", path.display()))
         }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),

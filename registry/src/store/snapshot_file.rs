@@ -229,11 +229,7 @@ impl SnapshotDir {
 
     /// The current image, if there is one.
     pub fn load(&self) -> std::io::Result<Option<Vec<u8>>> {
-        match std::fs::read(self.current()) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.open()?.map(|(_, image)| image))
     }
 
     /// Replaces the current image durably: written to a temporary file, fsynced,
@@ -241,8 +237,7 @@ impl SnapshotDir {
     /// the old image or the new one, whole. Returns the stored image opened for
     /// reading: that file stays this image even if a later store replaces it.
     pub fn store(&self, image: &[u8]) -> std::io::Result<std::fs::File> {
-        write_atomically(&self.dir, FILE_NAME, image)?;
-        std::fs::File::open(self.current())
+        write_atomically(&self.dir, FILE_NAME, image)
     }
 
     /// The current image opened for reading, with its bytes (read through that same
@@ -296,16 +291,20 @@ impl SnapshotDir {
 }
 
 /// Writes `dir/name` so that after a crash it holds either its old contents or
-/// `bytes`, and makes that durable before returning.
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+/// `bytes`, and makes that durable before returning. Returns the written file opened
+/// for reading (opened before the rename, so it is these bytes even if another write
+/// replaces `dir/name` at once).
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<std::fs::File> {
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
+    let written = std::fs::File::open(&tmp)?;
     std::fs::rename(&tmp, dir.join(name))?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(written)
 }
 
 #[cfg(test)]
