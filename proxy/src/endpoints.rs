@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::forward::h2_relay::H2Conn;
 use crate::forward::http::Conns;
 use crate::load::Load;
 use crate::outlier::Outlier;
@@ -27,8 +28,10 @@ pub struct Endpoint {
     pub outlier: Mutex<Outlier>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
-    /// Pooled HTTP connections to `addr`.
+    /// Pooled HTTP/1.1 connections to `addr`.
     pub conns: Conns,
+    /// The h2 connection to `addr` that relayed h2 streams share.
+    pub h2: H2Conn,
 }
 
 impl Endpoint {
@@ -44,6 +47,7 @@ impl Endpoint {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             conns: Conns::default(),
+            h2: H2Conn::default(),
         }
     }
 

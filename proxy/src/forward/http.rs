@@ -18,12 +18,14 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::{http1 as client_http1, http2};
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::{connect_any, used, Connections, NoConnection};
+use super::prefixed::{sniff, Prefixed};
+use super::{connect_any, h2_relay, used, Connections, NoConnection};
 use crate::endpoints::Endpoint;
 use crate::upstream::Upstream;
 
@@ -38,7 +40,7 @@ pub(super) const MAX_UNSENT_RETRIES: u32 = 3;
 /// Pooled connections to one endpoint.
 #[derive(Default)]
 pub struct Conns {
-    h1: std::sync::Mutex<Vec<http1::SendRequest<Incoming>>>,
+    h1: std::sync::Mutex<Vec<client_http1::SendRequest<Incoming>>>,
     /// The endpoint's h2 connection, shared by every h2 request.
     h2: std::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
     /// Held across an h2 connect so concurrent requests share one new connection.
@@ -54,7 +56,7 @@ impl std::fmt::Debug for Conns {
 
 /// A connection ready to take one request.
 pub(super) enum Sender {
-    H1(http1::SendRequest<Incoming>),
+    H1(client_http1::SendRequest<Incoming>),
     H2(http2::SendRequest<Incoming>),
 }
 
@@ -109,7 +111,7 @@ impl Conns {
         Ok(sender)
     }
 
-    fn take_idle_h1(&self) -> Option<http1::SendRequest<Incoming>> {
+    fn take_idle_h1(&self) -> Option<client_http1::SendRequest<Incoming>> {
         let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|s| !s.is_closed());
         let ready = idle.iter().rposition(|s| s.is_ready())?;
@@ -118,7 +120,7 @@ impl Conns {
 
     /// Back to the pool once the response headers are in; it is taken again only when
     /// ready (its previous body fully read).
-    fn put_h1(&self, sender: http1::SendRequest<Incoming>) {
+    fn put_h1(&self, sender: client_http1::SendRequest<Incoming>) {
         let mut idle = self.h1.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() >= MAX_IDLE_H1 {
             idle.remove(0);
@@ -127,14 +129,14 @@ impl Conns {
     }
 }
 
-async fn connect_h1<D, Fut, S>(dial: D) -> Result<http1::SendRequest<Incoming>, String>
+async fn connect_h1<D, Fut, S>(dial: D) -> Result<client_http1::SendRequest<Incoming>, String>
 where
     D: FnOnce() -> Fut,
     Fut: Future<Output = Result<S, String>>,
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let stream = dial().await?;
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = client_http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP/1.1 handshake: {e}"))?;
     tokio::spawn(async move {
@@ -143,32 +145,50 @@ where
     Ok(sender)
 }
 
-/// Serves HTTP/1.1 and h2 from the local app on one accepted connection.
+/// Serves HTTP/1.1 or h2 from the local app on one accepted connection: h2 (told by
+/// its connection preface) is relayed stream by stream (`h2_relay`), HTTP/1.1 goes
+/// through hyper here.
 pub async fn upstream_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     upstream: Arc<Upstream>,
     connections: Connections,
 ) {
     upstream.metrics.open_connections.inc();
     let open = upstream.clone();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let sniffed = tokio::select! {
+        s = sniff(&mut stream, h2_relay::PREFACE) => s,
+        // Draining before the app said anything: nothing is in flight.
+        () = connections.closing.cancelled() => Ok((false, Vec::new())),
+    };
+    match sniffed {
+        Ok((_, read)) if read.is_empty() => {}
+        Ok((true, read)) => {
+            let closing = connections.closing.clone();
+            h2_relay::serve(Prefixed::new(read, stream), upstream, closing).await;
+        }
+        Ok((false, read)) => serve_h1(Prefixed::new(read, stream), upstream, connections).await,
+        Err(e) => tracing::debug!(error = %e, "reading from the app failed"),
+    }
+    open.metrics.open_connections.dec();
+}
+
+/// HTTP/1.1 requests from the app, each forwarded on its own.
+async fn serve_h1(io: Prefixed<TcpStream>, upstream: Arc<Upstream>, connections: Connections) {
     let service = hyper::service::service_fn(move |req| {
         let upstream = upstream.clone();
-        // Boxed: hyper moves the service future (into each h2 stream's spawned task,
-        // into the h1 dispatcher's slot); a pointer moves for free, the ~1.4 KB
-        // forwarding state machine would be copied at every step.
+        // Boxed: hyper moves the service future (into the dispatcher's slot); a
+        // pointer moves for free, the ~1.4 KB forwarding state machine would be
+        // copied at every step.
         let forwarded: Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> =
             Box::pin(async move { forward(req, &upstream).await });
         async move { Ok::<_, Infallible>(forwarded.await) }
     });
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
         () = connections.closing.cancelled() => {
-            // Draining: finish what is in flight, then close (h2 GOAWAY, h1 keep-alive off).
+            // Draining: finish the request in flight, then close (keep-alive off).
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -176,7 +196,6 @@ pub async fn upstream_connection(
     if let Err(e) = result {
         tracing::debug!(error = %e, "downstream HTTP connection ended with an error");
     }
-    open.metrics.open_connections.dec();
 }
 
 /// Forwards one request; always answers (errors become 502/503/504 responses).
@@ -222,7 +241,7 @@ async fn forward(req: Request<Incoming>, upstream: &Upstream) -> Response<ProxyB
             }
             Some(Ok(resp)) => {
                 in_flight.responded();
-                if is_failure(&resp) {
+                if is_failure(resp.status(), resp.headers()) {
                     upstream.failed(&endpoint, &format!("answered {}", resp.status()));
                 } else {
                     upstream.succeeded(&endpoint);
@@ -289,10 +308,9 @@ pub(super) async fn send(
 }
 
 /// 5xx, or a gRPC UNAVAILABLE in the headers (a trailers-only response).
-fn is_failure(resp: &Response<Incoming>) -> bool {
-    resp.status().is_server_error()
-        || resp
-            .headers()
+pub(super) fn is_failure(status: StatusCode, headers: &HeaderMap) -> bool {
+    status.is_server_error()
+        || headers
             .get("grpc-status")
             .is_some_and(|v| v.as_bytes() == b"14")
 }

@@ -2,9 +2,11 @@
 //! connect-with-retry both protocols share, and the drain hooks. TCP is forwarded per
 //! connection (`tcp`), HTTP per request over pooled connections (`http`).
 
+pub mod h2_relay;
 pub mod http;
 pub mod inbound;
 pub mod inbound_http;
+pub mod prefixed;
 pub mod tcp;
 
 use std::future::Future;
