@@ -18,6 +18,7 @@ pub mod model;
 pub mod network;
 pub mod node;
 pub mod proposer;
+pub mod raft_runtime;
 pub mod raft_types;
 pub mod read_index;
 pub mod server;

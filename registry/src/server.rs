@@ -32,6 +32,7 @@ use crate::network::peers::PeerChannels;
 use crate::network::raft_client::NetworkFactory;
 use crate::network::raft_service::RaftService;
 use crate::node::Node;
+use crate::raft_runtime::RaftRuntime;
 use crate::raft_types::Raft;
 use crate::store::snapshot_file::SnapshotDir;
 use crate::store::{open_db, snapshot_dir, LogStore, StateMachineStore};
@@ -216,6 +217,8 @@ async fn run_inner(
     started: Option<tokio::sync::oneshot::Sender<RunningNode>>,
 ) -> anyhow::Result<Stopped> {
     config.validate()?;
+    let raft_runtime = RaftRuntime::start()?;
+    let on_raft = raft_runtime.handle().clone();
     let tls = config.tls.as_ref().map(NodeTls::load).transpose()?;
     let metrics = Arc::new(Metrics::default());
     let db = open_db(&config.data_dir)?;
@@ -238,38 +241,49 @@ async fn run_inner(
     };
     // A handle sharing the state machine's read views, kept after Raft takes the store.
     let views = state_machine.clone();
-    let peers = PeerChannels::new(tls.as_ref().map(|t| t.peer_client.clone()));
+    let peers = PeerChannels::new(
+        tls.as_ref().map(|t| t.peer_client.clone()),
+        Some(on_raft.clone()),
+    );
     let network = NetworkFactory {
         node_id: config.node_id,
         peers: peers.clone(),
     };
     // Before Raft starts, so a bad [audit] path fails the start cleanly.
     let audit = AuditLog::open(&config.audit, config.node_id)?;
-    let raft = Raft::new(
-        config.node_id,
-        Arc::new(raft_config(&config)?),
-        network,
-        log_store,
-        state_machine,
-    )
-    .await
-    .context("starting Raft")?;
-    let node = Arc::new(
-        Node::new(
+    // Raft's core, replication and apply tasks are spawned by `Raft::new` where it
+    // runs: on the Raft runtime.
+    let raft = on_raft
+        .spawn(Raft::new(
             config.node_id,
-            raft.clone(),
-            &views,
-            metrics,
-            peers,
-            committed,
-            config.request_timeout(),
+            Arc::new(raft_config(&config)?),
+            network,
+            log_store,
+            state_machine,
+        ))
+        .await
+        .context("starting Raft")?
+        .context("starting Raft")?;
+    // The node's write proposer is a task it starts: on the Raft runtime too.
+    let node = {
+        let _on_raft = on_raft.enter();
+        Arc::new(
+            Node::new(
+                config.node_id,
+                raft.clone(),
+                &views,
+                metrics,
+                peers,
+                committed,
+                config.request_timeout(),
+            )
+            .with_unsafe_control(config.unsafe_control)
+            .with_acl(config.acl.clone())
+            .with_audit(audit)
+            .with_limits(config.limits.clone())
+            .with_mesh(config.mesh.clone()),
         )
-        .with_unsafe_control(config.unsafe_control)
-        .with_acl(config.acl.clone())
-        .with_audit(audit)
-        .with_limits(config.limits.clone())
-        .with_mesh(config.mesh.clone()),
-    );
+    };
     if !config.acl.enabled {
         tracing::warn!(
             "ACLs are off: anyone who can reach the client API can change the catalog. \
@@ -305,7 +319,7 @@ async fn run_inner(
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
         );
-    tasks.spawn(
+    let raft_transport = on_raft.spawn(
         serve_grpc(
             raft_router,
             listeners.raft,
@@ -316,6 +330,11 @@ async fn run_inner(
         .map(|r| r.context("serving the Raft transport"))
         .instrument(tracing::info_span!("raft_transport", %raft_addr)),
     );
+    tasks.spawn(async move {
+        raft_transport
+            .await
+            .context("the Raft transport task failed")?
+    });
     // Every client API service decodes at most `[limits] max_request_bytes`.
     let max_request = config.limits.max_request_bytes;
     let api_router = tonic::transport::Server::builder()
@@ -449,6 +468,7 @@ async fn run_inner(
         tracing::warn!(error = %e, "stopping Raft");
     }
     drop(node);
+    drop(raft_runtime);
     db.flush_wal(true).context("flushing the RocksDB WAL")?;
     tracing::info!(drained, "node stopped");
     match failure {

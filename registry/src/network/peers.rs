@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use waymark_proto::pb::raft_client::RaftClient;
 
@@ -14,14 +15,18 @@ use waymark_proto::pb::raft_client::RaftClient;
 pub struct PeerChannels {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     tls: Option<ClientTlsConfig>,
+    /// Where each channel's connection tasks run (the Raft runtime), whoever asks
+    /// first; the current runtime when `None`.
+    runtime: Option<Handle>,
 }
 
 impl PeerChannels {
     /// Plaintext when `tls` is `None`.
-    pub fn new(tls: Option<ClientTlsConfig>) -> Self {
+    pub fn new(tls: Option<ClientTlsConfig>, runtime: Option<Handle>) -> Self {
         Self {
             channels: Arc::default(),
             tls,
+            runtime,
         }
     }
 
@@ -44,6 +49,7 @@ impl PeerChannels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
+        let _on = self.runtime.as_ref().map(Handle::enter);
         let channel = endpoint.connect_lazy();
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)
