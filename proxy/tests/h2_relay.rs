@@ -1,7 +1,8 @@
 //! h2 relayed stream by stream: a real h2 client, a client proxy, and a real h2
 //! server of the test's own (the h2 crate on both ends). Bodies larger than every
 //! flow-control window on the way go through intact both ways with their trailers;
-//! a reset on either side reaches the other.
+//! a reset on either side reaches the other; a draining proxy sends GOAWAY and
+//! finishes the stream in flight.
 
 mod common;
 
@@ -30,12 +31,16 @@ struct Seen {
     reset: AtomicU64,
     /// Tells `/reset-midway` the app has its first data: reset now.
     reset_now: tokio::sync::Notify,
+    /// `/hold` requests that arrived.
+    holding: AtomicU64,
+    /// Tells `/hold` to answer.
+    release: tokio::sync::Notify,
 }
 
 /// `/echo`: the request body back, then trailer `x-echo-bytes`; `/hang`: never
 /// answers, counts the reset that ends it; `/reset-midway`: 64 KiB of body, then
 /// RST_STREAM(INTERNAL_ERROR) once the app has data (a reset before the proxy has
-/// the response headers is answered 502 instead).
+/// the response headers is answered 502 instead); `/hold`: answers `held` when told.
 async fn start_server(seen: Arc<Seen>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -79,6 +84,12 @@ async fn serve(
             send_all(&mut out, Bytes::from(vec![7u8; 64 << 10])).await;
             seen.reset_now.notified().await;
             out.send_reset(Reason::INTERNAL_ERROR);
+        }
+        "/hold" => {
+            seen.holding.fetch_add(1, Ordering::SeqCst);
+            seen.release.notified().await;
+            let mut out = respond.send_response(Response::new(()), false).unwrap();
+            out.send_data(Bytes::from_static(b"held"), true).unwrap();
         }
         _ => {
             let mut resp = Response::new(());
@@ -131,7 +142,7 @@ fn request(method: &str, path: &str) -> Request<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h2_bodies_trailers_and_resets_go_through_the_relay() {
+async fn h2_bodies_trailers_resets_and_drain_go_through_the_relay() {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::start(dir.path()).await;
     let seen = Arc::new(Seen::default());
@@ -153,7 +164,12 @@ async fn h2_bodies_trailers_and_resets_go_through_the_relay() {
         })
         .await
         .unwrap();
-    let (_client, admin, listen) = client_proxy(&registry, dir.path(), "round_robin", "");
+    let (mut proxy, admin, listen) = client_proxy(
+        &registry,
+        dir.path(),
+        "round_robin",
+        "[drain]\ngrace = \"100ms\"",
+    );
     wait_endpoints(admin, &listen, &["api-h2"]).await;
     let mut client = h2_client(&listen).await;
 
@@ -220,4 +236,24 @@ async fn h2_bodies_trailers_and_resets_go_through_the_relay() {
         .send_request(request("GET", "/nothing"), true)
         .unwrap();
     assert_eq!(response.await.unwrap().status(), 404);
+
+    // SIGTERM drains the proxy: after the grace period the app gets a GOAWAY (no new
+    // streams), a stream in flight still completes, then the proxy exits.
+    let (held, _) = client.send_request(request("GET", "/hold"), true).unwrap();
+    wait_for("the held request to reach the server", || async {
+        (seen.holding.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    proxy.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_for("a GOAWAY from the draining proxy", || {
+        let c = client.clone();
+        async move { c.ready().await.is_err().then_some(()) }
+    })
+    .await;
+    seen.release.notify_one();
+    let held = held.await.expect("the stream in flight completes");
+    assert_eq!(held.status(), 200);
+    assert_eq!(read_all(held.into_body()).await.unwrap(), b"held");
+    let exit = proxy.wait_exit().await;
+    assert!(exit.success(), "the proxy exited with {exit:?}");
 }
