@@ -319,9 +319,12 @@ async fn await_response(
 ) -> Answer {
     let app_reset = poll_fn(|cx| respond.poll_reset(cx));
     let answered = async {
+        // The app's reset first: when it cancelled, the reset this proxy then sent
+        // upstream also fails the response, and that is not the endpoint's failure.
         tokio::select! {
-            r = response => Some(r),
+            biased;
             _ = app_reset => None,
+            r = response => Some(r),
         }
     };
     let outcome = match upstream.config.request_timeout {
