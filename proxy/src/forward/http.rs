@@ -37,11 +37,13 @@ const MAX_IDLE_H1: usize = 256;
 /// Pooled connections that may close under one request before it gives up.
 pub(super) const MAX_UNSENT_RETRIES: u32 = 3;
 
-/// Pooled connections to one endpoint.
+/// Pooled connections to one endpoint (HTTP/1.1) or to the local app (inbound, both
+/// versions).
 #[derive(Default)]
 pub struct Conns {
     h1: std::sync::Mutex<Vec<client_http1::SendRequest<Incoming>>>,
-    /// The endpoint's h2 connection, shared by every h2 request.
+    /// The h2 connection every h2 request shares: used inbound, to the local app
+    /// (outbound h2 is relayed by `h2_relay` over `Endpoint::h2`).
     h2: std::sync::Mutex<Option<http2::SendRequest<Incoming>>>,
     /// Held across an h2 connect so concurrent requests share one new connection.
     h2_connecting: tokio::sync::Mutex<()>,
