@@ -70,6 +70,9 @@ fn default_election_timeout_min_ms() -> u64 {
 fn default_election_timeout_max_ms() -> u64 {
     600
 }
+fn default_leader_handoff_ms() -> u64 {
+    3_000
+}
 fn default_snapshot_threshold() -> u64 {
     10_000
 }
@@ -150,6 +153,11 @@ pub struct ServerConfig {
     pub election_timeout_min_ms: u64,
     #[serde(default = "default_election_timeout_max_ms")]
     pub election_timeout_max_ms: u64,
+    /// How long a leader asked to stop may spend handing leadership to an up-to-date
+    /// follower first (so a planned restart costs no election timeout); 0: stop
+    /// without handing off.
+    #[serde(default = "default_leader_handoff_ms")]
+    pub leader_handoff_ms: u64,
     /// Build a snapshot after this many log entries since the last one.
     #[serde(default = "default_snapshot_threshold")]
     pub snapshot_threshold: u64,
@@ -224,6 +232,7 @@ impl ServerConfig {
             heartbeat_interval_ms: default_heartbeat_ms(),
             election_timeout_min_ms: default_election_timeout_min_ms(),
             election_timeout_max_ms: default_election_timeout_max_ms(),
+            leader_handoff_ms: default_leader_handoff_ms(),
             snapshot_threshold: default_snapshot_threshold(),
             logs_to_keep: default_logs_to_keep(),
             request_timeout_ms: default_read_timeout_ms(),
@@ -262,6 +271,11 @@ impl ServerConfig {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The time a stopping leader may spend handing off leadership; `None`: off.
+    pub fn leader_handoff(&self) -> Option<Duration> {
+        (self.leader_handoff_ms > 0).then(|| Duration::from_millis(self.leader_handoff_ms))
     }
 
     /// Checks every value; errors name the field and the rule.
@@ -331,6 +345,14 @@ impl ServerConfig {
                 "invalid election_timeout_max_ms: must exceed election_timeout_min_ms ({} <= {})",
                 self.election_timeout_max_ms,
                 self.election_timeout_min_ms
+            );
+        }
+        if self.leader_handoff_ms != 0 && self.leader_handoff_ms <= self.election_timeout_max_ms {
+            bail!(
+                "invalid leader_handoff_ms: must be 0 (off) or exceed election_timeout_max_ms, \
+                 which a new leader waits out before it can hand off ({} <= {})",
+                self.leader_handoff_ms,
+                self.election_timeout_max_ms
             );
         }
         if self.snapshot_threshold == 0 {

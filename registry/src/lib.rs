@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod dns_view;
 pub mod identity;
+pub mod leader_handoff;
 pub mod leader_loop;
 pub mod leader_timers;
 pub mod limits;

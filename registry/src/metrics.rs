@@ -42,6 +42,8 @@ pub struct Metrics {
     pub forward_messages: Counter,
     /// InstallSnapshot messages (chunks) this node received.
     pub snapshot_chunks_received: Counter,
+    /// Elections this node started because its stopping leader handed over (TimeoutNow).
+    pub handoff_elections: Counter,
     /// TLS connections refused (failed or timed-out handshakes), per port.
     tls_refused_api: Counter,
     tls_refused_raft: Counter,
@@ -73,6 +75,7 @@ impl Default for Metrics {
             forwarded_writes: Counter::default(),
             forward_messages: Counter::default(),
             snapshot_chunks_received: Counter::default(),
+            handoff_elections: Counter::default(),
             tls_refused_api: Counter::default(),
             tls_refused_raft: Counter::default(),
             limited_rate: Counter::default(),
@@ -230,6 +233,12 @@ impl Metrics {
             "waymark_snapshot_chunks_received_total",
             "InstallSnapshot chunks received from a leader (each written to disk as it arrives).",
             self.snapshot_chunks_received.get(),
+        );
+        render_counter(
+            out,
+            "waymark_leader_handoff_elections_total",
+            "Elections this node started because its leader, stopping, handed leadership to it (TimeoutNow).",
+            self.handoff_elections.get(),
         );
         render_labelled_counter(
             out,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
-use waymark_proto::errors::Applied;
+use waymark_proto::errors::{Applied, ErrorDetail, Reason};
 use waymark_proto::pb;
 
 use crate::acl::jwks::{JwksCache, JwksSettings};
@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult};
 use crate::network::forward_link::Forwarder;
 use crate::network::peers::PeerChannels;
-use crate::proposer::{Proposer, WriteError};
+use crate::proposer::{Paused, Proposer, WriteError};
 use crate::raft_types::{Member, NodeId, Raft};
 use crate::read_index::Coalescer;
 use crate::store::state_machine::{BackupSource, SharedCatalog, StateMachineStore};
@@ -479,7 +479,15 @@ impl Node {
                 }
             };
             if let Some((id, member)) = leader {
-                return self.forward_write(id, &member, &cmd, deadline).await;
+                match self.forward_write(id, &member, &cmd, deadline).await {
+                    // It stepped down (a handoff, an election) before taking the write:
+                    // nothing applied, so it goes to the next leader instead.
+                    Err(NodeError::Leader { status, .. }) if no_longer_leader(&status) => {
+                        self.wait_for_leader_other_than(id, deadline).await?;
+                        continue;
+                    }
+                    answer => return answer,
+                }
             }
             match self.propose_here(cmd.clone(), deadline).await? {
                 Ok(written) => return Ok(written),
@@ -502,6 +510,12 @@ impl Node {
         let m = m.borrow();
         let id = m.current_leader?;
         Some((id, m.membership_config.membership().get_node(&id).cloned()))
+    }
+
+    /// Stops proposing new entries until the guard is dropped, once those in flight are
+    /// answered (a leadership handoff; see `Proposer::pause`).
+    pub async fn pause_proposals(&self) -> Option<Paused> {
+        self.proposer.pause().await
     }
 
     /// Hands `cmd` to this node's Raft through the group-commit proposer, bounded by
@@ -781,6 +795,24 @@ impl Node {
             .map_err(|_| NodeError::NoLeader { node_id: self.id })
     }
 
+    /// Waits until this node knows a leader other than `old` (bounded by `deadline`).
+    async fn wait_for_leader_other_than(
+        &self,
+        old: NodeId,
+        deadline: Instant,
+    ) -> Result<(), NodeError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(remaining))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != old),
+                "a new leader",
+            )
+            .await
+            .map(|_| ())
+            .map_err(|_| NodeError::NoLeader { node_id: self.id })
+    }
+
     /// A backup image of the replicated state, with the index it is at. `consistent`:
     /// it includes every write committed before the call (a ReadIndex first).
     pub async fn backup(&self, consistent: bool) -> Result<(u64, Vec<u8>), NodeError> {
@@ -920,6 +952,13 @@ impl Node {
             Err(RaftError::Fatal(e)) => Err(fatal(e)),
         }
     }
+}
+
+/// Whether a forwarded write's refusal says the node it went to no longer leads and
+/// did not apply it (`write_as_leader`'s `NoLeader`).
+fn no_longer_leader(status: &tonic::Status) -> bool {
+    ErrorDetail::from_status(status)
+        .is_some_and(|d| d.reason == Reason::NoLeader && d.applied == Applied::No)
 }
 
 /// The raft client type the forwarding calls use.

@@ -22,7 +22,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult, Footprint};
@@ -66,14 +66,36 @@ struct Proposal {
 #[derive(Clone)]
 pub struct Proposer {
     tx: mpsc::Sender<Proposal>,
+    /// The in-flight slots the batching task takes one of per entry.
+    slots: Arc<Semaphore>,
+}
+
+/// While held, no new entry is proposed: writes wait in the queue (see `Proposer::pause`).
+pub struct Paused {
+    _slots: OwnedSemaphorePermit,
 }
 
 impl Proposer {
     /// Starts the batching task for `raft` (it ends when every `Proposer` is dropped).
     pub fn start(raft: Raft, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(raft, rx, metrics));
-        Self { tx }
+        let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        tokio::spawn(run(raft, rx, slots.clone(), metrics));
+        Self { tx, slots }
+    }
+
+    /// Waits until every entry this node proposed has been answered, then holds
+    /// every in-flight slot: until the guard is dropped no new entry is proposed and
+    /// writes queue up, so the log stops growing (a leadership handoff needs a
+    /// follower whose log is as long as the leader's). `None`: the task has stopped.
+    pub async fn pause(&self) -> Option<Paused> {
+        let all = u32::try_from(MAX_IN_FLIGHT).expect("a handful of slots");
+        self.slots
+            .clone()
+            .acquire_many_owned(all)
+            .await
+            .ok()
+            .map(|_slots| Paused { _slots })
     }
 
     /// Proposes `cmd` and waits for its own result. `None`: the task has stopped
@@ -85,21 +107,26 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, metrics: Arc<Metrics>) {
-    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+async fn run(
+    raft: Raft,
+    mut rx: mpsc::Receiver<Proposal>,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+) {
     let mut held = VecDeque::new();
     loop {
-        // Take a slot first: while none is free, writes keep queueing and the next
-        // batch grows.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         if held.is_empty() {
             match rx.recv().await {
                 Some(p) => held.push_back(p),
                 None => return,
             }
         }
+        // Then a slot: while none is free, writes keep queueing and the next batch
+        // grows. (Not before the first write: an idle task must hold no slot, or
+        // `pause` could never take them all.)
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         while held.len() < 2 * MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => held.push_back(p),

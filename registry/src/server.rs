@@ -27,6 +27,7 @@ use crate::api::{standard, Tasks};
 use crate::audit::AuditLog;
 use crate::config::{LogFormat, ServerConfig};
 use crate::dns_view::DnsCatalogView;
+use crate::leader_handoff::{self, HandoffOutcome, LeadershipClock};
 use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
 use crate::network::raft_client::NetworkFactory;
@@ -183,6 +184,9 @@ pub struct Stopped {
     /// Servers and per-request tasks (watch and keep-alive streams, leader proposals)
     /// all finished before the drain deadline; false if some had to be aborted.
     pub drained: bool,
+    /// Whether this node, leading when asked to stop, handed leadership on first
+    /// (`None`: handoff off, or the node stopped on a failure).
+    pub handoff: Option<HandoffOutcome>,
 }
 
 /// Runs a node on the given listeners until `shutdown` is cancelled.
@@ -300,7 +304,9 @@ async fn run_inner(
         );
     }
 
-    let servers = shutdown.child_token();
+    // Not a child of `shutdown`: the servers keep serving through a leadership handoff
+    // after the stop is asked for, and are cancelled explicitly below.
+    let servers = CancellationToken::new();
     // Subsystems (servers, loops) in a JoinSet; per-request tasks on the tracker.
     let mut tasks = JoinSet::new();
     let requests = Tasks {
@@ -419,6 +425,14 @@ async fn run_inner(
             .map(Ok)
             .instrument(tracing::info_span!("jwks_refresh")),
     );
+    let leadership = LeadershipClock::default();
+    tasks.spawn(
+        leadership
+            .clone()
+            .follow(raft.clone(), servers.clone())
+            .map(Ok)
+            .instrument(tracing::info_span!("leadership_clock")),
+    );
     tasks.spawn(
         supervise_raft_core(raft.clone(), servers.clone())
             .instrument(tracing::info_span!("raft_core")),
@@ -447,6 +461,25 @@ async fn run_inner(
         biased;
         _ = shutdown.cancelled() => None,
         Some(res) = tasks.join_next() => Some(res),
+    };
+    // A leader asked to stop hands over first, while it still serves: writes that
+    // arrive meanwhile wait, then go to the new leader.
+    let handoff = match (&failure, config.leader_handoff()) {
+        (None, Some(limit)) => {
+            let lease = Duration::from_millis(config.election_timeout_max_ms);
+            let outcome = leader_handoff::hand_off(&node, &leadership, limit, lease).await;
+            match &outcome {
+                HandoffOutcome::NotLeader | HandoffOutcome::OnlyVoter => {}
+                HandoffOutcome::HandedOff { to, term } => {
+                    tracing::info!(to, term, "handed leadership over before stopping")
+                }
+                HandoffOutcome::GaveUp { reason } => {
+                    tracing::warn!(%reason, "could not hand leadership over; stopping anyway")
+                }
+            }
+            Some(outcome)
+        }
+        _ => None,
     };
     servers.cancel();
     node.hub.stop_watches();
@@ -479,7 +512,7 @@ async fn run_inner(
         Some(Ok(Ok(()))) if !shutdown.is_cancelled() => {
             anyhow::bail!("a server task ended before shutdown")
         }
-        _ => Ok(Stopped { drained }),
+        _ => Ok(Stopped { drained, handoff }),
     }
 }
 

@@ -9,6 +9,7 @@ use common::*;
 use std::time::Duration;
 use waymark_proto::pb;
 use waymark_proto::pb::leases_client::LeasesClient;
+use waymark_registry::leader_handoff::HandoffOutcome;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn open_watch_and_keep_alive_streams_do_not_hold_shutdown() {
@@ -49,6 +50,8 @@ async fn open_watch_and_keep_alive_streams_do_not_hold_shutdown() {
         stopped.drained,
         "the node had to abort tasks to stop: {stopped:?}"
     );
+    // A one-node cluster's leader has no one to hand leadership to.
+    assert_eq!(stopped.handoff, Some(HandoffOutcome::OnlyVoter));
     // And the clients saw their streams end.
     while let Ok(Some(_)) = watch.message().await {}
     while let Ok(Some(_)) = replies.message().await {}

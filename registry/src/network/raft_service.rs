@@ -1,6 +1,6 @@
 //! Server side of the Raft transport: decodes peers' messages, hands them to the local
 //! Raft, and serves the leader-only helpers followers use (ReadIndex, ForwardWrites,
-//! ForwardKeepAlive).
+//! ForwardKeepAlive) and the stopping leader's TimeoutNow.
 
 use std::sync::Arc;
 
@@ -104,6 +104,19 @@ impl pb::raft_server::Raft for RaftService {
             .await
             .map_err(|e| status(&self.node, e))?;
         Ok(Response::new(pb::KeepAliveResponse { lease_id, ttl_ms }))
+    }
+
+    async fn timeout_now(
+        &self,
+        req: Request<pb::TimeoutNowRequest>,
+    ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
+        let req = req.into_inner();
+        let answer =
+            crate::leader_handoff::start_election(&self.node, req.leader_id, req.term).await;
+        Ok(Response::new(pb::TimeoutNowResponse {
+            started: answer.is_ok(),
+            reason: answer.err().unwrap_or_default(),
+        }))
     }
 
     type ForwardWritesStream = ReceiverStream<Result<pb::ForwardedResults, Status>>;

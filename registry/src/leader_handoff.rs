@@ -1,0 +1,273 @@
+//! Planned leadership handoff (Raft thesis §3.10, "leadership transfer"): a leader
+//! asked to stop first hands leadership to a follower whose log is as long as its own,
+//! so a rolling restart costs one vote round instead of an election timeout.
+//!
+//! openraft 0.9 has no `transfer_leader`; this is built from what it has:
+//! 1. wait out this node's own leader lease: a voter (the leader included) refuses
+//!    votes until `election_timeout_max` after its vote last changed, and the old
+//!    leader's vote is the one the new leader needs in a three-node cluster (the other
+//!    followers heard a heartbeat moments ago and refuse for a lease);
+//! 2. pause proposals, so the log stops growing once the entries in flight are answered;
+//! 3. wait for a voter whose replicated log reaches this node's last entry;
+//! 4. send it `TimeoutNow`: it starts an election at once (`Raft::trigger().elect()`);
+//!    its log is as long as ours, so we grant the vote and step down;
+//! 5. wait until a new leader is known, then let the paused writes go (to it).
+//!
+//! With five or more voters, the other followers' leases still refuse the vote until
+//! they expire, so the handoff then saves only the choice of an up-to-date successor.
+//! Safety never depends on any of this: it is an ordinary Raft election.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::{RaftMetrics, ServerState};
+use tokio_util::sync::CancellationToken;
+use waymark_proto::pb;
+
+use crate::node::Node;
+use crate::raft_types::{Member, NodeId, Raft};
+
+/// How a stopping node's handoff went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// This node was not the leader: nothing to hand off.
+    NotLeader,
+    /// This node is the only voter: there is no one to hand off to.
+    OnlyVoter,
+    /// `to` leads now, in `term`.
+    HandedOff { to: NodeId, term: u64 },
+    /// Leadership could not be handed off within the limit (no follower caught up,
+    /// the chosen one did not win); the node stops anyway and the cluster elects a
+    /// leader after an election timeout, as after a crash.
+    GaveUp { reason: String },
+}
+
+/// When this node last became leader, and in which term (see step 1 above).
+#[derive(Clone, Default)]
+pub struct LeadershipClock {
+    since: Arc<Mutex<Option<(u64, Instant)>>>,
+}
+
+impl LeadershipClock {
+    /// Follows Raft's metrics until `shutdown`, noting the moment this node is seen
+    /// leading a new term. Seen, not elected: a little late, which only makes step 1
+    /// wait a little longer than it must.
+    pub async fn follow(self, raft: Raft, shutdown: CancellationToken) {
+        let mut metrics = raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                let mut since = self.since.lock().expect("leadership clock poisoned");
+                match (m.state, *since) {
+                    (ServerState::Leader, Some((term, _))) if term == m.current_term => {}
+                    (ServerState::Leader, _) => *since = Some((m.current_term, Instant::now())),
+                    _ => *since = None,
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// When this node was first seen leading `term`, if it leads it.
+    fn leading_since(&self, term: u64) -> Option<Instant> {
+        match *self.since.lock().expect("leadership clock poisoned") {
+            Some((t, at)) if t == term => Some(at),
+            _ => None,
+        }
+    }
+}
+
+/// Hands leadership to an up-to-date follower, spending at most `limit`. `lease` is
+/// the Raft leader lease (`election_timeout_max`).
+pub async fn hand_off(
+    node: &Node,
+    clock: &LeadershipClock,
+    limit: Duration,
+    lease: Duration,
+) -> HandoffOutcome {
+    let deadline = Instant::now() + limit;
+    let mut metrics = node.raft.metrics();
+    let term = {
+        let m = metrics.borrow();
+        if m.state != ServerState::Leader {
+            return HandoffOutcome::NotLeader;
+        }
+        if m.membership_config
+            .membership()
+            .voter_ids()
+            .all(|id| id == node.id)
+        {
+            return HandoffOutcome::OnlyVoter;
+        }
+        m.current_term
+    };
+    if let Some(since) = clock.leading_since(term) {
+        tokio::time::sleep_until((since + lease).min(deadline).into()).await;
+    }
+    let Ok(Some(_paused)) = tokio::time::timeout_at(deadline.into(), node.pause_proposals()).await
+    else {
+        return gave_up("the writes in flight were not answered in time");
+    };
+    let target = match wait_until(&mut metrics, deadline, |m| {
+        caught_up_follower(m, node.id, lease)
+    })
+    .await
+    {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            return gave_up("this node stopped leading, lost its quorum, or Raft stopped first")
+        }
+        Err(Expired) => return gave_up("no follower's log reached this leader's last entry"),
+    };
+    let (target_id, member) = target;
+    if let Err(reason) = send_timeout_now(node, &member, term, deadline).await {
+        return gave_up(&format!(
+            "node {target_id} did not start an election: {reason}"
+        ));
+    }
+    match wait_until(&mut metrics, deadline, |m| new_leader(m, node.id, term)).await {
+        Ok(Some((to, term))) => HandoffOutcome::HandedOff { to, term },
+        Ok(None) => gave_up("Raft stopped"),
+        Err(Expired) => gave_up(&format!("node {target_id} was not elected in time")),
+    }
+}
+
+fn gave_up(reason: &str) -> HandoffOutcome {
+    HandoffOutcome::GaveUp {
+        reason: reason.to_string(),
+    }
+}
+
+struct Expired;
+
+/// How often a wait looks at the metrics again even if they have not changed (the
+/// time since the last quorum acknowledgement grows without a change being sent).
+const RECHECK: Duration = Duration::from_millis(50);
+
+/// Waits until `decide` returns `Some` on the latest metrics, or `deadline`.
+/// `decide` returning `Some(None)`, or Raft stopping, ends the wait with nothing.
+async fn wait_until<T>(
+    metrics: &mut tokio::sync::watch::Receiver<RaftMetrics<NodeId, Member>>,
+    deadline: Instant,
+    mut decide: impl FnMut(&RaftMetrics<NodeId, Member>) -> Option<Option<T>>,
+) -> Result<Option<T>, Expired> {
+    loop {
+        if let Some(decided) = decide(&metrics.borrow_and_update()) {
+            return Ok(decided);
+        }
+        if Instant::now() >= deadline {
+            return Err(Expired);
+        }
+        let wake = deadline.min(Instant::now() + RECHECK);
+        if let Ok(Err(_)) = tokio::time::timeout_at(wake.into(), metrics.changed()).await {
+            return Ok(None);
+        }
+    }
+}
+
+/// The voter (lowest id first) whose replicated log reaches the leader's last entry.
+/// `Some(None)`: this node no longer leads, or has heard from no quorum for a lease
+/// (its peers are stopping too, as when a whole cluster is shut down); `None`: none
+/// has caught up yet.
+fn caught_up_follower(
+    m: &RaftMetrics<NodeId, Member>,
+    me: NodeId,
+    lease: Duration,
+) -> Option<Option<(NodeId, Member)>> {
+    let quorum_silent = m
+        .millis_since_quorum_ack
+        .is_none_or(|ms| Duration::from_millis(ms) > lease);
+    if m.state != ServerState::Leader || quorum_silent {
+        return Some(None);
+    }
+    let last = m.last_log_index?;
+    let membership = m.membership_config.membership();
+    let replication = m.replication.as_ref()?;
+    membership
+        .voter_ids()
+        .filter(|id| *id != me)
+        .find(|id| {
+            replication
+                .get(id)
+                .is_some_and(|matched| matched.is_some_and(|l| l.index >= last))
+        })
+        .and_then(|id| Some(Some((id, membership.get_node(&id)?.clone()))))
+}
+
+/// Another node leading a later term than `term`.
+fn new_leader(
+    m: &RaftMetrics<NodeId, Member>,
+    me: NodeId,
+    term: u64,
+) -> Option<Option<(NodeId, u64)>> {
+    match m.current_leader {
+        Some(leader) if leader != me && m.current_term > term => {
+            Some(Some((leader, m.current_term)))
+        }
+        _ => None,
+    }
+}
+
+async fn send_timeout_now(
+    node: &Node,
+    target: &Member,
+    term: u64,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut client = node
+        .peers
+        .raft_client(&target.raft_addr)
+        .map_err(|s| s.message().to_string())?;
+    let request = pb::TimeoutNowRequest {
+        leader_id: node.id,
+        term,
+    };
+    let answer = tokio::time::timeout_at(deadline.into(), client.timeout_now(request))
+        .await
+        .map_err(|_| "no answer in time".to_string())?
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    if answer.started {
+        Ok(())
+    } else {
+        Err(answer.reason)
+    }
+}
+
+/// The follower side of `TimeoutNow`: starts an election now if `leader_id` is this
+/// node's leader in `term` (a delayed or forged request from an old term is refused).
+pub async fn start_election(node: &Node, leader_id: NodeId, term: u64) -> Result<(), String> {
+    {
+        let m = node.raft.metrics();
+        let m = m.borrow();
+        if m.current_leader != Some(leader_id) || m.current_term != term {
+            return Err(format!(
+                "node {} follows {:?} in term {}, not node {leader_id} in term {term}",
+                node.id, m.current_leader, m.current_term
+            ));
+        }
+        if !m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == node.id)
+        {
+            return Err(format!("node {} is not a voter", node.id));
+        }
+    }
+    node.raft
+        .trigger()
+        .elect()
+        .await
+        .map_err(|e| format!("Raft stopped: {e}"))?;
+    node.metrics.handoff_elections.inc();
+    tracing::info!(
+        from = leader_id,
+        term,
+        "leadership handed to this node; election started"
+    );
+    Ok(())
+}
