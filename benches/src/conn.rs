@@ -116,7 +116,7 @@ pub async fn dial(endpoint: &str, opts: &ClientOpts) -> anyhow::Result<Channel> 
     Ok(connect_options(opts).connect(endpoint).await?)
 }
 
-fn connect_options(opts: &ClientOpts) -> ConnectOptions {
+pub fn connect_options(opts: &ClientOpts) -> ConnectOptions {
     ConnectOptions {
         connect_timeout: opts.dial_timeout,
         request_timeout: Some(opts.request_timeout),

@@ -59,6 +59,15 @@ fn options(opts: &ClientOpts) -> ConnectOptions {
         .with_timeout(opts.request_timeout)
 }
 
+/// One client over every endpoint (etcd-client balances over them and skips one that
+/// is down), without checking any answers: for runs that restart nodes.
+pub async fn dial_all(endpoints: &[String], opts: &ClientOpts) -> anyhow::Result<Client> {
+    let urls: Vec<String> = endpoints.iter().map(|e| client_url(e)).collect();
+    Client::connect(urls, Some(options(opts)))
+        .await
+        .context("connecting to etcd")
+}
+
 /// Opens one client (one HTTP/2 connection) to `endpoint` and checks it answers.
 pub async fn dial(endpoint: &str, opts: &ClientOpts) -> anyhow::Result<Client> {
     let mut client = Client::connect([client_url(endpoint)], Some(options(opts)))

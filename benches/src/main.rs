@@ -27,6 +27,7 @@ use crate::conn::ClientOpts;
 use crate::workload::list::ListArgs;
 use crate::workload::register::RegisterArgs;
 use crate::workload::watch::{Mode, WatchArgs};
+use crate::workload::write_gaps::WriteGapsArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +62,9 @@ enum Command {
     /// Like `watch`, with puts paced by `--rate` (default 100/s): put-to-event latency
     /// over every watcher.
     WatchLatency(WatchArgs),
+    /// Write at `--rate` for `--duration`, retrying each write until acknowledged, and
+    /// report the longest stretch with no write acknowledged (for rolling restarts).
+    WriteGaps(WriteGapsArgs),
     /// Render Waymark and etcd results saved with `--json` (any order, any number of
     /// files) as one markdown table with both columns and their ratio, plus the goals.
     Compare {
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::WatchLatency(args) => {
                 workload::watch::run(&cli.client, &args, Mode::WatchLatency).await
             }
+            Command::WriteGaps(args) => workload::write_gaps::run(&cli.client, &args).await,
             Command::Table { .. } | Command::Compare { .. } => unreachable!("handled above"),
         }
     })?;

@@ -18,7 +18,7 @@ pub struct TestArgs {
     /// Comma-separated workloads: register, set, watch, stale, lease.
     #[arg(long, default_value = "register,set,watch,stale,lease")]
     workload: String,
-    /// Comma-separated faults: kill, pause, partition, partition-leader, loss (or none).
+    /// Comma-separated faults: kill, restart, pause, partition, partition-leader, loss (or none).
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Seconds of workload per run (then heal, settle, final reads, checks).

@@ -593,6 +593,21 @@ mod tests {
     }
 
     #[test]
+    fn leader_handoff_is_on_by_default_and_must_outlast_the_lease() {
+        let mut cfg = ServerConfig::from_toml_str("node_id = 1\ndata_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(cfg.leader_handoff(), Some(Duration::from_secs(3)));
+        cfg.leader_handoff_ms = 600;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("leader_handoff_ms") && err.contains("600 <= 600"),
+            "{err}"
+        );
+        cfg.leader_handoff_ms = 0;
+        cfg.validate().unwrap();
+        assert_eq!(cfg.leader_handoff(), None);
+    }
+
+    #[test]
     fn install_snapshot_timeout_defaults_long_and_is_checked() {
         let mut cfg = ServerConfig::from_toml_str("node_id = 1\ndata_dir = \"/tmp/x\"\n").unwrap();
         assert_eq!(cfg.install_snapshot_timeout_ms, 10_000);

@@ -66,7 +66,10 @@ impl LeadershipClock {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                changed = metrics.changed() => if changed.is_err() { return },
+                changed = metrics.changed() => if changed.is_err() {
+                    // Raft stopped on its own: `supervise_raft_core` reports why.
+                    return shutdown.cancelled().await;
+                },
             }
         }
     }

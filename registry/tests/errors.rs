@@ -14,7 +14,13 @@ fn detail(status: &tonic::Status) -> ErrorDetail {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_failure_says_what_to_do() {
-    let mut cluster = TestCluster::start(3, |c| c.request_timeout_ms = 1_500).await;
+    // No leadership handoff: the node left alone below must end up knowing no leader,
+    // and a stopping leader would otherwise hand it the leadership.
+    let mut cluster = TestCluster::start(3, |c| {
+        c.request_timeout_ms = 1_500;
+        c.leader_handoff_ms = 0;
+    })
+    .await;
     let leader = cluster.wait_for_leader().await;
     let follower = cluster
         .running_ids()

@@ -4,3 +4,4 @@
 pub mod list;
 pub mod register;
 pub mod watch;
+pub mod write_gaps;

@@ -145,6 +145,18 @@ impl Cluster {
         }
     }
 
+    /// Waits for servers sent SIGTERM to exit (up to `within` each); one that exits
+    /// with an error, or not in time (it is then killed), is noted as a crash.
+    pub fn finish_stops(&mut self, within: std::time::Duration) {
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            if let Some(what) = s.wait_stopped(within) {
+                let log = s.log_path().display().to_string();
+                self.crashes
+                    .push((i as u32 + 1, format!("{what}; see {log}")));
+            }
+        }
+    }
+
     /// Every crash noted so far.
     pub fn crashes(&self) -> &[(u32, String)] {
         &self.crashes

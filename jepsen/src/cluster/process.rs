@@ -1,9 +1,10 @@
-//! One `waymark server` process inside its node's namespace: start, SIGKILL, SIGSTOP,
-//! SIGCONT, restart on the same data directory.
+//! One `waymark server` process inside its node's namespace: start, SIGTERM (a planned
+//! stop), SIGKILL, SIGSTOP, SIGCONT, restart on the same data directory.
 
 use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::signal::{kill, Signal};
@@ -26,6 +27,8 @@ pub struct ServerProcess {
     command: ServerCommand,
     child: Option<Child>,
     paused: bool,
+    /// Sent SIGTERM: its exit is expected (if clean), not a crash.
+    stopping: bool,
 }
 
 impl ServerProcess {
@@ -34,6 +37,7 @@ impl ServerProcess {
             command,
             child: None,
             paused: false,
+            stopping: false,
         };
         process.spawn()?;
         Ok(process)
@@ -57,6 +61,7 @@ impl ServerProcess {
             .with_context(|| format!("starting {} in {}", c.program.display(), c.namespace))?;
         self.child = Some(child);
         self.paused = false;
+        self.stopping = false;
         Ok(())
     }
 
@@ -68,10 +73,37 @@ impl ServerProcess {
     }
 
     /// How it exited, if it died without being killed: a crash the run must report.
-    pub fn exited_on_its_own(&mut self) -> Option<std::process::ExitStatus> {
+    /// A server asked to stop with SIGTERM must exit 0; any other exit is a crash.
+    pub fn exited_on_its_own(&mut self) -> Option<ExitStatus> {
         let status = self.child.as_mut()?.try_wait().ok()??;
         self.child = None;
-        Some(status)
+        let expected = std::mem::take(&mut self.stopping) && status.success();
+        (!expected).then_some(status)
+    }
+
+    /// Asks it to stop (SIGTERM): it hands over leadership, drains and exits.
+    pub fn terminate(&mut self) -> anyhow::Result<()> {
+        self.signal(Signal::SIGTERM)?;
+        self.stopping = true;
+        Ok(())
+    }
+
+    /// Waits up to `within` for a server sent SIGTERM to exit. `Some` with a message
+    /// when it did not exit cleanly in time (then it is killed): a crash to report.
+    pub fn wait_stopped(&mut self, within: Duration) -> Option<String> {
+        if !self.stopping {
+            return None;
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.exited_on_its_own() {
+                Some(status) => return Some(format!("exited with {status} after SIGTERM")),
+                None if self.child.is_none() => return None,
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        self.kill();
+        Some(format!("did not exit within {within:?} of SIGTERM"))
     }
 
     pub fn log_path(&self) -> &std::path::Path {
@@ -85,6 +117,7 @@ impl ServerProcess {
             let _ = child.wait();
         }
         self.paused = false;
+        self.stopping = false;
     }
 
     /// Starts it again on the same data directory.

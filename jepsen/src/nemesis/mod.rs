@@ -2,7 +2,8 @@
 //! a quiet interval and a fault interval: pick a fault, inject it, wait, heal it, and
 //! record it in the history with its window.
 //!
-//! Faults: `kill` (SIGKILL, then restart on the same data), `pause` (SIGSTOP, then
+//! Faults: `kill` (SIGKILL, then restart on the same data), `restart` (SIGTERM: a
+//! planned stop, with the leader's handoff; started again when healed), `pause` (SIGSTOP, then
 //! SIGCONT), `partition` (nftables drops between namespaces, in the shapes of
 //! [`partition::Shape`]), `partition-leader` (only the shape that cuts the current
 //! leader off) and `loss` (random packet loss between nodes). Targets are a
@@ -29,6 +30,9 @@ use partition::{Blocked, Shape};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NemesisKind {
     Kill,
+    /// A planned stop (SIGTERM) and a start again: a rolling restart's step, where a
+    /// stopping leader hands its leadership over while clients write.
+    Restart,
     Pause,
     Partition,
     /// Partitions that always isolate the current leader: the one shape where a
@@ -44,12 +48,13 @@ impl FromStr for NemesisKind {
     fn from_str(s: &str) -> anyhow::Result<Self> {
         Ok(match s {
             "kill" => Self::Kill,
+            "restart" => Self::Restart,
             "pause" => Self::Pause,
             "partition" => Self::Partition,
             "partition-leader" => Self::PartitionLeader,
             "loss" => Self::Loss,
             other => bail!(
-                "unknown nemesis {other:?} (expected kill, pause, partition, partition-leader or loss)"
+                "unknown nemesis {other:?} (expected kill, restart, pause, partition, partition-leader or loss)"
             ),
         })
     }
@@ -59,6 +64,7 @@ impl NemesisKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Kill => "kill",
+            Self::Restart => "restart",
             Self::Pause => "pause",
             Self::Partition => "partition",
             Self::PartitionLeader => "partition-leader",
@@ -71,6 +77,7 @@ impl NemesisKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     Kill { nodes: Vec<u32>, why: &'static str },
+    Restart { nodes: Vec<u32>, why: &'static str },
     Pause { nodes: Vec<u32>, why: &'static str },
     Partition { shape: Shape, cut: Blocked },
     Loss { percent: u8 },
@@ -80,6 +87,7 @@ impl Fault {
     fn kind(&self) -> NemesisKind {
         match self {
             Fault::Kill { .. } => NemesisKind::Kill,
+            Fault::Restart { .. } => NemesisKind::Restart,
             Fault::Pause { .. } => NemesisKind::Pause,
             Fault::Partition { .. } => NemesisKind::Partition,
             Fault::Loss { .. } => NemesisKind::Loss,
@@ -98,7 +106,9 @@ impl Fault {
 
     fn nodes(&self, all: u32) -> Vec<u32> {
         match self {
-            Fault::Kill { nodes, .. } | Fault::Pause { nodes, .. } => nodes.clone(),
+            Fault::Kill { nodes, .. }
+            | Fault::Restart { nodes, .. }
+            | Fault::Pause { nodes, .. } => nodes.clone(),
             Fault::Partition { cut, .. } => (1..=all)
                 .filter(|n| !cut[(n - 1) as usize].is_empty())
                 .collect(),
@@ -116,6 +126,9 @@ impl Fault {
         };
         match self {
             Fault::Kill { nodes, why } => format!("kill -9 {} ({why}), then restart", list(nodes)),
+            Fault::Restart { nodes, why } => {
+                format!("SIGTERM {} ({why}), then start again", list(nodes))
+            }
             Fault::Pause { nodes, why } => format!("SIGSTOP {} ({why}), then SIGCONT", list(nodes)),
             Fault::Partition { shape, cut } => {
                 format!("{}: {}", shape.name(), partition::describe(cut))
@@ -163,6 +176,10 @@ impl Planner {
                 nodes: vec![target],
                 why,
             },
+            NemesisKind::Restart => Fault::Restart {
+                nodes: vec![target],
+                why,
+            },
             NemesisKind::Pause => Fault::Pause {
                 nodes: vec![target],
                 why,
@@ -194,6 +211,14 @@ pub fn inject(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
         Fault::Kill { nodes, .. } => {
             for &n in nodes {
                 cluster.server(n).kill();
+            }
+        }
+        Fault::Restart { nodes, .. } => {
+            for &n in nodes {
+                // A server already down (noted as a crash above) has nothing to stop.
+                if cluster.server(n).is_running() {
+                    cluster.server(n).terminate()?;
+                }
             }
         }
         Fault::Pause { nodes, .. } => {
@@ -228,9 +253,15 @@ pub fn inject(cluster: &mut Cluster, fault: &Fault) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The longest a planned stop may take: the handoff (`leader_handoff_ms`, 3 s) plus
+/// the drain deadline (5 s), with room to spare. Longer is reported as a crash.
+const PLANNED_STOP_LIMIT: Duration = Duration::from_secs(15);
+
 /// Undoes every fault there could be: network rules flushed, paused servers
 /// continued, dead servers restarted.
 pub fn heal_all(cluster: &mut Cluster) -> anyhow::Result<()> {
+    // Servers sent SIGTERM get the time a planned stop takes (handoff, drain) to exit.
+    cluster.finish_stops(PLANNED_STOP_LIMIT);
     cluster.collect_crashes();
     let mut first_error = None;
     for n in 1..=cluster.nodes() {

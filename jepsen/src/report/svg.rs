@@ -211,8 +211,9 @@ pub(super) struct FaultPalette {
     colours: BTreeMap<String, &'static str>,
 }
 
-const KNOWN_FAULT_COLOURS: [(&str, &str); 4] = [
+const KNOWN_FAULT_COLOURS: [(&str, &str); 5] = [
     ("kill", "#1f77b4"),
+    ("restart", "#9467bd"),
     ("pause", "#e6a700"),
     ("partition", "#17becf"),
     ("loss", "#8c564b"),
