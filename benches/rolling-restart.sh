@@ -15,9 +15,12 @@
 # Environment (all optional):
 #   SETUPS           which to run, in order (default "waymark waymark-no-handoff etcd")
 #   CLIENTS RATE     writer tasks and writes per second over all (defaults 16, 400)
+#   ROUNDS           rolling restarts of every node (default 2); within a round the
+#                    current leader goes first whenever it has not been restarted yet
 #   WARMUP SETTLE    seconds of load before the first restart and after each node is
 #                    back (defaults 5, 3)
 #   DURATION         seconds of load in all (default 45; must cover the restarts)
+#   REPORT_GAP       list every gap of at least this many ms (default 100)
 #   SKIP_BUILD=1     use existing binaries; WAYMARK_BIN BENCH_BIN ETCD_BIN ETCDCTL_BIN
 #                    to name them
 #   OUT              results file (default benches/results/rolling-restart.md)
@@ -26,7 +29,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 INVOCATION=""
-for v in SETUPS CLIENTS RATE WARMUP SETTLE DURATION SKIP_BUILD WAYMARK_BIN BENCH_BIN ETCD_BIN \
+for v in SETUPS CLIENTS RATE ROUNDS WARMUP SETTLE DURATION REPORT_GAP SKIP_BUILD WAYMARK_BIN BENCH_BIN ETCD_BIN \
     ETCDCTL_BIN OUT KEEP_WORK CARGO_TARGET_DIR; do
     [[ -n "${!v+x}" ]] && INVOCATION+="$v=$(printf '%q' "${!v}") "
 done
@@ -35,9 +38,11 @@ INVOCATION+="benches/rolling-restart.sh"
 SETUPS=${SETUPS:-"waymark waymark-no-handoff etcd"}
 CLIENTS=${CLIENTS:-16}
 RATE=${RATE:-400}
+ROUNDS=${ROUNDS:-2}
 WARMUP=${WARMUP:-5}
 SETTLE=${SETTLE:-3}
 DURATION=${DURATION:-45}
+REPORT_GAP=${REPORT_GAP:-100}
 OUT=${OUT:-$ROOT/benches/results/rolling-restart.md}
 export RUST_LOG=${RUST_LOG:-warn}
 NODES=(1 2 3)
@@ -57,7 +62,7 @@ for s in $SETUPS; do
     *) die "SETUPS entry '$s' is not waymark, waymark-no-handoff or etcd" ;;
     esac
 done
-for v in CLIENTS RATE WARMUP SETTLE DURATION; do
+for v in CLIENTS RATE ROUNDS WARMUP SETTLE DURATION REPORT_GAP; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number (got '${!v}')"
 done
 
@@ -181,8 +186,9 @@ start_node() {
     *)
         local handoff=3000
         [[ $setup == waymark-no-handoff ]] && handoff=0
-        printf 'leader_handoff_ms = %s\n' "$handoff" >"$dir/config.toml"
-        "$WAYMARK" server --config "$dir/config.toml" --node-id "$k" --data-dir "$dir/data" \
+        printf 'node_id = %s\ndata_dir = "%s"\nleader_handoff_ms = %s\n' "$k" "$dir/data" "$handoff" \
+            >"$dir/config.toml"
+        "$WAYMARK" server --config "$dir/config.toml" \
             --api-addr "127.0.0.1:$(port "$k" 0)" --raft-addr "127.0.0.1:$(port "$k" 1)" \
             --admin-addr "127.0.0.1:$(port "$k" 2)" --dns-addr "127.0.0.1:$(port "$k" 3)" \
             --initial-cluster "$INITIAL_CLUSTER" >>"$dir/log" 2>&1 &
@@ -237,7 +243,7 @@ for setup in $SETUPS; do
     backend=waymark
     [[ $setup == etcd ]] && backend=etcd
     cmd=("$BENCH" --backend "$backend" --endpoints "$(endpoints "$setup")" --clients "$CLIENTS"
-        write-gaps --rate "$RATE" --duration "${DURATION}s" --json)
+        write-gaps --rate "$RATE" --duration "${DURATION}s" --report-gap "${REPORT_GAP}ms" --json)
     COMMANDS+=("${cmd[*]}")
     log "load: ${cmd[*]}"
     t0=$(now)
@@ -250,8 +256,17 @@ for setup in $SETUPS; do
         echo "| node | was leader | SIGTERM at | exited after | back (leader known) after | leader then |"
         echo "|---:|:---:|---:|---:|---:|---:|"
     } >>"$TIMELINES"
-    for k in "${NODES[@]}"; do
-        leader=$(leader_of "$setup" "$k")
+    for step in $(seq 1 $((ROUNDS * ${#NODES[@]}))); do
+        # Each round restarts every node once, the current leader first whenever it
+        # has not been restarted in this round yet: as many leader stops as can be.
+        ((step % ${#NODES[@]} == 1)) && todo=" ${NODES[*]} "
+        leader=$(leader_of "$setup" "${NODES[0]}")
+        if [[ -n $leader && $todo == *" $leader "* ]]; then
+            k=$leader
+        else
+            k=$(tr -s ' ' '\n' <<<"$todo" | grep -m1 .)
+        fi
+        todo=${todo/ $k / }
         was=no
         [[ $leader == "$k" ]] && was=yes
         at=$(since "$t0")
@@ -293,13 +308,14 @@ done
     echo
     echo "Three nodes on 127.0.0.1; $CLIENTS writers at $RATE writes/s in all (Waymark: Register"
     echo "through \`waymark-client\`, which fails over between nodes; etcd: put), each write sent"
-    echo "again until acknowledged. After ${WARMUP} s each node in turn gets SIGTERM, is started"
-    echo "again on its data dir, and once it knows a leader the next one follows ${SETTLE} s later."
+    echo "again until acknowledged. After ${WARMUP} s, $ROUNDS rounds of: each node in turn (the"
+    echo "current leader first whenever it has not had its turn in the round) gets SIGTERM, is"
+    echo "started again on its data dir, and once it knows a leader the next follows ${SETTLE} s later."
     echo "**Longest gap**: the longest stretch with no write acknowledged, over the whole run."
     echo "Goal (issue 11, item 8): a planned restart costs no election timeout (Waymark's"
     echo "default: 300–600 ms), with etcd (${ETCD_VERSION:-not run}) as the anchor."
     echo
-    echo "| setup | longest gap (ms) | writes acknowledged | failed attempts (resent) | p99 write (ms) | max write (ms) | gaps ≥ 100 ms |"
+    echo "| setup | longest gap (ms) | writes acknowledged | failed attempts (resent) | p99 write (ms) | max write (ms) | gaps ≥ $REPORT_GAP ms |"
     echo "|---|---:|---:|---:|---:|---:|---|"
     cat "$ROWS"
     echo
