@@ -151,7 +151,7 @@ enum Writer {
     /// Fails over between the nodes as each error allows (`waymark_client`).
     Waymark(Client),
     /// etcd's own client over every endpoint.
-    Etcd(etcd_client::Client),
+    Etcd(Box<etcd_client::Client>),
 }
 
 impl Writer {
@@ -161,7 +161,7 @@ impl Writer {
                 Endpoints::new(endpoints)?,
                 connect_options(opts),
             )),
-            Backend::Etcd => Writer::Etcd(etcd::dial_all(endpoints, opts).await?),
+            Backend::Etcd => Writer::Etcd(Box::new(etcd::dial_all(endpoints, opts).await?)),
         })
     }
 
