@@ -420,6 +420,23 @@ mod tests {
     }
 
     #[test]
+    fn restart_stops_one_node_half_the_time_the_leader() {
+        assert_eq!(parse_kinds("restart").unwrap(), vec![NemesisKind::Restart]);
+        let mut planner = Planner::new(&[NemesisKind::Restart], 3, 11);
+        let mut leader_picked = 0;
+        for _ in 0..40 {
+            match planner.next(Some(2)) {
+                Some(Fault::Restart { nodes, why }) => {
+                    assert_eq!(nodes.len(), 1, "{nodes:?}");
+                    leader_picked += usize::from(why == "leader");
+                }
+                other => panic!("expected a restart, got {other:?}"),
+            }
+        }
+        assert!((5..=35).contains(&leader_picked), "{leader_picked} of 40");
+    }
+
+    #[test]
     fn no_kinds_means_no_faults() {
         assert_eq!(Planner::new(&[], 3, 1).next(None), None);
     }
