@@ -114,7 +114,7 @@ pub async fn hand_off(
     else {
         return gave_up("the writes in flight were not answered in time");
     };
-    let target = match wait_until(&mut metrics, deadline, |m| {
+    let (target_id, member) = match wait_until(&mut metrics, deadline, |m| {
         caught_up_follower(m, node.id, lease)
     })
     .await
@@ -125,7 +125,6 @@ pub async fn hand_off(
         }
         Err(Expired) => return gave_up("no follower's log reached this leader's last entry"),
     };
-    let (target_id, member) = target;
     if let Err(reason) = send_timeout_now(node, &member, term, deadline).await {
         return gave_up(&format!(
             "node {target_id} did not start an election: {reason}"
