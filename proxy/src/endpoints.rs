@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::forward::h1_relay::H1Idle;
 use crate::forward::h2_relay::H2Conn;
 use crate::forward::http::Conns;
 use crate::load::Load;
@@ -28,7 +29,10 @@ pub struct Endpoint {
     pub outlier: Mutex<Outlier>,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
-    /// Pooled HTTP/1.1 connections to `addr`.
+    /// Idle HTTP/1.1 connections to `addr` the relay reuses.
+    pub h1: H1Idle,
+    /// Pooled hyper HTTP/1.1 connections to `addr`, for the requests the relay
+    /// leaves to hyper.
     pub conns: Conns,
     /// The h2 connection to `addr` that relayed h2 streams share.
     pub h2: H2Conn,
@@ -46,6 +50,7 @@ impl Endpoint {
             outlier: Mutex::new(Outlier::default()),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            h1: H1Idle::default(),
             conns: Conns::default(),
             h2: H2Conn::default(),
         }

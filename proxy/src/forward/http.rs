@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::prefixed::{sniff, Prefixed};
-use super::{connect_any, h2_relay, used, Connections, NoConnection};
+use super::{connect_any, h1_relay, h2_relay, used, Connections, NoConnection};
 use crate::endpoints::Endpoint;
 use crate::upstream::Upstream;
 
@@ -148,8 +148,8 @@ where
 }
 
 /// Serves HTTP/1.1 or h2 from the local app on one accepted connection: h2 (told by
-/// its connection preface) is relayed stream by stream (`h2_relay`), HTTP/1.1 goes
-/// through hyper here.
+/// its connection preface) is relayed stream by stream (`h2_relay`), HTTP/1.1
+/// message by message (`h1_relay`, which hands what it does not carry to hyper here).
 pub async fn upstream_connection(
     mut stream: TcpStream,
     upstream: Arc<Upstream>,
@@ -168,14 +168,19 @@ pub async fn upstream_connection(
             let closing = connections.closing.clone();
             h2_relay::serve(Prefixed::new(read, stream), upstream, closing).await;
         }
-        Ok((false, read)) => serve_h1(Prefixed::new(read, stream), upstream, connections).await,
+        Ok((false, read)) => h1_relay::serve(stream, read, upstream, connections).await,
         Err(e) => tracing::debug!(error = %e, "reading from the app failed"),
     }
     open.metrics.open_connections.dec();
 }
 
-/// HTTP/1.1 requests from the app, each forwarded on its own.
-async fn serve_h1(io: Prefixed<TcpStream>, upstream: Arc<Upstream>, connections: Connections) {
+/// HTTP/1.1 requests from the app, each forwarded on its own through hyper: what the
+/// relay (`h1_relay`) does not carry.
+pub(super) async fn serve_h1(
+    io: Prefixed<TcpStream>,
+    upstream: Arc<Upstream>,
+    connections: Connections,
+) {
     let service = hyper::service::service_fn(move |req| {
         let upstream = upstream.clone();
         // Boxed: hyper moves the service future (into the dispatcher's slot); a

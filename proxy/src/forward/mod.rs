@@ -1,7 +1,10 @@
 //! Carrying traffic: the accept loops (upstream listeners and the inbound port), the
 //! connect-with-retry both protocols share, and the drain hooks. TCP is forwarded per
-//! connection (`tcp`), HTTP per request over pooled connections (`http`).
+//! connection (`tcp`), HTTP per request over pooled connections: HTTP/1.1 by the
+//! relay (`h1_relay`, falling back to hyper in `http`), h2 by `h2_relay`.
 
+pub mod h1_codec;
+pub mod h1_relay;
 pub mod h2_relay;
 pub mod http;
 pub mod inbound;
