@@ -16,8 +16,6 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use waymark_client::CallPolicy;
-use waymark_proto::pb;
 
 /// A body longer than any buffer on the way.
 const BIG_BYTES: usize = 3 << 20;
@@ -348,6 +346,11 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: api\r\n\r\n")
 }
 
+/// A new app connection to the proxy, and its read buffer.
+async fn connect(listen: &str) -> (TcpStream, Vec<u8>) {
+    (TcpStream::connect(listen).await.unwrap(), Vec::new())
+}
+
 /// Whether the peer closed `tcp` (EOF, nothing more sent).
 async fn closed(tcp: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
@@ -360,21 +363,9 @@ async fn http1_framings_headers_retries_fallbacks_and_drain_go_through_the_relay
     let registry = Registry::start(dir.path()).await;
     let seen = Arc::new(Seen::default());
     let port = start_server(seen.clone()).await;
-    let instance = pb::RegisterRequest {
-        service: "api".into(),
-        id: "api-h1".into(),
-        address: "127.0.0.1".into(),
-        port: u32::from(port),
-        ..Default::default()
-    };
     registry
-        .client()
-        .call(CallPolicy::write(3), |ch| {
-            let r = instance.clone();
-            async move { waymark_client::catalog(ch).register(r).await }
-        })
-        .await
-        .unwrap();
+        .register(registration_of("api", "api-h1", port))
+        .await;
     let (mut proxy, admin, listen) = client_proxy(
         &registry,
         dir.path(),
@@ -382,8 +373,7 @@ async fn http1_framings_headers_retries_fallbacks_and_drain_go_through_the_relay
         "[drain]\ngrace = \"100ms\"",
     );
     wait_endpoints(admin, &listen, &["api-h1"]).await;
-    let mut app = TcpStream::connect(&listen).await.unwrap();
-    let mut buf = Vec::new();
+    let (mut app, mut buf) = connect(&listen).await;
 
     // A body both ways; hop-by-hop headers stop at the proxy in both directions.
     let got = call(
@@ -504,8 +494,7 @@ async fn http1_framings_headers_retries_fallbacks_and_drain_go_through_the_relay
     assert!(closed(&mut app).await);
 
     // `Connection: close` from the app: answered, then closed.
-    let mut app = TcpStream::connect(&listen).await.unwrap();
-    let mut buf = Vec::new();
+    let (mut app, mut buf) = connect(&listen).await;
     let got = call(
         &mut app,
         &mut buf,
@@ -517,8 +506,7 @@ async fn http1_framings_headers_retries_fallbacks_and_drain_go_through_the_relay
 
     // What the relay leaves to hyper still goes through: HTTP/1.0, and a chunked
     // upload after a relayed request on the same connection.
-    let mut app = TcpStream::connect(&listen).await.unwrap();
-    let mut buf = Vec::new();
+    let (mut app, mut buf) = connect(&listen).await;
     let got = call(
         &mut app,
         &mut buf,
@@ -526,8 +514,7 @@ async fn http1_framings_headers_retries_fallbacks_and_drain_go_through_the_relay
     )
     .await;
     assert_eq!(got.status, 200);
-    let mut app = TcpStream::connect(&listen).await.unwrap();
-    let mut buf = Vec::new();
+    let (mut app, mut buf) = connect(&listen).await;
     assert_eq!(call(&mut app, &mut buf, &get("/echo")).await.status, 200);
     let got = call(
         &mut app,

@@ -15,8 +15,6 @@ use common::*;
 use h2::{Reason, RecvStream, SendStream};
 use http::{HeaderMap, Request, Response};
 use tokio::net::{TcpListener, TcpStream};
-use waymark_client::CallPolicy;
-use waymark_proto::pb;
 
 /// Larger than the proxy's windows (1 MiB toward the app, 2 MiB per stream and 5 MiB
 /// per connection toward endpoints) and than h2's 64 KiB default.
@@ -149,21 +147,9 @@ async fn h2_bodies_trailers_resets_and_drain_go_through_the_relay() {
     let port = start_server(seen.clone()).await;
     // The server as a plain instance of `api` (no proxy in front: the client proxy
     // dials it directly, in h2 as the request came).
-    let instance = pb::RegisterRequest {
-        service: "api".into(),
-        id: "api-h2".into(),
-        address: "127.0.0.1".into(),
-        port: u32::from(port),
-        ..Default::default()
-    };
     registry
-        .client()
-        .call(CallPolicy::write(3), |ch| {
-            let r = instance.clone();
-            async move { waymark_client::catalog(ch).register(r).await }
-        })
-        .await
-        .unwrap();
+        .register(registration_of("api", "api-h2", port))
+        .await;
     let (mut proxy, admin, listen) = client_proxy(
         &registry,
         dir.path(),

@@ -308,14 +308,7 @@ async fn mtls_carries_http_grpc_and_tcp_and_refuses_strangers_with_the_reason() 
         .into(),
         ..registration_of("api", "api-imposter", db.app_port)
     };
-    registry
-        .client()
-        .call(CallPolicy::write(3), |ch| {
-            let r = imposter.clone();
-            async move { waymark_client::catalog(ch).register(r).await }
-        })
-        .await
-        .unwrap();
+    registry.register(imposter).await;
     wait_endpoints(admin, &http, &["api-a", "api-b", "api-imposter"]).await;
     let mut fresh = H1::connect(&http).await.unwrap();
     for _ in 0..12 {
@@ -340,16 +333,6 @@ async fn mtls_carries_http_grpc_and_tcp_and_refuses_strangers_with_the_reason() 
             .unwrap();
         assert!(text.contains("waymark_proxy_mesh_leaf_expiry_timestamp_seconds"));
         promtool_check(&text);
-    }
-}
-
-fn registration_of(service: &str, id: &str, port: u16) -> pb::RegisterRequest {
-    pb::RegisterRequest {
-        service: service.into(),
-        id: id.into(),
-        address: "127.0.0.1".into(),
-        port: u32::from(port),
-        ..Default::default()
     }
 }
 

@@ -50,9 +50,15 @@ impl std::fmt::Debug for H1Idle {
 }
 
 impl H1Idle {
-    /// The most recently used idle connection that is still open, if any.
+    /// The most recently used idle connection that is still open, if any. The
+    /// oldest one is looked at too, and dropped when the endpoint closed it: under
+    /// light traffic the bottom of the stack is never taken, and would otherwise keep
+    /// its closed socket until pushed out.
     fn take(&self) -> Option<MeshStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.first_mut().is_some_and(|oldest| !still_open(oldest)) {
+            idle.remove(0);
+        }
         while let Some(mut conn) = idle.pop() {
             if still_open(&mut conn) {
                 return Some(conn);
@@ -161,6 +167,8 @@ enum NoResponse {
     /// it as idle just as the request went out.
     Closed(String),
     Failed(String),
+    /// Writing an interim response to the app failed: nobody is left to answer.
+    AppGone,
 }
 
 impl AppConn {
@@ -232,6 +240,8 @@ impl AppConn {
                     retries += 1;
                     continue;
                 }
+                // Not the endpoint's failure; the app connection closes.
+                Some(Err(NoResponse::AppGone)) => return false,
                 Some(Err(NoResponse::Closed(e) | NoResponse::Failed(e))) => {
                     upstream.failed(&endpoint, &e);
                     (
@@ -287,7 +297,7 @@ impl AppConn {
                     self.app
                         .write_all(&self.out)
                         .await
-                        .map_err(|e| NoResponse::Failed(format!("the app went away: {e}")))?;
+                        .map_err(|_| NoResponse::AppGone)?;
                     interim_sent = true;
                     continue;
                 }
@@ -431,5 +441,67 @@ impl BodyEnd {
         to.extend_from_slice(&from[..n]);
         from.advance(n);
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair: (the proxy's side, as pooled; the endpoint's side).
+    async fn pair(listener: &TcpListener) -> (MeshStream, TcpStream) {
+        let ours = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (theirs, _) = listener.accept().await.unwrap();
+        (MeshStream::Plain(ours), theirs)
+    }
+
+    fn idle_count(pool: &H1Idle) -> usize {
+        pool.idle.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn idle_connections_the_endpoint_closed_are_dropped_not_taken() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = H1Idle::default();
+        let (closing, endpoint_side) = pair(&listener).await;
+        let (open, endpoint_open) = pair(&listener).await;
+        pool.put(closing);
+        pool.put(open);
+        drop(endpoint_side);
+        // The newest (open) one is taken; once the runtime has seen the FIN on the
+        // oldest, taking also drops it.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let taken = pool.take().expect("the open connection is taken");
+            let left = idle_count(&pool);
+            pool.put(taken);
+            if left == 0 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the closed connection stayed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(idle_count(&pool), 1);
+        // And a closed connection at the top is skipped, not handed out.
+        drop(endpoint_open);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while let Some(conn) = pool.take() {
+            pool.put(conn);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a closed connection was taken"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(idle_count(&pool), 0);
     }
 }

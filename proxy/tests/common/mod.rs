@@ -232,6 +232,17 @@ impl Registry {
         registry
     }
 
+    /// Registers `instance` (acknowledged, or the test fails).
+    pub async fn register(&self, instance: pb::RegisterRequest) {
+        self.client()
+            .call(CallPolicy::write(3), |ch| {
+                let r = instance.clone();
+                async move { catalog(ch).register(r).await }
+            })
+            .await
+            .unwrap();
+    }
+
     pub fn client(&self) -> Client {
         Client::new(
             Endpoints::new(&self.apis).unwrap(),
@@ -392,6 +403,17 @@ grace = "500ms"
 }
 
 /// One instance of a service: its app and its proxy.
+/// An instance of `service` at 127.0.0.1:`port`, no proxy in front.
+pub fn registration_of(service: &str, id: &str, port: u16) -> pb::RegisterRequest {
+    pb::RegisterRequest {
+        service: service.into(),
+        id: id.into(),
+        address: "127.0.0.1".into(),
+        port: u32::from(port),
+        ..Default::default()
+    }
+}
+
 pub struct Instance {
     pub name: String,
     pub app_port: u16,
