@@ -363,16 +363,8 @@ async fn http1_framings_headers_retries_fallbacks_and_drain_go_through_the_relay
     let registry = Registry::start(dir.path()).await;
     let seen = Arc::new(Seen::default());
     let port = start_server(seen.clone()).await;
-    registry
-        .register(registration_of("api", "api-h1", port))
-        .await;
-    let (mut proxy, admin, listen) = client_proxy(
-        &registry,
-        dir.path(),
-        "round_robin",
-        "[drain]\ngrace = \"100ms\"",
-    );
-    wait_endpoints(admin, &listen, &["api-h1"]).await;
+    let (mut proxy, admin, listen) =
+        client_proxy_to_own_server(&registry, dir.path(), "api-h1", port).await;
     let (mut app, mut buf) = connect(&listen).await;
 
     // A body both ways; hop-by-hop headers stop at the proxy in both directions.

@@ -145,18 +145,8 @@ async fn h2_bodies_trailers_resets_and_drain_go_through_the_relay() {
     let registry = Registry::start(dir.path()).await;
     let seen = Arc::new(Seen::default());
     let port = start_server(seen.clone()).await;
-    // The server as a plain instance of `api` (no proxy in front: the client proxy
-    // dials it directly, in h2 as the request came).
-    registry
-        .register(registration_of("api", "api-h2", port))
-        .await;
-    let (mut proxy, admin, listen) = client_proxy(
-        &registry,
-        dir.path(),
-        "round_robin",
-        "[drain]\ngrace = \"100ms\"",
-    );
-    wait_endpoints(admin, &listen, &["api-h2"]).await;
+    let (mut proxy, _admin, listen) =
+        client_proxy_to_own_server(&registry, dir.path(), "api-h2", port).await;
     let mut client = h2_client(&listen).await;
 
     // A body bigger than every window, both ways, and the trailers after it.

@@ -698,6 +698,22 @@ pub fn client_proxy(
     (proxy("web", &config, dir), admin, listen)
 }
 
+/// A test's own server at 127.0.0.1:`port` registered as instance `id` of `api` (no
+/// proxy in front: the client proxy dials it directly), and a `round_robin` client
+/// proxy to it that drains after 100 ms, once it routes there; (proxy, admin, listen).
+pub async fn client_proxy_to_own_server(
+    registry: &Registry,
+    dir: &std::path::Path,
+    id: &str,
+    port: u16,
+) -> (Proc, u16, String) {
+    registry.register(registration_of("api", id, port)).await;
+    let (proxy, admin, listen) =
+        client_proxy(registry, dir, "round_robin", "[drain]\ngrace = \"100ms\"");
+    wait_endpoints(admin, &listen, &[id]).await;
+    (proxy, admin, listen)
+}
+
 pub async fn wait_endpoints(admin: u16, listen: &str, want: &[&str]) {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
