@@ -1,11 +1,14 @@
 //! HTTP forwarding, balanced per request: the local app speaks HTTP/1.1 or h2 (gRPC
-//! included) to the upstream's listener; each request goes to an endpoint chosen by
-//! the policy, over a pooled connection of the same version (one multiplexed h2
-//! connection per endpoint; idle HTTP/1.1 connections kept for reuse). A failed
-//! connect, or a pooled connection that closed before the request went out, is
-//! retried on another endpoint. With no endpoint the answer is 503 with a body saying
-//! why; all connects failing is 502; no response headers within the request timeout
-//! is 504. 5xx and gRPC UNAVAILABLE count as endpoint failures for outlier detection.
+//! included) to the upstream's listener, told apart here by the h2 preface; h2 is
+//! relayed by `h2_relay`, HTTP/1.1 by `h1_relay`, and this module is the hyper path
+//! for the HTTP/1.1 the relay does not carry (HTTP/1.0, Expect, Upgrade, chunked or
+//! long request bodies), with what both HTTP/1.1 paths and the inbound side share
+//! (`prepare`, `strip_hop_by_hop`, `is_failure`, the `Conns` pool). Each request goes
+//! to an endpoint chosen by the policy, over a pooled connection; a failed connect,
+//! or a pooled connection that closed before the request went out, is retried on
+//! another endpoint. With no endpoint the answer is 503 with a body saying why; all
+//! connects failing is 502; no response headers within the request timeout is 504.
+//! 5xx and gRPC UNAVAILABLE count as endpoint failures for outlier detection.
 
 use std::convert::Infallible;
 use std::future::Future;
