@@ -53,14 +53,17 @@ impl LeadershipClock {
     /// leading a new term. Seen, not elected: a little late, which only makes step 1
     /// wait a little longer than it must.
     pub async fn follow(self, raft: Raft, shutdown: CancellationToken) {
-        let mut metrics = raft.metrics();
+        // Server metrics change with role, term and membership only, not with every
+        // write as the full metrics do (a wake-up of this task per write otherwise).
+        let mut metrics = raft.server_metrics();
         loop {
             {
                 let m = metrics.borrow_and_update();
+                let current_term = m.vote.leader_id().term;
                 let mut since = self.since.lock().expect("leadership clock poisoned");
                 match (m.state, *since) {
-                    (ServerState::Leader, Some((term, _))) if term == m.current_term => {}
-                    (ServerState::Leader, _) => *since = Some((m.current_term, Instant::now())),
+                    (ServerState::Leader, Some((term, _))) if term == current_term => {}
+                    (ServerState::Leader, _) => *since = Some((current_term, Instant::now())),
                     _ => *since = None,
                 }
             }

@@ -522,7 +522,9 @@ async fn run_inner(
 /// follower a snapshot) cannot be restarted in-process; the node must exit non-zero
 /// so its supervisor restarts it from disk, rather than serve on without Raft.
 async fn supervise_raft_core(raft: Raft, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let mut metrics = raft.metrics();
+    // Server metrics: they close with the core like the full ones, but do not wake
+    // this task on every write.
+    let mut metrics = raft.server_metrics();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),

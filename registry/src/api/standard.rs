@@ -14,8 +14,10 @@ use waymark_proto::pb;
 use crate::admin::readiness;
 use crate::node::Node;
 
-/// How often readiness is re-checked when Raft reports no change.
+/// How often readiness is re-checked when Raft reports no change of role or leader.
 const RECHECK: Duration = Duration::from_millis(500);
+/// The same while not ready, so a node that has caught up says so soon.
+const RECHECK_NOT_READY: Duration = Duration::from_millis(50);
 
 /// The service names health answers for besides "" (the whole server).
 fn service_names() -> [&'static str; 4] {
@@ -41,7 +43,9 @@ pub async fn follow_readiness(
     reporter: HealthReporter,
     shutdown: CancellationToken,
 ) {
-    let mut metrics = node.raft.metrics();
+    // Server metrics change with role, leader and membership, not with every write as
+    // the full metrics do; how far apply has come is caught by the re-check.
+    let mut metrics = node.raft.server_metrics();
     let mut last = None;
     loop {
         let now = if readiness(&node).is_ok() {
@@ -61,7 +65,11 @@ pub async fn follow_readiness(
                 shutdown.cancelled().await;
                 break;
             },
-            _ = tokio::time::sleep(RECHECK) => {}
+            _ = tokio::time::sleep(if now == ServingStatus::Serving {
+                RECHECK
+            } else {
+                RECHECK_NOT_READY
+            }) => {}
         }
     }
     report(&reporter, ServingStatus::NotServing).await;

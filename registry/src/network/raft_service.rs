@@ -39,21 +39,80 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<pb::RaftPayload>, St
     }))
 }
 
+/// Hands one AppendEntries to the local Raft and encodes its answer.
+async fn append_entries(node: &Node, req: &pb::RaftPayload) -> Result<pb::RaftPayload, Status> {
+    let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.data)?;
+    let result = node.raft.append_entries(rpc).await;
+    // Any answer but "your term is old" means a current leader reached us.
+    if let Ok(resp) = &result {
+        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
+            node.record_leader_contact();
+        }
+    }
+    Ok(pb::RaftPayload {
+        data: encode(&result)?,
+    })
+}
+
+/// Serves one `AppendEntriesStream`: each request in turn, its answer sent before the
+/// next is read, until the leader closes its side, the stream breaks, or this server
+/// stops (`stop`: the request in hand is answered first, so an idle stream never holds
+/// the server's shutdown drain).
+async fn serve_append_entries(
+    node: Arc<Node>,
+    mut requests: Streaming<pb::RaftPayload>,
+    answers: mpsc::Sender<Result<pb::RaftPayload, Status>>,
+    stop: CancellationToken,
+) {
+    loop {
+        let request = tokio::select! {
+            request = requests.message() => request,
+            _ = stop.cancelled() => return,
+        };
+        let request = match request {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "an AppendEntries stream broke");
+                return;
+            }
+        };
+        // A request that does not decode ends the stream with its status: the leader
+        // opens a new one for its next call.
+        let answer = append_entries(&node, &request).await;
+        let failed = answer.is_err();
+        if answers.send(answer).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::raft_server::Raft for RaftService {
     async fn append_entries(
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data)?;
-        let result = self.node.raft.append_entries(rpc).await;
-        // Any answer but "your term is old" means a current leader reached us.
-        if let Ok(resp) = &result {
-            if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
-                self.node.record_leader_contact();
-            }
-        }
-        reply(&result)
+        let answer = append_entries(&self.node, &req.into_inner()).await?;
+        Ok(Response::new(answer))
+    }
+
+    type AppendEntriesStreamStream = ReceiverStream<Result<pb::RaftPayload, Status>>;
+
+    async fn append_entries_stream(
+        &self,
+        req: Request<Streaming<pb::RaftPayload>>,
+    ) -> Result<Response<Self::AppendEntriesStreamStream>, Status> {
+        // One answer queued at most: the leader sends the next request only after it
+        // has the answer to this one.
+        let (answers, stream) = mpsc::channel(1);
+        tokio::spawn(serve_append_entries(
+            self.node.clone(),
+            req.into_inner(),
+            answers,
+            self.stop.clone(),
+        ));
+        Ok(Response::new(ReceiverStream::new(stream)))
     }
 
     async fn vote(

@@ -102,11 +102,10 @@ impl LogStore {
         let bytes = codec::to_vec(value).map_err(write_err)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
-        blocking(|| {
-            self.db
-                .put_cf_opt(cf(&self.db, CF_RAFT_META), key, bytes, &opts)
-        })
-        .map_err(write_err)
+        // Inline: the commit index is saved on every commit (see `blocking`).
+        self.db
+            .put_cf_opt(cf(&self.db, CF_RAFT_META), key, bytes, &opts)
+            .map_err(write_err)
     }
 
     fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
@@ -216,7 +215,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let appended = written.len() as u64;
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        let result = blocking(|| self.db.write_opt(batch, &opts));
+        // Inline, not `blocking`: the core awaits this fsync before anything else.
+        let result = self.db.write_opt(batch, &opts);
         match result {
             Ok(()) => {
                 for (size, entry) in written {
