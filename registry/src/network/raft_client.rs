@@ -256,6 +256,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -278,5 +281,207 @@ mod tests {
         let conn = PeerConnection::new(1, 2, "127.0.0.1:1".into(), PeerChannels::default());
         let slow: E = conn.timed_out(RPCTypes::AppendEntries, Duration::from_millis(100));
         assert!(matches!(slow, RPCError::Timeout(t) if t.target == 2 && t.id == 1));
+    }
+
+    /// A peer whose Raft listener answers every AppendEntries with `HigherVote` of the
+    /// request's own vote, so each answer names the request it belongs to.
+    struct FakePeer {
+        /// `false`: `AppendEntriesStream` is `Unimplemented` (an older build).
+        streams: bool,
+        /// How long the stream holds its first answer.
+        first_answer_after: Duration,
+        streams_opened: Arc<AtomicUsize>,
+        unary_calls: Arc<AtomicUsize>,
+    }
+
+    fn echo(request: &pb::RaftPayload) -> Result<pb::RaftPayload, tonic::Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.data)?;
+        let answer: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            Ok(AppendEntriesResponse::HigherVote(rpc.vote));
+        Ok(pb::RaftPayload {
+            data: encode(&answer)?,
+        })
+    }
+
+    fn unimplemented<T>() -> Result<tonic::Response<T>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not in this fake"))
+    }
+
+    #[tonic::async_trait]
+    impl pb::raft_server::Raft for FakePeer {
+        async fn append_entries(
+            &self,
+            req: tonic::Request<pb::RaftPayload>,
+        ) -> Result<tonic::Response<pb::RaftPayload>, tonic::Status> {
+            self.unary_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(tonic::Response::new(echo(req.get_ref())?))
+        }
+
+        type AppendEntriesStreamStream = ReceiverStream<Result<pb::RaftPayload, tonic::Status>>;
+
+        async fn append_entries_stream(
+            &self,
+            req: tonic::Request<Streaming<pb::RaftPayload>>,
+        ) -> Result<tonic::Response<Self::AppendEntriesStreamStream>, tonic::Status> {
+            if !self.streams {
+                return unimplemented();
+            }
+            self.streams_opened.fetch_add(1, Ordering::SeqCst);
+            let first_answer_after = self.first_answer_after;
+            let mut requests = req.into_inner();
+            let (answers, stream) = mpsc::channel(1);
+            tokio::spawn(async move {
+                let mut first = true;
+                while let Ok(Some(request)) = requests.message().await {
+                    if std::mem::take(&mut first) {
+                        tokio::time::sleep(first_answer_after).await;
+                    }
+                    if answers.send(echo(&request)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(stream)))
+        }
+
+        async fn vote(
+            &self,
+            _: tonic::Request<pb::RaftPayload>,
+        ) -> Result<tonic::Response<pb::RaftPayload>, tonic::Status> {
+            unimplemented()
+        }
+
+        async fn install_snapshot(
+            &self,
+            _: tonic::Request<pb::RaftPayload>,
+        ) -> Result<tonic::Response<pb::RaftPayload>, tonic::Status> {
+            unimplemented()
+        }
+
+        async fn read_index(
+            &self,
+            _: tonic::Request<pb::ReadIndexRequest>,
+        ) -> Result<tonic::Response<pb::ReadIndexResponse>, tonic::Status> {
+            unimplemented()
+        }
+
+        type ForwardWritesStream = ReceiverStream<Result<pb::ForwardedResults, tonic::Status>>;
+
+        async fn forward_writes(
+            &self,
+            _: tonic::Request<Streaming<pb::ForwardedWrites>>,
+        ) -> Result<tonic::Response<Self::ForwardWritesStream>, tonic::Status> {
+            unimplemented()
+        }
+
+        async fn forward_keep_alive(
+            &self,
+            _: tonic::Request<pb::KeepAliveRequest>,
+        ) -> Result<tonic::Response<pb::KeepAliveResponse>, tonic::Status> {
+            unimplemented()
+        }
+
+        async fn timeout_now(
+            &self,
+            _: tonic::Request<pb::TimeoutNowRequest>,
+        ) -> Result<tonic::Response<pb::TimeoutNowResponse>, tonic::Status> {
+            unimplemented()
+        }
+    }
+
+    /// Serves `peer` on a free loopback port; returns a connection to it.
+    async fn connect_to(peer: FakePeer) -> PeerConnection {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::raft_server::RaftServer::new(peer))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        PeerConnection::new(1, 2, addr.to_string(), PeerChannels::default())
+    }
+
+    fn entries_at_term(term: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: openraft::Vote::new(term, 1),
+            prev_log_id: None,
+            entries: Vec::new(),
+            leader_commit: None,
+        }
+    }
+
+    fn answered_term(answer: AppendEntriesResponse<NodeId>) -> u64 {
+        match answer {
+            AppendEntriesResponse::HigherVote(vote) => vote.leader_id().term,
+            other => panic!("the fake peer answers HigherVote, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn append_entries_share_one_stream_and_a_timed_out_call_leaves_no_answer_behind() {
+        let streams_opened = Arc::new(AtomicUsize::new(0));
+        let unary_calls = Arc::new(AtomicUsize::new(0));
+        let mut conn = connect_to(FakePeer {
+            streams: true,
+            first_answer_after: Duration::from_secs(1),
+            streams_opened: streams_opened.clone(),
+            unary_calls: unary_calls.clone(),
+        })
+        .await;
+        // The first stream holds its first answer past the call's deadline.
+        let short = RPCOption::new(Duration::from_millis(200));
+        let slow = conn.append_entries(entries_at_term(1), short).await;
+        assert!(matches!(slow, Err(RPCError::Timeout(_))), "{slow:?}");
+        // The next call must not read the late answer to term 1: it gets its own, on a
+        // new stream whose first answer is also held (1 s), so a longer deadline.
+        let long = RPCOption::new(Duration::from_secs(10));
+        let answer = conn.append_entries(entries_at_term(2), long.clone()).await;
+        assert_eq!(answered_term(answer.unwrap()), 2);
+        assert_eq!(streams_opened.load(Ordering::SeqCst), 2);
+        // Later calls reuse that stream.
+        for term in 3..6 {
+            let answer = conn
+                .append_entries(entries_at_term(term), long.clone())
+                .await;
+            assert_eq!(answered_term(answer.unwrap()), term);
+        }
+        assert_eq!(streams_opened.load(Ordering::SeqCst), 2);
+        assert_eq!(unary_calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_the_stream_gets_unary_calls() {
+        let streams_opened = Arc::new(AtomicUsize::new(0));
+        let unary_calls = Arc::new(AtomicUsize::new(0));
+        let mut conn = connect_to(FakePeer {
+            streams: false,
+            first_answer_after: Duration::ZERO,
+            streams_opened: streams_opened.clone(),
+            unary_calls: unary_calls.clone(),
+        })
+        .await;
+        let option = RPCOption::new(Duration::from_secs(10));
+        for term in 1..4 {
+            let answer = conn
+                .append_entries(entries_at_term(term), option.clone())
+                .await;
+            assert_eq!(answered_term(answer.unwrap()), term);
+        }
+        assert_eq!(unary_calls.load(Ordering::SeqCst), 3);
+        assert_eq!(streams_opened.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_not_listening_is_unreachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let mut conn = PeerConnection::new(1, 2, addr.to_string(), PeerChannels::default());
+        let option = RPCOption::new(Duration::from_secs(5));
+        let refused = conn.append_entries(entries_at_term(1), option).await;
+        assert!(
+            matches!(refused, Err(RPCError::Unreachable(_))),
+            "{refused:?}"
+        );
     }
 }
