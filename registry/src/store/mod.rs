@@ -17,6 +17,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod format;
+#[cfg(test)]
+mod format_golden;
 pub mod log_store;
 mod recent_entries;
 pub mod restore;
