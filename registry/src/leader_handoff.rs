@@ -2,30 +2,34 @@
 //! asked to stop first hands leadership to a follower whose log is as long as its own,
 //! so a rolling restart costs one vote round instead of an election timeout.
 //!
-//! openraft 0.9 has no `transfer_leader`; this is built from what it has:
-//! 1. wait out this node's own leader lease: a voter (the leader included) refuses
-//!    votes until `election_timeout_max` after its vote last changed, and the old
-//!    leader's vote is the one the new leader needs in a three-node cluster (the other
-//!    followers heard a heartbeat moments ago and refuse for a lease);
+//! Built from plain elections (it predates openraft 0.10's `transfer_leader`, whose
+//! transfer cannot be abandoned once started: a failed one then costs an election
+//! timeout with no heartbeats meanwhile):
+//! 1. wait out this node's own leader lease (needed on openraft 0.9, where a voter
+//!    refused every vote until a lease after its vote last changed; a transfer
+//!    election in 0.10 is granted regardless, so this only costs time right after an
+//!    election, and can go);
 //! 2. pause proposals, so the log stops growing once the entries in flight are answered;
 //! 3. wait for a voter whose replicated log reaches this node's last entry;
-//! 4. send it `TimeoutNow`: it starts an election at once (`Raft::trigger().elect()`);
-//!    its log is as long as ours, so we grant the vote and step down;
+//! 4. send it `TimeoutNow`: it starts a leadership-transfer election at once
+//!    (`Raft::handle_transfer_leader` with this leader's vote), which every voter
+//!    grants although its lease has not expired; its log is as long as ours, so we
+//!    grant the vote and step down;
 //! 5. wait until a new leader is known, then let the paused writes go (to it).
 //!
-//! With five or more voters, the other followers' leases still refuse the vote until
-//! they expire, so the handoff then saves only the choice of an up-to-date successor.
 //! Safety never depends on any of this: it is an ordinary Raft election.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::{RaftMetrics, ServerState};
+use openraft::async_runtime::WatchReceiver;
+use openraft::raft::TransferLeaderRequest;
+use openraft::{Instant as _, ServerState};
 use tokio_util::sync::CancellationToken;
 use waymark_proto::pb;
 
 use crate::node::Node;
-use crate::raft_types::{Member, NodeId, Raft};
+use crate::raft_types::{Member, MetricsReceiver, NodeId, Raft, RaftMetrics};
 
 /// How a stopping node's handoff went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +101,7 @@ pub async fn hand_off(
     let deadline = Instant::now() + limit;
     let mut metrics = node.raft.metrics();
     let term = {
-        let m = metrics.borrow();
+        let m = metrics.borrow_watched();
         if m.state != ServerState::Leader {
             return HandoffOutcome::NotLeader;
         }
@@ -155,9 +159,9 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// Waits until `decide` returns `Some` on the latest metrics, or `deadline`.
 /// `decide` returning `Some(None)`, or Raft stopping, ends the wait with nothing.
 async fn wait_until<T>(
-    metrics: &mut tokio::sync::watch::Receiver<RaftMetrics<NodeId, Member>>,
+    metrics: &mut MetricsReceiver,
     deadline: Instant,
-    mut decide: impl FnMut(&RaftMetrics<NodeId, Member>) -> Option<Option<T>>,
+    mut decide: impl FnMut(&RaftMetrics) -> Option<Option<T>>,
 ) -> Result<Option<T>, Expired> {
     loop {
         if let Some(decided) = decide(&metrics.borrow_and_update()) {
@@ -178,13 +182,14 @@ async fn wait_until<T>(
 /// (its peers are stopping too, as when a whole cluster is shut down); `None`: none
 /// has caught up yet.
 fn caught_up_follower(
-    m: &RaftMetrics<NodeId, Member>,
+    m: &RaftMetrics,
     me: NodeId,
     lease: Duration,
 ) -> Option<Option<(NodeId, Member)>> {
     let quorum_silent = m
-        .millis_since_quorum_ack
-        .is_none_or(|ms| Duration::from_millis(ms) > lease);
+        .last_quorum_acked
+        .as_ref()
+        .is_none_or(|at| at.elapsed() > lease);
     if m.state != ServerState::Leader || quorum_silent {
         return Some(None);
     }
@@ -203,11 +208,7 @@ fn caught_up_follower(
 }
 
 /// Another node leading a later term than `term`.
-fn new_leader(
-    m: &RaftMetrics<NodeId, Member>,
-    me: NodeId,
-    term: u64,
-) -> Option<Option<(NodeId, u64)>> {
+fn new_leader(m: &RaftMetrics, me: NodeId, term: u64) -> Option<Option<(NodeId, u64)>> {
     match m.current_leader {
         Some(leader) if leader != me && m.current_term > term => {
             Some(Some((leader, m.current_term)))
@@ -245,9 +246,9 @@ async fn send_timeout_now(
 /// The follower side of `TimeoutNow`: starts an election now if `leader_id` is this
 /// node's leader in `term` (a delayed or forged request from an old term is refused).
 pub async fn start_election(node: &Node, leader_id: NodeId, term: u64) -> Result<(), String> {
-    {
+    let leaders_vote = {
         let m = node.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         if m.current_leader != Some(leader_id) || m.current_term != term {
             return Err(format!(
                 "node {} follows {:?} in term {}, not node {leader_id} in term {term}",
@@ -262,12 +263,17 @@ pub async fn start_election(node: &Node, leader_id: NodeId, term: u64) -> Result
         {
             return Err(format!("node {} is not a voter", node.id));
         }
-    }
+        m.vote
+    };
+    // A transfer election: the leader grants it although a quorum still acknowledges
+    // it (its lease is valid), which a plain election would be refused for. No log
+    // position to wait for: the leader sent this once our log reached its last entry.
+    let request = TransferLeaderRequest::new(leaders_vote, node.id, None);
     node.raft
-        .trigger()
-        .elect()
+        .handle_transfer_leader(request)
         .await
-        .map_err(|e| format!("Raft stopped: {e}"))?;
+        .map_err(|e| format!("Raft stopped: {e}"))?
+        .map_err(|e| e.to_string())?;
     node.metrics.handoff_elections.inc();
     tracing::info!(
         from = leader_id,

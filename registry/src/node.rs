@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{ChangeMembers, ServerState};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{ChangeMembers, Instant as _, LinearizerOption, ReadPolicy, ServerState};
 use waymark_proto::errors::{Applied, ErrorDetail, Reason};
 use waymark_proto::pb;
 
@@ -24,7 +25,7 @@ use crate::model::{Command, CommandResult};
 use crate::network::forward_link::Forwarder;
 use crate::network::peers::PeerChannels;
 use crate::proposer::{Paused, Proposer, WriteError};
-use crate::raft_types::{Member, NodeId, Raft};
+use crate::raft_types::{Member, NodeId, Raft, RaftMetrics, TypeConfig};
 use crate::read_index::Coalescer;
 use crate::store::state_machine::{BackupSource, SharedCatalog, StateMachineStore};
 use crate::unsafe_control::{self, UnsafeControl};
@@ -347,7 +348,7 @@ impl Node {
 
     pub fn view(&self) -> RaftView {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let members = membership
@@ -358,7 +359,7 @@ impl Node {
             .current_leader
             .map(|id| (id, membership.get_node(&id).cloned()));
         let last_contact_ms = if m.state == ServerState::Leader {
-            m.millis_since_quorum_ack
+            millis_since_quorum_ack(&m)
         } else {
             self.leader_contact
                 .lock()
@@ -376,7 +377,7 @@ impl Node {
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             members,
             membership_index: m.membership_config.log_id().map(|l| l.index).unwrap_or(0),
-            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            millis_since_quorum_ack: millis_since_quorum_ack(&m),
         }
     }
 
@@ -406,8 +407,8 @@ impl Node {
         }
         let (state, quorum_ack) = {
             let m = self.raft.metrics();
-            let m = m.borrow();
-            (m.state, m.millis_since_quorum_ack)
+            let m = m.borrow_watched();
+            (m.state, millis_since_quorum_ack(&m))
         };
         if state == ServerState::Leader {
             return quorum_ack;
@@ -497,9 +498,11 @@ impl Node {
                     }
                     _ => self.wait_for_leader(deadline).await?,
                 },
-                Err(ClientWriteError::ChangeMembershipError(e)) => {
-                    return Err(NodeError::Internal(e.to_string()))
-                }
+                Err(ClientWriteError::LogEntryDiscarded(_)) => return Err(discarded()),
+                Err(
+                    e @ (ClientWriteError::ChangeMembershipError(_)
+                    | ClientWriteError::PreconditionFailed(_)),
+                ) => return Err(NodeError::Internal(e.to_string())),
             }
         }
     }
@@ -507,7 +510,7 @@ impl Node {
     /// The leader this node knows of, if any, with its address when it is a member.
     fn leader_hint(&self) -> Option<(NodeId, Option<Member>)> {
         let m = self.raft.metrics();
-        let m = m.borrow();
+        let m = m.borrow_watched();
         let id = m.current_leader?;
         Some((id, m.membership_config.membership().get_node(&id).cloned()))
     }
@@ -524,7 +527,7 @@ impl Node {
         &self,
         cmd: Command,
         deadline: Instant,
-    ) -> Result<Result<(u64, CommandResult), ClientWriteError<NodeId, Member>>, NodeError> {
+    ) -> Result<Result<(u64, CommandResult), ClientWriteError<TypeConfig>>, NodeError> {
         crate::api::admission::check_command(&cmd)?;
         let answer = tokio::time::timeout_at(deadline.into(), self.proposer.write(cmd)).await;
         match answer {
@@ -586,6 +589,7 @@ impl Node {
             Err(ClientWriteError::ForwardToLeader(_)) => {
                 Err(NodeError::NoLeader { node_id: self.id })
             }
+            Err(ClientWriteError::LogEntryDiscarded(_)) => Err(discarded()),
             Err(e) => Err(NodeError::Internal(e.to_string())),
         }
     }
@@ -609,16 +613,11 @@ impl Node {
         let Some(result) = made_up else {
             return Ok(None);
         };
-        let outcome = self
-            .raft
-            .client_write_ff(cmd.clone())
+        // No responder: Raft's answer goes nowhere, and the client never hears it.
+        self.raft
+            .client_write_ff(cmd.clone(), None)
             .await
             .map_err(fatal)?;
-        // Keep the receiver until Raft answers (so it has someone to answer to), but
-        // never tell the client what that answer was.
-        tokio::spawn(async move {
-            let _ = outcome.await;
-        });
         Ok(Some((index, result)))
     }
 
@@ -693,18 +692,21 @@ impl Node {
     }
 
     async fn confirm_leadership(&self) -> Result<u64, NodeError> {
-        let attempt = tokio::time::timeout(self.request_timeout, self.raft.get_read_log_id());
+        // ReadIndex: a quorum acknowledges a heartbeat sent after this call (no lease).
+        let option =
+            LinearizerOption::from(ReadPolicy::ReadIndex).with_wait_timeout(self.request_timeout);
+        let attempt = tokio::time::timeout(self.request_timeout, self.raft.get_read_log_id(option));
         match attempt.await {
             Err(_) => Err(NodeError::timeout(
                 self.request_timeout,
                 "a quorum to confirm the leader",
                 Applied::No,
             )),
-            Ok(Ok((read_log_id, _))) => Ok(read_log_id.map(|l| l.index).unwrap_or(0)),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+            Ok(Ok((read_log_id, _))) => Ok(read_log_id.index()),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => {
                 Err(NodeError::NoLeader { node_id: self.id })
             }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e)))) => {
                 Err(NodeError::QuorumLost(e.to_string()))
             }
             Ok(Err(RaftError::Fatal(e))) => Err(fatal(e)),
@@ -1005,21 +1007,36 @@ fn with_token<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
     req
 }
 
-fn fatal(e: openraft::error::Fatal<NodeId>) -> NodeError {
+/// How long ago a quorum last acknowledged this leader (metrics of a leader).
+fn millis_since_quorum_ack(m: &RaftMetrics) -> Option<u64> {
+    m.last_quorum_acked
+        .as_ref()
+        .map(|at| at.elapsed().as_millis() as u64)
+}
+
+/// The write's entry was dropped when this node took another leader's log: it may
+/// still commit through that leader, so the caller cannot be told it did not apply.
+fn discarded() -> NodeError {
+    NodeError::timeout(
+        Duration::ZERO,
+        "the write, whose entry this node dropped on losing leadership (it may still commit)",
+        Applied::Maybe,
+    )
+}
+
+fn fatal(e: openraft::error::Fatal<TypeConfig>) -> NodeError {
     match e {
         openraft::error::Fatal::Stopped => NodeError::ShuttingDown,
         other => NodeError::Internal(other.to_string()),
     }
 }
 
-fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> NodeError {
+fn membership_error(e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> NodeError {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-            NodeError::Membership("leadership changed during the membership change; retry".into())
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            NodeError::Membership(e.to_string())
-        }
+        RaftError::APIError(
+            ClientWriteError::ForwardToLeader(_) | ClientWriteError::LogEntryDiscarded(_),
+        ) => NodeError::Membership("leadership changed during the membership change; retry".into()),
+        RaftError::APIError(e) => NodeError::Membership(e.to_string()),
         RaftError::Fatal(e) => fatal(e),
     }
 }

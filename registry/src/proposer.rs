@@ -2,12 +2,12 @@
 //! (`Command::Batch`), so they share one append, one fsync on every node and one
 //! AppendEntries, instead of one each.
 //!
-//! openraft 0.9 appends each `client_write` as its own entry and waits for that
-//! entry's fsync before it does anything else, so without this the leader commits at
-//! most one write per fsync and its core stalls behind a queue of them. Here a single
-//! task forms batches: while `MAX_IN_FLIGHT` entries are being written and replicated,
-//! new writes queue up and become the next, larger, batch. At low load a write goes
-//! alone and is proposed as the plain command, exactly as before.
+//! openraft 0.10 already shares fsyncs between entries (its log IO does not block the
+//! core, and the log store syncs whatever was written meanwhile in one go), but every
+//! entry still costs its own encoding, log row, AppendEntries slot, apply step and
+//! response. Here a single task forms batches: while `MAX_IN_FLIGHT` entries are being
+//! written and replicated, new writes queue up and become the next, larger, batch. At
+//! low load a write goes alone and is proposed as the plain command.
 //!
 //! What stays exact (see `model::Footprint`): every write in a batch is answered with
 //! the batch entry's index, the index watchers see its change at. No two commands in
@@ -26,25 +26,24 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 use crate::model::{Command, CommandResult, Footprint};
-use crate::raft_types::{Member, NodeId, Raft};
+use crate::raft_types::{Raft, TypeConfig};
 
 /// The most commands in one entry. Bounds an entry (a register is about 0.5 KB), and
 /// with it each AppendEntries (`MAX_PAYLOAD_ENTRIES` entries).
 pub const MAX_BATCH: usize = 128;
 
-/// Entries handed to Raft and not yet answered: one being appended (openraft 0.9
-/// appends one at a time, each with its fsync) and one replicating. More only split
-/// the waiting writes into smaller entries queued behind the same fsyncs: measured
-/// with 16 clients, 4 gave 1,305 writes/s at 2.7 per entry, 2 gave 1,630 at 4.9.
+/// Entries handed to Raft and not yet answered. More split the waiting writes into
+/// smaller entries: on openraft 0.9, with 16 clients, 4 gave 1,305 writes/s at 2.7
+/// per entry, 2 gave 1,630 at 4.9.
 const MAX_IN_FLIGHT: usize = 2;
 
-/// Longest an entry holds its in-flight slot. openraft 0.9 can leave a write
-/// unanswered when its leader is deposed with it in flight (seen in the Jepsen smoke:
+/// Longest an entry holds its in-flight slot. openraft 0.9 could leave a write
+/// unanswered when its leader was deposed with it in flight (seen in the Jepsen smoke:
 /// a node paused as leader, re-elected later, then timed out every write it proposed
-/// for the rest of the run, while reads through it worked); without a limit, two such
-/// writes hold both slots for ever and the node can never write as leader again.
-/// Callers give up long before (`Node` waits `request_timeout`, 5 s by default, and
-/// says the write may have applied), so freeing the slot changes no answer.
+/// for the rest of the run); 0.10 answers such a write with `LogEntryDiscarded`, and
+/// this limit stays as the guard that two lost answers can never stop a leader from
+/// writing. Callers give up long before (`Node` waits `request_timeout`, 5 s by
+/// default, and says the write may have applied), so freeing the slot changes no answer.
 const SLOT_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Writes waiting for the batching task. A full queue makes callers wait (back
@@ -52,7 +51,7 @@ const SLOT_HOLD_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 const QUEUE: usize = 8 * MAX_BATCH;
 
 /// Why Raft did not take a write: the caller decides (forward, wait for a leader).
-pub type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Member>>;
+pub type WriteError = RaftError<TypeConfig, ClientWriteError<TypeConfig>>;
 
 /// A committed write: the index of its entry and its own result.
 pub type WriteReply = Result<(u64, CommandResult), WriteError>;

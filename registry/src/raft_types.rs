@@ -1,6 +1,7 @@
 //! The openraft type configuration: a log entry carries a `model::Command`, applying it
 //! returns a `model::CommandResult`, and a cluster member is a `Member`.
 
+use openraft::type_config::alias;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Command, CommandResult};
@@ -24,25 +25,43 @@ impl std::fmt::Display for Member {
 }
 
 openraft::declare_raft_types!(
-    /// Waymark's Raft types.
+    /// Waymark's Raft types. The leader id is openraft's default (term, node id), the
+    /// one 0.9 used, so stored log ids and votes keep their bytes
+    /// (`store/format_golden.rs`).
     pub TypeConfig:
         D = Command,
         R = CommandResult,
         NodeId = NodeId,
         Node = Member,
-        Entry = openraft::Entry<TypeConfig>,
-        // A file: a snapshot is sent from and received into a file chunk by chunk,
-        // never held whole in memory for the transfer (`store::snapshot_file`).
-        SnapshotData = tokio::fs::File,
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type RaftMetrics = openraft::RaftMetrics<NodeId, Member>;
+/// A snapshot is sent from and received into a file chunk by chunk, never held whole
+/// in memory for the transfer (`store::snapshot_file`).
+pub type SnapshotData = tokio::fs::File;
+
+pub type Raft = openraft::Raft<TypeConfig, crate::store::state_machine::StateMachineStore>;
+pub type LogId = alias::LogIdOf<TypeConfig>;
+pub type CommittedLeaderId = alias::CommittedLeaderIdOf<TypeConfig>;
+pub type Entry = alias::EntryOf<TypeConfig>;
+pub type Vote = alias::VoteOf<TypeConfig>;
+pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
+pub type Membership = openraft::Membership<NodeId, Member>;
+pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = alias::SnapshotOf<TypeConfig, SnapshotData>;
+pub type StorageError = openraft::StorageError<TypeConfig>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
+
+/// The id of the entry at `index` written by the leader of `term`, node `node`.
+pub fn log_id(term: u64, node: NodeId, index: u64) -> LogId {
+    openraft::LogId::new(
+        CommittedLeaderId {
+            term,
+            node_id: node,
+        },
+        index,
+    )
+}
+
+/// Where Raft's metrics are followed (`Raft::metrics`).
+pub type MetricsReceiver = alias::WatchReceiverOf<TypeConfig, RaftMetrics>;

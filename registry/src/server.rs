@@ -2,6 +2,7 @@
 //! transport, the client API and the admin endpoint on their own listeners, joins the
 //! initial cluster, and shuts down in order (drain servers, stop Raft, flush RocksDB).
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -517,7 +518,7 @@ async fn run_inner(
 }
 
 /// Runs until `shutdown`, or fails with openraft's own error if its core stops first.
-/// A stopped core (a storage error, or an internal one: openraft 0.9 stops a deposed
+/// A stopped core (a storage error, or an internal one: openraft 0.9 stopped a deposed
 /// leader whose replication stream has already ended when it is asked to send that
 /// follower a snapshot) cannot be restarted in-process; the node must exit non-zero
 /// so its supervisor restarts it from disk, rather than serve on without Raft.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
 use waymark_registry::metrics::Metrics;
 use waymark_registry::raft_types::{StorageError, TypeConfig};
 use waymark_registry::store::snapshot_file::SnapshotDir;
@@ -35,8 +35,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
     }
 }
 
-// A plain #[test]: the suite runs each case on its own fresh tokio runtime.
-#[test]
-fn openraft_storage_suite_passes_on_the_rocksdb_stores() {
-    Suite::test_all(RocksBuilder).expect("openraft storage suite");
+// Multi-threaded: the stores hand long RocksDB calls off with `block_in_place`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_the_rocksdb_stores() {
+    Suite::test_all(RocksBuilder)
+        .await
+        .expect("openraft storage suite");
 }

@@ -2,6 +2,7 @@
 //! (SERVING exactly while `/readyz` would say ready, for the whole server "" and for
 //! each Waymark service) and server reflection (`v1` and `v1alpha`).
 
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use std::time::Duration;
 

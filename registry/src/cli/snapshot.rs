@@ -157,7 +157,6 @@ fn inspect(a: InspectArgs) -> anyhow::Result<()> {
             json!({
                 "file": a.file, "index": index, "term": term, "members": members,
                 "records": records, "bytes": image.len(), "sha256": sha,
-                "snapshot_id": meta.snapshot_id,
             })
         },
         || {

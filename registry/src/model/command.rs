@@ -94,6 +94,17 @@ pub enum Footprint<'a> {
     Exclusive,
 }
 
+/// How openraft shows a log entry's command in its logs: its name (a batch with its
+/// size), never its contents.
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Batch(commands) => write!(f, "Batch({})", commands.len()),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
 impl Command {
     /// The command's name, for logs and errors.
     pub fn name(&self) -> &'static str {

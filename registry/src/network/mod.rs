@@ -30,14 +30,15 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, tonic::Stat
 #[derive(serde::Serialize, serde::Deserialize)]
 pub(crate) struct SnapshotChunk {
     vote: crate::raft_types::Vote,
-    meta: crate::raft_types::SnapshotMeta,
+    meta: openraft_legacy::network_v1::SnapshotMeta<crate::raft_types::TypeConfig>,
     offset: u64,
     #[serde(with = "serde_bytes")]
     data: Vec<u8>,
     done: bool,
 }
 
-type InstallSnapshot = openraft::raft::InstallSnapshotRequest<crate::raft_types::TypeConfig>;
+type InstallSnapshot =
+    openraft_legacy::network_v1::InstallSnapshotRequest<crate::raft_types::TypeConfig>;
 
 impl From<InstallSnapshot> for SnapshotChunk {
     fn from(r: InstallSnapshot) -> Self {
@@ -70,8 +71,12 @@ mod tests {
     #[test]
     fn a_snapshot_chunk_travels_as_raw_bytes_and_round_trips() {
         let request = InstallSnapshot {
-            vote: openraft::Vote::new(3, 1),
-            meta: Default::default(),
+            vote: crate::raft_types::Vote::new(3, 1),
+            meta: openraft_legacy::network_v1::SnapshotMeta {
+                last_log_id: None,
+                last_membership: Default::default(),
+                snapshot_id: "1".into(),
+            },
             offset: 4096,
             data: vec![0xff; 1000],
             done: false,

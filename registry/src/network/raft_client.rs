@@ -1,8 +1,10 @@
 //! openraft's view of the network: sends AppendEntries, Vote and InstallSnapshot to
 //! a peer's Raft listener and maps transport failures to the errors openraft expects.
+//! It speaks openraft's chunked InstallSnapshot (`openraft_legacy::network_v1`); the
+//! legacy adapter turns the whole snapshots openraft 0.10 sends into those chunks.
 //!
 //! AppendEntries go on one long-lived stream per peer (`AppendEntriesStream`), one
-//! request and its answer at a time, as openraft 0.9 sends them: a unary call costs a
+//! request and its answer at a time, as the adapter sends them: a unary call costs a
 //! new HTTP/2 stream and three writes (headers, data, end of stream) each way, which
 //! on a leader at low load was most of its CPU per write. A peer too old to have the
 //! stream gets unary calls.
@@ -15,13 +17,11 @@
 
 use std::time::Duration;
 
-use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
-};
-use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+use openraft::error::{NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable};
+use openraft::network::{Backoff, RPCOption, RPCTypes, RaftNetworkFactory};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft_legacy::network_v1::{
+    Adapter, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse, RaftNetwork,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -31,7 +31,7 @@ use waymark_proto::pb;
 
 use super::peers::PeerChannels;
 use super::{decode, encode, SnapshotChunk};
-use crate::raft_types::{Member, NodeId, TypeConfig};
+use crate::raft_types::{Member, NodeId, SnapshotData, TypeConfig};
 
 /// First wait after a peer could not be reached; doubled per failure up to the cap.
 const BACKOFF_FIRST: Duration = Duration::from_millis(20);
@@ -46,7 +46,9 @@ pub struct NetworkFactory {
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = PeerConnection;
+    /// Our transport speaks openraft's chunked InstallSnapshot (`openraft_legacy`);
+    /// the adapter turns a whole snapshot into those chunks.
+    type Network = Adapter<TypeConfig, PeerConnection, SnapshotData>;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         PeerConnection::new(
@@ -55,6 +57,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node.raft_addr.clone(),
             self.peers.clone(),
         )
+        .into_v2()
     }
 }
 
@@ -77,7 +80,7 @@ struct EntriesStream {
     answers: Streaming<pb::RaftPayload>,
 }
 
-type RpcErr<E> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
+type RpcErr<E = openraft::error::Infallible> = RPCError<TypeConfig, RaftError<TypeConfig, E>>;
 
 /// Why a transport call failed: the peer could not be reached, or the call broke.
 /// (A slow call is a `Timeout`, made by `PeerConnection::timed_out`.)
@@ -149,6 +152,8 @@ impl PeerConnection {
                 RPCTypes::AppendEntries => client.append_entries(payload).await,
                 RPCTypes::Vote => client.vote(payload).await,
                 RPCTypes::InstallSnapshot => client.install_snapshot(payload).await,
+                // Not sent by us: leadership handoff has its own call (`leader_handoff`).
+                RPCTypes::TransferLeader => Err(tonic::Status::unimplemented("TransferLeader")),
             }
         };
         let reply = match tokio::time::timeout(ttl, fut).await {
@@ -168,7 +173,7 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let result: Result<Resp, RaftError<NodeId, E>> =
+        let result: Result<Resp, RaftError<TypeConfig, E>> =
             decode(&reply.data).map_err(transport_error)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -207,7 +212,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RpcErr> {
         let ttl = option.hard_ttl();
         if self.unary_only {
             return self.call(RPCTypes::AppendEntries, &rpc, ttl).await;
@@ -235,7 +240,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
+    ) -> Result<InstallSnapshotResponse<TypeConfig>, RpcErr<InstallSnapshotError>> {
         let chunk = SnapshotChunk::from(rpc);
         self.call(RPCTypes::InstallSnapshot, &chunk, option.hard_ttl())
             .await
@@ -243,9 +248,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RpcErr<openraft::error::Infallible>> {
+    ) -> Result<VoteResponse<TypeConfig>, RpcErr> {
         self.call(RPCTypes::Vote, &rpc, option.hard_ttl()).await
     }
 
@@ -273,7 +278,7 @@ mod tests {
 
     #[test]
     fn only_a_refused_connection_counts_as_unreachable() {
-        type E = RpcErr<openraft::error::Infallible>;
+        type E = RpcErr;
         let refused: E = transport_error(tonic::Status::unavailable("connection refused"));
         assert!(matches!(refused, RPCError::Unreachable(_)));
         let broken: E = transport_error(tonic::Status::internal("bad frame"));
@@ -296,7 +301,7 @@ mod tests {
 
     fn echo(request: &pb::RaftPayload) -> Result<pb::RaftPayload, tonic::Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.data)?;
-        let answer: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+        let answer: Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>> =
             Ok(AppendEntriesResponse::HigherVote(rpc.vote));
         Ok(pb::RaftPayload {
             data: encode(&answer)?,
@@ -403,14 +408,14 @@ mod tests {
 
     fn entries_at_term(term: u64) -> AppendEntriesRequest<TypeConfig> {
         AppendEntriesRequest {
-            vote: openraft::Vote::new(term, 1),
+            vote: crate::raft_types::Vote::new(term, 1),
             prev_log_id: None,
             entries: Vec::new(),
             leader_commit: None,
         }
     }
 
-    fn answered_term(answer: AppendEntriesResponse<NodeId>) -> u64 {
+    fn answered_term(answer: AppendEntriesResponse<TypeConfig>) -> u64 {
         match answer {
             AppendEntriesResponse::HigherVote(vote) => vote.leader_id().term,
             other => panic!("the fake peer answers HigherVote, got {other:?}"),

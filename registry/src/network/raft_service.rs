@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+use openraft_legacy::network_v1::{ChunkedSnapshotReceiver, InstallSnapshotRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +15,7 @@ use waymark_proto::pb;
 use super::{decode, encode, forwarded_writes, SnapshotChunk};
 use crate::api::errors::status;
 use crate::node::Node;
-use crate::raft_types::{NodeId, TypeConfig};
+use crate::raft_types::TypeConfig;
 
 /// Answer messages queued per forwarding stream before its task waits for HTTP/2.
 const RESULT_MESSAGES_QUEUED: usize = 16;
@@ -119,7 +118,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
-        let rpc: VoteRequest<NodeId> = decode(&req.into_inner().data)?;
+        let rpc: VoteRequest<TypeConfig> = decode(&req.into_inner().data)?;
         reply(&self.node.raft.vote(rpc).await)
     }
 

@@ -1,21 +1,25 @@
-//! The Raft log and vote in RocksDB. Vote and appended entries are written with
-//! `sync = true`: they reach the disk before openraft is told they are durable, so a
-//! kill -9 or power loss cannot lose an acknowledged write or a cast vote.
+//! The Raft log and vote in RocksDB. An append is written at once (readable, so the
+//! leader replicates it while it syncs) and synced by the log's flusher thread
+//! (`log_flusher.rs`), which tells openraft it is durable only after the fsync; the
+//! vote is written with `sync = true`. So a kill -9 or power loss cannot lose an
+//! acknowledged write or a cast vote.
 
 use std::fmt::Debug;
+use std::io;
 use std::ops::RangeBounds;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{AnyError, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, StorageIOError};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions, DB};
 
+use super::log_flusher::LogFlusher;
 use super::recent_entries::RecentEntries;
 use super::{blocking, cf, CF_LOGS, CF_RAFT_META};
 use crate::codec;
 use crate::metrics::Metrics;
-use crate::raft_types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::raft_types::{Entry, LogId, TypeConfig, Vote};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -34,12 +38,8 @@ fn key_index(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(key.try_into().ok()?))
 }
 
-fn read_err<E: std::error::Error + 'static>(e: E) -> StorageError {
-    StorageIOError::read_logs(AnyError::new(&e)).into()
-}
-
-fn write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
-    StorageIOError::write_logs(AnyError::new(&e)).into()
+fn io_err<E: std::fmt::Display>(e: E) -> io::Error {
+    io::Error::other(e.to_string())
 }
 
 /// Log storage handle; cheap to clone (openraft takes one as its log reader).
@@ -49,15 +49,17 @@ pub struct LogStore {
     /// Highest committed index this node has heard of, for status and readiness.
     committed: Arc<AtomicU64>,
     recent: Arc<RecentEntries>,
+    flusher: Arc<LogFlusher>,
     metrics: Arc<Metrics>,
 }
 
 impl LogStore {
     pub fn new(db: Arc<DB>, metrics: Arc<Metrics>) -> Self {
         let store = Self {
-            db,
             committed: Arc::new(AtomicU64::new(0)),
             recent: Arc::new(RecentEntries::new(RECENT_ENTRIES_BYTES)),
+            flusher: Arc::new(LogFlusher::start(&db, metrics.clone())),
+            db,
             metrics,
         };
         if let Ok(Some(c)) = store.get_meta::<LogId>(KEY_COMMITTED) {
@@ -69,7 +71,7 @@ impl LogStore {
     /// Makes an empty log start right after `last`, as if every entry up to it had
     /// been committed and purged behind a snapshot (a restored backup), with `vote`
     /// as the node's vote. Synced.
-    pub fn seed_restored(&self, last: LogId, vote: &Vote) -> Result<(), StorageError> {
+    pub fn seed_restored(&self, last: LogId, vote: &Vote) -> io::Result<()> {
         self.put_meta(KEY_LAST_PURGED, &last, true)?;
         self.put_meta(KEY_COMMITTED, &Some(last), true)?;
         self.put_meta(KEY_VOTE, vote, true)
@@ -80,43 +82,35 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<T>, StorageError> {
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> io::Result<Option<T>> {
         let bytes = self
             .db
             .get_cf(cf(&self.db, CF_RAFT_META), key)
-            .map_err(read_err)?;
+            .map_err(io_err)?;
         bytes
-            .map(|b| codec::from_slice(&b).map_err(read_err))
+            .map(|b| codec::from_slice(&b).map_err(io_err))
             .transpose()
     }
 
-    fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &[u8],
-        value: &T,
-        sync: bool,
-    ) -> Result<(), StorageError> {
-        let bytes = codec::to_vec(value).map_err(write_err)?;
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T, sync: bool) -> io::Result<()> {
+        let bytes = codec::to_vec(value).map_err(io_err)?;
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         // Inline: the commit index is saved on every commit (see `blocking`).
         self.db
             .put_cf_opt(cf(&self.db, CF_RAFT_META), key, bytes, &opts)
-            .map_err(write_err)
+            .map_err(io_err)
     }
 
-    fn last_entry_log_id(&self) -> Result<Option<LogId>, StorageError> {
+    fn last_entry_log_id(&self) -> io::Result<Option<LogId>> {
         let mut iter = self
             .db
             .iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
         match iter.next() {
             None => Ok(None),
             Some(item) => {
-                let (_, value) = item.map_err(read_err)?;
-                let entry: Entry = codec::from_slice(&value).map_err(read_err)?;
+                let (_, value) = item.map_err(io_err)?;
+                let entry: Entry = codec::from_slice(&value).map_err(io_err)?;
                 Ok(Some(entry.log_id))
             }
         }
@@ -127,7 +121,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
+    ) -> io::Result<Vec<Entry>> {
         if let Some(entries) = self.recent.get(&range) {
             return Ok(entries);
         }
@@ -142,23 +136,26 @@ impl RaftLogReader<TypeConfig> for LogStore {
             IteratorMode::From(&index_key(start), Direction::Forward),
         );
         for item in iter {
-            let (key, value) = item.map_err(read_err)?;
-            let index = key_index(&key)
-                .ok_or_else(|| StorageIOError::read_logs(AnyError::error("malformed log key")))?;
+            let (key, value) = item.map_err(io_err)?;
+            let index = key_index(&key).ok_or_else(|| io_err("malformed log key"))?;
             if !range.contains(&index) {
                 break;
             }
-            let entry: Entry = codec::from_slice(&value).map_err(read_err)?;
+            let entry: Entry = codec::from_slice(&value).map_err(io_err)?;
             entries.push(entry);
         }
         Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        self.get_meta(KEY_VOTE)
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
         let last = self.last_entry_log_id()?.or(last_purged);
         Ok(LogState {
@@ -171,17 +168,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.put_meta(KEY_VOTE, vote, true).map_err(|e| {
-            StorageIOError::new(ErrorSubject::Vote, ErrorVerb::Write, AnyError::new(&e)).into()
-        })
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        // Synced: this also syncs every append written before it.
+        self.put_meta(KEY_VOTE, vote, true)
     }
 
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.get_meta(KEY_VOTE)
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
         if let Some(c) = committed {
             self.committed.fetch_max(c.index, Ordering::Relaxed);
         }
@@ -190,15 +182,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(KEY_COMMITTED, &committed, false)
     }
 
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
         self.get_meta(KEY_COMMITTED)
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -207,49 +195,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let logs = cf(&self.db, CF_LOGS);
         let mut written = Vec::new();
         for entry in entries {
-            let bytes = codec::to_vec(&entry).map_err(write_err)?;
+            let bytes = codec::to_vec(&entry).map_err(io_err)?;
             let size = bytes.len();
             batch.put_cf(logs, index_key(entry.log_id.index), bytes);
             written.push((size, entry));
         }
         let appended = written.len() as u64;
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        // Inline, not `blocking`: the core awaits this fsync before anything else.
-        let result = self.db.write_opt(batch, &opts);
-        match result {
-            Ok(()) => {
-                for (size, entry) in written {
-                    self.recent.appended(entry, size);
-                }
-                self.metrics.log_syncs.inc();
-                self.metrics.log_entries_appended.add(appended);
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_err(e))
-            }
+        // Not synced here: written to the WAL (so readable, and replicated while it
+        // syncs), then synced by the flusher, which completes `callback` after.
+        if let Err(e) = self.db.write(batch) {
+            callback.io_completed(Err(io_err(&e)));
+            return Err(io_err(e));
         }
+        for (size, entry) in written {
+            self.recent.appended(entry, size);
+        }
+        self.metrics.log_entries_appended.add(appended);
+        self.flusher.sync_then(callback);
+        Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Removes the conflicting suffix [log_id.index, ∞), from the cache first so it
-        // never serves an entry the log no longer has.
-        self.recent.truncated(log_id.index);
+    async fn truncate_after(&mut self, last: Option<LogId>) -> io::Result<()> {
+        // Removes the conflicting suffix after `last`, from the cache first so it never
+        // serves an entry the log no longer has.
+        let from = last.map_or(0, |l| l.index + 1);
+        self.recent.truncated(from);
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            cf(&self.db, CF_LOGS),
-            index_key(log_id.index),
-            index_key(u64::MAX),
-        );
+        batch.delete_range_cf(cf(&self.db, CF_LOGS), index_key(from), index_key(u64::MAX));
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
-        blocking(|| self.db.write_opt(batch, &opts)).map_err(write_err)
+        blocking(|| self.db.write_opt(batch, &opts)).map_err(io_err)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
         // Record the purge point first: a crash between the two writes leaves extra
         // entries, never a hole the log state does not account for.
         self.put_meta(KEY_LAST_PURGED, &log_id, true)?;
@@ -260,6 +238,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(0),
             index_key(log_id.index + 1),
         );
-        blocking(|| self.db.write(batch)).map_err(write_err)
+        blocking(|| self.db.write(batch)).map_err(io_err)
     }
 }

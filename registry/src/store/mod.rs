@@ -13,12 +13,10 @@
 //! Encodings here are Waymark's own serde types in `codec` (MessagePack), never the
 //! protobuf wire types.
 
-// openraft's storage traits fix `StorageError` (a large type) as the error type.
-#![allow(clippy::result_large_err)]
-
 pub mod format;
 #[cfg(test)]
 mod format_golden;
+mod log_flusher;
 pub mod log_store;
 mod recent_entries;
 pub mod restore;

@@ -1,4 +1,4 @@
-//! The newest log entries, decoded, beside the log in RocksDB. openraft 0.9 reads
+//! The newest log entries, decoded, beside the log in RocksDB. openraft reads
 //! every entry back from the log store after appending it: once to apply it and, on
 //! the leader, once per follower to replicate it. Without this each of those reads
 //! decodes the entry again from its stored bytes.
@@ -141,13 +141,14 @@ impl RecentEntries {
 
 #[cfg(test)]
 mod tests {
-    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+    use openraft::EntryPayload;
 
     use super::*;
+    use crate::raft_types::log_id;
 
     fn entry(term: u64, index: u64) -> Entry {
         Entry {
-            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            log_id: log_id(term, 1, index),
             payload: EntryPayload::Blank,
         }
     }

@@ -70,9 +70,8 @@ pub fn restore(config: &ServerConfig, image: &[u8]) -> anyhow::Result<Restored> 
         last_log_id: Some(last),
         last_membership: StoredMembership::new(
             membership_at,
-            Membership::new(vec![voters], members),
+            Membership::new(vec![voters], members).context("the restored cluster's membership")?,
         ),
-        snapshot_id: format!("restored-{}", meta.snapshot_id),
     };
     let db = open_db(dir)?;
     SnapshotDir::new(snapshot_dir(dir))

@@ -408,7 +408,7 @@ mod tests {
 
     fn meta() -> SnapshotMeta {
         SnapshotMeta {
-            snapshot_id: "1-3-0".into(),
+            last_log_id: Some(crate::raft_types::log_id(1, 3, 0)),
             ..Default::default()
         }
     }

@@ -7,15 +7,15 @@
 //! so the view is exactly the state at that index, read without the catalog lock and
 //! copied into the image without re-encoding a record.
 
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use openraft::storage::{RaftStateMachine, Snapshot};
-use openraft::{
-    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder,
-    StorageIOError,
-};
+use futures::StreamExt;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use openraft_legacy::network_v1::SnapshotReceiverFactory;
 use rocksdb::{WriteBatch, DB};
 use serde::Serialize;
 
@@ -25,7 +25,9 @@ use crate::catalog::Catalog;
 use crate::codec;
 use crate::metrics::Metrics;
 use crate::model::{CommandResult, Kind, Tables};
-use crate::raft_types::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::raft_types::{
+    LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+};
 use crate::watch::hub::WatchHub;
 
 const KEY_APPLIED: &[u8] = b"applied";
@@ -36,7 +38,7 @@ const KEY_MEMBERSHIP: &[u8] = b"membership";
 pub type SharedCatalog = Arc<RwLock<Catalog>>;
 
 /// Deletes every row of a column family in `batch`.
-fn clear_cf(db: &DB, batch: &mut WriteBatch, cf_name: &str) -> Result<(), StorageError> {
+fn clear_cf(db: &DB, batch: &mut WriteBatch, cf_name: &str) -> io::Result<()> {
     let handle = cf(db, cf_name);
     let last = db
         .iterator_cf(handle, rocksdb::IteratorMode::End)
@@ -51,16 +53,16 @@ fn clear_cf(db: &DB, batch: &mut WriteBatch, cf_name: &str) -> Result<(), Storag
     Ok(())
 }
 
-fn sm_write_err<E: std::error::Error + 'static>(e: E) -> StorageError {
-    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+fn sm_write_err<E: std::fmt::Display>(e: E) -> io::Error {
+    io::Error::other(format!("writing the state machine: {e}"))
 }
 
-fn snap_err(meta: Option<&SnapshotMeta>, verb: ErrorVerb, e: impl Into<AnyError>) -> StorageError {
-    let subject = match meta {
-        Some(m) => ErrorSubject::Snapshot(Some(m.signature())),
-        None => ErrorSubject::Snapshot(None),
-    };
-    StorageIOError::new(subject, verb, e).into()
+/// What went wrong with which snapshot (`doing`: "reading", "writing").
+fn snap_err(meta: Option<&SnapshotMeta>, doing: &str, e: impl std::fmt::Display) -> io::Error {
+    match meta.and_then(|m| m.last_log_id) {
+        Some(at) => io::Error::other(format!("{doing} the snapshot at {at}: {e}")),
+        None => io::Error::other(format!("{doing} a snapshot: {e}")),
+    }
 }
 
 /// State machine handle given to openraft. Cheap to clone.
@@ -149,7 +151,7 @@ impl StateMachineStore {
     }
 
     /// Replaces the whole state with a snapshot's contents, on disk and in memory.
-    fn replace_state(&self, meta: &SnapshotMeta, tables: Tables) -> Result<(), StorageError> {
+    fn replace_state(&self, meta: &SnapshotMeta, tables: Tables) -> io::Result<()> {
         let applied_index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         let mut batch = WriteBatch::default();
         for (kind, table) in tables.each() {
@@ -181,15 +183,14 @@ impl StateMachineStore {
     pub fn backup_source(&self) -> BackupSource {
         BackupSource {
             db: Arc::downgrade(&self.db),
-            seq: self.snapshot_seq.clone(),
         }
     }
 
     /// Keeps `image` as this node's current snapshot, durably (synced file).
-    fn save_snapshot(&self, meta: &SnapshotMeta, image: &[u8]) -> Result<(), StorageError> {
+    fn save_snapshot(&self, meta: &SnapshotMeta, image: &[u8]) -> io::Result<()> {
         let snapshots = self.snapshots.clone();
         blocking(|| snapshots.store(image).map(drop))
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))
+            .map_err(|e| snap_err(Some(meta), "writing", e))
     }
 }
 
@@ -197,28 +198,26 @@ impl StateMachineStore {
 #[derive(Clone)]
 pub struct BackupSource {
     db: std::sync::Weak<DB>,
-    seq: Arc<AtomicU64>,
 }
 
 impl BackupSource {
     /// A snapshot image of the state as now persisted, for a backup. Independent of
     /// Raft's own snapshots (nothing is stored or purged). `None`: the node stopped.
-    pub async fn image(&self) -> Option<Result<(SnapshotMeta, Vec<u8>), StorageError>> {
+    pub async fn image(&self) -> Option<io::Result<(SnapshotMeta, Vec<u8>)>> {
         let db = self.db.upgrade()?;
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let built = tokio::task::spawn_blocking(move || build_image(&db, seq)).await;
-        Some(built.unwrap_or_else(|e| Err(snap_err(None, ErrorVerb::Read, AnyError::error(e)))))
+        let built = tokio::task::spawn_blocking(move || build_image(&db)).await;
+        Some(built.unwrap_or_else(|e| Err(snap_err(None, "building", e))))
     }
 }
 
 /// Builds a snapshot image of the mirror as of one atomic point in time.
-fn build_image(db: &DB, seq: u64) -> Result<(SnapshotMeta, Vec<u8>), StorageError> {
+fn build_image(db: &DB) -> io::Result<(SnapshotMeta, Vec<u8>)> {
     let view = db.snapshot();
-    let read = |e: rocksdb::Error| snap_err(None, ErrorVerb::Read, &e);
-    let meta_value = |key: &[u8]| -> Result<Option<Vec<u8>>, StorageError> {
+    let read = |e: rocksdb::Error| snap_err(None, "reading the state for", e);
+    let meta_value = |key: &[u8]| -> io::Result<Option<Vec<u8>>> {
         view.get_cf(cf(db, CF_SM_META), key).map_err(read)
     };
-    let decode_meta = |e: codec::CodecError| snap_err(None, ErrorVerb::Read, &e);
+    let decode_meta = |e: codec::CodecError| snap_err(None, "reading the state for", e);
     let last_log_id: Option<LogId> = match meta_value(KEY_APPLIED)? {
         Some(b) => codec::from_slice(&b).map_err(decode_meta)?,
         None => None,
@@ -227,14 +226,9 @@ fn build_image(db: &DB, seq: u64) -> Result<(SnapshotMeta, Vec<u8>), StorageErro
         Some(b) => codec::from_slice(&b).map_err(decode_meta)?,
         None => StoredMembership::default(),
     };
-    let snapshot_id = match last_log_id {
-        Some(l) => format!("{}-{}-{}", l.leader_id, l.index, seq),
-        None => format!("none-{seq}"),
-    };
     let meta = SnapshotMeta {
         last_log_id,
         last_membership,
-        snapshot_id,
     };
     let mut image = ImageWriter::new(&meta);
     for kind in Kind::ALL {
@@ -259,43 +253,45 @@ fn get_value<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn to_stored<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
+fn to_stored<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
     codec::to_vec(v).map_err(sm_write_err)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let started = Instant::now();
-        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
         // All O(catalog) work runs on a blocking thread, never on an async worker.
         let (meta, file, bytes) = tokio::task::spawn_blocking(move || {
-            let (meta, image) = build_image(&db, seq)?;
+            let (meta, image) = build_image(&db)?;
             let file = snapshots
                 .store(&image)
-                .map_err(|e| snap_err(Some(&meta), ErrorVerb::Write, &e))?;
-            Ok::<_, StorageError>((meta, file, image.len()))
+                .map_err(|e| snap_err(Some(&meta), "writing", e))?;
+            Ok::<_, io::Error>((meta, file, image.len()))
         })
         .await
-        .map_err(|e| snap_err(None, ErrorVerb::Write, AnyError::error(e)))??;
+        .map_err(|e| snap_err(None, "building", e))??;
         self.metrics.snapshots_built.inc();
         tracing::info!(
-            snapshot_id = %meta.snapshot_id,
+            last_log_id = ?meta.last_log_id,
             bytes,
             took_ms = started.elapsed().as_millis() as u64,
             "built snapshot"
         );
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: tokio::fs::File::from_std(file),
         })
     }
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
         Ok(self
             .last_applied
             .read()
@@ -303,13 +299,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .clone())
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
     where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
+        Strm: futures::Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
+        // Everything openraft has ready comes as one batch: one catalog lock, one
+        // mirror write. (It is ready at once: the entries were read before the call.)
+        let mut ready = Vec::new();
+        while let Some(item) = entries.next().await {
+            ready.push(item?);
+        }
         let started = Instant::now();
         let mut results = Vec::new();
+        let mut responders = Vec::with_capacity(ready.len());
         let mut batch = WriteBatch::default();
         let mut last_log_id = None;
         let mut membership = None;
@@ -320,7 +322,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // Readers see either the state before this batch or after it, never a
             // half-applied entry.
             let mut catalog = self.catalog.write().expect("catalog lock poisoned");
-            for entry in entries {
+            for (entry, responder) in ready {
+                responders.push(responder);
                 last_log_id = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => {
@@ -378,26 +381,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .apply_latency
                 .observe(started.elapsed().as_secs_f64() / results.len() as f64);
         }
-        Ok(results)
+        // Answered once the mirror holds them, as before: a caller's write is applied
+        // on disk too when it hears back.
+        for (responder, result) in responders.into_iter().zip(results) {
+            if let Some(responder) = responder {
+                responder.send(result);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
-        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let snapshots = self.snapshots.clone();
-        let file = blocking(|| snapshots.receiving(seq))
-            .map_err(|e| snap_err(None, ErrorVerb::Write, &e))?;
-        Ok(Box::new(tokio::fs::File::from_std(file)))
-    }
-
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
-    ) -> Result<(), StorageError> {
+        snapshot: SnapshotData,
+    ) -> io::Result<()> {
         let mut received = snapshot.into_std().await;
         let image = blocking(|| {
             use std::io::{Read, Seek};
@@ -406,33 +408,43 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             received.read_to_end(&mut image)?;
             Ok::<_, std::io::Error>(image)
         })
-        .map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+        .map_err(|e| snap_err(Some(meta), "reading", e))?;
         let (_, tables) =
-            snapshot_file::decode(&image).map_err(|e| snap_err(Some(meta), ErrorVerb::Read, &e))?;
+            snapshot_file::decode(&image).map_err(|e| snap_err(Some(meta), "reading", e))?;
         // Durable first: once the state is replaced the log before it may be purged.
         self.save_snapshot(meta, &image)?;
         drop(image);
         let snapshots = self.snapshots.clone();
-        blocking(|| snapshots.remove_received())
-            .map_err(|e| snap_err(Some(meta), ErrorVerb::Write, &e))?;
+        blocking(|| snapshots.remove_received()).map_err(|e| snap_err(Some(meta), "writing", e))?;
         self.replace_state(meta, tables)?;
         self.metrics.snapshots_installed.inc();
-        tracing::info!(snapshot_id = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "installed snapshot");
+        tracing::info!(last_log_id = ?meta.last_log_id, "installed snapshot");
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let snapshots = self.snapshots.clone();
         let Some((file, image)) =
-            blocking(|| snapshots.open()).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?
+            blocking(|| snapshots.open()).map_err(|e| snap_err(None, "reading", e))?
         else {
             return Ok(None);
         };
-        let meta =
-            snapshot_file::read_meta(&image).map_err(|e| snap_err(None, ErrorVerb::Read, &e))?;
+        let meta = snapshot_file::read_meta(&image).map_err(|e| snap_err(None, "reading", e))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(tokio::fs::File::from_std(file)),
+            snapshot: tokio::fs::File::from_std(file),
         }))
+    }
+}
+
+impl SnapshotReceiverFactory<TypeConfig> for StateMachineStore {
+    type SnapshotReceiver = SnapshotData;
+
+    async fn begin_receiving_snapshot(&mut self) -> io::Result<SnapshotData> {
+        let seq = self.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let snapshots = self.snapshots.clone();
+        let file =
+            blocking(|| snapshots.receiving(seq)).map_err(|e| snap_err(None, "receiving", e))?;
+        Ok(tokio::fs::File::from_std(file))
     }
 }
