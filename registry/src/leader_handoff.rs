@@ -2,9 +2,10 @@
 //! asked to stop first hands leadership to a follower whose log is as long as its own,
 //! so a rolling restart costs one vote round instead of an election timeout.
 //!
-//! Built from plain elections (it predates openraft 0.10's `transfer_leader`, whose
-//! transfer cannot be abandoned once started: a failed one then costs an election
-//! timeout with no heartbeats meanwhile):
+//! Driven from here rather than by openraft 0.10's leader-side `transfer_leader`,
+//! whose transfer cannot be abandoned once started (a failed one then costs an
+//! election timeout with no heartbeats meanwhile); only the follower's election is
+//! openraft's transfer election:
 //! 1. wait out this node's own leader lease (needed on openraft 0.9, where a voter
 //!    refused every vote until a lease after its vote last changed; a transfer
 //!    election in 0.10 is granted regardless, so this only costs time right after an
