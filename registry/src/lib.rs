@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dns_view;
+pub mod frame_coalescing;
 pub mod identity;
 pub mod leader_handoff;
 pub mod leader_loop;

@@ -47,6 +47,9 @@ pub struct Metrics {
     /// TLS connections refused (failed or timed-out handshakes), per port.
     tls_refused_api: Counter,
     tls_refused_raft: Counter,
+    /// Writes to gRPC connections (after `frame_coalescing`), per port.
+    grpc_writes_api: Counter,
+    grpc_writes_raft: Counter,
     /// Calls refused by `[limits]`, per limit.
     limited_rate: Counter,
     limited_watch_streams: Counter,
@@ -78,6 +81,8 @@ impl Default for Metrics {
             handoff_elections: Counter::default(),
             tls_refused_api: Counter::default(),
             tls_refused_raft: Counter::default(),
+            grpc_writes_api: Counter::default(),
+            grpc_writes_raft: Counter::default(),
             limited_rate: Counter::default(),
             limited_watch_streams: Counter::default(),
             grpc_requests: Mutex::new(BTreeMap::new()),
@@ -130,6 +135,19 @@ impl Metrics {
         match port {
             crate::tls::incoming::Port::Api => self.tls_refused_api.inc(),
             crate::tls::incoming::Port::Raft => self.tls_refused_raft.inc(),
+        }
+    }
+
+    /// Counts one write to a gRPC connection on `port`.
+    pub fn grpc_write(&self, port: crate::tls::incoming::Port) {
+        self.grpc_writes(port).inc();
+    }
+
+    /// Writes to gRPC connections on `port` so far.
+    pub fn grpc_writes(&self, port: crate::tls::incoming::Port) -> &Counter {
+        match port {
+            crate::tls::incoming::Port::Api => &self.grpc_writes_api,
+            crate::tls::incoming::Port::Raft => &self.grpc_writes_raft,
         }
     }
 
@@ -246,6 +264,13 @@ impl Metrics {
             "TLS connections refused (bad, missing or untrusted certificate, plaintext, timeout), by port.",
             "port",
             &[("api", self.tls_refused_api.get()), ("raft", self.tls_refused_raft.get())],
+        );
+        render_labelled_counter(
+            out,
+            "waymark_grpc_connection_writes_total",
+            "Writes to gRPC connections (system calls, or TLS writes), by port; frames of many streams share one.",
+            "port",
+            &[("api", self.grpc_writes_api.get()), ("raft", self.grpc_writes_raft.get())],
         );
         render_labelled_counter(
             out,

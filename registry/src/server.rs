@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,7 @@ use crate::api::{standard, Tasks};
 use crate::audit::AuditLog;
 use crate::config::{LogFormat, ServerConfig};
 use crate::dns_view::DnsCatalogView;
+use crate::frame_coalescing::CoalescingIo;
 use crate::leader_handoff::{self, HandoffOutcome, LeadershipClock};
 use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
@@ -80,24 +81,28 @@ impl Listeners {
 /// Serves `router` on `listener` until `stop`: over TLS when an acceptor is given,
 /// else plaintext. Connections get TCP_NODELAY either way: small gRPC frames (Raft
 /// heartbeats, acks, responses) must not wait for Nagle / delayed ACK (~40 ms per
-/// round trip otherwise).
+/// round trip otherwise). Either way h2 packs small frames into shared writes
+/// (`frame_coalescing`).
 async fn serve_grpc(
     router: tonic::transport::server::Router<Stack<RateLimitLayer, Identity>>,
     listener: TcpListener,
-    tls: Option<(tokio_rustls::TlsAcceptor, Port)>,
+    port: Port,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     match tls {
-        Some((acceptor, port)) => {
-            let incoming = TlsIncoming::new(listener, acceptor, port, metrics);
+        Some(acceptor) => {
+            let incoming = TlsIncoming::new(listener, acceptor, port, metrics.clone())
+                .map(move |accepted| accepted.map(|c| CoalescingIo::new(c, metrics.clone(), port)));
             router
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
         }
         None => {
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .map(move |accepted| accepted.map(|c| CoalescingIo::new(c, metrics.clone(), port)));
             router
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
@@ -330,7 +335,8 @@ async fn run_inner(
         serve_grpc(
             raft_router,
             listeners.raft,
-            tls.as_ref().map(|t| (t.raft.clone(), Port::Raft)),
+            Port::Raft,
+            tls.as_ref().map(|t| t.raft.clone()),
             node.metrics.clone(),
             servers.clone(),
         )
@@ -385,7 +391,8 @@ async fn run_inner(
         serve_grpc(
             api_router,
             listeners.api,
-            tls.as_ref().map(|t| (t.api.clone(), Port::Api)),
+            Port::Api,
+            tls.as_ref().map(|t| t.api.clone()),
             node.metrics.clone(),
             servers.clone(),
         )
