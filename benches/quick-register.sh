@@ -25,9 +25,13 @@ for i in 1 2 3; do
         --initial-cluster "$IC" >"$WORK/n$i.log" 2>&1 &
     pids+=($!)
 done
-for _ in $(seq 100); do
-    "$W" status --addr 127.0.0.1:19600 2>/dev/null | grep -q '^leader' && break
-    sleep 0.1
+# Every node must know the leader before the load starts: a node that has not heard
+# from it yet refuses its first writes UNAVAILABLE (counted as errors of the run).
+for i in 0 1 2; do
+    for _ in $(seq 100); do
+        "$W" status --addr "127.0.0.1:1960$i" 2>/dev/null | grep -Eq '^leader +[0-9]' && break
+        sleep 0.1
+    done
 done
 "$BENCH" --backend waymark --endpoints 127.0.0.1:19600,127.0.0.1:19601,127.0.0.1:19602 \
     register --clients "$1" --conns "$2" --total "$3" --val-size 256 --json |

@@ -25,7 +25,7 @@ for i in 1 2 3; do
         --initial-cluster "$IC" >"$WORK/n$i.log" 2>&1 &
     pids+=($!)
 done
-for _ in $(seq 100); do "$W" status --addr 127.0.0.1:19600 2>/dev/null | grep -q '^leader' && break; sleep 0.1; done
+for _ in $(seq 100); do "$W" status --addr 127.0.0.1:19600 2>/dev/null | grep -Eq '^leader +[0-9]' && break; sleep 0.1; done
 sleep 1
 EP=127.0.0.1:19600,127.0.0.1:19601,127.0.0.1:19602
 reg() { "$B/waymark-bench" --backend waymark --endpoints $EP register --clients 256 --conns 16 --val-size 256 --json "$@" | grep -o '"errors":[0-9]*\|"ops_per_sec":[0-9.]*\|"p99":[0-9.]*' | tr '\n' ' '; echo; }

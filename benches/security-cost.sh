@@ -96,7 +96,7 @@ secure_token() {
 
 wait_leader() {
     for _ in $(seq 150); do
-        "$W" status --addr 127.0.0.1:19700 2>/dev/null | grep -q '^leader' && return 0
+        "$W" status --addr 127.0.0.1:19700 2>/dev/null | grep -Eq '^leader +[0-9]' && return 0
         sleep 0.2
     done
     log "error: no leader"; exit 1
