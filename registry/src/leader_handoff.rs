@@ -6,31 +6,30 @@
 //! whose transfer cannot be abandoned once started (a failed one then costs an
 //! election timeout with no heartbeats meanwhile); only the follower's election is
 //! openraft's transfer election:
-//! 1. wait out this node's own leader lease (needed on openraft 0.9, where a voter
-//!    refused every vote until a lease after its vote last changed; a transfer
-//!    election in 0.10 is granted regardless, so this only costs time right after an
-//!    election, and can go);
-//! 2. pause proposals, so the log stops growing once the entries in flight are answered;
-//! 3. wait for a voter whose replicated log reaches this node's last entry;
-//! 4. send it `TimeoutNow`: it starts a leadership-transfer election at once
+//! 1. pause proposals, so the log stops growing once the entries in flight are answered;
+//! 2. wait for a voter whose replicated log reaches this node's last entry;
+//! 3. send it `TimeoutNow`: it starts a leadership-transfer election at once
 //!    (`Raft::handle_transfer_leader` with this leader's vote), which every voter
-//!    grants although its lease has not expired; its log is as long as ours, so we
-//!    grant the vote and step down;
-//! 5. wait until a new leader is known, then let the paused writes go (to it).
+//!    grants although its lease has not expired (openraft 0.10 skips both lease
+//!    checks for a vote request marked as a transfer); its log is as long as ours,
+//!    so we grant the vote and step down;
+//! 4. wait until a new leader is known, then let the paused writes go (to it).
+//!
+//! On openraft 0.9 a voter refused every vote until a lease after its own vote last
+//! changed, so a leader elected moments before first had to wait out that lease; 0.10
+//! needs no such wait, and a leader can hand over right after its election.
 //!
 //! Safety never depends on any of this: it is an ordinary Raft election.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::raft::TransferLeaderRequest;
 use openraft::{Instant as _, ServerState};
-use tokio_util::sync::CancellationToken;
 use waymark_proto::pb;
 
 use crate::node::Node;
-use crate::raft_types::{Member, MetricsReceiver, NodeId, Raft, RaftMetrics};
+use crate::raft_types::{Member, MetricsReceiver, NodeId, RaftMetrics};
 
 /// How a stopping node's handoff went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,58 +46,9 @@ pub enum HandoffOutcome {
     GaveUp { reason: String },
 }
 
-/// When this node last became leader, and in which term (see step 1 above).
-#[derive(Clone, Default)]
-pub struct LeadershipClock {
-    since: Arc<Mutex<Option<(u64, Instant)>>>,
-}
-
-impl LeadershipClock {
-    /// Follows Raft's metrics until `shutdown`, noting the moment this node is seen
-    /// leading a new term. Seen, not elected: a little late, which only makes step 1
-    /// wait a little longer than it must.
-    pub async fn follow(self, raft: Raft, shutdown: CancellationToken) {
-        // Server metrics change with role, term and membership only, not with every
-        // write as the full metrics do (a wake-up of this task per write otherwise).
-        let mut metrics = raft.server_metrics();
-        loop {
-            {
-                let m = metrics.borrow_and_update();
-                let current_term = m.vote.leader_id().term;
-                let mut since = self.since.lock().expect("leadership clock poisoned");
-                match (m.state, *since) {
-                    (ServerState::Leader, Some((term, _))) if term == current_term => {}
-                    (ServerState::Leader, _) => *since = Some((current_term, Instant::now())),
-                    _ => *since = None,
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = metrics.changed() => if changed.is_err() {
-                    // Raft stopped on its own: `supervise_raft_core` reports why.
-                    return shutdown.cancelled().await;
-                },
-            }
-        }
-    }
-
-    /// When this node was first seen leading `term`, if it leads it.
-    fn leading_since(&self, term: u64) -> Option<Instant> {
-        match *self.since.lock().expect("leadership clock poisoned") {
-            Some((t, at)) if t == term => Some(at),
-            _ => None,
-        }
-    }
-}
-
 /// Hands leadership to an up-to-date follower, spending at most `limit`. `lease` is
 /// the Raft leader lease (`election_timeout_max`).
-pub async fn hand_off(
-    node: &Node,
-    clock: &LeadershipClock,
-    limit: Duration,
-    lease: Duration,
-) -> HandoffOutcome {
+pub async fn hand_off(node: &Node, limit: Duration, lease: Duration) -> HandoffOutcome {
     let deadline = Instant::now() + limit;
     let mut metrics = node.raft.metrics();
     let term = {
@@ -115,9 +65,6 @@ pub async fn hand_off(
         }
         m.current_term
     };
-    if let Some(since) = clock.leading_since(term) {
-        tokio::time::sleep_until((since + lease).min(deadline).into()).await;
-    }
     let Ok(Some(_paused)) = tokio::time::timeout_at(deadline.into(), node.pause_proposals()).await
     else {
         return gave_up("the writes in flight were not answered in time");

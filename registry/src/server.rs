@@ -29,7 +29,7 @@ use crate::audit::AuditLog;
 use crate::config::{LogFormat, ServerConfig};
 use crate::dns_view::DnsCatalogView;
 use crate::frame_coalescing::CoalescingIo;
-use crate::leader_handoff::{self, HandoffOutcome, LeadershipClock};
+use crate::leader_handoff::{self, HandoffOutcome};
 use crate::metrics::Metrics;
 use crate::network::peers::PeerChannels;
 use crate::network::raft_client::NetworkFactory;
@@ -433,14 +433,6 @@ async fn run_inner(
             .map(Ok)
             .instrument(tracing::info_span!("jwks_refresh")),
     );
-    let leadership = LeadershipClock::default();
-    tasks.spawn(
-        leadership
-            .clone()
-            .follow(raft.clone(), servers.clone())
-            .map(Ok)
-            .instrument(tracing::info_span!("leadership_clock")),
-    );
     tasks.spawn(
         supervise_raft_core(raft.clone(), servers.clone())
             .instrument(tracing::info_span!("raft_core")),
@@ -475,7 +467,7 @@ async fn run_inner(
     let handoff = match (&failure, config.leader_handoff()) {
         (None, Some(limit)) => {
             let lease = Duration::from_millis(config.election_timeout_max_ms);
-            let outcome = leader_handoff::hand_off(&node, &leadership, limit, lease).await;
+            let outcome = leader_handoff::hand_off(&node, limit, lease).await;
             match &outcome {
                 HandoffOutcome::NotLeader | HandoffOutcome::OnlyVoter => {}
                 HandoffOutcome::HandedOff { to, term } => {
