@@ -78,6 +78,17 @@ impl Listeners {
     }
 }
 
+/// Requests a peer may cancel before this node has accepted them, per connection,
+/// before h2 closes the connection (GOAWAY `too_many_resets`). h2's default of 20
+/// guards public servers against the "rapid reset" attack; on the Raft port it turned
+/// a pause into an outage: a paused node's peers keep sending heartbeats that time out
+/// and are cancelled, the resumed node reads them all at once, and closing the
+/// connection then broke the peer's AppendEntries and forwarding streams too (seen in
+/// the Jepsen campaign's logs; `tests/raft_port_resets.rs`). Peers are cluster
+/// members (mutually authenticated under `[tls]`); the bound stays, far above what a
+/// pause of several seconds piles up.
+const RAFT_PENDING_ACCEPT_RESETS: usize = 10_000;
+
 /// Serves `router` on `listener` until `stop`: over TLS when an acceptor is given,
 /// else plaintext. Connections get TCP_NODELAY either way: small gRPC frames (Raft
 /// heartbeats, acks, responses) must not wait for Nagle / delayed ACK (~40 ms per
@@ -325,6 +336,7 @@ async fn run_inner(
     let api_addr = listeners.api.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
     let raft_router = tonic::transport::Server::builder()
+        .http2_max_pending_accept_reset_streams(Some(RAFT_PENDING_ACCEPT_RESETS))
         .layer(RateLimitLayer::off())
         .add_service(
             pb::raft_server::RaftServer::new(RaftService::new(node.clone(), servers.clone()))

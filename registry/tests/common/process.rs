@@ -35,6 +35,7 @@ pub fn free_port() -> u16 {
 pub struct Proc {
     pub id: u64,
     pub api: String,
+    pub raft: String,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
@@ -69,6 +70,12 @@ impl Proc {
     /// Reaps a process after `signal_kill`.
     pub fn reap(&mut self) {
         self.child.take().expect("running").wait().expect("wait");
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the running server.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.as_ref().expect("running").id();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).expect("kill(2)");
     }
 
     pub fn kill9(&mut self) {
@@ -120,6 +127,7 @@ impl Procs {
                     Proc {
                         id,
                         api: format!("127.0.0.1:{api}"),
+                        raft: format!("127.0.0.1:{raft}"),
                         args,
                         log: dir.join(format!("node-{id}.log")),
                         child: None,
