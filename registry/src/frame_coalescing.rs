@@ -47,7 +47,8 @@ pub struct CoalescingIo<T> {
     /// Bytes accepted and not yet written to `inner`, from `written` on.
     buffer: Vec<u8>,
     written: usize,
-    /// `buffer.len()` when the last flush was deferred; `None` when none is.
+    /// `buffer.len()` when the last flush was deferred; `None` when none is, or the
+    /// buffer has been written out since.
     deferred_at: Option<usize>,
 }
 
@@ -69,7 +70,7 @@ impl<T> CoalescingIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> CoalescingIo<T> {
-    /// Writes everything buffered to the inner connection.
+    /// Writes everything buffered to the inner connection, which ends any deferral.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.buffer.len() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.buffer[self.written..]))?;
@@ -80,6 +81,7 @@ impl<T: AsyncWrite + Unpin> CoalescingIo<T> {
             self.written += n;
         }
         self.buffer.clear();
+        self.deferred_at = None;
         self.written = 0;
         Poll::Ready(Ok(()))
     }
@@ -151,14 +153,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<T> {
             return Poll::Pending;
         }
         ready!(this.poll_drain(cx))?;
-        this.deferred_at = None;
         Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         ready!(this.poll_drain(cx))?;
-        this.deferred_at = None;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
@@ -238,6 +238,27 @@ mod tests {
             *inner.writes.lock().unwrap(),
             vec![b"frame and more".to_vec()]
         );
+    }
+
+    #[tokio::test]
+    async fn a_buffer_written_out_because_full_starts_a_new_deferral() {
+        let inner = Recorder::default();
+        let mut io = coalescing(&inner);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        io.write_all(&[1u8; 15_000]).await.unwrap();
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+        // Enough to pass FLUSH_AT: the buffer is written out by a write, not a flush.
+        for _ in 0..(FLUSH_AT - 15_000) / 1000 + 1 {
+            io.write_all(&[2u8; 1000]).await.unwrap();
+        }
+        assert_eq!(inner.writes.lock().unwrap().len(), 1);
+        // Fewer bytes buffered than at the old deferral: still a fresh burst, so its
+        // flush is deferred once too.
+        io.write_all(&[3u8; 100]).await.unwrap();
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_pending());
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        assert_eq!(inner.writes.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]
